@@ -1,0 +1,127 @@
+"""The Provider protocol, connection settings and the registry of adapters.
+
+A provider knows how to *reach* a service (base URL, auth, HTTP client); the
+modules in :mod:`modelport.wire` know how to *speak* its format. Built-in
+adapters come in through the same door as third-party ones: a name mapped to
+``"module:attr"`` and imported only when a connection uses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from modelport.aggregate import aaggregate
+from modelport.errors import ConfigError
+from modelport.events import StreamEvent
+from modelport.types import ChatRequest, ChatResponse, ModelInfo
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "BaseProvider",
+    "ConnectionSettings",
+    "Provider",
+    "ProviderFactory",
+    "load_factory",
+]
+
+#: Entry-point group through which Python packages add provider factories.
+ENTRY_POINT_GROUP = "modelport.providers"
+
+#: compat name → "module:attr" of a :data:`ProviderFactory`.
+BUILTIN_PROVIDERS: dict[str, str] = {
+    "openai": "modelport.providers.openai_compat:OpenAICompatProvider",
+    "anthropic": "modelport.providers.anthropic:AnthropicProvider",
+    "ollama": "modelport.providers.ollama:OllamaProvider",
+}
+
+
+class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The resolved settings of one connection (after the precedence ladder).
+
+    ``api_key`` is the secret itself; it never appears in ``repr()``.
+    ``options`` holds every other key of the connection's config table
+    (provider-specific settings, a plugin's ``configFields`` values).
+    """
+
+    name: str
+    compat: str
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout: float = 60.0
+    max_retries: int = 2
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        key = "'***'" if self.api_key else "None"
+        return (
+            f"ConnectionSettings(name={self.name!r}, compat={self.compat!r}, "
+            f"base_url={self.base_url!r}, api_key={key}, timeout={self.timeout!r}, "
+            f"max_retries={self.max_retries!r})"
+        )
+
+    __str__ = __repr__
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What every adapter implements. ``request.model`` is the bare model id."""
+
+    async def list_models(self) -> list[ModelInfo]: ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
+
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+ProviderFactory = Callable[[ConnectionSettings], Provider]
+
+
+class BaseProvider:
+    """Convenience base: ``complete`` aggregates ``stream``; ``aclose`` does nothing."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+
+    async def list_models(self) -> list[ModelInfo]:
+        return []
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        raise NotImplementedError
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        return await aaggregate(self.stream(request), model=request.model)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _import_string(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def load_factory(compat: str) -> ProviderFactory:
+    """The factory for a compat name: built-ins first, then installed entry points."""
+    if compat in BUILTIN_PROVIDERS:
+        return _import_string(BUILTIN_PROVIDERS[compat])
+    from importlib.metadata import entry_points
+
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.name == compat:
+            try:
+                return entry_point.load()
+            except Exception as exc:  # a broken plugin must name itself, not crash us
+                raise ConfigError(
+                    f"The provider package for {compat!r} failed to load "
+                    f"({entry_point.value}): {exc}"
+                ) from exc
+    known = ", ".join(sorted(BUILTIN_PROVIDERS))
+    raise ConfigError(
+        f"Unknown compat {compat!r}. Use one of {known}, 'plugin:<provider id>', "
+        "or install a package that provides it."
+    )

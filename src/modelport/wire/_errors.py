@@ -1,0 +1,100 @@
+"""Status codes and headers → the error classes; shared by every wire format."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Mapping
+
+from modelport.errors import (
+    AuthError,
+    ContextTooLongError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ModelportError,
+    RateLimitError,
+    UpstreamError,
+)
+
+__all__ = ["error_for_status", "excerpt", "parse_retry_after"]
+
+_CONTEXT_HINTS = (
+    "context_length_exceeded",
+    "context length",
+    "context window",
+    "prompt is too long",
+    "too many tokens",
+    "maximum context",
+    "input is too long",
+)
+_NUMBERS = re.compile(r"(\d[\d,]*)")
+
+
+def excerpt(body: bytes | str, limit: int = 500) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms``, or ``retry-after`` as seconds or an HTTP date."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _context_numbers(message: str) -> tuple[int | None, int | None]:
+    """(limit, actual) from messages like "maximum context length is 8192 tokens ... 9000"."""
+    numbers = [int(n.replace(",", "")) for n in _NUMBERS.findall(message)]
+    numbers = [n for n in numbers if n >= 16]
+    if len(numbers) >= 2:
+        if "maximum" in message.lower() or "limit" in message.lower():
+            # Providers phrase it both ways round; the limit is the smaller one in practice.
+            return min(numbers[:2]), max(numbers[:2])
+    return (numbers[0], None) if numbers else (None, None)
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: bytes | str | None = None,
+    code: str | None = None,
+) -> ModelportError:
+    """The error class a status (and an upstream error ``code``) stands for."""
+    headers = headers or {}
+    text = excerpt(body) if body is not None else None
+    lowered = f"{code or ''} {message}".lower()
+    kwargs = {"status": status, "body": text}
+    if status in (401, 403):
+        return AuthError(
+            f"{message} — check the API key for this connection "
+            "(`modelport keys set NAME`, or the environment variable it reads)",
+            **kwargs,
+        )
+    if status == 429:
+        return RateLimitError(message, retry_after=parse_retry_after(headers), **kwargs)
+    if status == 404 or code in ("model_not_found", "not_found_error"):
+        return ModelNotFoundError(message, **kwargs)
+    if status in (400, 413, 422):
+        if any(hint in lowered for hint in _CONTEXT_HINTS):
+            limit, actual = _context_numbers(message)
+            return ContextTooLongError(message, limit=limit, actual=actual, **kwargs)
+        return InvalidRequestError(message, **kwargs)
+    return UpstreamError(message, retry_after=parse_retry_after(headers), **kwargs)
