@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(
-    os.environ.get("MODELPORT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures")
-)
+from tests._fixtures import FIXTURES
 
 _real_connect = socket.socket.connect
 _LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")

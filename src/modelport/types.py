@@ -180,8 +180,13 @@ class ChatRequest(_Value):
     """Everything a provider needs for one chat call.
 
     ``model`` is an address (``connection/model``) when given to the router and
-    the bare model id once the router has picked the connection. ``extra`` is
-    merged into the upstream request body untouched.
+    the bare model id once the router has picked the connection.
+
+    ``vendor`` holds options only one API understands, keyed by its compat name
+    (``{"openai": {"seed": 1}}``, ``{"anthropic": {"top_k": 5}}``): that API's
+    request builder merges them, every other one ignores them, so a request from
+    an OpenAI client can reach an Anthropic model without a stray ``seed``.
+    ``extra`` is merged into *any* upstream body last and untouched.
     """
 
     model: str
@@ -195,6 +200,7 @@ class ChatRequest(_Value):
     response_format: dict[str, Any] | None = None
     reasoning: Reasoning | None = None
     metadata: dict[str, Any] | None = None
+    vendor: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
 
 

@@ -83,7 +83,9 @@ class SSEDecoder:
         if not line:
             if self._has_data:
                 events.append(
-                    SSEEvent(data="\n".join(self._data), event=self._event or "message", id=self._id)
+                    SSEEvent(
+                        data="\n".join(self._data), event=self._event or "message", id=self._id
+                    )
                 )
             self._data = []
             self._event = ""

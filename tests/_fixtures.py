@@ -1,0 +1,16 @@
+"""Where the recorded provider traffic lives (importable from any test module)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FIXTURES = Path(
+    os.environ.get(
+        "MODELPORT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+    )
+)
+
+
+def fixture_bytes(relative: str) -> bytes:
+    return (FIXTURES / relative).read_bytes()
