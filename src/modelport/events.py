@@ -39,7 +39,7 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_
     pass
 
 
-class TextEvent(_Event, tag="text"):
+class TextEvent(_Event, tag="text", kw_only=True):
     text: str
 
     @property
@@ -47,7 +47,7 @@ class TextEvent(_Event, tag="text"):
         return "text"
 
 
-class ReasoningEvent(_Event, tag="reasoning"):
+class ReasoningEvent(_Event, tag="reasoning", kw_only=True):
     text: str = ""
     signature: str | None = None
     redacted: str | None = None
@@ -57,7 +57,7 @@ class ReasoningEvent(_Event, tag="reasoning"):
         return "reasoning"
 
 
-class ToolCallStartEvent(_Event, tag="tool_call_start"):
+class ToolCallStartEvent(_Event, tag="tool_call_start", kw_only=True):
     index: int
     id: str
     name: str
@@ -67,7 +67,7 @@ class ToolCallStartEvent(_Event, tag="tool_call_start"):
         return "tool_call_start"
 
 
-class ToolCallDeltaEvent(_Event, tag="tool_call_delta"):
+class ToolCallDeltaEvent(_Event, tag="tool_call_delta", kw_only=True):
     index: int
     arguments: str
 
@@ -76,7 +76,7 @@ class ToolCallDeltaEvent(_Event, tag="tool_call_delta"):
         return "tool_call_delta"
 
 
-class UsageEvent(Usage, tag="usage", tag_field="type"):
+class UsageEvent(Usage, tag="usage", tag_field="type", kw_only=True):
     """A usage snapshot; it *is* a :class:`~modelport.types.Usage`."""
 
     @property
@@ -94,7 +94,7 @@ class UsageEvent(Usage, tag="usage", tag_field="type"):
         )
 
 
-class FinishEvent(_Event, tag="finish"):
+class FinishEvent(_Event, tag="finish", kw_only=True):
     reason: FinishReason
 
     @property

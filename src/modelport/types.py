@@ -49,13 +49,17 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "refusa
 
 
 class _Value(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Base for canonical values: immutable, keyword-only, compact when encoded."""
+    """Base for canonical values: immutable, keyword-only, compact when encoded.
+
+    msgspec applies ``kw_only`` to the fields of the class that declares it only,
+    so every subclass repeats it.
+    """
 
 
 # --- content parts ---------------------------------------------------------
 
 
-class TextPart(_Value, tag="text", tag_field="type"):
+class TextPart(_Value, tag="text", tag_field="type", kw_only=True):
     """Plain text. ``cache`` asks providers that support it to cache up to here."""
 
     text: str
@@ -66,7 +70,7 @@ class TextPart(_Value, tag="text", tag_field="type"):
         return "text"
 
 
-class ImagePart(_Value, tag="image", tag_field="type"):
+class ImagePart(_Value, tag="image", tag_field="type", kw_only=True):
     """An image given either by ``url`` or as base64 ``data`` with its ``media_type``."""
 
     url: str | None = None
@@ -79,7 +83,7 @@ class ImagePart(_Value, tag="image", tag_field="type"):
         return "image"
 
 
-class ThinkingPart(_Value, tag="thinking", tag_field="type"):
+class ThinkingPart(_Value, tag="thinking", tag_field="type", kw_only=True):
     """Reasoning a model showed. ``signature`` must be sent back verbatim (Anthropic)."""
 
     text: str
@@ -90,7 +94,7 @@ class ThinkingPart(_Value, tag="thinking", tag_field="type"):
         return "thinking"
 
 
-class RedactedThinkingPart(_Value, tag="redacted_thinking", tag_field="type"):
+class RedactedThinkingPart(_Value, tag="redacted_thinking", tag_field="type", kw_only=True):
     """Reasoning the provider encrypted; opaque ``data`` to be sent back verbatim."""
 
     data: str
@@ -106,7 +110,7 @@ ContentPart = TextPart | ImagePart | ThinkingPart | RedactedThinkingPart
 # --- messages and tools ----------------------------------------------------
 
 
-class ToolCall(_Value):
+class ToolCall(_Value, kw_only=True):
     """A call the model made. ``arguments`` is the JSON text exactly as produced."""
 
     id: str
@@ -118,7 +122,7 @@ class ToolCall(_Value):
         return msgspec.json.decode(self.arguments or "{}")
 
 
-class Message(_Value):
+class Message(_Value, kw_only=True):
     """One turn of a conversation.
 
     ``content`` is a string or a list of parts. Assistant turns may carry
@@ -147,7 +151,7 @@ class Message(_Value):
         return "".join(part.text for part in self.content if isinstance(part, TextPart))
 
 
-class ToolDefinition(_Value):
+class ToolDefinition(_Value, kw_only=True):
     """A tool the model may call; ``parameters`` is a JSON Schema object."""
 
     name: str
@@ -158,7 +162,7 @@ class ToolDefinition(_Value):
     cache: bool = False
 
 
-class ToolChoice(_Value):
+class ToolChoice(_Value, kw_only=True):
     """How the model should use tools: ``auto``, ``none``, ``required`` or one named ``tool``."""
 
     mode: Literal["auto", "none", "required", "tool"] = "auto"
@@ -169,14 +173,14 @@ class ToolChoice(_Value):
         return cls(mode="tool", name=name)
 
 
-class Reasoning(_Value):
+class Reasoning(_Value, kw_only=True):
     """How much the model should think: an ``effort`` level or a token ``budget_tokens``."""
 
     effort: Literal["minimal", "low", "medium", "high"] | None = None
     budget_tokens: int | None = None
 
 
-class ChatRequest(_Value):
+class ChatRequest(_Value, kw_only=True):
     """Everything a provider needs for one chat call.
 
     ``model`` is an address (``connection/model``) when given to the router and
@@ -207,7 +211,7 @@ class ChatRequest(_Value):
 # --- results ---------------------------------------------------------------
 
 
-class Usage(_Value):
+class Usage(_Value, kw_only=True):
     """Token counts for one call; see the module docstring for what each includes."""
 
     input_tokens: int = 0
@@ -218,7 +222,7 @@ class Usage(_Value):
     cost: float | None = None
 
 
-class ChatResponse(_Value):
+class ChatResponse(_Value, kw_only=True):
     """What a stream aggregates to (see :func:`modelport.aggregate.aggregate`).
 
     ``thinking`` keeps reasoning blocks with their signatures so that
@@ -243,7 +247,7 @@ class ChatResponse(_Value):
         return Message(role="assistant", content=content, tool_calls=list(self.tool_calls))
 
 
-class ModelPrices(_Value):
+class ModelPrices(_Value, kw_only=True):
     """Prices in US dollars per million tokens; ``None`` where unknown."""
 
     input: float | None = None
@@ -252,7 +256,7 @@ class ModelPrices(_Value):
     cache_write: float | None = None
 
 
-class Capabilities(_Value):
+class Capabilities(_Value, kw_only=True):
     tools: bool = True
     vision: bool = False
     reasoning: bool = False
@@ -260,7 +264,7 @@ class Capabilities(_Value):
     streaming: bool = True
 
 
-class ModelInfo(_Value):
+class ModelInfo(_Value, kw_only=True):
     """A model one connection offers. Its address is ``connection/id``."""
 
     id: str

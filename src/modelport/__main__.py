@@ -1,0 +1,5 @@
+"""``python -m modelport`` runs the CLI."""
+
+from modelport.cli import main
+
+main()
