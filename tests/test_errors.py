@@ -88,6 +88,13 @@ def test_context_overflow_names_limit_and_actual() -> None:
     assert isinstance(openai, ContextTooLongError) and (openai.limit, openai.actual) == (8192, 9000)
     assert isinstance(anthropic, ContextTooLongError)
     assert (anthropic.limit, anthropic.actual) == (200000, 208310)
+    summed = error_for_status(
+        400,
+        "input length and `max_tokens` exceed context limit: 188240 + 21333 > 200000, "
+        "decrease input length or `max_tokens` and try again",
+    )
+    assert isinstance(summed, ContextTooLongError)
+    assert (summed.limit, summed.actual) == (200000, 209573)
 
 
 def test_retry_after_forms() -> None:

@@ -27,8 +27,11 @@ _CONTEXT_HINTS = (
     "too many tokens",
     "maximum context",
     "input is too long",
+    "context limit",
 )
 _NUMBERS = re.compile(r"(\d[\d,]*)")
+# "input length and `max_tokens` exceed context limit: 188240 + 21333 > 200000" (Anthropic)
+_SUM_OVER_LIMIT = re.compile(r"(\d[\d,]*)\s*\+\s*(\d[\d,]*)\s*>\s*(\d[\d,]*)")
 
 
 def excerpt(body: bytes | str, limit: int = 500) -> str:
@@ -60,6 +63,10 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 
 def _context_numbers(message: str) -> tuple[int | None, int | None]:
     """(limit, actual) from messages like "maximum context length is 8192 tokens ... 9000"."""
+    summed = _SUM_OVER_LIMIT.search(message)
+    if summed:
+        first, second, limit = (int(n.replace(",", "")) for n in summed.groups())
+        return limit, first + second
     numbers = [int(n.replace(",", "")) for n in _NUMBERS.findall(message)]
     numbers = [n for n in numbers if n >= 16]
     if len(numbers) >= 2:
