@@ -1,0 +1,620 @@
+"""The Anthropic Messages API, client side: canonical request → body, answers → events.
+
+Choices this module makes where the API leaves room:
+
+* **System prompt.** Every ``system`` message is hoisted into ``system``: a plain
+  string (texts joined by a blank line), or a list of text blocks as soon as one
+  of them carries a cache marker, because only blocks can hold ``cache_control``.
+* **Reasoning.** ``Reasoning(budget_tokens=N)`` is sent as is; an effort becomes
+  a budget from :data:`EFFORT_BUDGETS`. ``max_tokens`` must exceed the budget, so
+  when it does not, the budget is added on top of it (the caller's
+  ``max_tokens`` then bounds the visible answer).
+* **Server tools** (``server_tool_use``, ``web_search_tool_result``,
+  ``bash_code_execution_tool_result`` …) run on Anthropic's side and their results
+  are already folded into the text that follows, so the decoder surfaces nothing
+  for them: they are not calls the client could answer. ``citations_delta`` is
+  dropped for the same reason (the cited text arrives as ordinary text).
+* **Usage.** Anthropic's ``input_tokens`` leaves out cache reads and writes; the
+  decoder adds them back (see :mod:`modelport.types`). ``message_delta`` carries
+  cumulative counts, which are merged into the snapshot, never added.
+* ``response_format`` has no Messages API equivalent and is not sent.
+* ``vendor["anthropic"]`` is merged over the body, except that its ``tools``
+  (server tools such as code execution, which have no canonical form) are put
+  in front of the client tools instead of replacing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from modelport.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    ModelportError,
+    NetworkError,
+    ParseError,
+)
+from modelport.events import (
+    FinishEvent,
+    ReasoningEvent,
+    StreamEvent,
+    TextEvent,
+    ToolCallDeltaEvent,
+    ToolCallStartEvent,
+    UsageEvent,
+)
+from modelport.types import (
+    Capabilities,
+    ChatRequest,
+    FinishReason,
+    ImagePart,
+    Message,
+    ModelInfo,
+    RedactedThinkingPart,
+    TextPart,
+    ThinkingPart,
+    ToolDefinition,
+)
+from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._sse import SSEDecoder
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "EFFORT_BUDGETS",
+    "StreamDecoder",
+    "build_request",
+    "decode_models",
+    "decode_response",
+    "error_from_response",
+]
+
+#: ``max_tokens`` is required by the Messages API; this is what we send when unset.
+DEFAULT_MAX_TOKENS = 4096
+
+#: Thinking budget for each reasoning effort (1024 is the API's minimum).
+EFFORT_BUDGETS: dict[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
+
+_EPHEMERAL = {"type": "ephemeral"}
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "refusal",
+}
+
+#: Anthropic error ``type`` → the HTTP status it is documented with.
+_ERROR_STATUSES: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+# --- request -------------------------------------------------------------
+
+
+def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The ``POST /v1/messages`` body for ``request`` (``request.model`` is the bare id)."""
+    body: dict[str, Any] = {"model": request.model}
+    system = _system(request.messages)
+    if system is not None:
+        body["system"] = system
+    body["messages"] = _messages(request.messages)
+    max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
+    if request.reasoning is not None:
+        budget = request.reasoning.budget_tokens or EFFORT_BUDGETS.get(
+            request.reasoning.effort or "medium", EFFORT_BUDGETS["medium"]
+        )
+        if max_tokens <= budget:
+            max_tokens += budget
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    body["max_tokens"] = max_tokens
+    if request.tools:
+        body["tools"] = [_tool(tool) for tool in request.tools]
+    if request.tool_choice is not None:
+        choice = request.tool_choice
+        if choice.mode == "tool":
+            if not choice.name:
+                raise InvalidRequestError("tool_choice 'tool' needs the name of a tool")
+            body["tool_choice"] = {"type": "tool", "name": choice.name}
+        else:
+            body["tool_choice"] = {"type": "any" if choice.mode == "required" else choice.mode}
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.metadata and request.metadata.get("user_id") is not None:
+        body["metadata"] = {"user_id": request.metadata["user_id"]}
+    if stream:
+        body["stream"] = True
+    vendor = dict(request.vendor.get("anthropic", {}))
+    if "tools" in vendor and "tools" in body:
+        # Server tools (code execution, web search) ride in vendor["anthropic"]["tools"];
+        # they join the client's tools rather than replace them.
+        body["tools"] = [*vendor.pop("tools"), *body["tools"]]
+    body.update(vendor)
+    body.update(request.extra)
+    return body
+
+
+def _system(messages: list[Message]) -> str | list[dict[str, Any]] | None:
+    blocks: list[dict[str, Any]] = []
+    cached = False
+    for message in messages:
+        if message.role != "system":
+            continue
+        start = len(blocks)
+        for part in message.parts:
+            if isinstance(part, TextPart) and part.text:
+                block: dict[str, Any] = {"type": "text", "text": part.text}
+                if part.cache:
+                    block["cache_control"] = _EPHEMERAL
+                    cached = True
+                blocks.append(block)
+        if message.cache and len(blocks) > start:
+            blocks[-1]["cache_control"] = _EPHEMERAL
+            cached = True
+    if not blocks:
+        return None
+    if cached:
+        return blocks
+    return "\n\n".join(block["text"] for block in blocks)
+
+
+def _messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Alternating user/assistant turns: tool results and same-role turns merge."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        content = _content(message)
+        if not content:
+            continue
+        if out and out[-1]["role"] == role:
+            previous = out[-1]
+            if isinstance(previous["content"], str):
+                previous["content"] = [{"type": "text", "text": previous["content"]}]
+            if isinstance(content, str):
+                content = [{"type": "text", "text": content}]
+            previous["content"].extend(content)
+        else:
+            out.append({"role": role, "content": content})
+    return out
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    if message.role == "tool":
+        return [_tool_result(message)]
+    if message.role == "user" and isinstance(message.content, str) and not message.cache:
+        return message.content
+    blocks: list[dict[str, Any]] = []
+    if message.role == "assistant":
+        # Thinking must come first, exactly as received, or Anthropic rejects the turn.
+        for part in message.parts:
+            if isinstance(part, ThinkingPart):
+                blocks.append(
+                    {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+                )
+            elif isinstance(part, RedactedThinkingPart):
+                blocks.append({"type": "redacted_thinking", "data": part.data})
+    for part in message.parts:
+        if isinstance(part, TextPart | ImagePart):
+            block = _part(part)
+            if block is not None:
+                blocks.append(block)
+    for call in message.tool_calls:
+        try:
+            arguments = call.parsed_arguments()
+        except msgspec.DecodeError as exc:
+            raise InvalidRequestError(
+                f"The arguments of tool call {call.id!r} ({call.name}) are not valid JSON: "
+                f"{call.arguments[:200]!r}"
+            ) from exc
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments})
+    if message.cache and blocks:
+        blocks[-1]["cache_control"] = _EPHEMERAL
+    return blocks
+
+
+def _part(part: TextPart | ImagePart) -> dict[str, Any] | None:
+    block: dict[str, Any]
+    if isinstance(part, TextPart):
+        if not part.text:
+            return None  # the API rejects empty text blocks
+        block = {"type": "text", "text": part.text}
+    elif part.data is not None:
+        block = {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": part.media_type or "image/png",
+                "data": part.data,
+            },
+        }
+    elif part.url is not None:
+        block = {"type": "image", "source": {"type": "url", "url": part.url}}
+    else:
+        raise InvalidRequestError("An image part needs either a url or base64 data")
+    if part.cache:
+        block["cache_control"] = _EPHEMERAL
+    return block
+
+
+def _tool_result(message: Message) -> dict[str, Any]:
+    if not message.tool_call_id:
+        raise InvalidRequestError("A tool message needs the tool_call_id of the call it answers")
+    content: str | list[dict[str, Any]]
+    if isinstance(message.content, str):
+        content = message.content
+    else:
+        content = [
+            block
+            for part in message.content
+            if isinstance(part, TextPart | ImagePart) and (block := _part(part)) is not None
+        ]
+    block: dict[str, Any] = {
+        "type": "tool_result",
+        "tool_use_id": message.tool_call_id,
+        "content": content,
+    }
+    if message.cache:
+        block["cache_control"] = _EPHEMERAL
+    return block
+
+
+def _tool(tool: ToolDefinition) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "name": tool.name,
+        "description": tool.description,
+        "input_schema": tool.parameters,
+    }
+    if tool.cache:
+        block["cache_control"] = _EPHEMERAL
+    return block
+
+
+# --- upstream JSON shapes --------------------------------------------------
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class _Block(msgspec.Struct):
+    type: str
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+    id: str | None = None
+    name: str | None = None
+    # Raw keeps the model's JSON text as produced; it is only ever passed through.
+    input: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+
+
+class _BlockType(msgspec.Struct):
+    type: str
+
+
+#: Blocks the decoders read; any other (server tools and their results, blocks
+#: added after this was written) is only looked at for its type, so its fields
+#: can take whatever shape they like.
+_KNOWN_BLOCKS = frozenset({"text", "thinking", "redacted_thinking", "tool_use"})
+
+
+class _Delta(msgspec.Struct):
+    type: str | None = None
+    text: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class _Error(msgspec.Struct):
+    type: str = "api_error"
+    message: str = ""
+
+
+class _Message(msgspec.Struct):
+    id: str | None = None
+    model: str | None = None
+    content: list[msgspec.Raw] = msgspec.field(default_factory=list)
+    stop_reason: str | None = None
+    usage: _Usage | None = None
+
+
+class _Event(msgspec.Struct):
+    type: str
+    index: int | None = None
+    message: _Message | None = None
+    content_block: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    error: _Error | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _Error | None = None
+
+
+class _ModelEntry(msgspec.Struct):
+    id: str
+    display_name: str | None = None
+
+
+class _ModelList(msgspec.Struct):
+    data: list[_ModelEntry]
+
+
+_EVENT = msgspec.json.Decoder(_Event)
+_BLOCK = msgspec.json.Decoder(_Block)
+_BLOCK_TYPE = msgspec.json.Decoder(_BlockType)
+_MESSAGE = msgspec.json.Decoder(_Message)
+_ERROR_BODY = msgspec.json.Decoder(_ErrorBody)
+_MODELS = msgspec.json.Decoder(_ModelList)
+
+
+def _block(raw: msgspec.Raw) -> _Block:
+    head: _BlockType = _decode(_BLOCK_TYPE, raw, "a content block")
+    if head.type not in _KNOWN_BLOCKS:
+        return _Block(type=head.type)
+    return _decode(_BLOCK, raw, "a content block")
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | str | msgspec.Raw, what: str) -> Any:
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        shown = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
+        raise ParseError(
+            f"Anthropic sent {what} that could not be read ({exc}): {shown[:200]!r}"
+        ) from exc
+
+
+# --- usage and errors ------------------------------------------------------
+
+
+class _UsageState:
+    """The cumulative usage, merged from ``message_start`` and ``message_delta``."""
+
+    __slots__ = ("cache_read", "cache_write", "input", "output")
+
+    def __init__(self) -> None:
+        self.input = self.output = self.cache_read = self.cache_write = 0
+
+    def merge(self, usage: _Usage) -> UsageEvent:
+        if usage.input_tokens is not None:
+            self.input = usage.input_tokens
+        if usage.output_tokens is not None:
+            self.output = usage.output_tokens
+        if usage.cache_read_input_tokens is not None:
+            self.cache_read = usage.cache_read_input_tokens
+        if usage.cache_creation_input_tokens is not None:
+            self.cache_write = usage.cache_creation_input_tokens
+        return UsageEvent(
+            input_tokens=self.input + self.cache_read + self.cache_write,
+            output_tokens=self.output,
+            cache_read_tokens=self.cache_read,
+            cache_write_tokens=self.cache_write,
+        )
+
+
+def _error(
+    kind: str, message: str, status: int | None, headers: Mapping[str, str], body: bytes | None
+) -> ModelportError:
+    status = status or _ERROR_STATUSES.get(kind, 500)
+    message = f"Anthropic: {message or kind or f'HTTP {status}'}"
+    if kind == "not_found_error" or status == 404:
+        return ModelNotFoundError(
+            f"{message} — check the model id (`modelport models` lists them)",
+            status=status,
+            body=excerpt(body) if body is not None else None,
+        )
+    return error_for_status(status, message, headers=headers, body=body, code=kind or None)
+
+
+def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> ModelportError:
+    """The error for a non-2xx answer (``{"type": "error", "error": {"type", "message"}}``)."""
+    try:
+        parsed = _ERROR_BODY.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        parsed = _ErrorBody()
+    if parsed.error is None:
+        return _error("", excerpt(body.strip(), 200), status, headers, body)
+    return _error(parsed.error.type, parsed.error.message, status, headers, body)
+
+
+# --- streaming -------------------------------------------------------------
+
+_TEXT, _THINKING, _TOOL, _IGNORED = 0, 1, 2, 3
+
+
+class StreamDecoder:
+    """Turns the bytes of a ``stream: true`` answer into canonical events."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self._usage = _UsageState()
+        # content-block index → (kind, tool-call ordinal)
+        self._blocks: dict[int, tuple[int, int]] = {}
+        self._calls = 0
+        self._filled: set[int] = set()
+        self._start_input: dict[int, bytes] = {}
+        self._done = False
+        self.id: str | None = None
+        self.model: str | None = None
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for sse in self._sse.feed(chunk):
+            if not self._done:
+                self._event(_decode(_EVENT, sse.data, "a stream event"), events)
+        return events
+
+    def close(self) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for sse in self._sse.close():
+            if not self._done:
+                self._event(_decode(_EVENT, sse.data, "a stream event"), events)
+        if not self._done:
+            raise NetworkError("The upstream closed the stream before it finished")
+        return events
+
+    def _event(self, event: _Event, out: list[StreamEvent]) -> None:
+        kind = event.type
+        if kind == "content_block_delta":
+            self._delta(event, out)
+        elif kind == "content_block_start":
+            self._start(event, out)
+        elif kind == "content_block_stop":
+            self._stop(event, out)
+        elif kind == "message_start":
+            message = event.message
+            if message is None:
+                raise ParseError("Anthropic sent message_start without a message")
+            self.id, self.model = message.id, message.model
+            if message.usage is not None:
+                out.append(self._usage.merge(message.usage))
+        elif kind == "message_delta":
+            if event.usage is not None:
+                out.append(self._usage.merge(event.usage))
+            if event.delta is not None and event.delta.stop_reason is not None:
+                out.append(FinishEvent(reason=_STOP_REASONS.get(event.delta.stop_reason, "stop")))
+        elif kind == "message_stop":
+            self._done = True
+        elif kind == "error":
+            error = event.error or _Error()
+            raise _error(error.type, error.message, None, {}, None)
+        # ping and event types added after this was written carry nothing we use.
+
+    def _index(self, event: _Event) -> int:
+        if event.index is None:
+            raise ParseError(f"Anthropic sent {event.type} without an index")
+        return event.index
+
+    def _start(self, event: _Event, out: list[StreamEvent]) -> None:
+        index = self._index(event)
+        if not event.content_block:
+            raise ParseError("Anthropic sent content_block_start without a content_block")
+        block = _block(event.content_block)
+        if block.type == "text":
+            self._blocks[index] = (_TEXT, -1)
+            if block.text:
+                out.append(TextEvent(text=block.text))
+        elif block.type == "thinking":
+            self._blocks[index] = (_THINKING, -1)
+            if block.thinking:
+                out.append(ReasoningEvent(text=block.thinking))
+            if block.signature:
+                out.append(ReasoningEvent(signature=block.signature))
+        elif block.type == "redacted_thinking":
+            self._blocks[index] = (_IGNORED, -1)
+            out.append(ReasoningEvent(redacted=block.data or ""))
+        elif block.type == "tool_use":
+            if not block.id or not block.name:
+                raise ParseError("Anthropic sent a tool_use block without an id or name")
+            ordinal = self._calls
+            self._calls += 1
+            self._blocks[index] = (_TOOL, ordinal)
+            if bytes(block.input).strip() not in (b"{}", b""):
+                self._start_input[index] = bytes(block.input)
+            out.append(ToolCallStartEvent(index=ordinal, id=block.id, name=block.name))
+        else:
+            # server_tool_use, *_tool_result and the like: see the module docstring.
+            self._blocks[index] = (_IGNORED, -1)
+
+    def _delta(self, event: _Event, out: list[StreamEvent]) -> None:
+        index = self._index(event)
+        found = self._blocks.get(index)
+        delta = event.delta
+        if found is None or delta is None:
+            raise ParseError(f"Anthropic sent a delta for content block {index} before it started")
+        kind, ordinal = found
+        if kind == _TEXT:
+            if delta.text:
+                out.append(TextEvent(text=delta.text))
+        elif kind == _THINKING:
+            if delta.thinking:
+                out.append(ReasoningEvent(text=delta.thinking))
+            elif delta.signature:
+                out.append(ReasoningEvent(signature=delta.signature))
+        elif kind == _TOOL and delta.partial_json:
+            self._filled.add(index)
+            out.append(ToolCallDeltaEvent(index=ordinal, arguments=delta.partial_json))
+
+    def _stop(self, event: _Event, out: list[StreamEvent]) -> None:
+        index = self._index(event)
+        found = self._blocks.get(index)
+        if found is None:
+            raise ParseError(f"Anthropic stopped content block {index} before it started")
+        start_input = self._start_input.pop(index, None)
+        # Some proxies send the whole input with the block and no deltas.
+        if found[0] == _TOOL and start_input is not None and index not in self._filled:
+            out.append(ToolCallDeltaEvent(index=found[1], arguments=start_input.decode()))
+
+
+# --- non-streaming ---------------------------------------------------------
+
+
+def decode_response(body: bytes) -> list[StreamEvent]:
+    """The events a non-streaming Message body stands for."""
+    message: _Message = _decode(_MESSAGE, body, "a message")
+    events: list[StreamEvent] = []
+    calls = 0
+    for raw in message.content:
+        block = _block(raw)
+        if block.type == "text":
+            if block.text:
+                events.append(TextEvent(text=block.text))
+        elif block.type == "thinking":
+            events.append(ReasoningEvent(text=block.thinking or "", signature=block.signature))
+        elif block.type == "redacted_thinking":
+            events.append(ReasoningEvent(redacted=block.data or ""))
+        elif block.type == "tool_use":
+            if not block.id or not block.name:
+                raise ParseError("Anthropic sent a tool_use block without an id or name")
+            events.append(ToolCallStartEvent(index=calls, id=block.id, name=block.name))
+            arguments = bytes(block.input).decode() or "{}"
+            events.append(ToolCallDeltaEvent(index=calls, arguments=arguments))
+            calls += 1
+    if message.usage is not None:
+        events.append(_UsageState().merge(message.usage))
+    if message.stop_reason is not None:
+        events.append(FinishEvent(reason=_STOP_REASONS.get(message.stop_reason, "stop")))
+    return events
+
+
+def decode_models(body: bytes, connection: str) -> list[ModelInfo]:
+    """``GET /v1/models`` → one :class:`ModelInfo` per model."""
+    listing: _ModelList = _decode(_MODELS, body, "a model list")
+    return [
+        ModelInfo(
+            id=entry.id,
+            connection=connection,
+            name=entry.display_name,
+            # Every model the API lists today reads images and honours cache_control.
+            capabilities=Capabilities(vision=True, prompt_cache=True),
+        )
+        for entry in listing.data
+    ]

@@ -1,0 +1,532 @@
+"""The Anthropic Messages API, server side: what the gateway says to Anthropic clients.
+
+:func:`parse_request` reads a ``POST /v1/messages`` body into a
+:class:`~modelport.types.ChatRequest`; :class:`StreamEncoder` writes canonical
+events back as the server-sent events the official SDKs expect;
+:func:`encode_response` and :func:`encode_error` do the same for whole bodies.
+
+Choices this module makes where the API leaves room:
+
+* ``tool_result`` blocks become ``tool`` messages, before any other content of
+  the same user turn. ``is_error: true`` has no canonical field, so the result's
+  text is prefixed with ``"Error: "``, which every model reads the same way.
+* Settings only the Messages API knows (``top_k``, ``service_tier``,
+  ``container``, ``mcp_servers``, a ``thinking`` with more than a budget …) travel
+  untouched in ``ChatRequest.vendor["anthropic"]``, so they reach an Anthropic
+  upstream and no other. Anthropic-defined tools (a ``tools`` entry with a
+  ``type`` such as ``web_search_20250305`` or ``bash_20250124``) go there too,
+  under ``tools``; a model behind any other API does not get them.
+* A thinking block that ends without a signature (the upstream was not
+  Anthropic) is closed without a ``signature_delta``; its start carries
+  ``"signature": ""`` as the SDKs require.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import msgspec
+
+from modelport.errors import (
+    AuthError,
+    ContextTooLongError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ModelportError,
+    NetworkError,
+    ParseError,
+    PluginError,
+    RateLimitError,
+    UpstreamError,
+)
+from modelport.events import (
+    FinishEvent,
+    ReasoningEvent,
+    StreamEvent,
+    TextEvent,
+    ToolCallDeltaEvent,
+    ToolCallStartEvent,
+    UsageEvent,
+)
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    FinishReason,
+    ImagePart,
+    Message,
+    Reasoning,
+    RedactedThinkingPart,
+    TextPart,
+    ThinkingPart,
+    ToolCall,
+    ToolChoice,
+    ToolDefinition,
+    Usage,
+)
+
+__all__ = ["StreamEncoder", "encode_error", "encode_response", "parse_request"]
+
+
+# --- request -------------------------------------------------------------
+
+
+class _Source(msgspec.Struct):
+    type: str
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+class _Block(msgspec.Struct):
+    type: str
+    text: str | None = None
+    source: _Source | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
+    tool_use_id: str | None = None
+    content: str | list[_Block] | None = None
+    is_error: bool = False
+    cache_control: dict[str, Any] | None = None
+
+
+class _Message(msgspec.Struct):
+    role: str
+    content: str | list[_Block]
+
+
+class _Tool(msgspec.Struct):
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] | None = None
+    cache_control: dict[str, Any] | None = None
+    type: str | None = None
+
+
+class _ToolChoice(msgspec.Struct):
+    type: str
+    name: str | None = None
+
+
+class _Request(msgspec.Struct):
+    model: str
+    max_tokens: int
+    messages: list[_Message]
+    system: str | list[_Block] | None = None
+    tools: list[_Tool] | None = None
+    tool_choice: _ToolChoice | None = None
+    stop_sequences: list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    thinking: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    stream: bool = False
+
+
+_KNOWN_FIELDS = frozenset(_Request.__struct_fields__)
+_TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
+
+
+def parse_request(body: Any) -> ChatRequest:
+    """A Messages API request body (parsed JSON, or its bytes) → a :class:`ChatRequest`.
+
+    Raises :class:`InvalidRequestError` with a message that names the bad field.
+    ``stream`` is read by the route, not here.
+    """
+    if isinstance(body, bytes | str):
+        try:
+            body = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object")
+    try:
+        request = msgspec.convert(body, _Request)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(f"Invalid request: {exc}") from exc
+    if request.max_tokens < 1:
+        raise InvalidRequestError("max_tokens must be at least 1")
+    if not request.messages:
+        raise InvalidRequestError("messages must hold at least one message")
+
+    vendor = {key: value for key, value in body.items() if key not in _KNOWN_FIELDS}
+    reasoning = None
+    if request.thinking is not None:
+        kind = request.thinking.get("type")
+        budget = request.thinking.get("budget_tokens")
+        if kind == "enabled" and isinstance(budget, int):
+            reasoning = Reasoning(budget_tokens=budget)
+        if kind != "disabled" and set(request.thinking) - {"type", "budget_tokens"}:
+            # Keys such as "display", or a type other than "enabled", reach Anthropic as sent.
+            vendor["thinking"] = request.thinking
+    tools: list[ToolDefinition] = []
+    anthropic_tools: list[Any] = []
+    for position, tool in enumerate(request.tools or []):
+        if tool.type in (None, "custom"):
+            tools.append(_tool(tool))
+        else:
+            # Anthropic-defined tools (web search, code execution, computer use …).
+            anthropic_tools.append(body["tools"][position])
+    if anthropic_tools:
+        vendor["tools"] = anthropic_tools
+
+    messages = _system(request.system)
+    for message in request.messages:
+        messages.extend(_message(message))
+    return ChatRequest(
+        model=request.model,
+        messages=messages,
+        tools=tools,
+        tool_choice=_tool_choice(request.tool_choice),
+        temperature=request.temperature,
+        top_p=request.top_p,
+        max_tokens=request.max_tokens,
+        stop=request.stop_sequences,
+        reasoning=reasoning,
+        metadata=request.metadata,
+        vendor={"anthropic": vendor} if vendor else {},
+    )
+
+
+def _system(system: str | list[_Block] | None) -> list[Message]:
+    if system is None or system == "":
+        return []
+    if isinstance(system, str):
+        return [Message(role="system", content=system)]
+    parts: list[ContentPart] = []
+    for block in system:
+        if block.type != "text" or block.text is None:
+            raise InvalidRequestError(f"system blocks must be text, not {block.type!r}")
+        parts.append(TextPart(text=block.text, cache=block.cache_control is not None))
+    return [Message(role="system", content=parts)]
+
+
+def _message(message: _Message) -> list[Message]:
+    if message.role not in ("user", "assistant"):
+        raise InvalidRequestError(f"messages: role must be user or assistant, not {message.role!r}")
+    if isinstance(message.content, str):
+        return [Message(role=message.role, content=message.content)]
+    out: list[Message] = []
+    parts: list[ContentPart] = []
+    calls: list[ToolCall] = []
+    cache = False
+    for block in message.content:
+        match block.type:
+            case "tool_result":
+                out.append(_tool_result(block))
+            case "tool_use":
+                if not block.id or not block.name:
+                    raise InvalidRequestError("A tool_use block needs an id and a name")
+                arguments = msgspec.json.encode(block.input or {}).decode()
+                calls.append(ToolCall(id=block.id, name=block.name, arguments=arguments))
+                cache = block.cache_control is not None
+            case _:
+                parts.append(_part(block))
+    if parts or calls or not out:
+        content: str | list[ContentPart] = parts
+        out.append(Message(role=message.role, content=content, tool_calls=calls, cache=cache))
+    return out
+
+
+def _part(block: _Block) -> ContentPart:
+    cache = block.cache_control is not None
+    match block.type:
+        case "text":
+            return TextPart(text=block.text or "", cache=cache)
+        case "image":
+            source = block.source
+            if source is not None and source.type == "base64" and source.data is not None:
+                return ImagePart(data=source.data, media_type=source.media_type, cache=cache)
+            if source is not None and source.type == "url" and source.url is not None:
+                return ImagePart(url=source.url, cache=cache)
+            raise InvalidRequestError("An image block needs a base64 or url source")
+        case "thinking":
+            return ThinkingPart(text=block.thinking or "", signature=block.signature)
+        case "redacted_thinking":
+            return RedactedThinkingPart(data=block.data or "")
+        case other:
+            raise InvalidRequestError(f"Content blocks of type {other!r} are not supported")
+
+
+def _tool_result(block: _Block) -> Message:
+    if not block.tool_use_id:
+        raise InvalidRequestError("A tool_result block needs a tool_use_id")
+    content: str | list[ContentPart]
+    if block.content is None or isinstance(block.content, str):
+        content = block.content or ""
+    else:
+        content = [_part(inner) for inner in block.content]
+    if block.is_error:
+        if isinstance(content, str):
+            content = f"Error: {content}"
+        else:
+            content = [TextPart(text="Error: "), *content]
+    return Message(
+        role="tool",
+        content=content,
+        tool_call_id=block.tool_use_id,
+        cache=block.cache_control is not None,
+    )
+
+
+def _tool(tool: _Tool) -> ToolDefinition:
+    if tool.input_schema is None:
+        raise InvalidRequestError(f"Tool {tool.name!r} needs an input_schema")
+    return ToolDefinition(
+        name=tool.name,
+        description=tool.description,
+        parameters=tool.input_schema,
+        cache=tool.cache_control is not None,
+    )
+
+
+def _tool_choice(choice: _ToolChoice | None) -> ToolChoice | None:
+    if choice is None:
+        return None
+    mode = _TOOL_CHOICES.get(choice.type)
+    if mode is None:
+        raise InvalidRequestError(
+            f"tool_choice type {choice.type!r} is not one of auto, any, tool, none"
+        )
+    if mode == "tool" and not choice.name:
+        raise InvalidRequestError("tool_choice of type 'tool' needs a name")
+    return ToolChoice(mode=mode, name=choice.name if mode == "tool" else None)  # type: ignore[arg-type]
+
+
+# --- errors ----------------------------------------------------------------
+
+
+def _error_type(exc: ModelportError) -> tuple[int, str]:
+    match exc:
+        case AuthError():
+            return (403, "permission_error") if exc.status == 403 else (401, "authentication_error")
+        case RateLimitError():
+            return 429, "rate_limit_error"
+        case ContextTooLongError() | InvalidRequestError():
+            # Anthropic labels its 413 "request_too_large", a type the SDKs' error models
+            # do not list; they raise by status, so the 413 is kept under a type they know.
+            return (413 if exc.status == 413 else 400), "invalid_request_error"
+        case ModelNotFoundError():
+            return 404, "not_found_error"
+        case UpstreamError() if exc.status in (503, 529):
+            return 529, "overloaded_error"
+        case UpstreamError() if exc.status == 504:
+            return 504, "timeout_error"
+        case UpstreamError() if exc.status in (500, 502):
+            return exc.status or 502, "api_error"
+        case UpstreamError() | NetworkError() | ParseError() | PluginError():
+            # The fault lies past the gateway: 502, which the SDKs retry like Anthropic's 5xx.
+            return 502, "api_error"
+        case _:
+            return 500, "api_error"
+
+
+def _error_body(exc: ModelportError) -> tuple[int, bytes]:
+    status, kind = _error_type(exc)
+    body = {"type": "error", "error": {"type": kind, "message": exc.message}}
+    return status, msgspec.json.encode(body)
+
+
+def encode_error(exc: ModelportError) -> tuple[int, bytes, dict[str, str]]:
+    """The status, Anthropic error body and headers for ``exc``."""
+    status, body = _error_body(exc)
+    headers = {"content-type": "application/json"}
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(math.ceil(exc.retry_after))
+    return status, body, headers
+
+
+# --- non-streaming ---------------------------------------------------------
+
+_STOP_REASONS: dict[FinishReason, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+    "refusal": "refusal",
+}
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    """Canonical usage → Anthropic's, whose ``input_tokens`` leaves the cache out."""
+    uncached = usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens
+    return {
+        "input_tokens": max(0, uncached),
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+        "output_tokens": usage.output_tokens,
+    }
+
+
+def _message_id(id: str | None) -> str:
+    return id if id and id.startswith("msg_") else f"msg_{uuid.uuid4().hex[:24]}"
+
+
+def encode_response(response: ChatResponse) -> bytes:
+    """A Messages API ``Message`` body for a finished response."""
+    content: list[dict[str, Any]] = []
+    for part in response.thinking:
+        if isinstance(part, ThinkingPart):
+            content.append(
+                {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+            )
+        else:
+            content.append({"type": "redacted_thinking", "data": part.data})
+    if response.content:
+        content.append({"type": "text", "text": response.content})
+    for call in response.tool_calls:
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": call.parsed_arguments(),
+            }
+        )
+    finish = response.finish_reason or ("tool_calls" if response.tool_calls else "stop")
+    return msgspec.json.encode(
+        {
+            "id": _message_id(response.id),
+            "type": "message",
+            "role": "assistant",
+            "model": response.model,
+            "content": content,
+            "stop_reason": _STOP_REASONS[finish],
+            "stop_sequence": None,
+            "usage": _usage(response.usage),
+        }
+    )
+
+
+# --- streaming -------------------------------------------------------------
+
+_json = msgspec.json.encode
+_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT_DELTA = b',"delta":{"type":"text_delta","text":'
+_THINKING_DELTA = b',"delta":{"type":"thinking_delta","thinking":'
+_SIGNATURE_DELTA = b',"delta":{"type":"signature_delta","signature":'
+_JSON_DELTA = b',"delta":{"type":"input_json_delta","partial_json":'
+_DELTA_END = b"}}\n\n"
+_START = b'event: content_block_start\ndata: {"type":"content_block_start","index":'
+_TEXT_BLOCK = b',"content_block":{"type":"text","text":""}}\n\n'
+_THINKING_BLOCK = b',"content_block":{"type":"thinking","thinking":"","signature":""}}\n\n'
+_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":'
+_STOP_END = b"}\n\n"
+_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+
+_NONE, _TEXT, _THINKING, _TOOL = 0, 1, 2, 3
+
+
+class StreamEncoder:
+    """Canonical events → the SSE frames of a streaming Messages API answer.
+
+    Blocks open and close as the kind of event changes; tool calls each get a
+    ``tool_use`` block, found again by the call's index when its fragments come.
+    Usage and finish may come in either order; both are sent by :meth:`finish`.
+    """
+
+    def __init__(
+        self, *, model: str, id: str | None = None, input_tokens: int | None = None
+    ) -> None:
+        self.model = model
+        self.id = _message_id(id)
+        self._input_tokens = input_tokens or 0
+        self._index = -1
+        self._open = _NONE
+        self._open_bytes = b""
+        self._tool_blocks: dict[int, bytes] = {}
+        self._usage: Usage | None = None
+        self._finish: FinishReason | None = None
+
+    def start(self) -> bytes:
+        """The ``message_start`` frame."""
+        message = {
+            "type": "message_start",
+            "message": {
+                "id": self.id,
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": self._input_tokens, "output_tokens": 0},
+            },
+        }
+        return b"event: message_start\ndata: " + _json(message) + b"\n\n"
+
+    def _close(self) -> bytes:
+        if self._open == _NONE:
+            return b""
+        self._open = _NONE
+        return _STOP + self._open_bytes + _STOP_END
+
+    def _begin(self, kind: int, block: bytes) -> bytes:
+        closing = self._close()
+        self._index += 1
+        self._open = kind
+        self._open_bytes = str(self._index).encode()
+        return closing + _START + self._open_bytes + block
+
+    def encode(self, event: StreamEvent) -> bytes:
+        """The frames for one event (``b""`` when nothing is due yet)."""
+        match event:
+            case TextEvent(text=text):
+                if not text:
+                    return b""
+                head = b"" if self._open == _TEXT else self._begin(_TEXT, _TEXT_BLOCK)
+                return head + _DELTA + self._open_bytes + _TEXT_DELTA + _json(text) + _DELTA_END
+            case ReasoningEvent(text=text, signature=signature, redacted=redacted):
+                if redacted is not None:
+                    block = {"type": "redacted_thinking", "data": redacted}
+                    opened = self._begin(_THINKING, b',"content_block":' + _json(block) + b"}\n\n")
+                    return opened + self._close()
+                out = b""
+                if self._open != _THINKING and (text or signature is not None):
+                    out = self._begin(_THINKING, _THINKING_BLOCK)
+                if text:
+                    out += _DELTA + self._open_bytes + _THINKING_DELTA + _json(text) + _DELTA_END
+                if signature is not None:
+                    out += _DELTA + self._open_bytes + _SIGNATURE_DELTA + _json(signature)
+                    out += _DELTA_END + self._close()
+                return out
+            case ToolCallStartEvent(index=index, id=id, name=name):
+                block = {"type": "tool_use", "id": id, "name": name, "input": {}}
+                out = self._begin(_TOOL, b',"content_block":' + _json(block) + b"}\n\n")
+                self._tool_blocks[index] = self._open_bytes
+                return out
+            case ToolCallDeltaEvent(index=index, arguments=arguments):
+                block_index = self._tool_blocks.get(index)
+                if block_index is None or not arguments:
+                    return b""
+                return _DELTA + block_index + _JSON_DELTA + _json(arguments) + _DELTA_END
+            case UsageEvent():
+                self._usage = event.to_usage()
+                return b""
+            case FinishEvent(reason=reason):
+                self._finish = reason
+                return b""
+        raise TypeError(f"StreamEncoder cannot encode {event!r}")
+
+    def finish(self) -> bytes:
+        """Close the open block, then ``message_delta`` and ``message_stop``."""
+        finish = self._finish or ("tool_calls" if self._tool_blocks else "stop")
+        usage = self._usage or Usage(input_tokens=self._input_tokens)
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": _STOP_REASONS[finish], "stop_sequence": None},
+            "usage": _usage(usage),
+        }
+        return (
+            self._close() + b"event: message_delta\ndata: " + _json(delta) + b"\n\n" + _MESSAGE_STOP
+        )
+
+    def error(self, exc: ModelportError) -> bytes:
+        """The ``error`` frame that makes the SDKs raise; nothing may follow it."""
+        return b"event: error\ndata: " + _error_body(exc)[1] + b"\n\n"
