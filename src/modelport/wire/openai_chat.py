@@ -1,0 +1,819 @@
+"""The OpenAI Chat Completions format, client side: canonical request → body, answers → events.
+
+OpenAI and most servers that call themselves OpenAI-compatible (DeepSeek,
+OpenRouter, Groq, Z.ai, vLLM, llama.cpp, LM Studio, Ollama's ``/v1``) speak it,
+each with a dialect. Choices this module makes where they differ:
+
+* **Reasoning** arrives as ``reasoning_content`` (DeepSeek, Z.ai, vLLM) or
+  ``reasoning`` (OpenRouter, Groq, Ollama). When a server sends both, only
+  ``reasoning_content`` counts. OpenRouter repeats the same text in
+  ``reasoning_details``, which is read only for a block's ``signature``.
+* **Refusals** (``delta.refusal``) become text, and a turn that refused
+  finishes with ``refusal``.
+* **Tool calls** are keyed by their ``index`` (a server that omits it gets the
+  position in the list). A fragment naming a *new* id and name at an index
+  already taken is a new call (servers that send each call whole, all at
+  index 0). A call whose first fragments carry no name is held back until the
+  name arrives. Missing ids become ``call_<index>``.
+* **Usage**: ``prompt_tokens_details.cached_tokens``, or DeepSeek's
+  ``prompt_cache_hit_tokens``, is the cache read; OpenRouter's ``usage.cost`` is
+  kept; Groq's ``x_groq.usage`` is read when ``usage`` is absent.
+* **Errors in the stream** (``data: {"error": ...}``) take their status from an
+  integer ``code``, else from a well-known ``code``/``type`` string, else 500.
+  Events decoded before the error in the same :meth:`StreamDecoder.feed` are
+  returned first and the error is raised by the next call.
+* **Request**: thinking parts are dropped (Chat Completions has no slot for
+  them); a parts list reduced to a single text part is sent as a string, which
+  every server accepts; a token budget alone becomes the nearest
+  ``reasoning_effort`` (see :func:`effort_for_budget`); ``metadata`` is not sent
+  (OpenAI rejects it unless ``store`` is on). ``vendor["openai"]`` may carry
+  ``max_completion_tokens``, which then replaces ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import msgspec
+
+from modelport.errors import InvalidRequestError, ModelportError, NetworkError, ParseError
+from modelport.events import (
+    FinishEvent,
+    ReasoningEvent,
+    StreamEvent,
+    TextEvent,
+    ToolCallDeltaEvent,
+    ToolCallStartEvent,
+    UsageEvent,
+)
+from modelport.types import (
+    Capabilities,
+    ChatRequest,
+    ContentPart,
+    FinishReason,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ModelPrices,
+    Reasoning,
+    TextPart,
+    ToolChoice,
+    ToolDefinition,
+)
+from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._sse import SSEDecoder, SSEEvent
+
+__all__ = [
+    "StreamDecoder",
+    "build_request",
+    "decode_completion",
+    "decode_models",
+    "decode_response",
+    "effort_for_budget",
+    "error_from_response",
+    "finish_reason",
+]
+
+# --- request ---------------------------------------------------------------
+
+_IMAGE_MAGIC = (
+    ("iVBORw0KGgo", "image/png"),
+    ("/9j/", "image/jpeg"),
+    ("R0lGOD", "image/gif"),
+    ("UklGR", "image/webp"),
+)
+
+
+def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The ``/chat/completions`` body for ``request`` (whose ``model`` is the bare id)."""
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [_message(message) for message in request.messages],
+    }
+    if request.tools:
+        body["tools"] = [_tool(tool) for tool in request.tools]
+    if request.tool_choice is not None:
+        body["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.response_format is not None:
+        body["response_format"] = request.response_format
+    effort = _effort(request.reasoning)
+    if effort is not None:
+        body["reasoning_effort"] = effort
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    vendor = request.vendor.get("openai", {})
+    if vendor.get("max_completion_tokens") is not None:
+        # Reasoning models refuse max_tokens; a client that chose the new name keeps it.
+        body.pop("max_tokens", None)
+    body.update(vendor)
+    body.update(request.extra)
+    return body
+
+
+def effort_for_budget(budget_tokens: int) -> str | None:
+    """The ``reasoning_effort`` nearest a thinking budget; ``None`` for a budget of 0.
+
+    The thresholds sit between the budgets the Anthropic adapter sends for each
+    effort (2048, 8192, 16384), so low, medium and high survive the trip both
+    ways. ``minimal`` is never chosen: several servers reject it.
+    """
+    if budget_tokens <= 0:
+        return None
+    if budget_tokens < 4096:
+        return "low"
+    if budget_tokens < 12288:
+        return "medium"
+    return "high"
+
+
+def _effort(reasoning: Reasoning | None) -> str | None:
+    if reasoning is None:
+        return None
+    if reasoning.effort is not None:
+        return reasoning.effort
+    if reasoning.budget_tokens is not None:
+        return effort_for_budget(reasoning.budget_tokens)
+    return None
+
+
+def _message(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role}
+    content = _content(message.content)
+    if message.role == "assistant" and message.tool_calls:
+        out["content"] = content or None
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    else:
+        out["content"] = content
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise InvalidRequestError(
+                "A tool message needs the tool_call_id of the call it answers"
+            )
+        out["tool_call_id"] = message.tool_call_id
+    elif message.name:
+        out["name"] = message.name
+    return out
+
+
+def _content(content: str | list[ContentPart]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        match part:
+            case TextPart(text=text):
+                parts.append({"type": "text", "text": text})
+            case ImagePart():
+                parts.append({"type": "image_url", "image_url": {"url": _image_url(part)}})
+            case _:
+                # Thinking and redacted thinking: Chat Completions has no slot for them.
+                continue
+    if not parts:
+        return ""
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return str(parts[0]["text"])
+    return parts
+
+
+def _image_url(part: ImagePart) -> str:
+    if part.url is not None:
+        return part.url
+    if part.data is None:
+        raise InvalidRequestError("An image part needs either a url or base64 data")
+    media_type = part.media_type or next(
+        (media for magic, media in _IMAGE_MAGIC if part.data.startswith(magic)), "image/png"
+    )
+    return f"data:{media_type};base64,{part.data}"
+
+
+def _tool(tool: ToolDefinition) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    function["parameters"] = tool.parameters
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    if choice.mode == "tool":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
+
+
+# --- wire shapes (only the fields we read; anything else is ignored) ---------
+
+
+class _Shape(msgspec.Struct, frozen=True):
+    pass
+
+
+class _Function(_Shape):
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = None
+
+
+class _ToolCallFragment(_Shape):
+    index: int | None = None
+    id: str | None = None
+    function: _Function | None = None
+
+
+class _ReasoningDetail(_Shape):
+    signature: str | None = None
+
+
+class _Delta(_Shape):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    refusal: str | None = None
+    tool_calls: list[_ToolCallFragment] | None = None
+    function_call: _Function | None = None
+    reasoning_details: list[_ReasoningDetail] | None = None
+
+
+class _ChunkChoice(_Shape):
+    index: int | None = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _TokenDetails(_Shape):
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+class _Usage(_Shape):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    prompt_tokens_details: _TokenDetails | None = None
+    completion_tokens_details: _TokenDetails | None = None
+    prompt_cache_hit_tokens: int | None = None
+    cost: float | None = None
+
+
+class _ErrorDetail(_Shape):
+    message: str | None = None
+    type: str | None = None
+    code: int | str | None = None
+    metadata: Any = None
+
+
+class _Groq(_Shape):
+    usage: _Usage | None = None
+
+
+class _Chunk(_Shape):
+    choices: list[_ChunkChoice] | None = None
+    usage: _Usage | None = None
+    error: _ErrorDetail | str | None = None
+    x_groq: _Groq | None = None
+
+
+class _ResponseMessage(_Shape):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    refusal: str | None = None
+    tool_calls: list[_ToolCallFragment] | None = None
+    function_call: _Function | None = None
+
+
+class _CompletionChoice(_Shape):
+    index: int | None = 0
+    message: _ResponseMessage | None = None
+    finish_reason: str | None = None
+
+
+class _Completion(_Shape):
+    choices: list[_CompletionChoice] | None = None
+    usage: _Usage | None = None
+    error: _ErrorDetail | str | None = None
+
+
+# strict=False: servers that send "12" or 12.0 for a count are still understood.
+_CHUNK_DECODER = msgspec.json.Decoder(_Chunk, strict=False)
+_COMPLETION_DECODER = msgspec.json.Decoder(_Completion, strict=False)
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "eos": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "tool_use": "tool_calls",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+    "refusal": "refusal",
+}
+
+#: Status for an in-band error that names no number, from its ``code`` or ``type``.
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "permission_error": 403,
+    "model_not_found": 404,
+    "not_found_error": 404,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+}
+
+
+def finish_reason(raw: str) -> FinishReason:
+    """The canonical reason for a server's ``finish_reason`` (unknown words mean ``stop``)."""
+    return _FINISH_REASONS.get(raw, "stop")
+
+
+def _usage_event(usage: _Usage) -> UsageEvent:
+    prompt = usage.prompt_tokens_details
+    completion = usage.completion_tokens_details
+    cache_read = (prompt.cached_tokens if prompt is not None else None) or (
+        usage.prompt_cache_hit_tokens or 0
+    )
+    return UsageEvent(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=(prompt.cache_write_tokens or 0) if prompt is not None else 0,
+        reasoning_tokens=(completion.reasoning_tokens or 0) if completion is not None else 0,
+        cost=usage.cost,
+    )
+
+
+def _arguments(function: _Function | None) -> str:
+    if function is None or function.arguments is None:
+        return ""
+    if isinstance(function.arguments, str):
+        return function.arguments
+    # Some servers send the arguments as an object rather than its JSON text.
+    return msgspec.json.encode(function.arguments).decode()
+
+
+def _in_band_error(error: _ErrorDetail | str) -> ModelportError:
+    if isinstance(error, str):
+        return error_for_status(500, error or "The upstream reported an error")
+    status, code = _status_and_code(error.code, error.type)
+    return error_for_status(status, _error_message(error), code=code)
+
+
+def _status_and_code(code: object, kind: object) -> tuple[int, str | None]:
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool):
+        return (code if 400 <= code <= 599 else 500), None
+    text = code if isinstance(code, str) else None
+    status = _ERROR_STATUS.get(text or "") or _ERROR_STATUS.get(
+        kind if isinstance(kind, str) else ""
+    )
+    return status or 500, text
+
+
+def _error_message(error: _ErrorDetail) -> str:
+    message = error.message or error.type or "The upstream reported an error"
+    metadata = error.metadata
+    if isinstance(metadata, dict):
+        # OpenRouter wraps the real cause: "Provider returned error" + metadata.raw.
+        raw, provider = metadata.get("raw"), metadata.get("provider_name")
+        if isinstance(raw, str) and raw and raw not in message:
+            source = f"{provider}: " if isinstance(provider, str) else ""
+            message = f"{message} ({source}{excerpt(raw, 300)})"
+    return message
+
+
+# --- streaming --------------------------------------------------------------
+
+
+class _Call:
+    __slots__ = ("id", "index", "name", "pending", "started")
+
+    def __init__(self, index: int, id: str | None, name: str | None) -> None:
+        self.index = index
+        self.id = id
+        self.name = name
+        self.started = False
+        self.pending: list[str] = []
+
+
+class StreamDecoder:
+    """``chat.completion.chunk`` stream → canonical events.
+
+    Feed raw body bytes with :meth:`feed` and end with :meth:`close`, or feed
+    already-parsed chunk objects with :meth:`feed_json` and end with :meth:`end`
+    (the plugin host's path). Any split of the bytes yields the same events.
+    """
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self._done = False
+        self._finished = False
+        self._refused = False
+        self._calls: dict[int, _Call] = {}
+        self._used: set[int] = set()
+        self._last_usage: UsageEvent | None = None
+        self._deferred: ModelportError | None = None
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """The events completed by these bytes. Raises in-band errors and ``ParseError``."""
+        self._raise_deferred()
+        if self._done:
+            return []
+        out: list[StreamEvent] = []
+        self._dispatch(self._sse.feed(chunk), out)
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        """End of the body. Raises ``NetworkError`` if the stream stopped before it finished."""
+        self._raise_deferred()
+        out: list[StreamEvent] = []
+        if not self._done:
+            try:
+                # A last event without its blank line is still worth reading.
+                self._dispatch(self._sse.feed(b"\n\n"), out)
+                self._raise_deferred()
+            except ParseError as exc:
+                if not self._finished:
+                    raise self._truncated() from exc
+                raise
+        if not (self._done or self._finished):
+            raise self._truncated()
+        self._check_calls_named()
+        return out
+
+    def feed_json(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
+        """The events of one already-parsed ``chat.completion.chunk`` object."""
+        self._raise_deferred()
+        try:
+            parsed = msgspec.convert(chunk, _Chunk, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ParseError(f"A chat.completion.chunk had an unexpected shape: {exc}") from exc
+        out: list[StreamEvent] = []
+        self._process(parsed, out)
+        return out
+
+    def end(self) -> list[StreamEvent]:
+        """End of a :meth:`feed_json` stream; the caller's own protocol said it is complete."""
+        self._raise_deferred()
+        out: list[StreamEvent] = []
+        self._check_calls_named()
+        return out
+
+    @staticmethod
+    def _truncated() -> NetworkError:
+        return NetworkError("The upstream closed the stream before it finished")
+
+    def _raise_deferred(self) -> None:
+        if self._deferred is not None:
+            error, self._deferred = self._deferred, None
+            self._done = True
+            raise error
+
+    def _dispatch(self, events: list[SSEEvent], out: list[StreamEvent]) -> None:
+        for sse in events:
+            data = sse.data
+            if data == "[DONE]":
+                self._done = True
+                return
+            if not data or data.isspace():
+                continue
+            try:
+                chunk = _decode_chunk(data)
+                if sse.event == "error" and chunk.error is None:
+                    raise error_for_status(500, excerpt(data, 300))
+                self._process(chunk, out)
+            except ModelportError as exc:
+                if not out:
+                    self._done = True
+                    raise
+                self._deferred = exc
+                return
+
+    def _process(self, chunk: _Chunk, out: list[StreamEvent]) -> None:
+        if chunk.error is not None:
+            raise _in_band_error(chunk.error)
+        if chunk.choices:
+            for choice in chunk.choices:
+                if not choice.index:  # 0, or null from a server that numbers nothing
+                    self._choice(choice, out)
+                    break
+        usage = chunk.usage
+        if usage is None and chunk.x_groq is not None:
+            usage = chunk.x_groq.usage
+        if usage is not None:
+            event = _usage_event(usage)
+            if event != self._last_usage:
+                self._last_usage = event
+                out.append(event)
+
+    def _choice(self, choice: _ChunkChoice, out: list[StreamEvent]) -> None:
+        delta = choice.delta
+        if delta is not None:
+            reasoning = delta.reasoning_content or delta.reasoning
+            if reasoning:
+                out.append(ReasoningEvent(text=reasoning))
+            if delta.reasoning_details:
+                for detail in delta.reasoning_details:
+                    if detail.signature:
+                        out.append(ReasoningEvent(signature=detail.signature))
+            if delta.content:
+                out.append(TextEvent(text=delta.content))
+            if delta.refusal:
+                self._refused = True
+                out.append(TextEvent(text=delta.refusal))
+            if delta.tool_calls:
+                self._tool_fragments(delta.tool_calls, out)
+            elif delta.function_call is not None:
+                self._tool_fragments([_ToolCallFragment(function=delta.function_call)], out)
+        if choice.finish_reason is not None and not self._finished:
+            self._finished = True
+            self._check_calls_named()
+            reason = finish_reason(choice.finish_reason)
+            if reason == "stop" and self._calls:
+                reason = "tool_calls"
+            elif reason == "stop" and self._refused:
+                reason = "refusal"
+            out.append(FinishEvent(reason=reason))
+
+    def _tool_fragments(self, fragments: list[_ToolCallFragment], out: list[StreamEvent]) -> None:
+        for position, fragment in enumerate(fragments):
+            wire = fragment.index if fragment.index is not None else position
+            function = fragment.function
+            name = (function.name if function is not None else None) or None
+            call_id = fragment.id or None
+            call = self._calls.get(wire)
+            if call is None or (call.started and name and call_id and call_id != call.id):
+                index = wire if wire not in self._used else max(self._used) + 1
+                call = _Call(index, call_id, name)
+                self._calls[wire] = call
+                self._used.add(index)
+            elif not call.started:
+                call.id = call.id or call_id
+                call.name = call.name or name
+            arguments = _arguments(function)
+            if not call.started:
+                if not call.name:
+                    if arguments:
+                        call.pending.append(arguments)
+                    continue
+                self._start(call, out)
+            if arguments:
+                out.append(ToolCallDeltaEvent(index=call.index, arguments=arguments))
+
+    def _start(self, call: _Call, out: list[StreamEvent]) -> None:
+        call.started = True
+        out.append(
+            ToolCallStartEvent(
+                index=call.index, id=call.id or f"call_{call.index}", name=call.name or ""
+            )
+        )
+        if call.pending:
+            out.append(ToolCallDeltaEvent(index=call.index, arguments="".join(call.pending)))
+            call.pending = []
+
+    def _check_calls_named(self) -> None:
+        for call in self._calls.values():
+            if not call.started:
+                raise ParseError(
+                    f"The upstream streamed a tool call (index {call.index}) that never got a name"
+                )
+
+
+def _decode_chunk(data: str) -> _Chunk:
+    try:
+        return _CHUNK_DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        raise ParseError(
+            f"A chat.completion.chunk had an unexpected shape ({exc}): {excerpt(data, 200)}"
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise ParseError(f"The stream sent data that is not JSON: {excerpt(data, 200)}") from exc
+
+
+# --- non-streaming ----------------------------------------------------------
+
+
+def decode_response(body: bytes) -> list[StreamEvent]:
+    """The events of a non-streaming ``chat.completion`` body, in stream order."""
+    try:
+        completion = _COMPLETION_DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        raise ParseError(
+            f"The chat.completion had an unexpected shape ({exc}): {excerpt(body, 200)}"
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise ParseError(
+            f"The upstream answered with data that is not JSON: {excerpt(body, 200)}"
+        ) from exc
+    return _completion_events(completion)
+
+
+def decode_completion(obj: Mapping[str, Any]) -> list[StreamEvent]:
+    """The events of an already-parsed ``chat.completion`` object (a plugin's reply)."""
+    try:
+        completion = msgspec.convert(obj, _Completion, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ParseError(f"The chat.completion had an unexpected shape: {exc}") from exc
+    return _completion_events(completion)
+
+
+def _completion_events(completion: _Completion) -> list[StreamEvent]:
+    if completion.error is not None:
+        raise _in_band_error(completion.error)
+    choice = next((c for c in completion.choices or () if not c.index), None)
+    if choice is None:
+        raise ParseError("The chat.completion has no choice at index 0")
+    message = choice.message
+    if message is None:
+        raise ParseError(
+            "The answer's choice has no message: it is not a chat.completion "
+            "(a legacy /completions answer carries `text` instead)"
+        )
+    out: list[StreamEvent] = []
+    reasoning = message.reasoning_content or message.reasoning
+    if reasoning:
+        out.append(ReasoningEvent(text=reasoning))
+    if message.content:
+        out.append(TextEvent(text=message.content))
+    if message.refusal:
+        out.append(TextEvent(text=message.refusal))
+    calls = message.tool_calls or []
+    if not calls and message.function_call is not None:
+        calls = [_ToolCallFragment(function=message.function_call)]
+    for index, call in enumerate(calls):
+        name = call.function.name if call.function is not None else None
+        if not name:
+            raise ParseError(f"The chat.completion has a tool call (index {index}) with no name")
+        out.append(ToolCallStartEvent(index=index, id=call.id or f"call_{index}", name=name))
+        arguments = _arguments(call.function)
+        if arguments:
+            out.append(ToolCallDeltaEvent(index=index, arguments=arguments))
+    if completion.usage is not None:
+        out.append(_usage_event(completion.usage))
+    reason = finish_reason(choice.finish_reason or "stop")
+    if reason == "stop" and calls:
+        reason = "tool_calls"
+    elif reason == "stop" and message.refusal:
+        reason = "refusal"
+    out.append(FinishEvent(reason=reason))
+    return out
+
+
+# --- errors -----------------------------------------------------------------
+
+
+def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> ModelportError:
+    """The error for a non-2xx answer, from any of the error bodies these servers send."""
+    message, code = _error_fields(body)
+    if not message:
+        text = excerpt(body, 300).strip()
+        message = (
+            f"The upstream answered HTTP {status}: {text}"
+            if text
+            else f"The upstream answered HTTP {status} with an empty body"
+        )
+    lowered = {key.lower(): value for key, value in headers.items()}
+    return error_for_status(status, message, headers=lowered, body=body, code=code)
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None]:
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    error = data.get("error")
+    if isinstance(error, dict):
+        try:
+            detail = msgspec.convert(error, _ErrorDetail, strict=False)
+        except msgspec.ValidationError:
+            return None, None
+        code = detail.code if isinstance(detail.code, str) and not detail.code.isdigit() else None
+        return _error_message(detail), code
+    if isinstance(error, str) and error:
+        return error, None  # Ollama's /v1
+    for key in ("message", "detail"):  # vLLM ({"object": "error", ...}), FastAPI servers
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            code = data.get("code")
+            return value, code if isinstance(code, str) and not code.isdigit() else None
+    return None, None
+
+
+# --- models -----------------------------------------------------------------
+
+
+class _Pricing(_Shape):
+    prompt: str | float | None = None
+    completion: str | float | None = None
+    input_cache_read: str | float | None = None
+    input_cache_write: str | float | None = None
+
+
+class _TopProvider(_Shape):
+    context_length: int | None = None
+    max_completion_tokens: int | None = None
+
+
+class _Architecture(_Shape):
+    input_modalities: list[str] | None = None
+
+
+class _ModelEntry(_Shape):
+    id: str
+    name: str | None = None
+    display_name: str | None = None
+    context_length: int | None = None
+    context_window: int | None = None
+    max_model_len: int | None = None
+    max_context_length: int | None = None
+    max_completion_tokens: int | None = None
+    pricing: _Pricing | None = None
+    top_provider: _TopProvider | None = None
+    architecture: _Architecture | None = None
+    supported_parameters: list[str] | None = None
+
+
+class _ModelList(_Shape):
+    data: list[_ModelEntry]
+
+
+_MODELS_DECODER = msgspec.json.Decoder(_ModelList | list[_ModelEntry], strict=False)
+
+
+def decode_models(body: bytes, connection: str) -> list[ModelInfo]:
+    """``GET /models`` → models; reads OpenRouter's, Groq's and vLLM's extra fields."""
+    try:
+        parsed = _MODELS_DECODER.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ParseError(
+            f"The model list is not what /models returns ({exc}): {excerpt(body, 200)}"
+        ) from exc
+    entries = parsed if isinstance(parsed, list) else parsed.data
+    return [_model_info(entry, connection) for entry in entries]
+
+
+def _model_info(entry: _ModelEntry, connection: str) -> ModelInfo:
+    top = entry.top_provider or _TopProvider()
+    pricing = entry.pricing or _Pricing()
+    parameters = entry.supported_parameters
+    modalities = entry.architecture.input_modalities if entry.architecture else None
+    return ModelInfo(
+        id=entry.id,
+        connection=connection,
+        name=entry.name or entry.display_name,
+        context_window=entry.context_length
+        or entry.context_window
+        or entry.max_model_len
+        or entry.max_context_length
+        or top.context_length,
+        max_output_tokens=entry.max_completion_tokens or top.max_completion_tokens,
+        prices=ModelPrices(
+            input=_per_million(pricing.prompt),
+            output=_per_million(pricing.completion),
+            cache_read=_per_million(pricing.input_cache_read),
+            cache_write=_per_million(pricing.input_cache_write),
+        ),
+        capabilities=Capabilities(
+            tools=parameters is None or "tools" in parameters,
+            vision=modalities is not None and "image" in modalities,
+            reasoning=parameters is not None
+            and ("reasoning" in parameters or "include_reasoning" in parameters),
+            prompt_cache=pricing.input_cache_read is not None,
+        ),
+    )
+
+
+def _per_million(per_token: str | float | None) -> float | None:
+    """US dollars per token (OpenRouter sends strings) → per million; negative means unknown."""
+    if per_token is None:
+        return None
+    try:
+        value = Decimal(str(per_token)) * 1_000_000
+    except InvalidOperation:
+        return None
+    return float(value) if value >= 0 else None
