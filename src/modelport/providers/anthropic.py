@@ -1,0 +1,54 @@
+"""Anthropic's Messages API (``/v1/messages``, ``/v1/models``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from modelport.errors import AuthError
+from modelport.providers._http import HttpProvider, WireModule
+from modelport.wire import anthropic_messages
+
+__all__ = ["AnthropicProvider"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_VERSION = "2023-06-01"
+
+
+class AnthropicProvider(HttpProvider):
+    """Reaches the Messages API with ``x-api-key`` and ``anthropic-version``.
+
+    ``settings.options`` may set ``anthropic_version`` and ``anthropic_beta``
+    (a string or a list of beta names). A base URL ending in ``/v1`` (the form
+    some tools use) is accepted as well as the bare host.
+    """
+
+    wire: ClassVar[WireModule] = anthropic_messages  # type: ignore[assignment]
+
+    def base_url(self) -> str:
+        base = (self.settings.base_url or DEFAULT_BASE_URL).rstrip("/")
+        return base.removesuffix("/v1")
+
+    def chat_url(self) -> str:
+        return f"{self.base_url()}/v1/messages"
+
+    def models_url(self) -> str:
+        return f"{self.base_url()}/v1/models"
+
+    def auth_headers(self) -> dict[str, str]:
+        name = self.settings.name
+        if not self.settings.api_key:
+            raise AuthError(
+                f"No API key for connection {name!r} — run `modelport keys set {name}` "
+                "or set ANTHROPIC_API_KEY",
+                connection=name,
+            )
+        options = self.settings.options
+        headers = {
+            "x-api-key": self.settings.api_key,
+            "anthropic-version": str(options.get("anthropic_version") or DEFAULT_VERSION),
+        }
+        beta = options.get("anthropic_beta")
+        if beta:
+            headers["anthropic-beta"] = beta if isinstance(beta, str) else ",".join(beta)
+        headers.update(self.settings.headers)
+        return headers

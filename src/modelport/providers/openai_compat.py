@@ -1,0 +1,50 @@
+"""Any server that speaks the OpenAI Chat Completions API.
+
+OpenAI itself, Ollama's and LM Studio's ``/v1``, vLLM, llama.cpp, OpenRouter,
+Groq, DeepSeek … differ only in where they live and which key they want, so
+this provider is a base URL, a bearer token and :mod:`modelport.wire.openai_chat`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from modelport.errors import ConfigError
+from modelport.providers._http import HttpProvider, WireModule
+from modelport.wire import openai_chat
+
+__all__ = ["OpenAICompatProvider"]
+
+#: Key-less local servers still get a bearer token: some reject a request without one.
+PLACEHOLDER_KEY = "modelport"
+
+
+class OpenAICompatProvider(HttpProvider):
+    """``POST {base_url}/chat/completions`` and ``GET {base_url}/models``.
+
+    The base URL includes the version segment (``https://api.openai.com/v1``,
+    ``http://localhost:11434/v1``); the router supplies the default.
+    """
+
+    wire: ClassVar[WireModule] = openai_chat  # type: ignore[assignment]
+
+    def base_url(self) -> str:
+        if not self.settings.base_url:
+            raise ConfigError(
+                f"Connection {self.settings.name!r} has no base_url — set it in config.toml, "
+                'e.g. base_url = "https://api.openai.com/v1"',
+                connection=self.settings.name,
+            )
+        return self.settings.base_url.rstrip("/")
+
+    def chat_url(self) -> str:
+        return f"{self.base_url()}/chat/completions"
+
+    def models_url(self) -> str:
+        return f"{self.base_url()}/models"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.settings.api_key or PLACEHOLDER_KEY}",
+            **self.settings.headers,
+        }

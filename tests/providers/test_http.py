@@ -1,0 +1,328 @@
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from modelport.errors import (
+    AuthError,
+    ConfigError,
+    ModelportError,
+    NetworkError,
+    ParseError,
+)
+from modelport.providers._http import (
+    DEFAULT_HINT,
+    HttpClient,
+    redact_url,
+    upstream_errors,
+)
+from modelport.testing import FakeUpstream, Reply
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[HttpClient]:
+    http = HttpClient(timeout=5)
+    yield http
+    await http.aclose()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:pa55@host:8443/v1?x=1", "https://host:8443/v1?x=1"),
+        ("http://token@host/v1", "http://host/v1"),
+        ("http://127.0.0.1:11434/v1", "http://127.0.0.1:11434/v1"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+# --- HttpClient ------------------------------------------------------------------
+
+
+async def test_request_reads_the_whole_body(upstream: FakeUpstream, client: HttpClient) -> None:
+    upstream.route("POST", "/v1/x", Reply.json({"ok": 1}, headers={"X-Request-Id": "r1"}))
+    response = await client.request(
+        "POST", f"{upstream.url}/v1/x", headers={"Authorization": "Bearer k"}, json={"a": [1]}
+    )
+    assert response.status == 200
+    assert response.json() == {"ok": 1}
+    assert response.headers["x-request-id"] == "r1"
+    assert response.headers["X-Request-ID"] == "r1"  # case-insensitive
+    [sent] = upstream.requests
+    assert sent.json() == {"a": [1]}
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.headers["user-agent"].startswith("modelport")
+    assert sent.headers["authorization"] == "Bearer k"
+
+
+async def test_stream_yields_bytes_as_they_arrive(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    upstream.route("GET", "/s", Reply(body=b"one|two|three", chunks=[4, 4], chunk_delay=0.05))
+    async with client.stream("GET", f"{upstream.url}/s") as response:
+        assert response.status == 200
+        pieces = [piece async for piece in response.aiter_bytes()]
+    assert pieces == [b"one|", b"two|", b"three"]
+
+
+async def test_error_statuses_are_returned_not_raised(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    upstream.route("GET", "/e", Reply.json({"error": "nope"}, status=503))
+    response = await client.request("GET", f"{upstream.url}/e")
+    assert (response.status, response.json()) == (503, {"error": "nope"})
+
+
+async def test_redirects_are_never_followed(upstream: FakeUpstream, client: HttpClient) -> None:
+    upstream.route("GET", "/r", Reply(status=302, headers={"Location": f"{upstream.url}/other"}))
+    upstream.route("GET", "/other", Reply(body=b"should not be fetched"))
+    response = await client.request("GET", f"{upstream.url}/r", headers={"x-api-key": "k"})
+    assert response.status == 302
+    assert [r.path for r in upstream.requests] == ["/r"]
+
+
+async def test_connections_are_pooled(upstream: FakeUpstream, client: HttpClient) -> None:
+    upstream.route("GET", "/p", Reply(body=b"x", chunks=[1]))
+    for _ in range(5):
+        async with client.stream("GET", f"{upstream.url}/p") as response:
+            assert await response.aread() == b"x"
+    assert upstream.open_connections == 1
+
+
+async def test_leaving_a_stream_early_closes_its_connection(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    upstream.route("GET", "/slow", Reply(body=b"a" * 50, chunks=[10], chunk_delay=1.0))
+    async with client.stream("GET", f"{upstream.url}/slow") as response:
+        async for _piece in response.aiter_bytes():
+            break
+    assert await upstream.requests[0].wait_closed(0.5)
+
+
+async def test_per_request_timeout_overrides_the_default(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    upstream.route("GET", "/h", Reply(hang=True))
+    with pytest.raises(NetworkError, match="0.1 s"):
+        with upstream_errors(url=f"{upstream.url}/h", timeout=0.1):
+            await client.request("GET", f"{upstream.url}/h", timeout=0.1)
+
+
+async def test_aclose_then_reuse(upstream: FakeUpstream, client: HttpClient) -> None:
+    upstream.route("GET", "/a", Reply(body=b"ok"))
+    assert (await client.request("GET", f"{upstream.url}/a")).content == b"ok"
+    await client.aclose()
+    assert await upstream.requests[0].wait_closed(1)
+    assert (await client.request("GET", f"{upstream.url}/a")).content == b"ok"
+
+
+def test_a_client_can_move_to_a_new_loop_after_aclose(upstream: FakeUpstream) -> None:
+    upstream.route("GET", "/a", Reply(body=b"ok"))
+    http = HttpClient(timeout=5)
+
+    async def once() -> bytes:
+        try:
+            return (await http.request("GET", f"{upstream.url}/a")).content
+        finally:
+            await http.aclose()
+
+    assert asyncio.run(once()) == b"ok"
+    assert asyncio.run(once()) == b"ok"
+
+
+# --- upstream_errors --------------------------------------------------------------
+
+
+async def test_refused_connection_message(client: HttpClient) -> None:
+    base = f"http://127.0.0.1:{_closed_port()}/v1"
+    with pytest.raises(NetworkError) as caught:
+        with upstream_errors(url=f"{base}/models", connection="local", model="m", target=base):
+            await client.request("GET", f"{base}/models")
+    error = caught.value
+    assert error.message == f"Cannot reach {base} (connection refused) — {DEFAULT_HINT}"
+    assert (error.connection, error.url, error.model) == ("local", f"{base}/models", "m")
+    assert error.retryable
+    assert isinstance(error.__cause__, Exception)
+
+
+async def test_credentials_in_the_url_never_reach_the_message(client: HttpClient) -> None:
+    url = f"http://admin:hunter2@127.0.0.1:{_closed_port()}/v1"
+    with pytest.raises(NetworkError) as caught:
+        with upstream_errors(url=url):
+            await client.request("GET", url)
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in (caught.value.url or "")
+
+
+async def test_dropped_body_is_a_network_error(upstream: FakeUpstream, client: HttpClient) -> None:
+    upstream.route("GET", "/d", Reply(body=b"z" * 100, chunks=[10], drop_after=25))
+    with pytest.raises(NetworkError, match="closed mid-response"):
+        with upstream_errors(url=f"{upstream.url}/d"):
+            await client.request("GET", f"{upstream.url}/d")
+
+
+async def test_dropped_content_length_body_is_a_network_error(client: HttpClient) -> None:
+    async def short_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(short_body, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+    try:
+        with pytest.raises(NetworkError, match="closed mid-response"):
+            with upstream_errors(url=url):
+                await client.request("GET", url)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_tls_failure_names_the_scheme(client: HttpClient) -> None:
+    async def plain_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(plain_http, "127.0.0.1", 0)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/models"
+    try:
+        with pytest.raises(NetworkError) as caught:
+            with upstream_errors(url=url):
+                await client.request("GET", url)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert "TLS failed" in str(caught.value)
+    assert "http:// or https://" in str(caught.value)
+
+
+async def test_invalid_url_is_a_config_error(client: HttpClient) -> None:
+    with pytest.raises(ConfigError, match="base_url"):
+        with upstream_errors(url="http://"):
+            await client.request("GET", "http://")
+
+
+async def test_hint_is_used_for_refusals(client: HttpClient) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/api/tags"
+    with pytest.raises(NetworkError, match="ollama serve"):
+        with upstream_errors(url=url, hint="is Ollama running (`ollama serve`)?"):
+            await client.request("GET", url)
+
+
+def test_fills_missing_context_without_overwriting() -> None:
+    with pytest.raises(ParseError) as caught:
+        with upstream_errors(url="http://h/v1/x", connection="c", model="m"):
+            raise ParseError("bad bytes")
+    assert (caught.value.connection, caught.value.url, caught.value.model) == (
+        "c",
+        "http://h/v1/x",
+        "m",
+    )
+
+    with pytest.raises(AuthError) as caught_auth:
+        with upstream_errors(url="http://h/v1/x", connection="c", model="m"):
+            raise AuthError("no key", connection="other", model="n", url="http://elsewhere")
+    assert (caught_auth.value.connection, caught_auth.value.model) == ("other", "n")
+    assert caught_auth.value.url == "http://elsewhere"
+
+
+def test_other_exceptions_pass_through() -> None:
+    with pytest.raises(KeyError):
+        with upstream_errors(url="http://h"):
+            raise KeyError("x")
+    error = ModelportError("plain")
+    with pytest.raises(ModelportError) as caught:
+        with upstream_errors(url="http://h", connection="c"):
+            raise error
+    assert caught.value is error and error.connection == "c"
+
+
+# --- proxies ----------------------------------------------------------------------
+
+
+async def test_environment_proxy_is_used_for_remote_hosts(
+    upstream: FakeUpstream, client: HttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", upstream.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    target = "http://models.example.test/v1/models"
+    upstream.route("GET", target, Reply.json({"data": []}))
+    response = await client.request("GET", target, headers={"Authorization": "Bearer k"})
+    assert response.json() == {"data": []}
+    [sent] = upstream.requests
+    assert sent.path == target  # absolute-form request line: it went through the proxy
+    assert sent.headers["host"] == "models.example.test"
+
+
+async def test_loopback_never_goes_through_a_proxy(
+    upstream: FakeUpstream, client: HttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    upstream.route("GET", "/v1/models", Reply.json({"data": []}))
+    response = await client.request("GET", f"{upstream.url}/v1/models")
+    assert response.status == 200
+    assert upstream.requests[0].path == "/v1/models"
+
+
+async def test_netrc_does_not_interfere_with_our_headers(
+    upstream: FakeUpstream,
+    client: HttpClient,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password netrc-secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    upstream.route("GET", "/v1/models", Reply.json({"data": []}))
+    response = await client.request(
+        "GET", f"{upstream.url}/v1/models", headers={"Authorization": "Bearer k"}
+    )
+    assert response.status == 200
+    assert upstream.requests[0].headers["authorization"] == "Bearer k"
+
+
+async def test_garbage_response_is_a_network_error_without_the_key(client: HttpClient) -> None:
+    async def not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(not_http, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/models"
+    try:
+        with pytest.raises(NetworkError) as caught:
+            with upstream_errors(url=url):
+                await client.request("GET", url, headers={"x-api-key": "sk-very-secret"})
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert "did not answer with valid HTTP" in str(caught.value)
+    assert "is the URL right?" in str(caught.value)
+    for text in (str(caught.value), repr(caught.value), repr(caught.value.__cause__)):
+        assert "sk-very-secret" not in text
