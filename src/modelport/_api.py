@@ -1,0 +1,462 @@
+"""The module-level Python API: ``modelport.stream``, ``complete``, ``list_models`` and twins.
+
+::
+
+    async for event in modelport.stream("local/llama3.1:8b", [{"role": "user", "content": "hi"}]):
+        ...
+    response = modelport.complete_sync("anthropic/claude-sonnet-4-5", messages)
+
+Messages, tools and tool choices may be canonical values or the OpenAI-shaped
+dicts every SDK user already writes. Without ``router=``, calls share a default
+:class:`~modelport.router.Router` built from ``load_config()`` — one per event
+loop, because pooled HTTP clients belong to the loop that opened them, and it
+is closed when that loop shuts down its async generators (as ``asyncio.run``
+does). The sync twins run on one background event loop in a daemon thread, so
+their pooled connections live on one loop too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+import weakref
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from modelport.errors import InvalidRequestError
+from modelport.events import StreamEvent
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ModelInfo,
+    Reasoning,
+    ToolChoice,
+    ToolDefinition,
+)
+
+if TYPE_CHECKING:
+    from modelport.router import Router
+
+__all__ = [
+    "complete",
+    "complete_sync",
+    "list_models",
+    "list_models_sync",
+    "stream",
+    "stream_sync",
+]
+
+_T = TypeVar("_T")
+_EFFORTS = ("minimal", "low", "medium", "high")
+
+# --- converting what callers pass ---------------------------------------------
+
+
+def _messages(messages: Sequence[Message | dict[str, Any]]) -> list[Message]:
+    if isinstance(messages, str | bytes | dict):
+        raise InvalidRequestError("messages must be a list of messages, not a single value")
+    converted: list[Message] = []
+    pending: list[dict[str, Any]] = []
+    for item in messages:
+        if isinstance(item, Message):
+            converted.extend(_parse_messages(pending))
+            pending = []
+            converted.append(item)
+        elif isinstance(item, dict):
+            pending.append(item)
+        else:
+            raise InvalidRequestError(
+                f"A message must be a modelport.Message or an OpenAI-style dict, "
+                f"not {type(item).__name__}"
+            )
+    converted.extend(_parse_messages(pending))
+    return converted
+
+
+def _parse_messages(items: list[dict[str, Any]]) -> list[Message]:
+    if not items:
+        return []
+    from modelport.wire.openai_chat_server import parse_messages
+
+    return list(parse_messages(items))
+
+
+def _tools(tools: Sequence[ToolDefinition | dict[str, Any]] | None) -> list[ToolDefinition]:
+    if not tools:
+        return []
+    if all(isinstance(tool, ToolDefinition) for tool in tools):
+        return list(tools)  # type: ignore[arg-type]
+    from modelport.wire.openai_chat_server import parse_tools
+
+    return [tool if isinstance(tool, ToolDefinition) else parse_tools([tool])[0] for tool in tools]
+
+
+def _tool_choice(choice: ToolChoice | str | dict[str, Any] | None) -> ToolChoice | None:
+    if choice is None or isinstance(choice, ToolChoice):
+        return choice
+    from modelport.wire.openai_chat_server import parse_tool_choice
+
+    return parse_tool_choice(choice)
+
+
+def _reasoning(reasoning: Reasoning | str | int | None) -> Reasoning | None:
+    if reasoning is None or isinstance(reasoning, Reasoning):
+        return reasoning
+    if isinstance(reasoning, bool):
+        raise InvalidRequestError("reasoning must be an effort string or a token budget")
+    if isinstance(reasoning, int):
+        if reasoning <= 0:
+            raise InvalidRequestError(f"A reasoning budget must be positive, not {reasoning}")
+        return Reasoning(budget_tokens=reasoning)
+    if isinstance(reasoning, str) and reasoning in _EFFORTS:
+        return Reasoning(effort=reasoning)  # type: ignore[arg-type]
+    raise InvalidRequestError(
+        f"reasoning must be one of {', '.join(_EFFORTS)}, a token budget (int) "
+        f"or a modelport.Reasoning, not {reasoning!r}"
+    )
+
+
+def _request(
+    model: str, messages: Sequence[Message | dict[str, Any]], **fields: Any
+) -> ChatRequest:
+    stop = fields.pop("stop")
+    return ChatRequest(
+        model=model,
+        messages=_messages(messages),
+        tools=_tools(fields.pop("tools")),
+        tool_choice=_tool_choice(fields.pop("tool_choice")),
+        reasoning=_reasoning(fields.pop("reasoning")),
+        stop=[stop] if isinstance(stop, str) else (list(stop) if stop is not None else None),
+        extra=dict(fields.pop("extra") or {}),
+        **fields,
+    )
+
+
+def _overrides(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+# --- the default router, one per event loop -------------------------------------
+
+_routers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Router] = weakref.WeakKeyDictionary()
+_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _close_at_shutdown(router: Router) -> AsyncIterator[None]:
+    # The loop's shutdown_asyncgens() (asyncio.run does it) closes every async
+    # generator that is still suspended: this one's `finally` is our hook to
+    # close the router's pooled clients while their loop still runs.
+    try:
+        yield
+    finally:
+        await router.aclose()
+
+
+async def _default_router() -> Router:
+    loop = asyncio.get_running_loop()
+    router = _routers.get(loop)
+    if router is None:
+        from modelport.router import Router
+
+        router = Router()
+        _routers[loop] = router
+        closer = _close_at_shutdown(router)
+        await closer.__anext__()
+        _closers[loop] = closer
+    return router
+
+
+# --- async API ----------------------------------------------------------------
+
+
+async def stream(
+    model: str,
+    messages: Sequence[Message | dict[str, Any]],
+    *,
+    tools: Sequence[ToolDefinition | dict[str, Any]] | None = None,
+    tool_choice: ToolChoice | str | dict[str, Any] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    response_format: dict[str, Any] | None = None,
+    reasoning: Reasoning | str | int | None = None,
+    metadata: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    router: Router | None = None,
+) -> AsyncIterator[StreamEvent]:
+    """Stream the answer of ``model`` (an address or alias) as canonical events.
+
+    Closing the iterator early (``break``, cancellation) aborts the upstream
+    request. ``api_key``, ``base_url``, ``timeout`` and ``max_retries``
+    override the connection's settings for this call.
+    """
+    request = _request(
+        model,
+        messages,
+        tools=tools,
+        tool_choice=tool_choice,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop=stop,
+        response_format=response_format,
+        reasoning=reasoning,
+        metadata=metadata,
+        extra=extra,
+    )
+    active = router if router is not None else await _default_router()
+    events = active.stream(
+        request,
+        **_overrides(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries),
+    )
+    try:
+        async for event in events:
+            yield event
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def complete(
+    model: str,
+    messages: Sequence[Message | dict[str, Any]],
+    *,
+    tools: Sequence[ToolDefinition | dict[str, Any]] | None = None,
+    tool_choice: ToolChoice | str | dict[str, Any] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    response_format: dict[str, Any] | None = None,
+    reasoning: Reasoning | str | int | None = None,
+    metadata: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    router: Router | None = None,
+) -> ChatResponse:
+    """The whole answer of ``model`` at once: the aggregate of :func:`stream`."""
+    request = _request(
+        model,
+        messages,
+        tools=tools,
+        tool_choice=tool_choice,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop=stop,
+        response_format=response_format,
+        reasoning=reasoning,
+        metadata=metadata,
+        extra=extra,
+    )
+    active = router if router is not None else await _default_router()
+    return await active.complete(
+        request,
+        **_overrides(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries),
+    )
+
+
+async def list_models(
+    connection: str | None = None, *, router: Router | None = None
+) -> list[ModelInfo]:
+    """Models of one connection, or of every configured one (see ``Router.list_models``)."""
+    active = router if router is not None else await _default_router()
+    return await active.list_models(connection)
+
+
+# --- sync twins ---------------------------------------------------------------
+
+
+class _BackgroundLoop:
+    """One event loop in a daemon thread, started on first use, shut down at exit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="modelport-sync", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+                atexit.register(self.shutdown)
+            return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        loop = self.loop()
+        if asyncio._get_running_loop() is loop:
+            coroutine.close()
+            # Waiting here for work queued behind us on our own loop would never end.
+            raise RuntimeError(
+                "A modelport *_sync function was called from code running on modelport's "
+                "background loop; await the async function instead."
+            )
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Ctrl-C in the caller's thread: stop the work on the loop too.
+            future.cancel()
+            raise
+
+    def shutdown(self) -> None:
+        """Close the default router and stop the loop (registered with ``atexit``)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result(timeout=5)
+        except Exception:  # exiting anyway; a stuck close must not hang the interpreter
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            loop.close()
+
+
+_background = _BackgroundLoop()
+
+
+def complete_sync(
+    model: str,
+    messages: Sequence[Message | dict[str, Any]],
+    *,
+    tools: Sequence[ToolDefinition | dict[str, Any]] | None = None,
+    tool_choice: ToolChoice | str | dict[str, Any] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    response_format: dict[str, Any] | None = None,
+    reasoning: Reasoning | str | int | None = None,
+    metadata: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    router: Router | None = None,
+) -> ChatResponse:
+    """:func:`complete` for code without an event loop (same arguments)."""
+    return _background.run(
+        complete(
+            model,
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            stop=stop,
+            response_format=response_format,
+            reasoning=reasoning,
+            metadata=metadata,
+            extra=extra,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            router=router,
+        )
+    )
+
+
+def list_models_sync(
+    connection: str | None = None, *, router: Router | None = None
+) -> list[ModelInfo]:
+    """:func:`list_models` for code without an event loop."""
+    return _background.run(list_models(connection, router=router))
+
+
+def stream_sync(
+    model: str,
+    messages: Sequence[Message | dict[str, Any]],
+    *,
+    tools: Sequence[ToolDefinition | dict[str, Any]] | None = None,
+    tool_choice: ToolChoice | str | dict[str, Any] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    response_format: dict[str, Any] | None = None,
+    reasoning: Reasoning | str | int | None = None,
+    metadata: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    router: Router | None = None,
+) -> Iterator[StreamEvent]:
+    """:func:`stream` as a plain iterator (same arguments).
+
+    Leaving the loop early (``break``, an exception) closes the stream and
+    aborts the upstream request.
+    """
+    events = stream(
+        model,
+        messages,
+        tools=tools,
+        tool_choice=tool_choice,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop=stop,
+        response_format=response_format,
+        reasoning=reasoning,
+        metadata=metadata,
+        extra=extra,
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=max_retries,
+        router=router,
+    )
+    return _iterate(events)
+
+
+async def _step(events: AsyncIterator[StreamEvent]) -> tuple[bool, StreamEvent | None]:
+    try:
+        return False, await events.__anext__()
+    except StopAsyncIteration:
+        return True, None
+
+
+def _iterate(events: AsyncIterator[StreamEvent]) -> Iterator[StreamEvent]:
+    interrupted = False
+    try:
+        while True:
+            try:
+                done, event = _background.run(_step(events))
+            except BaseException:
+                # The cancelled step unwinds the stream (and its upstream) by itself.
+                interrupted = True
+                raise
+            if done:
+                return
+            assert event is not None
+            yield event
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None and not interrupted:
+            _background.run(close())

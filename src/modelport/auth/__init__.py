@@ -1,0 +1,7 @@
+"""Credentials: API keys per connection (:mod:`modelport.auth.keys`)."""
+
+from __future__ import annotations
+
+from modelport.auth.keys import delete_key, get_key, key_storage, set_key
+
+__all__ = ["delete_key", "get_key", "key_storage", "set_key"]

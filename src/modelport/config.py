@@ -1,0 +1,518 @@
+"""``config.toml``: where it lives, what it may hold, and writing it back.
+
+The global file is ``MODELPORT_HOME/config.toml`` (``~/.modelport`` by
+default). A project — the working directory or its nearest ancestor holding
+``.modelport/`` — may add ``.modelport/config.toml``; its entries override the
+global ones of the same name:
+
+* ``[connections.<name>]`` tables replace the global table of that name whole;
+* ``[aliases]`` and ``[fallbacks]`` merge key by key;
+* scalars (``default_model``, ``database_url``) and the keys of ``[gateway]``
+  override one by one.
+
+Files are validated here, at the edge, and a bad one raises
+:class:`~modelport.errors.ConfigError` naming the file and the problem.
+
+Well-known connection names have :data:`PRESETS`: ``openrouter/<model>`` works
+with no config beyond a key, and a configured ``[connections.openrouter]``
+without ``base_url`` gets OpenRouter's. :attr:`Config.connections` holds only
+what the user *configured*; :meth:`Config.connection` fills in the preset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import tempfile
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+
+from modelport.errors import ConfigError
+from modelport.types import ModelPrices
+
+if TYPE_CHECKING:
+    import tomlkit.toml_document
+
+__all__ = [
+    "PRESETS",
+    "Config",
+    "ConnectionConfig",
+    "GatewayConfig",
+    "edit_config",
+    "find_project_dir",
+    "get_value",
+    "global_config_path",
+    "load_config",
+    "modelport_home",
+    "parse_config",
+    "project_config_path",
+    "remove_connection",
+    "set_connection",
+    "set_default_model",
+    "set_value",
+]
+
+CONFIG_FILE = "config.toml"
+PROJECT_DIR = ".modelport"
+
+_Timeout = Annotated[float, msgspec.Meta(gt=0)]
+_Retries = Annotated[int, msgspec.Meta(ge=0)]
+_Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``[connections.<name>]`` table. ``None`` means "not set here".
+
+    ``compat`` is ``openai``, ``anthropic``, ``ollama``, ``plugin:<provider id>``
+    or the name of an installed ``modelport.providers`` entry point.
+    ``options`` holds every other key of the table, untouched (provider-specific
+    settings, a plugin's ``configFields`` values).
+    """
+
+    compat: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class _ConnectionFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    compat: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: _Timeout | None = None
+    max_retries: _Retries | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
+
+
+_CONNECTION_KEYS = frozenset(_ConnectionFields.__struct_fields__)
+
+
+class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[gateway]`` table: where ``modelport serve`` listens and its keys.
+
+    ``key`` / ``admin_key`` may be given inline or, better, through the
+    environment variables that ``key_env`` / ``admin_key_env`` name.
+    """
+
+    host: str = "127.0.0.1"
+    port: _Port = 4848
+    key: str | None = None
+    key_env: str | None = None
+    admin_key: str | None = None
+    admin_key_env: str | None = None
+
+    def __repr__(self) -> str:
+        # The inline keys are secrets; keep them out of logs and tracebacks.
+        return (
+            f"GatewayConfig(host={self.host!r}, port={self.port!r}, "
+            f"key={'***' if self.key else None}, key_env={self.key_env!r}, "
+            f"admin_key={'***' if self.admin_key else None}, "
+            f"admin_key_env={self.admin_key_env!r})"
+        )
+
+
+class _FileFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    default_model: str | None = None
+    connections: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    database_url: str | None = None
+    gateway: dict[str, Any] = msgspec.field(default_factory=dict)
+    fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+
+
+_TOP_LEVEL_KEYS = frozenset(_FileFields.__struct_fields__)
+
+
+#: Connection names that work without configuration (beyond a key).
+PRESETS: Mapping[str, ConnectionConfig] = {
+    "openai": ConnectionConfig(
+        compat="openai", base_url="https://api.openai.com/v1", api_key_env="OPENAI_API_KEY"
+    ),
+    "anthropic": ConnectionConfig(
+        compat="anthropic", base_url="https://api.anthropic.com", api_key_env="ANTHROPIC_API_KEY"
+    ),
+    "openrouter": ConnectionConfig(
+        compat="openai", base_url="https://openrouter.ai/api/v1", api_key_env="OPENROUTER_API_KEY"
+    ),
+    "groq": ConnectionConfig(
+        compat="openai", base_url="https://api.groq.com/openai/v1", api_key_env="GROQ_API_KEY"
+    ),
+    "deepseek": ConnectionConfig(
+        compat="openai", base_url="https://api.deepseek.com/v1", api_key_env="DEEPSEEK_API_KEY"
+    ),
+    "ollama": ConnectionConfig(compat="ollama", base_url="http://localhost:11434"),
+    "lmstudio": ConnectionConfig(compat="openai", base_url="http://localhost:1234/v1"),
+    "vllm": ConnectionConfig(compat="openai", base_url="http://localhost:8000/v1"),
+    "llamacpp": ConnectionConfig(compat="openai", base_url="http://localhost:8080/v1"),
+}
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """The merged configuration (global, then project). ``sources`` lists the files read."""
+
+    default_model: str | None = None
+    connections: dict[str, ConnectionConfig] = msgspec.field(default_factory=dict)
+    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    database_url: str | None = None
+    gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
+    fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    sources: list[Path] = msgspec.field(default_factory=list)
+
+    def is_configured(self, name: str) -> bool:
+        """Whether ``[connections.<name>]`` exists (a preset alone does not count)."""
+        return name in self.connections
+
+    def connection(self, name: str) -> ConnectionConfig | None:
+        """The connection's table with its preset's defaults filled in.
+
+        ``None`` when the name is neither configured nor a preset. A preset's
+        ``api_key_env`` is *not* filled in: whether the vendor's variable may be
+        used depends on the URL the call goes to, which the router decides.
+        """
+        configured = self.connections.get(name)
+        preset = PRESETS.get(name)
+        if configured is None:
+            return None if preset is None else msgspec.structs.replace(preset, api_key_env=None)
+        if preset is None or configured.compat not in (None, preset.compat):
+            return configured
+        return msgspec.structs.replace(
+            configured,
+            compat=preset.compat,
+            base_url=configured.base_url or preset.base_url,
+        )
+
+
+# --- locations -------------------------------------------------------------
+
+
+def modelport_home() -> Path:
+    """``MODELPORT_HOME``, or ``~/.modelport``."""
+    value = os.environ.get("MODELPORT_HOME")
+    return Path(value).expanduser() if value else Path.home() / ".modelport"
+
+
+def find_project_dir(cwd: Path | str | None = None, *, home: Path | None = None) -> Path | None:
+    """The directory at or above ``cwd`` that holds ``.modelport/`` (the project root).
+
+    The global home (``~/.modelport``, or ``home``) is not a project, so it never counts.
+    """
+    start = Path(cwd if cwd is not None else Path.cwd()).resolve()
+    home = _resolved(home if home is not None else modelport_home())
+    for directory in (start, *start.parents):
+        candidate = directory / PROJECT_DIR
+        if candidate.is_dir() and _resolved(candidate) != home:
+            return directory
+    return None
+
+
+def global_config_path(home: Path | None = None) -> Path:
+    """``MODELPORT_HOME/config.toml``."""
+    return (home if home is not None else modelport_home()) / CONFIG_FILE
+
+
+def project_config_path(cwd: Path | str | None = None, *, home: Path | None = None) -> Path | None:
+    """The project's ``.modelport/config.toml`` (it may not exist yet), or ``None``."""
+    project = find_project_dir(cwd, home=home)
+    return None if project is None else project / PROJECT_DIR / CONFIG_FILE
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+# --- loading ---------------------------------------------------------------
+
+
+def load_config(home: Path | None = None, cwd: Path | str | None = None) -> Config:
+    """Read and merge the global and project files; missing files count as empty."""
+    paths = [global_config_path(home)]
+    project = project_config_path(cwd, home=home)
+    if project is not None:
+        paths.append(project)
+    merged: dict[str, Any] = {}
+    sources: list[Path] = []
+    for path in paths:
+        data = _read(path)
+        if data is None:
+            continue
+        _validate(data, path)
+        _merge(merged, data)
+        sources.append(path)
+    return _build(merged, sources)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read {path}: {exc}") from exc
+    return _parse_toml(text, path)
+
+
+def _parse_toml(text: str, path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def _problem(exc: msgspec.ValidationError, where: str) -> str:
+    message = str(exc)
+    if message.startswith("Object contains unknown field"):
+        return f"{message} in {where}"
+    if where == "$":
+        return message.replace("`$.", "`")
+    return message.replace("`$", f"`{where}")
+
+
+def _did_you_mean(key: str, known: frozenset[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {key!r}.{hint} Known keys: {', '.join(sorted(known))}"
+
+
+def _validate(data: dict[str, Any], path: Path) -> None:
+    """Raise ConfigError naming ``path`` for anything :func:`_build` could not use."""
+    for key in data:
+        if key not in _TOP_LEVEL_KEYS:
+            raise ConfigError(f"{path}: {_did_you_mean(key, _TOP_LEVEL_KEYS)}")
+    try:
+        fields = msgspec.convert(data, _FileFields)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {_problem(exc, '$')}") from exc
+    for name, table in fields.connections.items():
+        where = f"connections.{name}"
+        if not name or "/" in name:
+            raise ConfigError(
+                f"{path}: [{where}]: a connection name cannot be empty or contain '/', "
+                "because model addresses are split at the first slash"
+            )
+        for key in table:
+            # Other keys are provider options, but a near miss of ours is a typo.
+            close = difflib.get_close_matches(key, sorted(_CONNECTION_KEYS), n=1, cutoff=0.85)
+            if key not in _CONNECTION_KEYS and close:
+                raise ConfigError(
+                    f"{path}: [{where}]: unknown key {key!r}. Did you mean {close[0]!r}?"
+                )
+        known = {k: v for k, v in table.items() if k in _CONNECTION_KEYS}
+        try:
+            msgspec.convert(known, _ConnectionFields)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{path}: {_problem(exc, where)}") from exc
+        compat = table.get("compat")
+        if compat is not None and (not compat or compat == "plugin:"):
+            raise ConfigError(
+                f"{path}: connections.{name}.compat must be openai, anthropic, ollama, "
+                "plugin:<provider id> or an installed provider's name"
+            )
+    for key in fields.gateway:
+        if key not in GatewayConfig.__struct_fields__:
+            known_gateway = frozenset(GatewayConfig.__struct_fields__)
+            raise ConfigError(f"{path}: [gateway]: {_did_you_mean(key, known_gateway)}")
+    try:
+        msgspec.convert(fields.gateway, GatewayConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {_problem(exc, 'gateway')}") from exc
+
+
+def _merge(merged: dict[str, Any], data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        if key in ("connections", "aliases", "fallbacks", "gateway"):
+            # Connections replace whole tables by name; the others merge key by key.
+            merged.setdefault(key, {}).update(value)
+        else:
+            merged[key] = value
+
+
+def _connection(table: dict[str, Any]) -> ConnectionConfig:
+    known = msgspec.convert(
+        {k: v for k, v in table.items() if k in _CONNECTION_KEYS}, _ConnectionFields
+    )
+    return ConnectionConfig(
+        **msgspec.structs.asdict(known),
+        options={k: v for k, v in table.items() if k not in _CONNECTION_KEYS},
+    )
+
+
+def _build(merged: dict[str, Any], sources: list[Path]) -> Config:
+    fields = msgspec.convert(merged, _FileFields)
+    return Config(
+        default_model=fields.default_model,
+        connections={name: _connection(t) for name, t in fields.connections.items()},
+        aliases=dict(fields.aliases),
+        database_url=fields.database_url,
+        gateway=msgspec.convert(fields.gateway, GatewayConfig),
+        fallbacks={k: list(v) for k, v in fields.fallbacks.items()},
+        sources=sources,
+    )
+
+
+def parse_config(text: str, path: Path | str = "<config>") -> Config:
+    """Validate one file's text on its own (what :func:`edit_config` checks before saving)."""
+    data = _parse_toml(text, Path(path))
+    _validate(data, Path(path))
+    return _build(data, [Path(path)])
+
+
+# --- writing back ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def edit_config(
+    path: Path | str | None = None,
+) -> Iterator[tomlkit.toml_document.TOMLDocument]:
+    """Yield the file as a tomlkit document and save it on a clean exit.
+
+    Comments and formatting survive. The result is validated before it is
+    written (a change that would break the file raises ConfigError and writes
+    nothing), and it replaces the old file atomically. ``path`` defaults to the
+    global ``config.toml``; missing directories and files are created.
+    """
+    import tomlkit
+
+    target = Path(path) if path is not None else global_config_path()
+    try:
+        document = tomlkit.parse(target.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        document = tomlkit.document()
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(f"{target} is not valid TOML: {exc}") from exc
+    yield document
+    text = tomlkit.dumps(document)
+    parse_config(text, target)
+    _write_atomic(target, text)
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = None
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600; keep an existing file's mode, else the usual umask default.
+        os.chmod(temporary, mode if mode is not None else 0o666 & ~_umask())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _table(container: tomlkit.container.Container | Any, key: str, *, create: bool) -> Any | None:
+    import tomlkit
+
+    if key not in container:
+        if not create:
+            return None
+        container[key] = tomlkit.table()
+    return container[key]
+
+
+def set_connection(name: str, values: Mapping[str, Any], *, path: Path | str | None = None) -> None:
+    """Create ``[connections.<name>]`` or update its keys; a value of ``None`` removes the key."""
+    if not name or "/" in name:
+        raise ConfigError(f"A connection name cannot be empty or contain '/': {name!r}")
+    import tomlkit
+
+    with edit_config(path) as document:
+        connections = _table(document, "connections", create=True)
+        if name not in connections:
+            table = tomlkit.table()
+            connections[name] = table
+        table = connections[name]
+        for key, value in values.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+
+
+def remove_connection(name: str, *, path: Path | str | None = None) -> bool:
+    """Remove ``[connections.<name>]``; ``False`` if it was not there."""
+    with edit_config(path) as document:
+        connections = _table(document, "connections", create=False)
+        if connections is None or name not in connections:
+            return False
+        del connections[name]
+        return True
+
+
+def set_default_model(address: str | None, *, path: Path | str | None = None) -> None:
+    """Set ``default_model``, or remove it with ``None``."""
+    set_value("default_model", address, path=path)
+
+
+def _split_key(dotted_key: str) -> list[str]:
+    parts = dotted_key.split(".")
+    if not all(parts):
+        raise ConfigError(f"Not a valid key: {dotted_key!r} (write it like 'gateway.port')")
+    return parts
+
+
+def set_value(dotted_key: str, value: Any, *, path: Path | str | None = None) -> None:
+    """Set one value by dotted key (``gateway.port``, ``aliases.fast``); ``None`` removes it.
+
+    Connection names and aliases that contain dots cannot be reached this way;
+    use :func:`set_connection` or :func:`edit_config`.
+    """
+    *parents, last = _split_key(dotted_key)
+    with edit_config(path) as document:
+        container: Any = document
+        for part in parents:
+            container = _table(container, part, create=value is not None)
+            if container is None:
+                return
+            if not isinstance(container, Mapping):
+                raise ConfigError(f"{dotted_key!r}: {part!r} is a value, not a table")
+        if value is None:
+            container.pop(last, None)
+        else:
+            container[last] = value
+
+
+def get_value(dotted_key: str, *, path: Path | str | None = None) -> Any:
+    """The value at a dotted key, or ``None`` if unset.
+
+    With ``path`` it reads that file alone; without, the merged view of the
+    global and project files (what a call would actually use).
+    """
+    parts = _split_key(dotted_key)
+    if path is not None:
+        data: Any = _read(Path(path)) or {}
+    else:
+        data = {}
+        for source in (global_config_path(), project_config_path()):
+            if source is not None:
+                _merge(data, _read(source) or {})
+    for part in parts:
+        if not isinstance(data, Mapping) or part not in data:
+            return None
+        data = data[part]
+    return data

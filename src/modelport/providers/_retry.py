@@ -1,0 +1,135 @@
+"""Retries with exponential backoff and full jitter, wrapped around any provider.
+
+What is retried is what :attr:`ModelportError.retryable` says: connection
+failures, 429, and the statuses 408, 500, 502, 503, 504 and 529 — never 400,
+401, 403 or 404. A stream is retried only while nothing has reached the
+caller: once one event is out, a failure is the caller's to see, because a
+second attempt would repeat text they already have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from modelport.errors import ModelportError
+from modelport.events import StreamEvent
+from modelport.providers import Provider
+from modelport.types import ChatRequest, ChatResponse, ModelInfo
+
+__all__ = ["RetryingProvider", "backoff_delay"]
+
+logger = logging.getLogger("modelport.retry")
+
+_T = TypeVar("_T")
+
+#: A server asking for a longer pause than this gets the computed backoff
+#: instead (as the OpenAI and Anthropic SDKs do), rather than a minutes-long hang.
+MAX_RETRY_AFTER = 60.0
+
+
+def backoff_delay(
+    retry: int,
+    *,
+    base_delay: float,
+    max_delay: float,
+    retry_after: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait before retry number ``retry`` (1-based).
+
+    The server's ``retry_after`` wins when given (and not absurd); otherwise
+    full jitter: uniform between 0 and ``min(max_delay, base_delay * 2**(retry-1))``.
+    """
+    if retry_after is not None and 0 <= retry_after <= MAX_RETRY_AFTER:
+        return retry_after
+    ceiling = min(max_delay, base_delay * 2 ** (retry - 1))
+    return rand() * ceiling
+
+
+class RetryingProvider:
+    """A provider that retries ``inner`` on retryable errors.
+
+    ``max_retries`` counts retries, not attempts: 2 means at most 3 attempts.
+    ``sleep`` is injectable so tests can record the delays instead of waiting.
+    """
+
+    def __init__(
+        self,
+        inner: Provider,
+        *,
+        max_retries: int,
+        base_delay: float = 0.5,
+        max_delay: float = 8.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.inner = inner
+        self.max_retries = max(0, max_retries)
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+        self._rand = rand
+
+    async def _pause_or_raise(self, error: ModelportError, retry: int) -> None:
+        if not error.retryable or retry > self.max_retries:
+            raise error
+        delay = backoff_delay(
+            retry,
+            base_delay=self.base_delay,
+            max_delay=self.max_delay,
+            retry_after=error.retry_after,
+            rand=self._rand,
+        )
+        logger.info(
+            "retry %d of %d in %.2fs after %s", retry, self.max_retries, delay, type(error).__name__
+        )
+        await self._sleep(delay)
+
+    async def _call(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        retry = 0
+        while True:
+            try:
+                return await call()
+            except ModelportError as error:
+                retry += 1
+                await self._pause_or_raise(error, retry)
+
+    async def list_models(self) -> list[ModelInfo]:
+        return await self._call(self.inner.list_models)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        return await self._call(lambda: self.inner.complete(request))
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        retry = 0
+        while True:
+            events = self.inner.stream(request)
+            started = False
+            try:
+                async for event in events:
+                    started = True
+                    yield event
+                return
+            except ModelportError as error:
+                if started:
+                    raise
+                failure = error
+            finally:
+                await _aclose(events)
+            retry += 1
+            await self._pause_or_raise(failure, retry)
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _aclose(events: AsyncIterator[Any]) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,0 +1,60 @@
+"""``import modelport`` stays light: fast, and none of the heavy dependencies loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ["httpx", "aiohttp", "starlette", "typer", "rich", "keyring", "sqlalchemy", "click"]
+
+_PROBE = """
+import json, sys, time
+start = time.perf_counter()
+import modelport
+elapsed = time.perf_counter() - start
+print(json.dumps({"elapsed": elapsed, "modules": sorted(sys.modules)}))
+"""
+
+
+def _probe() -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(result.stdout)
+
+
+def test_import_modelport_loads_no_heavy_dependency() -> None:
+    modules = set(_probe()["modules"])  # type: ignore[arg-type]
+    loaded = sorted(name for name in modules if name.split(".")[0] in HEAVY)
+    assert loaded == []
+
+
+def test_import_modelport_is_fast() -> None:
+    # The target is 150 ms; the bound is loose so a busy CI machine cannot flake it.
+    elapsed = min(float(_probe()["elapsed"]) for _ in range(3))  # type: ignore[arg-type]
+    print(f"import modelport took {elapsed * 1000:.1f} ms")
+    assert elapsed < 0.5
+
+
+def test_the_lazy_names_load_on_first_use() -> None:
+    probe = (
+        "import sys, modelport; modelport.Router; modelport.complete_sync;"
+        "print('modelport.router' in sys.modules, 'modelport._api' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["True", "True"]
+
+
+def test_the_router_module_does_not_need_the_http_stack_either() -> None:
+    probe = (
+        "import sys, json, modelport.router, modelport._api, modelport.config;"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = [name for name in json.loads(result.stdout) if name.split(".")[0] in HEAVY]
+    assert loaded == []

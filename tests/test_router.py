@@ -1,0 +1,798 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from keyring.backends import null
+
+from modelport.auth.keys import set_key
+from modelport.config import Config, ConnectionConfig, parse_config
+from modelport.errors import (
+    AuthError,
+    ConfigError,
+    ModelNotFoundError,
+    ModelportError,
+    NetworkError,
+    PluginError,
+    UpstreamError,
+)
+from modelport.events import FinishEvent, StreamEvent, TextEvent, UsageEvent
+from modelport.providers import BUILTIN_PROVIDERS, ConnectionSettings
+from modelport.router import ConnectionModels, Router, UsageTracker, is_local_url
+from modelport.testing import FakeProvider, FakeReply, FakeUpstream, Reply
+from modelport.types import ChatRequest, Message, ModelInfo, ModelPrices
+
+
+def request(model: str = "fake/m") -> ChatRequest:
+    return ChatRequest(model=model, messages=[Message(role="user", content="hi")])
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def router(text: str = "", env: dict[str, str] | None = None, **kwargs: Any) -> Router:
+    return Router(parse_config(text), env=env if env is not None else {}, sleep=Sleeps(), **kwargs)
+
+
+#: Providers the "fake" compat built, through the real load_factory registry.
+BUILT: list[FakeProvider] = []
+
+
+def make_fake(settings: ConnectionSettings) -> FakeProvider:
+    provider = FakeProvider(connection=settings.name)
+    provider.settings = settings
+    BUILT.append(provider)
+    return provider
+
+
+@pytest.fixture
+def fake_compat(monkeypatch: pytest.MonkeyPatch) -> list[FakeProvider]:
+    monkeypatch.setitem(BUILTIN_PROVIDERS, "fake", f"{__name__}:make_fake")
+    BUILT.clear()
+    return BUILT
+
+
+# --- settings: the precedence ladder ------------------------------------------------
+
+
+def test_defaults_for_a_configured_connection() -> None:
+    settings = router("[connections.work]\nbase_url = 'https://llm.example/v1'").settings_for(
+        "work"
+    )
+    assert settings == ConnectionSettings(
+        name="work", compat="openai", base_url="https://llm.example/v1", timeout=60.0, max_retries=2
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://localhost:8000/v1", "http://127.0.0.1:1234/v1", "http://[::1]:8080", "http://0.0.0.0"],
+)
+def test_local_servers_get_one_retry(url: str) -> None:
+    settings = router(f"[connections.local]\nbase_url = '{url}'").settings_for("local")
+    assert settings.max_retries == 1
+    assert is_local_url(url)
+
+
+def test_remote_urls_are_not_local() -> None:
+    assert not is_local_url("https://api.openai.com/v1")
+    assert not is_local_url("http://10.0.0.5:8000/v1")
+    assert not is_local_url(None)
+
+
+def test_the_ollama_preset_is_local() -> None:
+    assert router().settings_for("ollama").max_retries == 1
+
+
+def test_config_beats_environment_beats_preset() -> None:
+    env = {"MODELPORT_BASE_URL": "http://env.example/v1"}
+    configured = router("[connections.openrouter]\nbase_url = 'http://config/v1'", env)
+    assert configured.settings_for("openrouter").base_url == "http://config/v1"
+    assert router("", env).settings_for("openrouter").base_url == "http://env.example/v1"
+    assert router().settings_for("openrouter").base_url == "https://openrouter.ai/api/v1"
+
+
+def test_call_overrides_beat_everything() -> None:
+    text = """
+[connections.work]
+base_url = "https://work/v1"
+timeout = 10
+max_retries = 4
+headers = { "X-A" = "config", "X-B" = "config" }
+"""
+    settings = router(text).settings_for(
+        "work",
+        api_key="sk-call",
+        base_url="https://call/v1",
+        timeout=3,
+        max_retries=0,
+        headers={"X-B": "call"},
+    )
+    assert settings.api_key == "sk-call"
+    assert settings.base_url == "https://call/v1"
+    assert settings.timeout == 3
+    assert settings.max_retries == 0
+    assert settings.headers == {"X-A": "config", "X-B": "call"}
+
+
+def test_config_values_reach_the_settings() -> None:
+    text = """
+[connections.work]
+compat = "anthropic"
+base_url = "https://work"
+timeout = 10
+max_retries = 0
+region = "eu"
+"""
+    settings = router(text).settings_for("work")
+    assert (settings.compat, settings.timeout, settings.max_retries) == ("anthropic", 10, 0)
+    assert settings.options == {"region": "eu"}
+
+
+def test_an_openai_compatible_connection_needs_a_base_url() -> None:
+    with pytest.raises(ConfigError, match=r"no base_url.*\[connections.work\]"):
+        router("[connections.work]\ncompat = 'openai'").settings_for("work")
+
+
+def test_an_unknown_connection_lists_the_configured_ones() -> None:
+    r = router(
+        "[connections.alpha]\nbase_url='http://a/v1'\n[connections.beta]\nbase_url='http://b/v1'"
+    )
+    with pytest.raises(ModelNotFoundError) as caught:
+        r.settings_for("gamma")
+    message = str(caught.value)
+    assert "'gamma'" in message
+    assert "Configured: alpha, beta" in message
+    assert "openrouter" in message  # the ready-made presets
+    assert caught.value.connection == "gamma"
+
+
+# --- settings: the key ladder ----------------------------------------------------------
+
+
+def test_a_stored_key_is_used() -> None:
+    set_key("work", "sk-stored", backend=null.Keyring())
+    r = router(
+        "[connections.work]\nbase_url = 'https://w/v1'\napi_key_env = 'WORK_KEY'",
+        {"WORK_KEY": "sk-env", "MODELPORT_API_KEY": "sk-generic"},
+    )
+    assert r.settings_for("work").api_key == "sk-stored"
+    assert r.settings_for("work", api_key="sk-call").api_key == "sk-call"
+
+
+def test_api_key_env_comes_before_the_generic_variable() -> None:
+    text = "[connections.work]\nbase_url = 'https://w/v1'\napi_key_env = 'WORK_KEY'"
+    env = {"WORK_KEY": "sk-work", "MODELPORT_API_KEY": "sk-generic"}
+    assert router(text, env).settings_for("work").api_key == "sk-work"
+    assert router(text, {"MODELPORT_API_KEY": "sk-generic"}).settings_for("work").api_key == (
+        "sk-generic"
+    )
+    assert router(text).settings_for("work").api_key is None
+
+
+def test_the_vendor_variable_is_used_for_the_vendor() -> None:
+    env = {"OPENAI_API_KEY": "sk-openai", "ANTHROPIC_API_KEY": "sk-ant", "GROQ_API_KEY": "gsk"}
+    r = router("", env)
+    assert r.settings_for("openai").api_key == "sk-openai"
+    assert r.settings_for("anthropic").api_key == "sk-ant"
+    assert r.settings_for("groq").api_key == "gsk"
+    configured = router("[connections.openai]\ntimeout = 5", env)
+    assert configured.settings_for("openai").api_key == "sk-openai"
+
+
+def test_the_vendor_variable_never_goes_to_another_url() -> None:
+    env = {"OPENAI_API_KEY": "sk-openai", "MODELPORT_BASE_URL": "http://elsewhere/v1"}
+    proxied = router("[connections.openai]\nbase_url = 'https://proxy.example/v1'", env)
+    assert proxied.settings_for("openai").api_key is None
+    assert router("", env).settings_for("openai").api_key is None
+    assert (
+        router("", {"OPENAI_API_KEY": "sk-openai"})
+        .settings_for("openai", base_url="https://other/v1")
+        .api_key
+        is None
+    )
+
+
+def test_the_vendor_variable_never_goes_to_another_connection() -> None:
+    env = {"OPENAI_API_KEY": "sk-openai"}
+    r = router("[connections.mine]\nbase_url = 'https://api.openai.com/v1'", env)
+    assert r.settings_for("mine").api_key is None
+    assert r.settings_for("openrouter").api_key is None
+    assert r.settings_for("lmstudio").api_key is None
+
+
+def test_the_generic_key_is_the_last_resort() -> None:
+    env = {"MODELPORT_API_KEY": "sk-generic"}
+    assert router("", env).settings_for("openrouter").api_key == "sk-generic"
+
+
+def test_stored_keys_are_read_once_until_forgotten() -> None:
+    r = router("[connections.work]\nbase_url = 'https://w/v1'")
+    assert r.settings_for("work").api_key is None
+    set_key("work", "sk-later", backend=null.Keyring())
+    assert r.settings_for("work").api_key is None
+    r.forget_keys()
+    assert r.settings_for("work").api_key == "sk-later"
+
+
+def test_settings_never_show_the_key() -> None:
+    settings = router("", {"OPENAI_API_KEY": "sk-secret"}).settings_for("openai")
+    assert "sk-secret" not in repr(settings)
+
+
+# --- resolving and provider construction ------------------------------------------------
+
+
+def test_resolve_builds_providers_through_the_registry(fake_compat: list[FakeProvider]) -> None:
+    r = router("[connections.f]\ncompat = 'fake'\naliases_are = 'options'\n[aliases]\nx = 'f/m1'")
+    route = r.resolve("x")
+    assert (route.connection, route.model, route.address) == ("f", "m1", "f/m1")
+    assert route.provider is fake_compat[0]
+    assert route.settings.options == {"aliases_are": "options"}
+
+
+def test_providers_are_cached_per_connection_and_settings(
+    fake_compat: list[FakeProvider],
+) -> None:
+    r = router("[connections.f]\ncompat = 'fake'\n[connections.g]\ncompat = 'fake'")
+    first = r.resolve("f/a").provider
+    assert r.resolve("f/b").provider is first
+    assert r.resolve("g/a").provider is not first
+    assert r.resolve("f/a", timeout=5).provider is not first
+    assert len(fake_compat) == 3
+
+
+def test_an_unknown_compat_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="Unknown compat 'nope'"):
+        router("[connections.f]\ncompat = 'nope'").resolve("f/m")
+
+
+def test_resolve_uses_the_default_model() -> None:
+    r = router('default_model = "fake/m"')
+    r.register_provider("fake", FakeProvider())
+    assert r.resolve(None).address == "fake/m"
+
+
+# --- registered providers ----------------------------------------------------------------
+
+
+def test_a_registered_provider_is_addressable_without_config() -> None:
+    r = router()
+    provider = FakeProvider()
+    r.register_provider("acme", provider)
+    route = r.resolve("acme/model-1")
+    assert route.provider is provider
+    assert route.settings.compat == "plugin:acme"
+    assert "acme" in r.connection_names()
+
+
+def test_a_registered_factory_gets_the_connection_settings() -> None:
+    r = router(
+        "[connections.acme]\ncompat = 'plugin:acme'\nregion = 'eu'",
+        {"MODELPORT_API_KEY": "sk-generic"},
+    )
+    built: list[ConnectionSettings] = []
+
+    def factory(settings: ConnectionSettings) -> FakeProvider:
+        built.append(settings)
+        return FakeProvider()
+
+    r.register_provider("acme", factory)
+    first = r.resolve("acme/m").provider
+    assert r.resolve("acme/n").provider is first
+    assert built[0].options == {"region": "eu"}
+    assert built[0].api_key == "sk-generic"
+
+
+def test_a_connection_may_use_a_plugin_provider_under_its_own_name() -> None:
+    r = router("[connections.work]\ncompat = 'plugin:acme'\ntenant = 't1'")
+    built: list[ConnectionSettings] = []
+    r.register_provider("acme", lambda s: built.append(s) or FakeProvider())
+    assert r.resolve("work/m").connection == "work"
+    assert built[0].name == "work"
+    assert built[0].options == {"tenant": "t1"}
+
+
+def test_unregistering_forgets_providers_built_for_other_connections() -> None:
+    r = router("[connections.work]\ncompat = 'plugin:acme'")
+    built: list[FakeProvider] = []
+    r.register_provider("acme", lambda s: built.append(FakeProvider()) or built[-1])
+    first = r.resolve("work/m").provider
+    r.unregister_provider("acme")
+    r.register_provider("acme", lambda s: built.append(FakeProvider()) or built[-1])
+    assert r.resolve("work/m").provider is not first
+    assert len(built) == 2
+
+
+def test_a_plugin_connection_without_its_plugin_says_so() -> None:
+    r = router("[connections.work]\ncompat = 'plugin:acme'")
+    with pytest.raises(PluginError, match="no running plugin") as caught:
+        r.resolve("work/m")
+    assert caught.value.plugin == "acme"
+
+
+def test_registering_over_a_configured_connection_is_refused() -> None:
+    r = router("[connections.work]\nbase_url = 'http://w/v1'")
+    with pytest.raises(ConfigError, match="shadow"):
+        r.register_provider("work", FakeProvider())
+
+
+def test_registering_a_name_twice_is_refused() -> None:
+    r = router()
+    r.register_provider("acme", FakeProvider())
+    with pytest.raises(ConfigError, match="already registered"):
+        r.register_provider("acme", FakeProvider())
+
+
+def test_registering_an_unaddressable_name_is_refused() -> None:
+    with pytest.raises(ConfigError, match="contain '/'"):
+        router().register_provider("a/b", FakeProvider())
+
+
+def test_a_registered_provider_wins_over_an_unconfigured_preset() -> None:
+    r = router("", {"OPENAI_API_KEY": "sk-openai"})
+    provider = FakeProvider()
+    r.register_provider("openai", provider)
+    route = r.resolve("openai/gpt-4o")
+    assert route.provider is provider
+    assert route.settings.api_key is None  # the vendor's key stays with the vendor
+
+
+def test_unregister_provider() -> None:
+    r = router()
+    r.register_provider("acme", lambda s: FakeProvider())
+    r.resolve("acme/m")
+    r.unregister_provider("acme")
+    r.unregister_provider("acme")  # forgetting twice is harmless
+    assert r._providers == {}
+    with pytest.raises(ModelNotFoundError, match="'acme'"):
+        r.resolve("acme/m")
+
+
+# --- streaming -------------------------------------------------------------------------
+
+
+async def collect(events: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
+    return [event async for event in events]
+
+
+async def test_stream_sends_the_bare_model_id() -> None:
+    r = router()
+    provider = FakeProvider("hello")
+    r.register_provider("fake", provider)
+    events = await collect(r.stream(request("fake/org/model-1")))
+    assert events == [TextEvent(text="hello"), FinishEvent(reason="stop")]
+    assert provider.history[0].model == "org/model-1"
+    assert provider.history[0].messages == request().messages
+
+
+async def test_stream_retries_with_the_connection_retry_count() -> None:
+    sleeps = Sleeps()
+    config = parse_config("[connections.acme]\ncompat = 'plugin:acme'\nmax_retries = 3")
+    r = Router(config, env={}, sleep=sleeps)
+    provider = FakeProvider(NetworkError("down"))
+    r.register_provider("acme", provider)
+    with pytest.raises(NetworkError):
+        await collect(r.stream(request("acme/m")))
+    assert len(provider.history) == 4
+    assert len(sleeps.delays) == 3
+
+
+async def test_stream_override_of_max_retries() -> None:
+    r = router()
+    provider = FakeProvider(NetworkError("down"))
+    r.register_provider("fake", provider)
+    with pytest.raises(NetworkError):
+        await collect(r.stream(request(), max_retries=0))
+    assert len(provider.history) == 1
+
+
+async def test_closing_a_stream_closes_the_provider_stream() -> None:
+    r = router()
+    provider = FakeProvider(["a", "b", "c"])
+    r.register_provider("fake", provider)
+    events = r.stream(request())
+    assert await events.__anext__() == TextEvent(text="a")
+    await events.aclose()  # type: ignore[attr-defined]
+    assert provider.cancelled == 1
+
+
+async def test_cancelling_the_consumer_cancels_the_provider_stream() -> None:
+    r = router()
+    provider = FakeProvider(["a", "b", "c"], event_delay=10)
+    r.register_provider("fake", provider)
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in r.stream(request()):
+            started.set()
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert provider.cancelled == 1
+
+
+class RecordingLedger:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.outcomes: list[str] = []
+
+    async def track(
+        self,
+        events: AsyncIterator[StreamEvent],
+        *,
+        connection: str,
+        model: str,
+        prices: ModelPrices | None,
+    ) -> AsyncIterator[StreamEvent]:
+        self.calls.append({"connection": connection, "model": model, "prices": prices})
+        try:
+            async for event in events:
+                yield event
+        except ModelportError as error:
+            self.outcomes.append(type(error).__name__)
+            raise
+        self.outcomes.append("ok")
+
+
+async def test_the_ledger_sees_every_call_with_its_prices() -> None:
+    ledger = RecordingLedger()
+    assert isinstance(ledger, UsageTracker)
+    r = router(
+        '[connections.acme]\ncompat = "plugin:acme"\n[connections.acme.prices."m"]\ninput = 3.0',
+        ledger=ledger,
+    )
+    r.register_provider("acme", FakeProvider("hi", AuthError("no")))
+    await collect(r.stream(request("acme/m")))
+    with pytest.raises(AuthError):
+        await collect(r.stream(request("acme/other")))
+    assert ledger.calls == [
+        {"connection": "acme", "model": "m", "prices": ModelPrices(input=3.0)},
+        {"connection": "acme", "model": "other", "prices": None},
+    ]
+    assert ledger.outcomes == ["ok", "AuthError"]
+
+
+async def test_a_retried_call_is_one_ledger_entry() -> None:
+    ledger = RecordingLedger()
+    r = router(ledger=ledger)
+    r.register_provider("fake", FakeProvider(NetworkError("blip"), "ok"))
+    await collect(r.stream(request()))
+    assert ledger.outcomes == ["ok"]
+
+
+# --- fallbacks -------------------------------------------------------------------------
+
+
+FALLBACKS = """
+[aliases]
+main = "primary/m"
+[fallbacks]
+"primary/m" = ["second/m2", "third/m3"]
+"""
+
+
+def fallback_router(*replies: Any, **kwargs: Any) -> tuple[Router, list[FakeProvider]]:
+    r = router(FALLBACKS, **kwargs)
+    providers = [FakeProvider(reply) for reply in replies]
+    for name, provider in zip(["primary", "second", "third"], providers, strict=False):
+        r.register_provider(name, provider)
+    return r, providers
+
+
+async def test_no_fallback_without_configuration() -> None:
+    r = router()
+    r.register_provider("solo", FakeProvider(NetworkError("down")))
+    r.register_provider("other", FakeProvider("never"))
+    with pytest.raises(NetworkError):
+        await collect(r.stream(request("solo/m"), max_retries=0))
+
+
+async def test_a_retryable_failure_falls_back_in_order(caplog: pytest.LogCaptureFixture) -> None:
+    r, (primary, second, third) = fallback_router(
+        NetworkError("down"), UpstreamError("busy", status=503), "third answers"
+    )
+    events = await collect(r.stream(request("main"), max_retries=0))
+    assert events[0] == TextEvent(text="third answers")
+    assert [len(p.history) for p in (primary, second, third)] == [1, 1, 1]
+    assert third.history[0].model == "m3"
+    assert "falling back to second/m2" in caplog.text
+    assert "falling back to third/m3" in caplog.text
+
+
+async def test_fallbacks_apply_to_the_resolved_address_too() -> None:
+    r, (primary, second) = fallback_router(NetworkError("down"), "second answers")
+    response = await r.complete(request("primary/m"), max_retries=0)
+    assert response.content == "second answers"
+    assert response.model == "second/m2"
+
+
+async def test_no_fallback_on_a_failure_that_is_not_retryable() -> None:
+    r, (primary, second) = fallback_router(AuthError("bad key", status=401), "never")
+    with pytest.raises(AuthError):
+        await collect(r.stream(request("main")))
+    assert second.history == []
+
+
+async def test_no_fallback_once_an_event_reached_the_caller() -> None:
+    r, (primary, second) = fallback_router(
+        FakeReply(events=["partial"], error=NetworkError("dropped")), "never"
+    )
+    with pytest.raises(NetworkError, match="dropped"):
+        await collect(r.stream(request("main")))
+    assert second.history == []
+
+
+async def test_the_last_fallback_failure_is_raised() -> None:
+    r, _ = fallback_router(NetworkError("a"), NetworkError("b"), NetworkError("c"))
+    with pytest.raises(NetworkError, match="c"):
+        await collect(r.stream(request("main"), max_retries=0))
+
+
+async def test_call_overrides_do_not_travel_to_a_fallback() -> None:
+    r = router(FALLBACKS)
+    built: dict[str, ConnectionSettings] = {}
+
+    def factory(reply: Any) -> Any:
+        def build(settings: ConnectionSettings) -> FakeProvider:
+            built[settings.name] = settings
+            return FakeProvider(reply)
+
+        return build
+
+    r.register_provider("primary", factory(NetworkError("down")))
+    r.register_provider("second", factory("ok"))
+    await collect(r.stream(request("main"), api_key="sk-for-primary", max_retries=0, timeout=7))
+    assert built["primary"].api_key == "sk-for-primary"
+    assert built["second"].api_key is None
+    assert built["second"].timeout == 7
+
+
+# --- complete --------------------------------------------------------------------------
+
+
+async def test_complete_aggregates_the_stream() -> None:
+    r = router()
+    r.register_provider(
+        "fake",
+        FakeProvider(
+            ["Hel", "lo", UsageEvent(input_tokens=3, output_tokens=2), FinishEvent(reason="stop")]
+        ),
+    )
+    response = await r.complete(request("fake/m"))
+    assert response.content == "Hello"
+    assert response.usage.input_tokens == 3
+    assert response.finish_reason == "stop"
+    assert response.model == "fake/m"
+
+
+async def test_complete_of_an_empty_stream() -> None:
+    r = router()
+    r.register_provider("fake", FakeProvider([]))
+    response = await r.complete(request("fake/m"))
+    assert (response.content, response.model, response.finish_reason) == ("", "fake/m", None)
+
+
+async def test_complete_raises_what_the_stream_raises() -> None:
+    r = router()
+    r.register_provider("fake", FakeProvider(AuthError("bad key")))
+    with pytest.raises(AuthError):
+        await r.complete(request())
+
+
+# --- models and prices -----------------------------------------------------------------
+
+
+async def test_list_models_of_one_connection() -> None:
+    r = router()
+    r.register_provider("acme", FakeProvider(models=[ModelInfo(id="a", connection="acme")]))
+    assert [m.address for m in await r.list_models("acme")] == ["acme/a"]
+
+
+async def test_registered_models_are_listed_without_asking_the_provider() -> None:
+    r = router()
+
+    class Silent(FakeProvider):
+        async def list_models(self) -> list[ModelInfo]:
+            raise AssertionError("should not be asked")
+
+    r.register_provider("acme", Silent(), models=[ModelInfo(id="x", connection="acme")])
+    assert [m.id for m in await r.list_models("acme")] == ["x"]
+
+
+async def test_list_models_report_covers_configured_and_registered_connections(
+    fake_compat: list[FakeProvider],
+) -> None:
+    r = router("[connections.f]\ncompat = 'fake'")
+    r.register_provider("acme", FakeProvider(models=["a1"], connection="acme"))
+    r.register_provider("broken", FakeProvider(), models=None)
+    r._registered["broken"].provider = _Failing(UpstreamError("down", status=500))
+    report = await r.list_models_report()
+    by_name = {entry.connection: entry for entry in report}
+    assert sorted(by_name) == ["acme", "broken", "f"]  # presets are not queried
+    assert [m.id for m in by_name["acme"].models] == ["a1"]
+    assert [m.id for m in by_name["f"].models] == ["fake-model"]
+    assert isinstance(by_name["broken"].error, UpstreamError)
+    assert by_name["broken"].models == []
+
+
+class _Failing(FakeProvider):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    async def list_models(self) -> list[ModelInfo]:
+        raise self.error
+
+
+async def test_list_models_report_queries_concurrently() -> None:
+    r = router()
+    both_started = asyncio.Barrier(2)
+
+    class Waiting(FakeProvider):
+        async def list_models(self) -> list[ModelInfo]:
+            await asyncio.wait_for(both_started.wait(), timeout=5)
+            return await super().list_models()
+
+    r.register_provider("a", Waiting(models=["x"], connection="a"))
+    r.register_provider("b", Waiting(models=["y"], connection="b"))
+    report = await r.list_models_report()
+    assert [entry.error for entry in report] == [None, None]
+
+
+async def test_a_bug_in_one_provider_does_not_hide_the_others() -> None:
+    r = router()
+    r.register_provider("buggy", _Failing(KeyError("oops")))
+    r.register_provider("fine", FakeProvider(models=["m"], connection="fine"))
+    report = await r.list_models_report()
+    assert report[0].connection == "buggy"
+    assert isinstance(report[0].error, ModelportError)
+    assert "KeyError" in str(report[0].error)
+    assert report[1] == ConnectionModels(connection="fine", models=report[1].models)
+
+
+async def test_list_models_of_all_leaves_out_failures(caplog: pytest.LogCaptureFixture) -> None:
+    r = router()
+    r.register_provider("bad", _Failing(AuthError("no key")))
+    r.register_provider("good", FakeProvider(models=["m"], connection="good"))
+    assert [m.address for m in await r.list_models()] == ["good/m"]
+    assert "bad" in caplog.text
+
+
+async def test_list_models_raises_when_every_connection_fails() -> None:
+    r = router()
+    r.register_provider("bad", _Failing(AuthError("no key")))
+    with pytest.raises(AuthError):
+        await r.list_models()
+
+
+async def test_list_models_of_nothing_is_empty() -> None:
+    assert await router().list_models() == []
+
+
+async def test_prices_come_from_config_then_registered_models_then_listings() -> None:
+    r = router(
+        '[connections.acme]\ncompat = "plugin:acme"\n[connections.acme.prices.m1]\noutput = 9.0'
+    )
+    r.register_provider(
+        "acme",
+        FakeProvider(),
+        models=[ModelInfo(id="m2", connection="acme", prices=ModelPrices(input=1.0))],
+    )
+    r.register_provider(
+        "listed",
+        FakeProvider(
+            models=[ModelInfo(id="m3", connection="listed", prices=ModelPrices(input=2.0))]
+        ),
+    )
+    assert r.prices_for("acme", "m1") == ModelPrices(output=9.0)
+    assert r.prices_for("acme", "m2") == ModelPrices(input=1.0)
+    assert r.prices_for("listed", "m3") is None
+    await r.list_models("listed")
+    assert r.prices_for("listed", "m3") == ModelPrices(input=2.0)
+    assert r.prices_for("nowhere", "x") is None
+
+
+def test_connection_names_are_configured_and_registered_only() -> None:
+    r = router(
+        "[connections.b]\nbase_url = 'http://b/v1'\n[connections.a]\nbase_url = 'http://a/v1'"
+    )
+    r.register_provider("c", FakeProvider())
+    assert r.connection_names() == ["a", "b", "c"]
+
+
+# --- lifecycle -------------------------------------------------------------------------
+
+
+async def test_aclose_closes_built_providers_but_not_registered_ones(
+    fake_compat: list[FakeProvider],
+) -> None:
+    r = router("[connections.f]\ncompat = 'fake'")
+    registered = FakeProvider()
+    r.register_provider("acme", registered)
+    r.resolve("f/m")
+    r.resolve("acme/m")
+    await r.aclose()
+    assert fake_compat[0].closed
+    assert not registered.closed
+    assert r._providers == {}
+
+
+def test_router_loads_the_config_by_default() -> None:
+    from modelport.config import set_connection
+
+    set_connection("work", {"base_url": "http://w/v1"})
+    assert Router().config.connections["work"] == ConnectionConfig(base_url="http://w/v1")
+
+
+def test_router_reads_the_process_environment_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r = Router(Config())
+    monkeypatch.setenv("MODELPORT_API_KEY", "sk-process")
+    assert r.settings_for("openrouter").api_key == "sk-process"
+
+
+async def test_one_failure_does_not_poison_the_next_call(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    r = router()
+    provider = FakeProvider(AuthError("bad"), "fine")
+    r.register_provider("fake", provider)
+    with pytest.raises(AuthError):
+        await r.complete(request())
+    assert (await r.complete(request())).content == "fine"
+
+
+# --- end to end over HTTP ------------------------------------------------------------------
+
+
+async def test_a_configured_connection_streams_over_http_with_retries() -> None:
+    async with FakeUpstream() as upstream:
+        upstream.route(
+            "POST",
+            "/v1/chat/completions",
+            Reply.json({"error": {"message": "overloaded"}}, status=503),
+            Reply.fixture(
+                "openai/chat-stream-text-include-usage.sse", chunks="random", split_seed=3
+            ),
+        )
+        set_key("work", "sk-work-stored", backend=null.Keyring())
+        r = router(f"[connections.work]\nbase_url = '{upstream.url}/v1'\nmax_retries = 1")
+        try:
+            response = await r.complete(request("work/gpt-4o-mini"))
+        finally:
+            await r.aclose()
+        assert response.content
+        assert response.model == "work/gpt-4o-mini"
+        assert len(upstream.requests) == 2
+        assert upstream.requests[1].json()["model"] == "gpt-4o-mini"
+        assert upstream.requests[1].headers["authorization"] == "Bearer sk-work-stored"
+
+
+async def test_the_openai_key_does_not_follow_a_changed_url_over_http() -> None:
+    async with FakeUpstream() as upstream:
+        upstream.route(
+            "POST",
+            "/v1/chat/completions",
+            Reply.fixture("openai/chat-stream-text-include-usage.sse"),
+        )
+        r = router(
+            f"[connections.openai]\nbase_url = '{upstream.url}/v1'",
+            {"OPENAI_API_KEY": "sk-real-openai-key"},
+        )
+        try:
+            await r.complete(request("openai/gpt-4o-mini"))
+        finally:
+            await r.aclose()
+        assert "sk-real-openai-key" not in upstream.requests[0].headers["authorization"]
