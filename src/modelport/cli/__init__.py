@@ -52,23 +52,28 @@ def main(argv: list[str] | None = None) -> None:
 
     app = build_app()
     try:
-        app(args=argv, prog_name="modelport", standalone_mode=False)
+        code = app(args=argv, prog_name="modelport", standalone_mode=False)
     except ModelportError as exc:
         print_error(exc)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    except typer.Abort:
-        sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        # Typer bundles its own click, so its usage errors and Exit/Abort are not
+        # click's classes: recognise them by shape (show() and exit_code).
+        show = getattr(exc, "show", None)
+        exit_code = getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
+        if isinstance(exit_code, int):  # Exit(n)
+            sys.exit(exit_code)
+        if type(exc).__name__ == "Abort":
+            sys.exit(1)
         raise
+    # With standalone_mode=False, click returns the exit code instead of exiting.
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 app = None  # built on demand by main(); tests call build_app()

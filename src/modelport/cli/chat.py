@@ -1,0 +1,240 @@
+"""``modelport chat``: one prompt, piped input, or an interactive session.
+
+With a PROMPT argument (or text piped on stdin, or both: stdin first, then the
+prompt, the way ``llm`` does it) the command answers once and exits. With
+neither it opens a session that keeps the history until ``/exit`` or Ctrl-D;
+Ctrl-C there abandons the answer in progress, not the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from modelport.cli._output import (
+    EventPrinter,
+    err_console,
+    fail,
+    print_error,
+    print_response,
+    print_usage,
+)
+from modelport.types import ChatRequest, ChatResponse, Message, Reasoning
+
+if TYPE_CHECKING:
+    from modelport.config import Config
+    from modelport.router import Router
+
+__all__ = ["register"]
+
+_EXIT_COMMANDS = frozenset({"/exit", "/quit", "exit", "quit"})
+_EFFORTS = ("minimal", "low", "medium", "high")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``chat`` to ``app``."""
+    app.command(name="chat")(chat)
+
+
+def chat(
+    prompt: Annotated[
+        str | None, typer.Argument(help="The prompt. Omit it to read stdin or start a session.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("-m", "--model", help="Model address (connection/model) or alias."),
+    ] = None,
+    system: Annotated[str | None, typer.Option("-s", "--system", help="System prompt.")] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="Sampling temperature.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="Most tokens the answer may use.")
+    ] = None,
+    reasoning: Annotated[
+        str | None,
+        typer.Option(
+            "--reasoning",
+            metavar="low|medium|high|N",
+            help="Reasoning effort, or a budget of N thinking tokens.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each event as one JSON object per line.")
+    ] = False,
+    no_stream: Annotated[
+        bool, typer.Option("--no-stream", help="Wait for the whole answer, then print it.")
+    ] = False,
+    usage: Annotated[
+        bool, typer.Option("-u", "--usage", help="Show token usage after a one-shot answer.")
+    ] = False,
+) -> None:
+    """Chat with a model: one PROMPT, piped input, or a session.
+
+    With neither a PROMPT nor piped input, starts an interactive session:
+    /exit or Ctrl-D leaves, Ctrl-C cancels the answer in progress.
+    """
+    from modelport.addresses import default_model
+    from modelport.config import load_config
+
+    config = load_config()
+    address = model or default_model(config)
+    if not address:
+        fail(
+            "no model given and no default model set",
+            "Pass -m connection/model, run `modelport local on`, or set default_model "
+            "(`modelport local model NAME`, or MODELPORT_MODEL in the environment).",
+        )
+    template = ChatRequest(
+        model=address,
+        messages=[],
+        temperature=temperature,
+        max_tokens=max_tokens,
+        reasoning=_parse_reasoning(reasoning),
+    )
+    history = [Message(role="system", content=system)] if system else []
+    options = _Options(stream=not no_stream, as_json=as_json, usage=usage)
+
+    if prompt is None and _stdin_is_interactive():
+        _session(config, template, history, options)
+        return
+    text = _one_shot_prompt(prompt)
+    with asyncio.Runner() as runner:
+        runner.run(_one_shot(config, template, [*history, _user(text)], options))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Options:
+    """How answers are shown; the same for every turn of a session."""
+
+    stream: bool
+    as_json: bool
+    usage: bool
+
+
+def _stdin_is_interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _parse_reasoning(value: str | None) -> Reasoning | None:
+    if value is None:
+        return None
+    if value in _EFFORTS:
+        return Reasoning(effort=value)  # type: ignore[arg-type]
+    if value.isdigit() and int(value) > 0:
+        return Reasoning(budget_tokens=int(value))
+    raise typer.BadParameter(
+        f"{value!r} is neither an effort ({', '.join(_EFFORTS)}) nor a token budget",
+        param_hint="--reasoning",
+    )
+
+
+def _one_shot_prompt(prompt: str | None) -> str:
+    piped = "" if _stdin_is_interactive() else sys.stdin.read()
+    text = "\n".join(part for part in (piped.strip("\n"), prompt) if part)
+    if not text.strip():
+        fail("empty prompt", "Give a PROMPT argument or pipe text in on stdin.")
+    return text
+
+
+def _user(text: str) -> Message:
+    return Message(role="user", content=text)
+
+
+def _request(template: ChatRequest, messages: list[Message]) -> ChatRequest:
+    import msgspec
+
+    return msgspec.structs.replace(template, messages=messages)
+
+
+async def _answer(router: Router, request: ChatRequest, options: _Options) -> ChatResponse:
+    """Send one request and show the answer as it arrives (or at once with ``--no-stream``)."""
+    if not options.stream:
+        response = await router.complete(request)
+        print_response(response, as_json=options.as_json)
+        return response
+    printer = EventPrinter(model=request.model, as_json=options.as_json)
+    try:
+        async for event in router.stream(request):
+            printer.add(event)
+    except BaseException:
+        # A broken or cancelled stream still leaves the terminal on a fresh line.
+        printer.abort()
+        raise
+    return printer.close()
+
+
+async def _one_shot(
+    config: Config, template: ChatRequest, messages: list[Message], options: _Options
+) -> None:
+    from modelport.router import Router
+
+    router = Router(config)
+    try:
+        response = await _answer(router, _request(template, messages), options)
+    finally:
+        await router.aclose()
+    if options.usage and not options.as_json:
+        print_usage(response.usage)
+
+
+def _session(
+    config: Config, template: ChatRequest, history: list[Message], options: _Options
+) -> None:
+    """The interactive loop: one event loop and one router for the whole session."""
+    from modelport.errors import ModelportError
+    from modelport.router import Router
+
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing and history for input())
+
+    console = err_console()
+    console.print(
+        f"Chatting with {template.model}. /exit or Ctrl-D to leave, Ctrl-C cancels an answer.",
+        style="dim",
+        markup=False,
+    )
+    with asyncio.Runner() as runner:
+        router = Router(config)
+        try:
+            while True:
+                line = _read_line()
+                if line is None or line.strip() in _EXIT_COMMANDS:
+                    break
+                if not line.strip():
+                    continue
+                turn = [*history, _user(line)]
+                try:
+                    response = runner.run(_answer(router, _request(template, turn), options))
+                except KeyboardInterrupt:
+                    # The cancelled turn leaves no trace in the history.
+                    console.print("(cancelled)", style="dim", markup=False)
+                    continue
+                except ModelportError as exc:
+                    # One failed turn should not end the session; the history stays as it was.
+                    print_error(exc)
+                    continue
+                history = [*turn, response.to_message()]
+                if not options.as_json:
+                    print_usage(response.usage)
+        finally:
+            runner.run(router.aclose())
+
+
+def _read_line() -> str | None:
+    """The next line typed, or ``None`` on Ctrl-D."""
+    while True:
+        try:
+            return input("> ")
+        except EOFError:
+            err_console().print()
+            return None
+        except KeyboardInterrupt:
+            # Ctrl-C at the prompt discards the line, as a shell does.
+            err_console().print()
+            continue
