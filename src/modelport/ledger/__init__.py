@@ -1,0 +1,390 @@
+"""The usage ledger: one row per call, with tokens, cost, latency and outcome.
+
+>>> ledger = open_ledger(config)            # SQLite under MODELPORT_HOME, or database_url
+>>> async for event in ledger.track(provider.stream(request), connection="local",
+...                                  model="llama3.1:8b", prices=info.prices):
+...     ...
+>>> ledger.summary(since=timedelta(days=7), by="model")
+
+:meth:`Ledger.track` wraps a stream and re-yields its events untouched; when the
+stream ends — finished, failed or abandoned — it builds a :class:`CallRecord`
+and hands it to a background thread, so writing never slows a stream and a
+database failure never reaches the caller. SQLAlchemy is imported only when a
+ledger is opened, keeping ``import modelport.ledger`` light.
+
+Token convention (as in :class:`~modelport.types.Usage`): ``input_tokens``
+includes cache reads and writes, ``output_tokens`` includes reasoning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from time import perf_counter
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from modelport.events import StreamEvent, UsageEvent
+from modelport.ledger._writer import BackgroundWriter
+from modelport.types import ModelPrices, Usage
+
+__all__ = [
+    "CallRecord",
+    "Ledger",
+    "LedgerStore",
+    "UsageSummary",
+    "compute_cost",
+    "default_database_url",
+    "open_ledger",
+]
+
+logger = logging.getLogger("modelport.ledger")
+
+GroupBy = Literal["model", "connection"]
+
+
+class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One call as the ledger keeps it.
+
+    ``outcome`` is ``"ok"``, ``"cancelled"`` (the caller went away) or the class
+    name of the error raised (``"RateLimitError"``); ``error`` is an excerpt of
+    its message with anything key-like masked. ``ttft_ms`` is ``None`` when no
+    event arrived; ``cost`` is ``None`` when the model's prices are unknown.
+    """
+
+    started_at: datetime
+    connection: str
+    model: str
+    api: str = "python"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: float | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    outcome: str = "ok"
+    error: str | None = None
+    request_id: str | None = None
+
+
+class UsageSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """Totals for one model (``connection/model``) or one connection.
+
+    ``errors`` counts failed calls (cancelled ones are not errors). ``cost``
+    adds up the calls whose cost is known and is ``None`` if none is.
+    """
+
+    key: str
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost: float | None
+    avg_latency_ms: float | None
+    avg_ttft_ms: float | None
+
+
+class LedgerStore(Protocol):
+    """Where records go; :class:`modelport.ledger._store.SQLStore` is the one we ship."""
+
+    def insert(self, rows: Sequence[dict[str, Any]]) -> None: ...
+    def recent(self, limit: int) -> list[dict[str, Any]]: ...
+    def summary(self, since: datetime | None, by: GroupBy) -> list[dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
+def compute_cost(usage: Usage, prices: ModelPrices | None) -> float | None:
+    """The call's cost in US dollars.
+
+    The upstream's own figure (``usage.cost``, e.g. OpenRouter's) wins. Otherwise
+    it comes from ``prices`` (per million tokens): uncached input at the input
+    price, cache reads and writes at their own prices (the input price where
+    those are unknown), output (reasoning included) at the output price.
+    ``None`` when the model's prices are unknown, or a price the call needs is.
+    """
+    if usage.cost is not None:
+        return usage.cost
+    if prices is None or (prices.input is None and prices.output is None):
+        return None
+    uncached = max(usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens, 0)
+    parts = (
+        (uncached, prices.input),
+        (usage.cache_read_tokens, _first_known(prices.cache_read, prices.input)),
+        (usage.cache_write_tokens, _first_known(prices.cache_write, prices.input)),
+        (usage.output_tokens, prices.output),
+    )
+    total = 0.0
+    for tokens, price in parts:
+        if tokens:
+            if price is None:
+                return None
+            total += tokens * price
+    return total / 1_000_000
+
+
+def _first_known(*prices: float | None) -> float | None:
+    return next((p for p in prices if p is not None), None)
+
+
+# Shapes of credentials that must never reach the ledger through an error message.
+_SECRET = re.compile(
+    r"(?i)(\b(?:sk|pk|rk|key|xai|gsk|hf)[-_][A-Za-z0-9_\-]{12,})"
+    r"|((?:bearer|basic)\s+)\S+"
+    r"|([?&](?:api[-_]?key|key|token|access_token|sig)=)[^&\s]+"
+    r"|(://[^:/@\s]+:)[^@\s]+@"
+)
+_MAX_ERROR = 500
+
+
+def _mask(match: re.Match[str]) -> str:
+    if match.group(1):
+        return "***"
+    prefix = match.group(2) or match.group(3) or match.group(4)
+    return prefix + ("***@" if match.group(4) else "***")
+
+
+def _excerpt(exc: BaseException) -> str:
+    text = _SECRET.sub(_mask, str(exc) or type(exc).__name__)
+    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+
+
+class Ledger:
+    """Records calls in the background and answers questions about them.
+
+    Build one with :func:`open_ledger`. Close it (``close()``/``aclose()``, or
+    ``with``/``async with``) to write what is still queued.
+    """
+
+    def __init__(self, store: LedgerStore, *, max_queue: int = 10_000, max_batch: int = 500):
+        self._store = store
+        self._writer = BackgroundWriter(self._insert, max_queue=max_queue, max_batch=max_batch)
+
+    def _insert(self, records: Sequence[CallRecord]) -> None:
+        # Runs on the writer thread: the conversion costs the request path nothing.
+        self._store.insert([msgspec.structs.asdict(r) for r in records])
+
+    @property
+    def database(self) -> str | None:
+        """Where the records go, password masked (for ``doctor`` and the web UI)."""
+        return getattr(self._store, "display_url", None)
+
+    @property
+    def dropped(self) -> int:
+        """Records lost because the write queue was full or the database failed."""
+        return self._writer.dropped + self._writer.failed
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def record(self, record: CallRecord) -> None:
+        """Queue ``record`` for writing. Never blocks and never raises."""
+        try:
+            self._writer.put(record)
+        except Exception:  # the caller's call succeeded; bookkeeping must not fail it
+            logger.warning("usage ledger could not queue a record", exc_info=True)
+
+    async def track(
+        self,
+        events: AsyncIterator[StreamEvent],
+        *,
+        connection: str,
+        model: str,
+        prices: ModelPrices | None,
+        api: str = "python",
+        request_id: str | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Re-yield ``events`` unchanged and record the call once they end.
+
+        The outcome is ``ok`` when the stream is exhausted, ``cancelled`` when
+        the consumer stops early or its task is cancelled, otherwise the
+        error's class name (the error still propagates). The usage recorded is
+        the last :class:`~modelport.events.UsageEvent` seen.
+        """
+        started_at = datetime.now(UTC)
+        start = perf_counter()
+        first_at: float | None = None
+        usage: UsageEvent | None = None
+        outcome = "ok"
+        error: str | None = None
+        try:
+            async for event in events:
+                if first_at is None:
+                    first_at = perf_counter()
+                if isinstance(event, UsageEvent):
+                    usage = event
+                yield event
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "cancelled"
+            raise
+        except BaseException as exc:
+            outcome = type(exc).__name__
+            error = _excerpt(exc)
+            raise
+        finally:
+            latency_ms = (perf_counter() - start) * 1000
+            self._record_call(
+                started_at=started_at,
+                connection=connection,
+                model=model,
+                api=api,
+                usage=usage,
+                prices=prices,
+                latency_ms=latency_ms,
+                ttft_ms=None if first_at is None else (first_at - start) * 1000,
+                outcome=outcome,
+                error=error,
+                request_id=request_id,
+            )
+            # Abandoning us abandons the upstream too (its finally closes the response).
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _record_call(
+        self, *, usage: UsageEvent | None, prices: ModelPrices | None, **fields: Any
+    ) -> None:
+        try:
+            tokens = usage if usage is not None else Usage()
+            record = CallRecord(
+                input_tokens=tokens.input_tokens,
+                output_tokens=tokens.output_tokens,
+                cache_read_tokens=tokens.cache_read_tokens,
+                cache_write_tokens=tokens.cache_write_tokens,
+                reasoning_tokens=tokens.reasoning_tokens,
+                cost=compute_cost(tokens, prices),
+                **fields,
+            )
+        except Exception:
+            logger.warning("usage ledger could not build a record", exc_info=True)
+            return
+        self.record(record)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def summary(
+        self, since: datetime | timedelta | None = None, by: GroupBy = "model"
+    ) -> list[UsageSummary]:
+        """Totals per model or connection, busiest first; ``since`` a time or an age."""
+        if by not in ("model", "connection"):
+            raise ValueError(f"by must be 'model' or 'connection', not {by!r}")
+        if isinstance(since, timedelta):
+            since = datetime.now(UTC) - since
+        return [_summary_from_row(row) for row in self._store.summary(since, by)]
+
+    def recent(self, limit: int = 50) -> list[CallRecord]:
+        """The latest ``limit`` calls, newest first."""
+        return [_record_from_row(row) for row in self._store.recent(limit)]
+
+    async def asummary(
+        self, since: datetime | timedelta | None = None, by: GroupBy = "model"
+    ) -> list[UsageSummary]:
+        """:meth:`summary` on a worker thread, for the gateway."""
+        return await asyncio.to_thread(self.summary, since, by)
+
+    async def arecent(self, limit: int = 50) -> list[CallRecord]:
+        """:meth:`recent` on a worker thread, for the gateway."""
+        return await asyncio.to_thread(self.recent, limit)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record so far is written; False if ``timeout`` ran out."""
+        return self._writer.flush(timeout)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        return await asyncio.to_thread(self.flush, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Write what is queued, stop the writer and close the database connections.
+
+        ``timeout`` bounds the wait for a database that hangs, so shutting down
+        a gateway never hangs with it (what is still queued is then lost).
+        """
+        try:
+            self._writer.close(timeout)
+        finally:
+            self._store.close()
+
+    async def aclose(self, timeout: float | None = 30.0) -> None:
+        await asyncio.to_thread(self.close, timeout)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Ledger:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _summary_from_row(row: dict[str, Any]) -> UsageSummary:
+    # PostgreSQL returns SUM(bigint) and AVG as Decimal; normalise to int/float.
+    return UsageSummary(
+        key=row["key"],
+        calls=int(row["calls"]),
+        errors=int(row["errors"]),
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
+        cache_read_tokens=int(row["cache_read_tokens"]),
+        cache_write_tokens=int(row["cache_write_tokens"]),
+        reasoning_tokens=int(row["reasoning_tokens"]),
+        cost=_float_or_none(row["cost"]),
+        avg_latency_ms=_float_or_none(row["avg_latency_ms"]),
+        avg_ttft_ms=_float_or_none(row["avg_ttft_ms"]),
+    )
+
+
+def _record_from_row(row: dict[str, Any]) -> CallRecord:
+    return CallRecord(**row)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# -- opening ---------------------------------------------------------------------------------
+
+
+def _modelport_home() -> Path:
+    try:
+        from modelport.config import modelport_home
+    except ImportError:  # config.py not importable: same rule as DESIGN.md states
+        return Path(os.environ.get("MODELPORT_HOME") or "~/.modelport").expanduser()
+    return Path(modelport_home())
+
+
+def default_database_url() -> str:
+    """``sqlite:///MODELPORT_HOME/usage.db``."""
+    return f"sqlite:///{_modelport_home() / 'usage.db'}"
+
+
+def _configured_url(config: Any) -> str | None:
+    url = getattr(config, "database_url", None) if config is not None else None
+    return str(url) if url else None
+
+
+def open_ledger(config: Any = None, *, url: str | None = None) -> Ledger:
+    """Open the ledger: ``url``, else ``config.database_url``, else SQLite under MODELPORT_HOME.
+
+    ``postgresql://…`` (and ``postgresql+psycopg://…``) use psycopg 3
+    (``pip install 'modelport[postgres]'``); ``sqlite:///path`` a file. The
+    table is created on first use. Raises :class:`~modelport.errors.ConfigError`
+    when the database cannot be opened.
+    """
+    from modelport.ledger._store import SQLStore
+
+    return Ledger(SQLStore(url or _configured_url(config) or default_database_url()))

@@ -1,0 +1,223 @@
+"""Where the ledger's rows live: one SQLAlchemy Core table, SQLite or PostgreSQL.
+
+Both dialects go through the same statements; the only per-dialect code is in
+:func:`_create_engine` (driver choice, SQLite pragmas). Importing this module
+imports SQLAlchemy, so :mod:`modelport.ledger` imports it only on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect, Engine
+
+from modelport.errors import ConfigError
+
+__all__ = ["SQLStore", "normalize_url"]
+
+_TABLE = "modelport_calls"
+
+
+class _UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that goes in as UTC and comes out timezone-aware.
+
+    SQLite has no time zones and hands back naive values; PostgreSQL's
+    ``timestamptz`` hands back aware ones. Normalising here keeps every query
+    and every returned record the same on both.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        # SQLite compares timestamps as text, so every stored value must be UTC and naive.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_metadata = sa.MetaData()
+_Count = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+calls = sa.Table(
+    _TABLE,
+    _metadata,
+    sa.Column("id", _Count, primary_key=True, autoincrement=True),
+    sa.Column("started_at", _UTCDateTime(), nullable=False, index=True),
+    sa.Column("connection", sa.String(255), nullable=False),
+    sa.Column("model", sa.String(512), nullable=False),
+    sa.Column("api", sa.String(32), nullable=False),
+    sa.Column("input_tokens", _Count, nullable=False, default=0),
+    sa.Column("output_tokens", _Count, nullable=False, default=0),
+    sa.Column("cache_read_tokens", _Count, nullable=False, default=0),
+    sa.Column("cache_write_tokens", _Count, nullable=False, default=0),
+    sa.Column("reasoning_tokens", _Count, nullable=False, default=0),
+    sa.Column("cost", sa.Float(), nullable=True),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    sa.Column("ttft_ms", sa.Float(), nullable=True),
+    sa.Column("outcome", sa.String(128), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("request_id", sa.String(255), nullable=True),
+)
+
+#: The columns a record is made of, in table order (everything but the surrogate key).
+RECORD_COLUMNS: tuple[str, ...] = tuple(c.name for c in calls.columns if c.name != "id")
+
+
+def normalize_url(url: str) -> str:
+    """Pick the driver we ship for a PostgreSQL URL; leave anything else alone.
+
+    ``postgresql://`` would make SQLAlchemy look for psycopg2, which we do not
+    depend on; psycopg 3 comes with the ``postgres`` extra.
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _enable_wal(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the CLI read while a gateway writes; the busy timeout rides out
+    # the short moments when two writers (several processes) meet.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+    finally:
+        cursor.close()
+
+
+def _parse(url: str) -> sa.engine.URL:
+    try:
+        parsed = sa.engine.make_url(normalize_url(url))
+    except sa.exc.ArgumentError:
+        parsed = None
+    if parsed is None or parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        # Only the two dialects the tests run against; never echo the URL (a password).
+        raise ConfigError(
+            "database_url must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB."
+        )
+    return parsed
+
+
+def _create_engine(parsed: sa.engine.URL) -> Engine:
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed)
+        sa.event.listen(engine, "connect", _enable_wal)
+        return engine
+    if parsed.drivername == "postgresql+psycopg":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "A PostgreSQL database_url needs psycopg 3: pip install 'modelport[postgres]'."
+            ) from exc
+    # pre_ping: a gateway lives for days, and the database may restart under it.
+    return sa.create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=2,
+        # libpq's own default is to wait forever for a server that does not answer.
+        connect_args={"connect_timeout": 10} if "psycopg" in parsed.drivername else {},
+    )
+
+
+class SQLStore:
+    """The table on one database: create on first use, insert batches, answer queries."""
+
+    def __init__(self, url: str) -> None:
+        parsed = _parse(url)
+        #: The URL with any password masked, fit for messages and logs.
+        self.display_url = parsed.render_as_string(hide_password=True)
+        self._engine = _create_engine(parsed)
+        try:
+            self._ensure_table()
+        except sa.exc.SQLAlchemyError as exc:
+            self._engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise ConfigError(
+                f"Cannot open the usage database {self.display_url}: {reason}. "
+                "Check database_url in config.toml, and that the database server is running."
+            ) from exc
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def _ensure_table(self) -> None:
+        try:
+            _metadata.create_all(self._engine, checkfirst=True)
+        except sa.exc.DBAPIError:
+            # Several replicas may race to create the table; losing the race is fine.
+            if not sa.inspect(self._engine).has_table(_TABLE):
+                raise
+
+    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows (one dict per call, keyed by column) in one transaction."""
+        if rows:
+            with self._engine.begin() as conn:
+                conn.execute(calls.insert(), list(rows))
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest rows first."""
+        query = (
+            sa.select(*(calls.c[name] for name in RECORD_COLUMNS))
+            .order_by(calls.c.started_at.desc(), calls.c.id.desc())
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def summary(
+        self, since: datetime | None, by: Literal["model", "connection"]
+    ) -> list[dict[str, Any]]:
+        """One row of totals per model (``connection/model``) or per connection."""
+        if by == "model":
+            key = (calls.c.connection + "/" + calls.c.model).label("key")
+        else:
+            key = calls.c.connection.label("key")
+        failed = sa.case((calls.c.outcome.in_(("ok", "cancelled")), 0), else_=1)
+        query = sa.select(
+            key,
+            sa.func.count().label("calls"),
+            sa.func.coalesce(sa.func.sum(failed), 0).label("errors"),
+            *(
+                sa.func.coalesce(sa.func.sum(calls.c[name]), 0).label(name)
+                for name in (
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_tokens",
+                    "cache_write_tokens",
+                    "reasoning_tokens",
+                )
+            ),
+            # SUM skips NULLs: the cost of the calls whose cost is known, NULL if none is.
+            sa.func.sum(calls.c.cost).label("cost"),
+            sa.func.avg(calls.c.latency_ms).label("avg_latency_ms"),
+            sa.func.avg(calls.c.ttft_ms).label("avg_ttft_ms"),
+        )
+        if since is not None:
+            query = query.where(calls.c.started_at >= since)
+        query = query.group_by(key).order_by(sa.func.count().desc(), key)
+        with self._engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
