@@ -152,13 +152,18 @@ class Message(_Value, kw_only=True):
 
 
 class ToolDefinition(_Value, kw_only=True):
-    """A tool the model may call; ``parameters`` is a JSON Schema object."""
+    """A tool the model may call; ``parameters`` is a JSON Schema object.
+
+    ``strict`` asks for arguments that follow the schema exactly, where the API
+    supports it (OpenAI's strict function calling); ``None`` leaves it unsaid.
+    """
 
     name: str
     description: str = ""
     parameters: dict[str, Any] = msgspec.field(
         default_factory=lambda: {"type": "object", "properties": {}}
     )
+    strict: bool | None = None
     cache: bool = False
 
 
