@@ -409,3 +409,12 @@ def test_editing_an_invalid_toml_file_says_so(home: Path) -> None:
     write(home / "config.toml", "default_model = ")
     with pytest.raises(ConfigError, match="not valid TOML"):
         set_default_model("a/b")
+
+
+def test_plugin_config_field_env_keys_are_options_not_typos(home: Path, tmp_path: Path) -> None:
+    write(
+        home / "config.toml",
+        '[connections.acme]\ncompat = "plugin:acme"\napiKey_env = "ACME_KEY"\nregion = "eu"',
+    )
+    config = load_config(cwd=tmp_path)
+    assert config.connections["acme"].options == {"apiKey_env": "ACME_KEY", "region": "eu"}

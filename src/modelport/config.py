@@ -304,8 +304,12 @@ def _validate(data: dict[str, Any], path: Path) -> None:
             )
         for key in table:
             # Other keys are provider options, but a near miss of ours is a typo.
+            # `<field>_env` names the variable holding a plugin's config field
+            # (DESIGN.md), so `apiKey_env` is an option, not a misspelt api_key_env.
+            if key in _CONNECTION_KEYS or key.endswith("_env"):
+                continue
             close = difflib.get_close_matches(key, sorted(_CONNECTION_KEYS), n=1, cutoff=0.85)
-            if key not in _CONNECTION_KEYS and close:
+            if close:
                 raise ConfigError(
                     f"{path}: [{where}]: unknown key {key!r}. Did you mean {close[0]!r}?"
                 )
