@@ -22,6 +22,7 @@ from modelport.types import (
 )
 from modelport.wire import anthropic_messages as wire
 from modelport.wire import anthropic_messages_server as server
+from modelport.wire import openai_chat_server as openai_server
 from tests._fixtures import FIXTURES, fixture_bytes
 
 WEATHER = ToolDefinition(
@@ -301,3 +302,87 @@ def test_build_then_parse_keeps_signatures_and_tool_ids() -> None:
     assert wire.build_request(parsed, stream=False) == wire.build_request(
         CONVERSATION, stream=False
     )
+
+
+def test_unsigned_thinking_is_dropped_and_signed_and_redacted_stay() -> None:
+    request = ChatRequest(
+        model="m",
+        messages=[
+            Message(role="user", content="Hi"),
+            Message(
+                role="assistant",
+                content=[
+                    ThinkingPart(text="another vendor's thoughts"),
+                    ThinkingPart(text="empty signature", signature=""),
+                    ThinkingPart(text="signed", signature="sig-1"),
+                    RedactedThinkingPart(data="opaque=="),
+                    TextPart(text="Hello"),
+                ],
+                tool_calls=[ToolCall(id="toolu_1", name="get_weather", arguments="{}")],
+            ),
+            Message(role="tool", tool_call_id="toolu_1", content="18C"),
+        ],
+    )
+    assert wire.build_request(request, stream=False)["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "signed", "signature": "sig-1"},
+            {"type": "redacted_thinking", "data": "opaque=="},
+            {"type": "text", "text": "Hello"},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}},
+        ],
+    }
+
+
+def test_reasoning_from_an_openai_client_does_not_reach_anthropic() -> None:
+    request = openai_server.parse_request(
+        {
+            "model": "claude-sonnet-4-5",
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello", "reasoning_content": "Say hello."},
+                {"role": "user", "content": "Again"},
+            ],
+        }
+    )
+    assert wire.build_request(request, stream=False)["messages"] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]},
+        {"role": "user", "content": "Again"},
+    ]
+    # A turn that held nothing but unsigned thinking is left out, not sent empty.
+    only_thinking = ChatRequest(
+        model="m",
+        messages=[
+            Message(role="user", content="Hi"),
+            Message(role="assistant", content=[ThinkingPart(text="hmm")]),
+            Message(role="user", content="Well?"),
+        ],
+    )
+    assert wire.build_request(only_thinking, stream=False)["messages"] == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "Well?"}],
+        }
+    ]
+
+
+def test_strict_is_sent_only_when_true_and_read_back() -> None:
+    tools = [
+        ToolDefinition(name="on", parameters={"type": "object"}, strict=True),
+        ToolDefinition(name="off", parameters={"type": "object"}, strict=False),
+        ToolDefinition(name="unsaid", parameters={"type": "object"}, cache=True),
+    ]
+    request = ChatRequest(model="m", messages=[Message(role="user", content="hi")], tools=tools)
+    body = wire.build_request(request, stream=False)
+    assert body["tools"] == [
+        {"name": "on", "description": "", "input_schema": {"type": "object"}, "strict": True},
+        {"name": "off", "description": "", "input_schema": {"type": "object"}},
+        {
+            "name": "unsaid",
+            "description": "",
+            "input_schema": {"type": "object"},
+            "cache_control": EPHEMERAL,
+        },
+    ]
+    assert [tool.strict for tool in server.parse_request(body).tools] == [True, None, None]

@@ -178,6 +178,27 @@ def test_parse_a_realistic_request() -> None:
     }
 
 
+def test_parse_reads_a_tools_strict_flag() -> None:
+    request = server.parse_request(
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [
+                {"name": "a", "input_schema": {"type": "object"}, "strict": True},
+                {"name": "b", "input_schema": {"type": "object"}, "strict": False},
+                {"name": "c", "input_schema": {"type": "object"}},
+            ],
+        }
+    )
+    assert [(tool.name, tool.strict) for tool in request.tools] == [
+        ("a", True),
+        ("b", False),
+        ("c", None),
+    ]
+    assert request.vendor == {}
+
+
 def test_parse_bytes_and_plain_strings() -> None:
     request = server.parse_request(
         b'{"model":"m","max_tokens":5,"system":"S","messages":[{"role":"user","content":"hi"}]}'

@@ -249,3 +249,34 @@ def test_image_without_url_or_data_is_refused() -> None:
     request = ChatRequest(model="m", messages=[Message(role="user", content=[ImagePart()])])
     with pytest.raises(InvalidRequestError, match="url or base64"):
         build_request(request, stream=False)
+
+
+def test_strict_goes_inside_function_only_when_set() -> None:
+    request = ChatRequest(
+        model="m",
+        messages=[Message(role="user", content="hi")],
+        tools=[
+            ToolDefinition(name="on", parameters=WEATHER_SCHEMA, strict=True),
+            ToolDefinition(name="off", description="Off", strict=False),
+            ToolDefinition(name="unsaid"),
+        ],
+    )
+    assert build_request(request, stream=False)["tools"] == [
+        {
+            "type": "function",
+            "function": {"name": "on", "parameters": WEATHER_SCHEMA, "strict": True},
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "off",
+                "description": "Off",
+                "parameters": {"type": "object", "properties": {}},
+                "strict": False,
+            },
+        },
+        {
+            "type": "function",
+            "function": {"name": "unsaid", "parameters": {"type": "object", "properties": {}}},
+        },
+    ]

@@ -225,7 +225,7 @@ def _normalise_message(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _normalise_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    function = {k: v for k, v in tool["function"].items() if k != "strict"}
+    function = dict(tool["function"])  # strict included: it survives the trip
     if not function.get("description"):
         function.pop("description", None)
     return {"type": "function", "function": function}

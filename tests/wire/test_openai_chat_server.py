@@ -162,7 +162,7 @@ def test_parse_realistic_request() -> None:
             Message(role="tool", tool_call_id="call_2", content=[TextPart(text="21")]),
         ],
         tools=[
-            ToolDefinition(name="weather", description="Weather", parameters=SCHEMA),
+            ToolDefinition(name="weather", description="Weather", parameters=SCHEMA, strict=True),
             ToolDefinition(name="flat", description="Flat form"),
         ],
         tool_choice=ToolChoice.tool("weather"),
@@ -363,6 +363,28 @@ def test_parse_tools_both_forms_and_parse_tool_choice() -> None:
         parse_tool_choice(7)
     with pytest.raises(InvalidRequestError, match=r"tools\[0\]"):
         parse_tools([{"name": 5}])
+
+
+def test_parse_tools_reads_strict_in_either_form() -> None:
+    tools = parse_tools(
+        [
+            {"type": "function", "function": {"name": "a", "parameters": SCHEMA, "strict": True}},
+            {"type": "function", "function": {"name": "b", "strict": False}},
+            {"name": "c", "strict": True},
+            {"type": "function", "function": {"name": "d"}},
+        ]
+    )
+    assert [(tool.name, tool.strict) for tool in tools] == [
+        ("a", True),
+        ("b", False),
+        ("c", True),
+        ("d", None),
+    ]
+    assert tools[0].parameters == SCHEMA
+    with pytest.raises(InvalidRequestError, match=r"tools\[1\]"):
+        parse_tools(
+            [{"name": "ok"}, {"type": "function", "function": {"name": "x", "strict": "yes"}}]
+        )
 
 
 def test_parse_messages_keeps_messages_and_names_the_bad_one() -> None:

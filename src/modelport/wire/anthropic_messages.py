@@ -17,6 +17,12 @@ Choices this module makes where the API leaves room:
 * **Usage.** Anthropic's ``input_tokens`` leaves out cache reads and writes; the
   decoder adds them back (see :mod:`modelport.types`). ``message_delta`` carries
   cumulative counts, which are merged into the snapshot, never added.
+* **Thinking sent back.** Signed thinking blocks and redacted ones go back
+  exactly as received, ahead of the turn's other content. A thinking part with
+  no signature was written by another vendor's model (it came through a
+  translation) and is dropped: Anthropic refuses unsigned thinking.
+* **Strict tools.** ``ToolDefinition(strict=True)`` is sent as ``"strict": true``
+  on the tool; ``False`` is the API's default and is left out.
 * ``response_format`` has no Messages API equivalent and is not sent.
 * ``vendor["anthropic"]`` is merged over the body, except that its ``tools``
   (server tools such as code execution, which have no canonical form) are put
@@ -26,17 +32,10 @@ Choices this module makes where the API leaves room:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import msgspec
 
-from modelport.errors import (
-    InvalidRequestError,
-    ModelNotFoundError,
-    ModelportError,
-    NetworkError,
-    ParseError,
-)
+from modelport.errors import ModelNotFoundError, ModelportError, NetworkError, ParseError
 from modelport.events import (
     FinishEvent,
     ReasoningEvent,
@@ -46,19 +45,10 @@ from modelport.events import (
     ToolCallStartEvent,
     UsageEvent,
 )
-from modelport.types import (
-    Capabilities,
-    ChatRequest,
-    FinishReason,
-    ImagePart,
-    Message,
-    ModelInfo,
-    RedactedThinkingPart,
-    TextPart,
-    ThinkingPart,
-    ToolDefinition,
-)
+from modelport.types import Capabilities, FinishReason, ModelInfo
+from modelport.wire._anthropic_request import DEFAULT_MAX_TOKENS, EFFORT_BUDGETS, build_request
 from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._json import decode
 from modelport.wire._sse import SSEDecoder
 
 __all__ = [
@@ -70,14 +60,6 @@ __all__ = [
     "decode_response",
     "error_from_response",
 ]
-
-#: ``max_tokens`` is required by the Messages API; this is what we send when unset.
-DEFAULT_MAX_TOKENS = 4096
-
-#: Thinking budget for each reasoning effort (1024 is the API's minimum).
-EFFORT_BUDGETS: dict[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
-
-_EPHEMERAL = {"type": "ephemeral"}
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -102,192 +84,6 @@ _ERROR_STATUSES: dict[str, int] = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
-
-
-# --- request -------------------------------------------------------------
-
-
-def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    """The ``POST /v1/messages`` body for ``request`` (``request.model`` is the bare id)."""
-    body: dict[str, Any] = {"model": request.model}
-    system = _system(request.messages)
-    if system is not None:
-        body["system"] = system
-    body["messages"] = _messages(request.messages)
-    max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
-    if request.reasoning is not None:
-        budget = request.reasoning.budget_tokens or EFFORT_BUDGETS.get(
-            request.reasoning.effort or "medium", EFFORT_BUDGETS["medium"]
-        )
-        if max_tokens <= budget:
-            max_tokens += budget
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    body["max_tokens"] = max_tokens
-    if request.tools:
-        body["tools"] = [_tool(tool) for tool in request.tools]
-    if request.tool_choice is not None:
-        choice = request.tool_choice
-        if choice.mode == "tool":
-            if not choice.name:
-                raise InvalidRequestError("tool_choice 'tool' needs the name of a tool")
-            body["tool_choice"] = {"type": "tool", "name": choice.name}
-        else:
-            body["tool_choice"] = {"type": "any" if choice.mode == "required" else choice.mode}
-    if request.stop:
-        body["stop_sequences"] = list(request.stop)
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
-    if request.metadata and request.metadata.get("user_id") is not None:
-        body["metadata"] = {"user_id": request.metadata["user_id"]}
-    if stream:
-        body["stream"] = True
-    vendor = dict(request.vendor.get("anthropic", {}))
-    if "tools" in vendor and "tools" in body:
-        # Server tools (code execution, web search) ride in vendor["anthropic"]["tools"];
-        # they join the client's tools rather than replace them.
-        body["tools"] = [*vendor.pop("tools"), *body["tools"]]
-    body.update(vendor)
-    body.update(request.extra)
-    return body
-
-
-def _system(messages: list[Message]) -> str | list[dict[str, Any]] | None:
-    blocks: list[dict[str, Any]] = []
-    cached = False
-    for message in messages:
-        if message.role != "system":
-            continue
-        start = len(blocks)
-        for part in message.parts:
-            if isinstance(part, TextPart) and part.text:
-                block: dict[str, Any] = {"type": "text", "text": part.text}
-                if part.cache:
-                    block["cache_control"] = _EPHEMERAL
-                    cached = True
-                blocks.append(block)
-        if message.cache and len(blocks) > start:
-            blocks[-1]["cache_control"] = _EPHEMERAL
-            cached = True
-    if not blocks:
-        return None
-    if cached:
-        return blocks
-    return "\n\n".join(block["text"] for block in blocks)
-
-
-def _messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Alternating user/assistant turns: tool results and same-role turns merge."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        if message.role == "system":
-            continue
-        role = "assistant" if message.role == "assistant" else "user"
-        content = _content(message)
-        if not content:
-            continue
-        if out and out[-1]["role"] == role:
-            previous = out[-1]
-            if isinstance(previous["content"], str):
-                previous["content"] = [{"type": "text", "text": previous["content"]}]
-            if isinstance(content, str):
-                content = [{"type": "text", "text": content}]
-            previous["content"].extend(content)
-        else:
-            out.append({"role": role, "content": content})
-    return out
-
-
-def _content(message: Message) -> str | list[dict[str, Any]]:
-    if message.role == "tool":
-        return [_tool_result(message)]
-    if message.role == "user" and isinstance(message.content, str) and not message.cache:
-        return message.content
-    blocks: list[dict[str, Any]] = []
-    if message.role == "assistant":
-        # Thinking must come first, exactly as received, or Anthropic rejects the turn.
-        for part in message.parts:
-            if isinstance(part, ThinkingPart):
-                blocks.append(
-                    {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
-                )
-            elif isinstance(part, RedactedThinkingPart):
-                blocks.append({"type": "redacted_thinking", "data": part.data})
-    for part in message.parts:
-        if isinstance(part, TextPart | ImagePart):
-            block = _part(part)
-            if block is not None:
-                blocks.append(block)
-    for call in message.tool_calls:
-        try:
-            arguments = call.parsed_arguments()
-        except msgspec.DecodeError as exc:
-            raise InvalidRequestError(
-                f"The arguments of tool call {call.id!r} ({call.name}) are not valid JSON: "
-                f"{call.arguments[:200]!r}"
-            ) from exc
-        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments})
-    if message.cache and blocks:
-        blocks[-1]["cache_control"] = _EPHEMERAL
-    return blocks
-
-
-def _part(part: TextPart | ImagePart) -> dict[str, Any] | None:
-    block: dict[str, Any]
-    if isinstance(part, TextPart):
-        if not part.text:
-            return None  # the API rejects empty text blocks
-        block = {"type": "text", "text": part.text}
-    elif part.data is not None:
-        block = {
-            "type": "image",
-            "source": {
-                "type": "base64",
-                "media_type": part.media_type or "image/png",
-                "data": part.data,
-            },
-        }
-    elif part.url is not None:
-        block = {"type": "image", "source": {"type": "url", "url": part.url}}
-    else:
-        raise InvalidRequestError("An image part needs either a url or base64 data")
-    if part.cache:
-        block["cache_control"] = _EPHEMERAL
-    return block
-
-
-def _tool_result(message: Message) -> dict[str, Any]:
-    if not message.tool_call_id:
-        raise InvalidRequestError("A tool message needs the tool_call_id of the call it answers")
-    content: str | list[dict[str, Any]]
-    if isinstance(message.content, str):
-        content = message.content
-    else:
-        content = [
-            block
-            for part in message.content
-            if isinstance(part, TextPart | ImagePart) and (block := _part(part)) is not None
-        ]
-    block: dict[str, Any] = {
-        "type": "tool_result",
-        "tool_use_id": message.tool_call_id,
-        "content": content,
-    }
-    if message.cache:
-        block["cache_control"] = _EPHEMERAL
-    return block
-
-
-def _tool(tool: ToolDefinition) -> dict[str, Any]:
-    block: dict[str, Any] = {
-        "name": tool.name,
-        "description": tool.description,
-        "input_schema": tool.parameters,
-    }
-    if tool.cache:
-        block["cache_control"] = _EPHEMERAL
-    return block
 
 
 # --- upstream JSON shapes --------------------------------------------------
@@ -376,20 +172,10 @@ _MODELS = msgspec.json.Decoder(_ModelList)
 
 
 def _block(raw: msgspec.Raw) -> _Block:
-    head: _BlockType = _decode(_BLOCK_TYPE, raw, "a content block")
+    head: _BlockType = decode(_BLOCK_TYPE, raw, "Anthropic sent a content block")
     if head.type not in _KNOWN_BLOCKS:
         return _Block(type=head.type)
-    return _decode(_BLOCK, raw, "a content block")
-
-
-def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | str | msgspec.Raw, what: str) -> Any:
-    try:
-        return decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        shown = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
-        raise ParseError(
-            f"Anthropic sent {what} that could not be read ({exc}): {shown[:200]!r}"
-        ) from exc
+    return decode(_BLOCK, raw, "Anthropic sent a content block")
 
 
 # --- usage and errors ------------------------------------------------------
@@ -469,14 +255,14 @@ class StreamDecoder:
         events: list[StreamEvent] = []
         for sse in self._sse.feed(chunk):
             if not self._done:
-                self._event(_decode(_EVENT, sse.data, "a stream event"), events)
+                self._event(decode(_EVENT, sse.data, "Anthropic sent a stream event"), events)
         return events
 
     def close(self) -> list[StreamEvent]:
         events: list[StreamEvent] = []
         for sse in self._sse.close():
             if not self._done:
-                self._event(_decode(_EVENT, sse.data, "a stream event"), events)
+                self._event(decode(_EVENT, sse.data, "Anthropic sent a stream event"), events)
         if not self._done:
             raise NetworkError("The upstream closed the stream before it finished")
         return events
@@ -579,7 +365,7 @@ class StreamDecoder:
 
 def decode_response(body: bytes) -> list[StreamEvent]:
     """The events a non-streaming Message body stands for."""
-    message: _Message = _decode(_MESSAGE, body, "a message")
+    message: _Message = decode(_MESSAGE, body, "Anthropic sent a message")
     events: list[StreamEvent] = []
     calls = 0
     for raw in message.content:
@@ -607,7 +393,7 @@ def decode_response(body: bytes) -> list[StreamEvent]:
 
 def decode_models(body: bytes, connection: str) -> list[ModelInfo]:
     """``GET /v1/models`` → one :class:`ModelInfo` per model."""
-    listing: _ModelList = _decode(_MODELS, body, "a model list")
+    listing: _ModelList = decode(_MODELS, body, "Anthropic sent a model list")
     return [
         ModelInfo(
             id=entry.id,

@@ -66,6 +66,7 @@ from modelport.types import (
     ToolDefinition,
     Usage,
 )
+from modelport.wire._json import convert_request, request_object
 
 __all__ = ["StreamEncoder", "encode_error", "encode_response", "parse_request"]
 
@@ -107,6 +108,7 @@ class _Tool(msgspec.Struct):
     input_schema: dict[str, Any] | None = None
     cache_control: dict[str, Any] | None = None
     type: str | None = None
+    strict: bool | None = None
 
 
 class _ToolChoice(msgspec.Struct):
@@ -139,17 +141,8 @@ def parse_request(body: Any) -> ChatRequest:
     Raises :class:`InvalidRequestError` with a message that names the bad field.
     ``stream`` is read by the route, not here.
     """
-    if isinstance(body, bytes | str):
-        try:
-            body = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequestError("The request body must be a JSON object")
-    try:
-        request = msgspec.convert(body, _Request)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequestError(f"Invalid request: {exc}") from exc
+    body = request_object(body)
+    request: _Request = convert_request(body, _Request)
     if request.max_tokens < 1:
         raise InvalidRequestError("max_tokens must be at least 1")
     if not request.messages:
@@ -282,6 +275,7 @@ def _tool(tool: _Tool) -> ToolDefinition:
         name=tool.name,
         description=tool.description,
         parameters=tool.input_schema,
+        strict=tool.strict,
         cache=tool.cache_control is not None,
     )
 

@@ -54,6 +54,7 @@ from modelport.types import (
     ThinkingPart,
 )
 from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._json import decode
 
 __all__ = [
     "StreamDecoder",
@@ -227,14 +228,6 @@ _MISSING_MODEL = re.compile(r"model ['\"]?([^'\"\s]+)['\"]? not found")
 _VISION_FAMILIES = frozenset({"clip", "mllama", "gemma3", "qwen25vl"})
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], data: bytes, what: str) -> Any:
-    try:
-        return decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        shown = data[:200].decode("utf-8", "replace")
-        raise ParseError(f"Ollama sent {what} that could not be read ({exc}): {shown!r}") from exc
-
-
 # --- errors ----------------------------------------------------------------
 
 
@@ -296,7 +289,9 @@ class StreamDecoder:
         line = line.strip()
         if not line or self._done:
             return
-        self._calls = _chunk_events(_decode(_CHUNK, line, "a stream line"), events, self._calls)
+        self._calls = _chunk_events(
+            decode(_CHUNK, line, "Ollama sent a stream line"), events, self._calls
+        )
         if events and isinstance(events[-1], FinishEvent):
             self._done = True
 
@@ -348,13 +343,13 @@ def _arguments(function: _Function) -> str:
 def decode_response(body: bytes) -> list[StreamEvent]:
     """The events a non-streaming ``/api/chat`` body stands for."""
     events: list[StreamEvent] = []
-    _chunk_events(_decode(_CHUNK, body, "a response"), events, 0)
+    _chunk_events(decode(_CHUNK, body, "Ollama sent a response"), events, 0)
     return events
 
 
 def decode_models(body: bytes, connection: str) -> list[ModelInfo]:
     """``GET /api/tags`` → one :class:`ModelInfo` per pulled model."""
-    tags: _Tags = _decode(_TAGS, body, "a model list")
+    tags: _Tags = decode(_TAGS, body, "Ollama sent a model list")
     return [_model(tag, connection) for tag in tags.models]
 
 

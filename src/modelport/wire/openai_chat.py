@@ -26,7 +26,8 @@ each with a dialect. Choices this module makes where they differ:
   them); a parts list reduced to a single text part is sent as a string, which
   every server accepts; a token budget alone becomes the nearest
   ``reasoning_effort`` (see :func:`effort_for_budget`); ``metadata`` is not sent
-  (OpenAI rejects it unless ``store`` is on). ``vendor["openai"]`` may carry
+  (OpenAI rejects it unless ``store`` is on); a tool's ``strict``, when set,
+  becomes ``function.strict``. ``vendor["openai"]`` may carry
   ``max_completion_tokens``, which then replaces ``max_tokens``.
 """
 
@@ -38,7 +39,7 @@ from typing import Any
 
 import msgspec
 
-from modelport.errors import InvalidRequestError, ModelportError, NetworkError, ParseError
+from modelport.errors import ModelportError, NetworkError, ParseError
 from modelport.events import (
     FinishEvent,
     ReasoningEvent,
@@ -48,21 +49,10 @@ from modelport.events import (
     ToolCallStartEvent,
     UsageEvent,
 )
-from modelport.types import (
-    Capabilities,
-    ChatRequest,
-    ContentPart,
-    FinishReason,
-    ImagePart,
-    Message,
-    ModelInfo,
-    ModelPrices,
-    Reasoning,
-    TextPart,
-    ToolChoice,
-    ToolDefinition,
-)
+from modelport.types import Capabilities, FinishReason, ModelInfo, ModelPrices
+from modelport.wire import _openai_shapes as _shapes
 from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._openai_request import build_request, effort_for_budget
 from modelport.wire._sse import SSEDecoder, SSEEvent
 
 __all__ = [
@@ -76,243 +66,7 @@ __all__ = [
     "finish_reason",
 ]
 
-# --- request ---------------------------------------------------------------
-
-_IMAGE_MAGIC = (
-    ("iVBORw0KGgo", "image/png"),
-    ("/9j/", "image/jpeg"),
-    ("R0lGOD", "image/gif"),
-    ("UklGR", "image/webp"),
-)
-
-
-def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    """The ``/chat/completions`` body for ``request`` (whose ``model`` is the bare id)."""
-    body: dict[str, Any] = {
-        "model": request.model,
-        "messages": [_message(message) for message in request.messages],
-    }
-    if request.tools:
-        body["tools"] = [_tool(tool) for tool in request.tools]
-    if request.tool_choice is not None:
-        body["tool_choice"] = _tool_choice(request.tool_choice)
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
-    if request.max_tokens is not None:
-        body["max_tokens"] = request.max_tokens
-    if request.stop:
-        body["stop"] = list(request.stop)
-    if request.response_format is not None:
-        body["response_format"] = request.response_format
-    effort = _effort(request.reasoning)
-    if effort is not None:
-        body["reasoning_effort"] = effort
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    vendor = request.vendor.get("openai", {})
-    if vendor.get("max_completion_tokens") is not None:
-        # Reasoning models refuse max_tokens; a client that chose the new name keeps it.
-        body.pop("max_tokens", None)
-    body.update(vendor)
-    body.update(request.extra)
-    return body
-
-
-def effort_for_budget(budget_tokens: int) -> str | None:
-    """The ``reasoning_effort`` nearest a thinking budget; ``None`` for a budget of 0.
-
-    The thresholds sit between the budgets the Anthropic adapter sends for each
-    effort (2048, 8192, 16384), so low, medium and high survive the trip both
-    ways. ``minimal`` is never chosen: several servers reject it.
-    """
-    if budget_tokens <= 0:
-        return None
-    if budget_tokens < 4096:
-        return "low"
-    if budget_tokens < 12288:
-        return "medium"
-    return "high"
-
-
-def _effort(reasoning: Reasoning | None) -> str | None:
-    if reasoning is None:
-        return None
-    if reasoning.effort is not None:
-        return reasoning.effort
-    if reasoning.budget_tokens is not None:
-        return effort_for_budget(reasoning.budget_tokens)
-    return None
-
-
-def _message(message: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role}
-    content = _content(message.content)
-    if message.role == "assistant" and message.tool_calls:
-        out["content"] = content or None
-        out["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments},
-            }
-            for call in message.tool_calls
-        ]
-    else:
-        out["content"] = content
-    if message.role == "tool":
-        if not message.tool_call_id:
-            raise InvalidRequestError(
-                "A tool message needs the tool_call_id of the call it answers"
-            )
-        out["tool_call_id"] = message.tool_call_id
-    elif message.name:
-        out["name"] = message.name
-    return out
-
-
-def _content(content: str | list[ContentPart]) -> str | list[dict[str, Any]]:
-    if isinstance(content, str):
-        return content
-    parts: list[dict[str, Any]] = []
-    for part in content:
-        match part:
-            case TextPart(text=text):
-                parts.append({"type": "text", "text": text})
-            case ImagePart():
-                parts.append({"type": "image_url", "image_url": {"url": _image_url(part)}})
-            case _:
-                # Thinking and redacted thinking: Chat Completions has no slot for them.
-                continue
-    if not parts:
-        return ""
-    if len(parts) == 1 and parts[0]["type"] == "text":
-        return str(parts[0]["text"])
-    return parts
-
-
-def _image_url(part: ImagePart) -> str:
-    if part.url is not None:
-        return part.url
-    if part.data is None:
-        raise InvalidRequestError("An image part needs either a url or base64 data")
-    media_type = part.media_type or next(
-        (media for magic, media in _IMAGE_MAGIC if part.data.startswith(magic)), "image/png"
-    )
-    return f"data:{media_type};base64,{part.data}"
-
-
-def _tool(tool: ToolDefinition) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name}
-    if tool.description:
-        function["description"] = tool.description
-    function["parameters"] = tool.parameters
-    return {"type": "function", "function": function}
-
-
-def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
-    if choice.mode == "tool":
-        return {"type": "function", "function": {"name": choice.name}}
-    return choice.mode
-
-
-# --- wire shapes (only the fields we read; anything else is ignored) ---------
-
-
-class _Shape(msgspec.Struct, frozen=True):
-    pass
-
-
-class _Function(_Shape):
-    name: str | None = None
-    arguments: str | dict[str, Any] | None = None
-
-
-class _ToolCallFragment(_Shape):
-    index: int | None = None
-    id: str | None = None
-    function: _Function | None = None
-
-
-class _ReasoningDetail(_Shape):
-    signature: str | None = None
-
-
-class _Delta(_Shape):
-    content: str | None = None
-    reasoning_content: str | None = None
-    reasoning: str | None = None
-    refusal: str | None = None
-    tool_calls: list[_ToolCallFragment] | None = None
-    function_call: _Function | None = None
-    reasoning_details: list[_ReasoningDetail] | None = None
-
-
-class _ChunkChoice(_Shape):
-    index: int | None = 0
-    delta: _Delta | None = None
-    finish_reason: str | None = None
-
-
-class _TokenDetails(_Shape):
-    cached_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    reasoning_tokens: int | None = None
-
-
-class _Usage(_Shape):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    prompt_tokens_details: _TokenDetails | None = None
-    completion_tokens_details: _TokenDetails | None = None
-    prompt_cache_hit_tokens: int | None = None
-    cost: float | None = None
-
-
-class _ErrorDetail(_Shape):
-    message: str | None = None
-    type: str | None = None
-    code: int | str | None = None
-    metadata: Any = None
-
-
-class _Groq(_Shape):
-    usage: _Usage | None = None
-
-
-class _Chunk(_Shape):
-    choices: list[_ChunkChoice] | None = None
-    usage: _Usage | None = None
-    error: _ErrorDetail | str | None = None
-    x_groq: _Groq | None = None
-
-
-class _ResponseMessage(_Shape):
-    content: str | None = None
-    reasoning_content: str | None = None
-    reasoning: str | None = None
-    refusal: str | None = None
-    tool_calls: list[_ToolCallFragment] | None = None
-    function_call: _Function | None = None
-
-
-class _CompletionChoice(_Shape):
-    index: int | None = 0
-    message: _ResponseMessage | None = None
-    finish_reason: str | None = None
-
-
-class _Completion(_Shape):
-    choices: list[_CompletionChoice] | None = None
-    usage: _Usage | None = None
-    error: _ErrorDetail | str | None = None
-
-
-# strict=False: servers that send "12" or 12.0 for a count are still understood.
-_CHUNK_DECODER = msgspec.json.Decoder(_Chunk, strict=False)
-_COMPLETION_DECODER = msgspec.json.Decoder(_Completion, strict=False)
+# --- finish reasons and in-band errors -----------------------------------------
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -349,7 +103,7 @@ def finish_reason(raw: str) -> FinishReason:
     return _FINISH_REASONS.get(raw, "stop")
 
 
-def _usage_event(usage: _Usage) -> UsageEvent:
+def _usage_event(usage: _shapes.Usage) -> UsageEvent:
     prompt = usage.prompt_tokens_details
     completion = usage.completion_tokens_details
     cache_read = (prompt.cached_tokens if prompt is not None else None) or (
@@ -365,7 +119,7 @@ def _usage_event(usage: _Usage) -> UsageEvent:
     )
 
 
-def _arguments(function: _Function | None) -> str:
+def _arguments(function: _shapes.Function | None) -> str:
     if function is None or function.arguments is None:
         return ""
     if isinstance(function.arguments, str):
@@ -374,7 +128,7 @@ def _arguments(function: _Function | None) -> str:
     return msgspec.json.encode(function.arguments).decode()
 
 
-def _in_band_error(error: _ErrorDetail | str) -> ModelportError:
+def _in_band_error(error: _shapes.ErrorDetail | str) -> ModelportError:
     if isinstance(error, str):
         return error_for_status(500, error or "The upstream reported an error")
     status, code = _status_and_code(error.code, error.type)
@@ -393,7 +147,7 @@ def _status_and_code(code: object, kind: object) -> tuple[int, str | None]:
     return status or 500, text
 
 
-def _error_message(error: _ErrorDetail) -> str:
+def _error_message(error: _shapes.ErrorDetail) -> str:
     message = error.message or error.type or "The upstream reported an error"
     metadata = error.metadata
     if isinstance(metadata, dict):
@@ -468,7 +222,7 @@ class StreamDecoder:
         """The events of one already-parsed ``chat.completion.chunk`` object."""
         self._raise_deferred()
         try:
-            parsed = msgspec.convert(chunk, _Chunk, strict=False)
+            parsed = msgspec.convert(chunk, _shapes.Chunk, strict=False)
         except msgspec.ValidationError as exc:
             raise ParseError(f"A chat.completion.chunk had an unexpected shape: {exc}") from exc
         out: list[StreamEvent] = []
@@ -512,7 +266,7 @@ class StreamDecoder:
                 self._deferred = exc
                 return
 
-    def _process(self, chunk: _Chunk, out: list[StreamEvent]) -> None:
+    def _process(self, chunk: _shapes.Chunk, out: list[StreamEvent]) -> None:
         if chunk.error is not None:
             raise _in_band_error(chunk.error)
         if chunk.choices:
@@ -529,7 +283,7 @@ class StreamDecoder:
                 self._last_usage = event
                 out.append(event)
 
-    def _choice(self, choice: _ChunkChoice, out: list[StreamEvent]) -> None:
+    def _choice(self, choice: _shapes.ChunkChoice, out: list[StreamEvent]) -> None:
         delta = choice.delta
         if delta is not None:
             reasoning = delta.reasoning_content or delta.reasoning
@@ -547,7 +301,7 @@ class StreamDecoder:
             if delta.tool_calls:
                 self._tool_fragments(delta.tool_calls, out)
             elif delta.function_call is not None:
-                self._tool_fragments([_ToolCallFragment(function=delta.function_call)], out)
+                self._tool_fragments([_shapes.ToolCallFragment(function=delta.function_call)], out)
         if choice.finish_reason is not None and not self._finished:
             self._finished = True
             self._check_calls_named()
@@ -558,7 +312,9 @@ class StreamDecoder:
                 reason = "refusal"
             out.append(FinishEvent(reason=reason))
 
-    def _tool_fragments(self, fragments: list[_ToolCallFragment], out: list[StreamEvent]) -> None:
+    def _tool_fragments(
+        self, fragments: list[_shapes.ToolCallFragment], out: list[StreamEvent]
+    ) -> None:
         for position, fragment in enumerate(fragments):
             wire = fragment.index if fragment.index is not None else position
             function = fragment.function
@@ -602,9 +358,9 @@ class StreamDecoder:
                 )
 
 
-def _decode_chunk(data: str) -> _Chunk:
+def _decode_chunk(data: str) -> _shapes.Chunk:
     try:
-        return _CHUNK_DECODER.decode(data)
+        return _shapes.CHUNK.decode(data)
     except msgspec.ValidationError as exc:
         raise ParseError(
             f"A chat.completion.chunk had an unexpected shape ({exc}): {excerpt(data, 200)}"
@@ -619,7 +375,7 @@ def _decode_chunk(data: str) -> _Chunk:
 def decode_response(body: bytes) -> list[StreamEvent]:
     """The events of a non-streaming ``chat.completion`` body, in stream order."""
     try:
-        completion = _COMPLETION_DECODER.decode(body)
+        completion = _shapes.COMPLETION.decode(body)
     except msgspec.ValidationError as exc:
         raise ParseError(
             f"The chat.completion had an unexpected shape ({exc}): {excerpt(body, 200)}"
@@ -634,13 +390,13 @@ def decode_response(body: bytes) -> list[StreamEvent]:
 def decode_completion(obj: Mapping[str, Any]) -> list[StreamEvent]:
     """The events of an already-parsed ``chat.completion`` object (a plugin's reply)."""
     try:
-        completion = msgspec.convert(obj, _Completion, strict=False)
+        completion = msgspec.convert(obj, _shapes.Completion, strict=False)
     except msgspec.ValidationError as exc:
         raise ParseError(f"The chat.completion had an unexpected shape: {exc}") from exc
     return _completion_events(completion)
 
 
-def _completion_events(completion: _Completion) -> list[StreamEvent]:
+def _completion_events(completion: _shapes.Completion) -> list[StreamEvent]:
     if completion.error is not None:
         raise _in_band_error(completion.error)
     choice = next((c for c in completion.choices or () if not c.index), None)
@@ -662,7 +418,7 @@ def _completion_events(completion: _Completion) -> list[StreamEvent]:
         out.append(TextEvent(text=message.refusal))
     calls = message.tool_calls or []
     if not calls and message.function_call is not None:
-        calls = [_ToolCallFragment(function=message.function_call)]
+        calls = [_shapes.ToolCallFragment(function=message.function_call)]
     for index, call in enumerate(calls):
         name = call.function.name if call.function is not None else None
         if not name:
@@ -709,7 +465,7 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     error = data.get("error")
     if isinstance(error, dict):
         try:
-            detail = msgspec.convert(error, _ErrorDetail, strict=False)
+            detail = msgspec.convert(error, _shapes.ErrorDetail, strict=False)
         except msgspec.ValidationError:
             return None, None
         code = detail.code if isinstance(detail.code, str) and not detail.code.isdigit() else None
@@ -724,51 +480,10 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     return None, None
 
 
-# --- models -----------------------------------------------------------------
-
-
-class _Pricing(_Shape):
-    prompt: str | float | None = None
-    completion: str | float | None = None
-    input_cache_read: str | float | None = None
-    input_cache_write: str | float | None = None
-
-
-class _TopProvider(_Shape):
-    context_length: int | None = None
-    max_completion_tokens: int | None = None
-
-
-class _Architecture(_Shape):
-    input_modalities: list[str] | None = None
-
-
-class _ModelEntry(_Shape):
-    id: str
-    name: str | None = None
-    display_name: str | None = None
-    context_length: int | None = None
-    context_window: int | None = None
-    max_model_len: int | None = None
-    max_context_length: int | None = None
-    max_completion_tokens: int | None = None
-    pricing: _Pricing | None = None
-    top_provider: _TopProvider | None = None
-    architecture: _Architecture | None = None
-    supported_parameters: list[str] | None = None
-
-
-class _ModelList(_Shape):
-    data: list[_ModelEntry]
-
-
-_MODELS_DECODER = msgspec.json.Decoder(_ModelList | list[_ModelEntry], strict=False)
-
-
 def decode_models(body: bytes, connection: str) -> list[ModelInfo]:
     """``GET /models`` → models; reads OpenRouter's, Groq's and vLLM's extra fields."""
     try:
-        parsed = _MODELS_DECODER.decode(body)
+        parsed = _shapes.MODELS.decode(body)
     except msgspec.DecodeError as exc:
         raise ParseError(
             f"The model list is not what /models returns ({exc}): {excerpt(body, 200)}"
@@ -777,9 +492,9 @@ def decode_models(body: bytes, connection: str) -> list[ModelInfo]:
     return [_model_info(entry, connection) for entry in entries]
 
 
-def _model_info(entry: _ModelEntry, connection: str) -> ModelInfo:
-    top = entry.top_provider or _TopProvider()
-    pricing = entry.pricing or _Pricing()
+def _model_info(entry: _shapes.ModelEntry, connection: str) -> ModelInfo:
+    top = entry.top_provider or _shapes.TopProvider()
+    pricing = entry.pricing or _shapes.Pricing()
     parameters = entry.supported_parameters
     modalities = entry.architecture.input_modalities if entry.architecture else None
     return ModelInfo(

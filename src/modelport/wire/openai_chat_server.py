@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -68,6 +67,8 @@ from modelport.types import (
     ToolDefinition,
     Usage,
 )
+from modelport.wire import _openai_server_shapes as _shapes
+from modelport.wire._json import convert_request, request_object
 
 __all__ = [
     "StreamEncoder",
@@ -78,123 +79,6 @@ __all__ = [
     "parse_tool_choice",
     "parse_tools",
 ]
-
-# --- request shapes ----------------------------------------------------------
-
-
-class _In(msgspec.Struct, frozen=True):
-    pass
-
-
-class _TextPartIn(_In, tag="text", tag_field="type"):
-    text: str
-
-
-class _ImageUrl(_In):
-    url: str
-    detail: str | None = None
-
-
-class _ImagePartIn(_In, tag="image_url", tag_field="type"):
-    image_url: _ImageUrl | str
-
-
-class _RefusalPartIn(_In, tag="refusal", tag_field="type"):
-    refusal: str
-
-
-_PartIn = _TextPartIn | _ImagePartIn | _RefusalPartIn
-_ContentIn = str | list[_PartIn]
-
-
-class _FunctionIn(_In):
-    name: str
-    arguments: str | dict[str, Any] = "{}"
-
-
-class _ToolCallIn(_In):
-    id: str
-    function: _FunctionIn
-    type: str = "function"
-
-
-class _SystemIn(_In, tag="system", tag_field="role"):
-    content: _ContentIn
-    name: str | None = None
-
-
-class _DeveloperIn(_SystemIn, tag="developer", tag_field="role"):
-    pass
-
-
-class _UserIn(_In, tag="user", tag_field="role"):
-    content: _ContentIn
-    name: str | None = None
-
-
-class _AssistantIn(_In, tag="assistant", tag_field="role"):
-    content: _ContentIn | None = None
-    name: str | None = None
-    tool_calls: list[_ToolCallIn] | None = None
-    function_call: _FunctionIn | None = None
-    refusal: str | None = None
-    reasoning_content: str | None = None
-    reasoning: str | None = None
-
-
-class _ToolMessageIn(_In, tag="tool", tag_field="role"):
-    content: _ContentIn
-    tool_call_id: str
-
-
-class _FunctionMessageIn(_In, tag="function", tag_field="role"):
-    name: str
-    content: str | None = None
-
-
-_MessageIn = _SystemIn | _DeveloperIn | _UserIn | _AssistantIn | _ToolMessageIn | _FunctionMessageIn
-
-
-class _ToolDefIn(_In):
-    """Both ``{"type": "function", "function": {...}}`` and the flat ``{"name", ...}``."""
-
-    type: str | None = None
-    function: _ToolDefIn | None = None
-    name: str | None = None
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-
-
-class _NamedChoiceIn(_In):
-    type: str | None = None
-    function: _NamedChoiceIn | None = None
-    name: str | None = None
-
-
-class _ReasoningIn(_In):
-    """OpenRouter's ``reasoning`` object."""
-
-    effort: str | None = None
-    max_tokens: int | None = None
-
-
-class _RequestIn(_In):
-    model: str
-    messages: list[_MessageIn]
-    tools: list[_ToolDefIn] | None = None
-    tool_choice: str | _NamedChoiceIn | None = None
-    functions: list[_ToolDefIn] | None = None
-    function_call: str | _NamedChoiceIn | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    stop: str | list[str] | None = None
-    response_format: dict[str, Any] | None = None
-    reasoning_effort: str | None = None
-    reasoning: _ReasoningIn | None = None
-    metadata: dict[str, Any] | None = None
-
 
 _CANONICAL_FIELDS = frozenset(
     {
@@ -227,8 +111,8 @@ def parse_request(body: Any) -> ChatRequest:
     Raises :class:`~modelport.errors.InvalidRequestError` naming the offending
     field when the body is not a valid Chat Completions request.
     """
-    data = _json_object(body)
-    parsed = _convert(data, _RequestIn)
+    data = request_object(body)
+    parsed = convert_request(data, _shapes.RequestIn)
     if not parsed.messages:
         raise InvalidRequestError("'messages' must hold at least one message")
     # null means "unset" throughout the OpenAI API; passing it on would only confuse upstreams.
@@ -266,7 +150,7 @@ def parse_messages(messages: list[Any]) -> list[Message]:
         if isinstance(item, Message):
             out.append(item)
         else:
-            parsed = _convert(item, _MessageIn, f"messages[{position}]")  # type: ignore[arg-type]
+            parsed = convert_request(item, _shapes.MessageIn, f"messages[{position}]")  # type: ignore[arg-type]
             out.append(_message(parsed))
     return out
 
@@ -278,7 +162,7 @@ def parse_tools(tools: list[Any]) -> list[ToolDefinition]:
         if isinstance(item, ToolDefinition):
             out.append(item)
         else:
-            out.append(_tool(_convert(item, _ToolDefIn, f"tools[{position}]")))
+            out.append(_tool(convert_request(item, _shapes.ToolDefIn, f"tools[{position}]")))
     return out
 
 
@@ -286,34 +170,11 @@ def parse_tool_choice(value: Any) -> ToolChoice | None:
     """``"auto"``, ``"none"``, ``"required"``, ``{"type": "function", "function": {"name"}}``."""
     if value is None or isinstance(value, ToolChoice):
         return value
-    return _tool_choice(_convert(value, str | _NamedChoiceIn, "tool_choice"))  # type: ignore[arg-type]
-
-
-def _json_object(body: Any) -> dict[str, Any]:
-    if isinstance(body, bytes | bytearray | memoryview | str):
-        try:
-            body = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, Mapping):
-        raise InvalidRequestError("The request body must be a JSON object")
-    return dict(body)
-
-
-def _convert(value: Any, shape: Any, where: str = "") -> Any:
-    try:
-        return msgspec.convert(value, shape)
-    except msgspec.ValidationError as exc:
-        detail = str(exc)
-        if where and "`$" in detail:
-            detail = detail.replace("`$", f"`$.{where}", 1)
-        elif where:
-            detail = f"{detail} - at `$.{where}`"
-        raise InvalidRequestError(f"Invalid request: {detail}") from exc
+    return _tool_choice(convert_request(value, str | _shapes.NamedChoiceIn, "tool_choice"))  # type: ignore[arg-type]
 
 
 def _reasoning(
-    parsed: _RequestIn, data: dict[str, Any], vendor: dict[str, Any]
+    parsed: _shapes.RequestIn, data: dict[str, Any], vendor: dict[str, Any]
 ) -> Reasoning | None:
     vendor.pop("reasoning_effort", None)
     effort = parsed.reasoning_effort
@@ -335,22 +196,22 @@ def _reasoning(
 
 def _message(message: Any) -> Message:
     match message:
-        case _SystemIn(content=content, name=name):
+        case _shapes.SystemIn(content=content, name=name):
             return Message(role="system", content=_content(content), name=name)
-        case _UserIn(content=content, name=name):
+        case _shapes.UserIn(content=content, name=name):
             return Message(role="user", content=_content(content), name=name)
-        case _AssistantIn():
+        case _shapes.AssistantIn():
             return _assistant(message)
-        case _ToolMessageIn(content=content, tool_call_id=tool_call_id):
+        case _shapes.ToolMessageIn(content=content, tool_call_id=tool_call_id):
             return Message(role="tool", content=_content(content), tool_call_id=tool_call_id)
-        case _FunctionMessageIn(name=name, content=content):
+        case _shapes.FunctionMessageIn(name=name, content=content):
             return Message(
                 role="tool", content=content or "", tool_call_id=f"call_{name}", name=name
             )
     raise InvalidRequestError(f"Unsupported message: {message!r}")  # pragma: no cover
 
 
-def _assistant(message: _AssistantIn) -> Message:
+def _assistant(message: _shapes.AssistantIn) -> Message:
     content = _content(message.content) if message.content is not None else ""
     if not content and message.refusal:
         content = message.refusal
@@ -370,7 +231,7 @@ def _assistant(message: _AssistantIn) -> Message:
     return Message(role="assistant", content=content, tool_calls=calls, name=message.name)
 
 
-def _arguments(function: _FunctionIn) -> str:
+def _arguments(function: _shapes.FunctionIn) -> str:
     if isinstance(function.arguments, str):
         return function.arguments
     return msgspec.json.encode(function.arguments).decode()
@@ -382,11 +243,11 @@ def _content(content: str | list[Any]) -> str | list[ContentPart]:
     parts: list[ContentPart] = []
     for part in content:
         match part:
-            case _TextPartIn(text=text):
+            case _shapes.TextPartIn(text=text):
                 parts.append(TextPart(text=text))
-            case _RefusalPartIn(refusal=refusal):
+            case _shapes.RefusalPartIn(refusal=refusal):
                 parts.append(TextPart(text=refusal))
-            case _ImagePartIn(image_url=image_url):
+            case _shapes.ImagePartIn(image_url=image_url):
                 url = image_url if isinstance(image_url, str) else image_url.url
                 parts.append(_image(url))
     return parts
@@ -400,18 +261,23 @@ def _image(url: str) -> ImagePart:
     return ImagePart(url=url)
 
 
-def _tool(tool: _ToolDefIn) -> ToolDefinition:
+def _tool(tool: _shapes.ToolDefIn) -> ToolDefinition:
     spec = tool.function if tool.function is not None else tool
     if not spec.name:
         raise InvalidRequestError("Every tool needs a function name")
     if spec.parameters is None:
-        return ToolDefinition(name=spec.name, description=spec.description or "")
+        return ToolDefinition(
+            name=spec.name, description=spec.description or "", strict=spec.strict
+        )
     return ToolDefinition(
-        name=spec.name, description=spec.description or "", parameters=spec.parameters
+        name=spec.name,
+        description=spec.description or "",
+        parameters=spec.parameters,
+        strict=spec.strict,
     )
 
 
-def _tool_choice(value: str | _NamedChoiceIn | None) -> ToolChoice | None:
+def _tool_choice(value: str | _shapes.NamedChoiceIn | None) -> ToolChoice | None:
     if value is None:
         return None
     if isinstance(value, str):

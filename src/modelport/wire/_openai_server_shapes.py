@@ -1,0 +1,128 @@
+"""What :mod:`modelport.wire.openai_chat_server` reads from OpenAI clients.
+
+Strict shapes (unlike the lenient upstream ones in ``_openai_shapes``): a field
+of the wrong type is the client's mistake, reported as ``InvalidRequestError``.
+Fields that are not declared are ignored here; ``parse_request`` passes them on
+in ``vendor["openai"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Shape(msgspec.Struct, frozen=True):
+    pass
+
+
+class TextPartIn(Shape, tag="text", tag_field="type"):
+    text: str
+
+
+class ImageUrl(Shape):
+    url: str
+    detail: str | None = None
+
+
+class ImagePartIn(Shape, tag="image_url", tag_field="type"):
+    image_url: ImageUrl | str
+
+
+class RefusalPartIn(Shape, tag="refusal", tag_field="type"):
+    refusal: str
+
+
+PartIn = TextPartIn | ImagePartIn | RefusalPartIn
+ContentIn = str | list[PartIn]
+
+
+class FunctionIn(Shape):
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCallIn(Shape):
+    id: str
+    function: FunctionIn
+    type: str = "function"
+
+
+class SystemIn(Shape, tag="system", tag_field="role"):
+    content: ContentIn
+    name: str | None = None
+
+
+class DeveloperIn(SystemIn, tag="developer", tag_field="role"):
+    pass
+
+
+class UserIn(Shape, tag="user", tag_field="role"):
+    content: ContentIn
+    name: str | None = None
+
+
+class AssistantIn(Shape, tag="assistant", tag_field="role"):
+    content: ContentIn | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    function_call: FunctionIn | None = None
+    refusal: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class ToolMessageIn(Shape, tag="tool", tag_field="role"):
+    content: ContentIn
+    tool_call_id: str
+
+
+class FunctionMessageIn(Shape, tag="function", tag_field="role"):
+    name: str
+    content: str | None = None
+
+
+MessageIn = SystemIn | DeveloperIn | UserIn | AssistantIn | ToolMessageIn | FunctionMessageIn
+
+
+class ToolDefIn(Shape):
+    """Both ``{"type": "function", "function": {...}}`` and the flat ``{"name", ...}``."""
+
+    type: str | None = None
+    function: ToolDefIn | None = None
+    name: str | None = None
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class NamedChoiceIn(Shape):
+    type: str | None = None
+    function: NamedChoiceIn | None = None
+    name: str | None = None
+
+
+class ReasoningIn(Shape):
+    """OpenRouter's ``reasoning`` object."""
+
+    effort: str | None = None
+    max_tokens: int | None = None
+
+
+class RequestIn(Shape):
+    model: str
+    messages: list[MessageIn]
+    tools: list[ToolDefIn] | None = None
+    tool_choice: str | NamedChoiceIn | None = None
+    functions: list[ToolDefIn] | None = None
+    function_call: str | NamedChoiceIn | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    stop: str | list[str] | None = None
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    reasoning: ReasoningIn | None = None
+    metadata: dict[str, Any] | None = None
