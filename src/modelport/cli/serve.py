@@ -1,0 +1,118 @@
+"""``modelport serve``: run the gateway with uvicorn (uvloop and httptools).
+
+The command reads the same configuration as every other command
+(``MODELPORT_HOME/config.toml`` and the project's), refuses to listen beyond
+loopback without a gateway key, prints the URL to point tools at, and lets
+in-flight streams finish for ``--grace`` seconds on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+__all__ = ["register", "serve"]
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to ``app``."""
+    app.command(name="serve")(serve)
+
+
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on ([gateway] host, else 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on ([gateway] port, else 4848).")
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(help="Seconds in-flight streams get to finish on shutdown.")
+    ] = 30.0,
+    keepalive: Annotated[
+        float, typer.Option(help="Seconds of upstream silence before a keep-alive frame.")
+    ] = 15.0,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="One log line per request.")
+    ] = True,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the OpenAI- and Anthropic-compatible gateway (http://127.0.0.1:4848/v1)."""
+    from modelport.cli._output import fail
+    from modelport.config import load_config
+    from modelport.errors import ConfigError
+    from modelport.server._auth import check_binding, resolve_keys
+
+    config = load_config()
+    host = host or config.gateway.host
+    port = port if port is not None else config.gateway.port
+    keys = resolve_keys(config)
+    try:
+        check_binding(host, keys)
+    except ConfigError as exc:
+        fail(str(exc), "Keys are read from the environment or config.toml, never from the flags.")
+
+    import uvicorn
+
+    from modelport.server.app import create_app
+
+    _configure_logging(log_level)
+    app = create_app(
+        config, host=host, keys=keys, keepalive_interval=keepalive, access_log=access_log
+    )
+    shown = f"[{host}]" if ":" in host else host
+    logging.getLogger("modelport.server").info(
+        "modelport gateway on http://%s:%d — OpenAI base URL http://%s:%d/v1, "
+        "Anthropic base URL http://%s:%d%s",
+        shown,
+        port,
+        shown,
+        port,
+        shown,
+        port,
+        " (gateway key required)" if keys.gateway else "",
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            loop=_loop(),
+            http=_http(),
+            lifespan="on",
+            access_log=False,  # ours is structured and leaves keys and queries out
+            log_config=None,
+            log_level=log_level,
+            timeout_graceful_shutdown=grace,
+            server_header=False,
+        )
+    )
+    server.run()
+    if not server.started:
+        sys.exit(1)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr)
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _http() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"

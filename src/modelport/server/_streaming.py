@@ -1,0 +1,439 @@
+"""The event-stream response: canonical events in, one client's SSE frames out.
+
+:class:`EventStreamResponse` is a pure ASGI response (no task group, no
+per-chunk task) tuned for the gateway's hot path:
+
+* **No buffering.** Each event is encoded and written as soon as the upstream
+  iterator yields it; an ``await send(...)`` per frame also gives us the
+  server's backpressure (uvicorn's ``send`` waits while the socket is full).
+* **Honest status codes.** Headers are held back until the encoder has bytes
+  to write, so an upstream that fails before its first token (401, 429, an
+  unknown model, an overloaded upstream) is answered with the proper HTTP
+  status and error body instead of a 200 followed by an in-band error.
+* **Keep-alives.** One watcher task per stream sleeps on ``receive()`` with a
+  timeout; after ``keepalive_interval`` seconds without a write it sends the
+  wire's keep-alive frame (committing the headers and the encoder's prelude
+  first if nothing was sent yet).
+* **Cancellation.** The same watcher sees ``http.disconnect`` at once and
+  cancels the streaming task; the upstream iterator is then closed, and its
+  ``finally`` closes the upstream response, exactly as with Starlette's
+  ``StreamingResponse`` but without its per-request task group.
+* **Broken streams stay broken.** A failure after the headers went out is
+  written as the encoder's error frame and the body ends there, never with the
+  wire's normal closing frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from modelport.errors import InvalidRequestError, ModelportError
+from modelport.events import StreamEvent, UsageEvent
+from modelport.types import ChatRequest, ChatResponse, Usage
+
+__all__ = [
+    "EventStreamResponse",
+    "ServerWire",
+    "StreamEncoder",
+    "StreamOutcome",
+    "answer_chat",
+    "internal_error",
+    "json_error",
+    "read_json",
+    "reject",
+    "scrub_secrets",
+]
+
+logger = logging.getLogger("modelport.server")
+
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Tell reverse proxies (nginx) not to buffer the stream either.
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class StreamEncoder(Protocol):
+    """What the wire modules' server-side ``StreamEncoder`` classes provide."""
+
+    def start(self) -> bytes: ...
+
+    def encode(self, event: StreamEvent) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+    def error(self, exc: ModelportError) -> bytes: ...
+
+
+class StreamOutcome(Protocol):
+    """Told how a stream went, once it is over (metrics, health)."""
+
+    def first_event(self) -> None: ...
+
+    def finished(self, usage: UsageEvent | None, error: BaseException | None) -> None: ...
+
+
+def internal_error(exc: BaseException) -> ModelportError:
+    """A client-safe stand-in for a bug: the traceback goes to the log, not to the client."""
+    logger.error("Unexpected error while serving a request", exc_info=exc)
+    return ModelportError(f"The gateway hit an internal error ({type(exc).__name__}); see its log")
+
+
+async def _aclose(iterator: AsyncIterator[StreamEvent]) -> None:
+    aclose: Callable[[], Any] | None = getattr(iterator, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception:  # closing must never mask what happened to the stream
+        logger.debug("Closing the upstream stream failed", exc_info=True)
+
+
+class EventStreamResponse(Response):
+    """Stream ``events`` through ``encoder`` to the client as server-sent events.
+
+    ``error_response`` turns an error raised before anything was written into
+    a complete ``(status, body, headers)`` answer (the wire's ``encode_error``).
+    ``keepalive`` is the wire's keep-alive frame, sent after ``keepalive_interval``
+    seconds of silence.
+    """
+
+    def __init__(
+        self,
+        events: AsyncIterator[StreamEvent],
+        encoder: StreamEncoder,
+        *,
+        error_response: Callable[[ModelportError], tuple[int, bytes, dict[str, str]]],
+        keepalive: bytes,
+        keepalive_interval: float = 15.0,
+        outcome: StreamOutcome | None = None,
+        scrub: Callable[[ModelportError], None] | None = None,
+    ) -> None:
+        # Response.__init__ would render a body; this response writes its own.
+        self.status_code = 200
+        self.background = None
+        self._events = events
+        self._encoder = encoder
+        self._error_response = error_response
+        self._keepalive = keepalive
+        self._interval = keepalive_interval
+        self._outcome = outcome
+        self._scrub = scrub
+        self._started = False  # headers sent
+        self._sending = False  # the streaming task is inside send()
+        self._watcher_busy = False  # the watcher is inside send()
+        self._watcher_idle = asyncio.Event()
+        self._done = False  # past the last write: the watcher must not cancel us any more
+        self._disconnected = False
+        self._last_write = 0.0
+        self._usage: UsageEvent | None = None
+        self._failure: BaseException | None = None
+        self._loop_time: Callable[[], float] = time.monotonic
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._loop_time = loop.time
+        self._last_write = loop.time()
+        watcher = loop.create_task(self._watch(receive, send, task, loop))
+        try:
+            await self._pump(send, loop)
+        except asyncio.CancelledError as exc:
+            self._failure = exc
+            if self._disconnected and task.uncancel() == 0:
+                return  # our own watcher cancelled us because the client left
+            raise
+        except BaseException as exc:
+            self._failure = exc
+            raise
+        finally:
+            self._done = True
+            watcher.cancel()
+            await _aclose(self._events)
+            if self._outcome is not None:
+                self._outcome.finished(self._usage, self._failure)
+
+    async def _pump(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
+        """Write every event, then the closing frames or the error frame."""
+        encoder = self._encoder
+        outcome = self._outcome
+        first = True
+        try:
+            async for event in self._events:
+                if first:
+                    first = False
+                    if outcome is not None:
+                        outcome.first_event()
+                if type(event) is UsageEvent:
+                    self._usage = event
+                data = encoder.encode(event)
+                if not data:
+                    continue
+                if not self._started:
+                    await self._start(send, encoder.start() + data)
+                else:
+                    await self._write(send, data)
+            tail = encoder.finish()
+        except Exception as exc:
+            failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
+            if self._scrub is not None:
+                self._scrub(failure)
+            self._failure = failure
+            self._done = True
+            if not self._started:
+                status, body, headers = self._error_response(failure)
+                await _send_whole(send, status, body, headers)
+            else:
+                await self._write(send, encoder.error(failure), more_body=False)
+            return
+        self._done = True
+        if not self._started:
+            await self._start(send, encoder.start() + tail, more_body=False)
+        else:
+            await self._write(send, tail, more_body=False)
+
+    async def _start(self, send: Send, body: bytes, *, more_body: bool = True) -> None:
+        # The watcher sets _started before its first await, so seeing it unset
+        # here means no keep-alive is half-way out.
+        self._started = True
+        self._sending = True
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        finally:
+            self._sending = False
+        await self._write(send, body, more_body=more_body)
+
+    async def _write(self, send: Send, body: bytes, *, more_body: bool = True) -> None:
+        if self._watcher_busy:
+            # A keep-alive is half-way out; frames must not interleave.
+            await self._watcher_idle.wait()
+        self._sending = True
+        try:
+            await send({"type": "http.response.body", "body": body, "more_body": more_body})
+        finally:
+            self._sending = False
+        self._last_write = self._loop_time()
+
+    async def _watch(
+        self, receive: Receive, send: Send, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Send keep-alives on silence; cancel the stream the moment the client leaves."""
+        interval = self._interval
+        while True:
+            remaining = self._last_write + interval - loop.time()
+            if remaining <= 0:
+                if not self._sending and not self._done:
+                    try:
+                        await self._send_keepalive(send)
+                    except Exception:  # a server that raises on a closed socket
+                        break
+                    self._last_write = loop.time()
+                remaining = interval
+            try:
+                async with asyncio.timeout(remaining):
+                    message = await receive()
+            except TimeoutError:
+                continue
+            if message["type"] == "http.disconnect":
+                break
+        self._disconnected = True
+        if not self._done:
+            task.cancel()
+
+    async def _send_keepalive(self, send: Send) -> None:
+        self._watcher_busy = True
+        self._watcher_idle.clear()
+        try:
+            if not self._started:
+                # A long wait for the first token: commit to a 200 and the
+                # encoder's prelude (Anthropic SDKs need message_start before a ping).
+                self._started = True
+                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                body = self._encoder.start() + self._keepalive
+            else:
+                body = self._keepalive
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        finally:
+            self._watcher_busy = False
+            self._watcher_idle.set()
+
+
+async def _send_whole(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    merged = {"content-type": "application/json"}
+    merged.update((k.lower(), v) for k, v in headers.items())
+    merged["content-length"] = str(len(body))
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in merged.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+# --- the glue both chat routes share ---------------------------------------
+
+
+class _ChatOutcome:
+    """Reports one chat call to the metrics, the health table and the access log."""
+
+    __slots__ = ("_address", "_health", "_metrics", "_scope", "_started")
+
+    def __init__(self, state: Any, address: str, scope: Scope, started: float) -> None:
+        self._metrics = state.metrics
+        self._health = state.health
+        self._address = address
+        self._scope = scope
+        self._started = started
+
+    def first_event(self) -> None:
+        self._metrics.observe_ttft(self._address, time.perf_counter() - self._started)
+
+    def finished(self, usage: Usage | None, error: BaseException | None) -> None:
+        if error is None:
+            if usage is not None:
+                self._metrics.observe_usage(self._address, usage)
+            self._health.record(self._address, None)
+            return
+        if isinstance(error, asyncio.CancelledError):
+            self._metrics.disconnects.inc()
+            self._scope.setdefault("state", {})["error"] = "ClientDisconnected"
+            return
+        self._metrics.observe_error(error)
+        self._health.record(self._address, error)
+        self._scope.setdefault("state", {})["error"] = type(error).__name__
+
+
+class ServerWire(Protocol):
+    """The server half of a wire module (``modelport.wire.*_server``)."""
+
+    def encode_response(self, response: ChatResponse) -> bytes: ...
+
+    def encode_error(self, exc: ModelportError) -> tuple[int, bytes, dict[str, str]]: ...
+
+
+def json_error(wire: ServerWire, exc: ModelportError) -> Response:
+    """A complete error answer in ``wire``'s shape."""
+    status, body, headers = wire.encode_error(exc)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+async def answer_chat(
+    request: Request,
+    chat: ChatRequest,
+    *,
+    wire: ServerWire,
+    encoder: StreamEncoder | None,
+    keepalive: bytes,
+    started: float,
+) -> Response:
+    """Run ``chat`` through the router: a stream when ``encoder`` is given, else one JSON body."""
+    state = request.app.state
+    address = chat.model
+    scope = request.scope
+    scope.setdefault("state", {})["model"] = address
+    outcome = _ChatOutcome(state, address, scope, started)
+
+    def scrub(exc: ModelportError) -> None:
+        scrub_secrets(state, exc)
+
+    if encoder is not None:
+        try:
+            events = state.router.stream(chat)
+        except Exception as exc:  # a router that fails before returning an iterator
+            failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
+            scrub(failure)
+            outcome.finished(None, failure)
+            return json_error(wire, failure)
+        return EventStreamResponse(
+            events,
+            encoder,
+            error_response=wire.encode_error,
+            keepalive=keepalive,
+            keepalive_interval=state.keepalive_interval,
+            outcome=outcome,
+            scrub=scrub,
+        )
+    task = asyncio.current_task()
+    assert task is not None
+    left = asyncio.Event()
+    watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, task, left))
+    try:
+        response: ChatResponse = await state.router.complete(chat)
+        body = wire.encode_response(msgspec.structs.replace(response, model=address))
+    except asyncio.CancelledError:
+        if left.is_set() and task.uncancel() == 0:
+            # The client is gone and the upstream call with it; nobody reads this answer.
+            outcome.finished(None, asyncio.CancelledError())
+            return Response(status_code=499)
+        raise
+    except Exception as exc:
+        failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
+        scrub(failure)
+        outcome.finished(None, failure)
+        return json_error(wire, failure)
+    finally:
+        watcher.cancel()
+    outcome.finished(response.usage, None)
+    return Response(body, media_type="application/json")
+
+
+async def _cancel_on_disconnect(
+    request: Request, task: asyncio.Task[Any], left: asyncio.Event
+) -> None:
+    """Cancel a non-streaming call the moment its client disconnects.
+
+    The body has been read, so the next message can only be ``http.disconnect``.
+    """
+    message = await request.receive()
+    if message["type"] == "http.disconnect":
+        left.set()
+        task.cancel()
+
+
+def scrub_secrets(state: Any, exc: ModelportError) -> None:
+    """Mask every key this gateway holds in ``exc``'s message and body excerpt.
+
+    Errors are written to be secret-free, but an upstream may echo the key it
+    was sent ("invalid key sk-…") and that text travels in the message. The
+    gateway knows the exact values (its own keys and the failing connection's
+    upstream key), so it replaces them outright before anything is encoded.
+    """
+    secrets = [key.decode() for key in (state.keys.gateway, state.keys.admin) if key]
+    if exc.connection:
+        try:
+            upstream_key = state.router.settings_for(exc.connection).api_key
+        except Exception:  # an unknown or broken connection has no key to hide
+            upstream_key = None
+        if upstream_key:
+            secrets.append(upstream_key)
+    for secret in secrets:
+        if len(secret) < 4:
+            continue  # masking "ab" everywhere would garble the message, not protect it
+        exc.message = exc.message.replace(secret, "***")
+        if exc.body:
+            exc.body = exc.body.replace(secret, "***")
+
+
+def reject(request: Request, wire: ServerWire, exc: Exception) -> Response:
+    """Answer a request that could not be parsed (counted as an error, not sent upstream)."""
+    failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
+    request.app.state.metrics.observe_error(failure)
+    request.scope.setdefault("state", {})["error"] = type(failure).__name__
+    return json_error(wire, failure)
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON; :class:`InvalidRequestError` when it is not."""
+    body = await request.body()
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None

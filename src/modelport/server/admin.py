@@ -1,0 +1,103 @@
+"""Admin routes for the plugin host: list, inspect, rescan, start and stop plugins.
+
+The gateway mounts :func:`routes` behind its admin key. Every handler reads the
+host from ``request.app.state.plugin_host`` (a
+:class:`~modelport.plugins.host.PluginHost`), so the routes hold no state of
+their own and a test can hand any host to a bare Starlette app.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from modelport.errors import ConfigError, ModelportError, PluginError
+
+if TYPE_CHECKING:
+    from modelport.plugins.host import PluginHost
+
+__all__ = ["routes"]
+
+
+def _error(status: int, message: str, kind: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, **extra}}, status_code=status)
+
+
+def _host(request: Request) -> PluginHost | None:
+    return getattr(request.app.state, "plugin_host", None)
+
+
+def _no_host() -> JSONResponse:
+    return _error(503, "This gateway runs without a plugin host.", "unavailable")
+
+
+def _failure(exc: ModelportError) -> JSONResponse:
+    # An untrusted folder or a bad manifest is the user's to fix (409); a plugin
+    # that crashed or hung while starting is a bad gateway (502).
+    status = 409 if isinstance(exc, ConfigError) else 502 if isinstance(exc, PluginError) else 500
+    return _error(status, str(exc), "plugin_error", detail=exc.to_dict())
+
+
+async def list_plugins(request: Request) -> JSONResponse:
+    host = _host(request)
+    if host is None:
+        return _no_host()
+    return JSONResponse({"plugins": host.describe_all()})
+
+
+async def get_plugin(request: Request) -> JSONResponse:
+    host = _host(request)
+    if host is None:
+        return _no_host()
+    name = request.path_params["name"]
+    if name not in host:
+        return _error(404, f"No plugin named {name!r}.", "not_found")
+    return JSONResponse(host.describe(name, stderr=True))
+
+
+async def load_plugins(request: Request) -> JSONResponse:
+    host = _host(request)
+    if host is None:
+        return _no_host()
+    await host.load()
+    await host.start_startup_plugins()
+    return JSONResponse({"plugins": host.describe_all()})
+
+
+async def start_plugin(request: Request) -> JSONResponse:
+    host = _host(request)
+    if host is None:
+        return _no_host()
+    name = request.path_params["name"]
+    if name not in host:
+        return _error(404, f"No plugin named {name!r}.", "not_found")
+    try:
+        await host.start(name)
+    except ModelportError as exc:
+        return _failure(exc)
+    return JSONResponse(host.describe(name, stderr=True))
+
+
+async def stop_plugin(request: Request) -> JSONResponse:
+    host = _host(request)
+    if host is None:
+        return _no_host()
+    name = request.path_params["name"]
+    if name not in host:
+        return _error(404, f"No plugin named {name!r}.", "not_found")
+    await host.stop(name)
+    return JSONResponse(host.describe(name, stderr=True))
+
+
+def routes() -> list[BaseRoute]:
+    """The admin routes, to be mounted behind the admin key."""
+    return [
+        Route("/plugins", list_plugins, methods=["GET"]),
+        Route("/plugins/load", load_plugins, methods=["POST"]),
+        Route("/plugins/{name}", get_plugin, methods=["GET"]),
+        Route("/plugins/{name}/start", start_plugin, methods=["POST"]),
+        Route("/plugins/{name}/stop", stop_plugin, methods=["POST"]),
+    ]

@@ -1,0 +1,46 @@
+"""The Anthropic surface: ``POST /v1/messages``, streamed or not.
+
+Parsing and every byte of output go through
+:mod:`modelport.wire.anthropic_messages_server`, so an Anthropic SDK sees
+``message_start``, ``content_block_*``, ``message_delta`` and ``message_stop``
+whichever provider the model lives on.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from modelport.errors import ModelportError
+from modelport.server._streaming import answer_chat, json_error, read_json, reject
+from modelport.wire import anthropic_messages_server as wire
+
+__all__ = ["KEEPALIVE", "error_response", "routes"]
+
+#: Anthropic's own keep-alive: a ``ping`` event, which its SDKs skip.
+KEEPALIVE = b'event: ping\ndata: {"type": "ping"}\n\n'
+
+
+def error_response(exc: ModelportError) -> Response:
+    """``exc`` as the status and ``{"type": "error", ...}`` body the Anthropic SDK maps."""
+    return json_error(wire, exc)
+
+
+async def messages(request: Request) -> Response:
+    started = time.perf_counter()
+    try:
+        payload = await read_json(request)
+        chat = wire.parse_request(payload)
+    except Exception as exc:
+        return reject(request, wire, exc)
+    encoder = wire.StreamEncoder(model=chat.model) if payload.get("stream") is True else None
+    return await answer_chat(
+        request, chat, wire=wire, encoder=encoder, keepalive=KEEPALIVE, started=started
+    )
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/v1/messages", messages, methods=["POST"])]

@@ -1,0 +1,206 @@
+"""What the gateway observes: Prometheus metrics and the structured access log.
+
+Each app gets its own :class:`~prometheus_client.CollectorRegistry` (tests and
+embedders may build several apps in one process). Label children are cached,
+because ``Counter.labels()`` takes a lock and validates its arguments on every
+call, and the hot path touches these on every request.
+
+:class:`ObserveMiddleware` is a pure ASGI middleware (Starlette's
+``BaseHTTPMiddleware`` costs a task and a memory stream per request): it times
+the request, reads the status from ``http.response.start``, counts it and
+writes one access-log line. It never sees bodies and logs no header, so no key
+can reach the log; the query string is left out for the same reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from modelport.types import Usage
+
+__all__ = ["GatewayMetrics", "ObserveMiddleware", "metrics_endpoint"]
+
+access_logger = logging.getLogger("modelport.access")
+
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+)  # fmt: skip
+_TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
+class GatewayMetrics:
+    """The gateway's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        # The *_created series double the exposition for no use on a gateway.
+        disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "modelport_gateway_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "modelport_gateway_errors",
+            "Failed chat requests, by modelport error class.",
+            ["error"],
+            registry=r,
+        )
+        self.disconnects = Counter(
+            "modelport_gateway_client_disconnects",
+            "Streams the client closed before they ended (the upstream call is cancelled).",
+            registry=r,
+        )
+        self.latency = Histogram(
+            "modelport_gateway_request_duration_seconds",
+            "Time from request to the last byte of the response, by route template.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "modelport_gateway_time_to_first_token_seconds",
+            "Time from request to the first event from the upstream, for streamed chats.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "modelport_gateway_tokens",
+            "Tokens reported by upstreams, by model address and kind.",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "modelport_gateway_in_flight_requests",
+            "Requests being answered right now (streams included).",
+            registry=r,
+        )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self._child(self.requests, route, method, str(status)).inc()
+        self._child(self.latency, route).observe(seconds)
+
+    def observe_error(self, exc: BaseException) -> None:
+        self._child(self.errors, type(exc).__name__).inc()
+
+    def observe_ttft(self, model: str, seconds: float) -> None:
+        self._child(self.ttft, model).observe(seconds)
+
+    def observe_usage(self, model: str, usage: Usage) -> None:
+        for kind, value in zip(
+            _TOKEN_KINDS,
+            (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+            ),
+            strict=True,
+        ):
+            if value:
+                self._child(self.tokens, model, kind).inc(value)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """``GET /metrics``: the Prometheus text exposition format."""
+    metrics: GatewayMetrics = request.app.state.metrics
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route_label(scope: Scope, known: frozenset[str]) -> str:
+    # The matched route's template keeps the label set small ("/plugins/{name}");
+    # a request refused before routing keeps its path if it is one of ours, and
+    # anything else (404 probes) shares one label.
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    return scope["path"] if scope["path"] in known else "unmatched"
+
+
+class ObserveMiddleware:
+    """Count, time and log every HTTP request (pure ASGI, no body buffering)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: GatewayMetrics,
+        access_log: bool = True,
+        known_paths: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+        self.known_paths = known_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_flight = self.metrics.in_flight
+        in_flight.inc()
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            in_flight.dec()
+            seconds = time.perf_counter() - started
+            route = _route_label(scope, self.known_paths)
+            self.metrics.observe_request(route, scope["method"], status, seconds)
+            if self.access_log and access_logger.isEnabledFor(logging.INFO):
+                _log_access(scope, route, status, seconds)
+
+
+def _log_access(scope: Scope, route: str, status: int, seconds: float) -> None:
+    client = scope.get("client")
+    state = scope.get("state") or {}
+    fields = {
+        "method": scope["method"],
+        "path": scope["path"],  # never the query string: some clients put keys there
+        "route": route,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+        "client": f"{client[0]}:{client[1]}" if client else None,
+        "model": state.get("model"),
+        "error": state.get("error"),
+    }
+    message = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    access_logger.info(message, extra={"access": fields})

@@ -1,0 +1,95 @@
+"""The OpenAI surface: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+Handlers parse with :mod:`modelport.wire.openai_chat_server`, hand the
+canonical request to the router and encode what comes back with the same
+module: no OpenAI JSON is written here by hand, so a model behind any
+provider answers exactly as the OpenAI SDK expects.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from modelport.errors import ModelportError
+from modelport.server._streaming import answer_chat, json_error, read_json, reject
+from modelport.types import ModelInfo
+from modelport.wire import openai_chat_server as wire
+
+__all__ = ["KEEPALIVE", "error_response", "routes"]
+
+#: An SSE comment: every SSE client skips it, and it keeps proxies from timing out.
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def error_response(exc: ModelportError) -> Response:
+    """``exc`` as the status and ``{"error": {...}}`` body the OpenAI SDK maps to its class."""
+    return json_error(wire, exc)
+
+
+def _include_usage(payload: dict[str, Any]) -> bool:
+    options = payload.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+async def chat_completions(request: Request) -> Response:
+    started = time.perf_counter()
+    try:
+        payload = await read_json(request)
+        chat = wire.parse_request(payload)
+    except Exception as exc:
+        return reject(request, wire, exc)
+    encoder = None
+    if payload.get("stream") is True:
+        encoder = wire.StreamEncoder(model=chat.model, include_usage=_include_usage(payload))
+    return await answer_chat(
+        request, chat, wire=wire, encoder=encoder, keepalive=KEEPALIVE, started=started
+    )
+
+
+def _openai_model(info: ModelInfo) -> dict[str, Any]:
+    return {"id": info.address, "object": "model", "created": 0, "owned_by": info.connection}
+
+
+def _anthropic_model(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "id": info.address,
+        "display_name": info.name or info.id,
+        "created_at": "1970-01-01T00:00:00Z",
+    }
+
+
+async def list_models(request: Request) -> Response:
+    """``GET /v1/models``: every connection's and plugin's models as ``connection/model``.
+
+    The Anthropic SDK lists models at the same path; it announces itself with
+    ``anthropic-version``, and then gets the Anthropic page shape.
+    """
+    try:
+        models: list[ModelInfo] = await request.app.state.router.list_models()
+    except Exception as exc:
+        return reject(request, wire, exc)
+    if "anthropic-version" in request.headers:
+        data = [_anthropic_model(m) for m in models]
+        body: dict[str, Any] = {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+    else:
+        body = {"object": "list", "data": [_openai_model(m) for m in models]}
+    return Response(msgspec.json.encode(body), media_type="application/json")
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+    ]

@@ -1,0 +1,195 @@
+"""Operations: /health, /metrics, /openapi.json, the access log and `modelport serve`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelport.server.openapi import openapi_document
+from modelport.testing import FakeUpstream, Reply
+from tests.server.conftest import Gateway
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def _metrics(gateway: Gateway) -> dict[str, float]:
+    time.sleep(0.05)  # requests are counted just after their last byte went out
+    response = httpx.get(f"{gateway.url}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for line in response.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_health_lists_connections_with_their_state(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    health = httpx.get(f"{gateway.url}/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] == "ok"
+    assert {c["name"]: c["state"] for c in body["connections"]} == {"ant": "idle", "oai": "idle"}
+    assert body["plugins"] == []
+
+    upstream.route("POST", "/v1/chat/completions", Reply.json({"error": {"message": "x"}}, 500))
+    upstream.route("POST", "/v1/messages", Reply.fixture("anthropic/messages-stream-text.sse"))
+    httpx.post(f"{gateway.url}/v1/chat/completions", json={"model": "oai/m", "messages": USER})
+    httpx.post(
+        f"{gateway.url}/v1/messages", json={"model": "ant/m", "max_tokens": 5, "messages": USER}
+    )
+    # Unknown connections are the caller's mistake and are not tracked.
+    httpx.post(f"{gateway.url}/v1/chat/completions", json={"model": "zz/m", "messages": USER})
+    body = httpx.get(f"{gateway.url}/health").json()
+    rows = {c["name"]: c for c in body["connections"]}
+    assert set(rows) == {"ant", "oai"}
+    assert body["status"] == "degraded"
+    assert rows["oai"]["state"] == "error"
+    assert rows["oai"]["last_error"]["class"] == "UpstreamError"
+    assert rows["ant"]["state"] == "ok" and rows["ant"]["last_error"] is None
+
+
+def test_metrics_count_requests_errors_latency_ttft_and_tokens(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    upstream.route(
+        "POST", "/v1/chat/completions", Reply.fixture("openai/chat-stream-text-include-usage.sse")
+    )
+    upstream.route(
+        "POST",
+        "/v1/messages",
+        Reply.json({"type": "error", "error": {"type": "rate_limit_error", "message": "x"}}, 429),
+    )
+    stream = {"model": "oai/gpt-4o", "messages": USER, "stream": True}
+    assert httpx.post(f"{gateway.url}/v1/chat/completions", json=stream).status_code == 200
+    assert httpx.post(f"{gateway.url}/v1/chat/completions", json=stream).status_code == 200
+    rate_limited = httpx.post(
+        f"{gateway.url}/v1/messages", json={"model": "ant/m", "max_tokens": 5, "messages": USER}
+    )
+    assert rate_limited.status_code == 429
+    samples = _metrics(gateway)
+    route = 'method="POST",route="/v1/chat/completions",status="200"'
+    assert samples[f"modelport_gateway_requests_total{{{route}}}"] == 2
+    assert (
+        samples['modelport_gateway_requests_total{method="POST",route="/v1/messages",status="429"}']
+        == 1
+    )  # noqa: E501
+    assert samples['modelport_gateway_errors_total{error="RateLimitError"}'] == 1
+    assert (
+        samples['modelport_gateway_request_duration_seconds_count{route="/v1/chat/completions"}']
+        == 2
+    )  # noqa: E501
+    assert samples['modelport_gateway_time_to_first_token_seconds_count{model="oai/gpt-4o"}'] == 2
+    input_tokens = samples['modelport_gateway_tokens_total{kind="input",model="oai/gpt-4o"}']
+    assert input_tokens > 0 and input_tokens % 2 == 0
+    assert samples['modelport_gateway_tokens_total{kind="output",model="oai/gpt-4o"}'] > 0
+    assert "modelport_gateway_in_flight_requests" in samples
+
+
+def test_openapi_document_describes_the_served_routes(gateway: Gateway) -> None:
+    response = httpx.get(f"{gateway.url}/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document == json.loads(json.dumps(openapi_document()))
+    assert document["openapi"].startswith("3.")
+    served = {"/v1/chat/completions", "/v1/models", "/v1/messages", "/health", "/metrics"}
+    assert served <= set(document["paths"])
+
+
+def test_unknown_routes_answer_in_the_api_shape(gateway: Gateway) -> None:
+    openai_style = httpx.get(f"{gateway.url}/v1/nothing")
+    assert openai_style.status_code == 404
+    assert "error" in openai_style.json()
+    wrong_method = httpx.get(f"{gateway.url}/v1/messages")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["type"] == "error"
+
+
+def test_access_log_is_structured(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="modelport.access")
+    httpx.get(f"{gateway.url}/health?token=abc")
+    # The line is written once the response has gone out, so it may trail the client.
+    deadline = time.monotonic() + 3
+    while not any(r.name == "modelport.access" for r in caplog.records):
+        assert time.monotonic() < deadline, "no access log line"
+        time.sleep(0.01)
+    record = next(r for r in caplog.records if r.name == "modelport.access")
+    fields = record.access  # type: ignore[attr-defined]
+    assert fields["method"] == "GET" and fields["path"] == "/health"
+    assert fields["status"] == 200 and fields["route"] == "/health"
+    assert fields["duration_ms"] >= 0
+    assert "abc" not in record.getMessage()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_starts_logs_the_url_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "MODELPORT_HOME": str(tmp_path / "home")}
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelport", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        ready = None
+        while time.monotonic() - started < 15:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+                    ready = time.monotonic() - started
+                    break
+            except httpx.TransportError:
+                time.sleep(0.02)
+        assert ready is not None, "the gateway never became ready"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = output.decode()
+    assert f"http://127.0.0.1:{port}/v1" in text
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert process.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in text
+    # Generous under a loaded test machine; `modelport serve` alone is far faster.
+    assert ready < 5.0
+
+
+def test_the_gateway_opens_the_ledger_and_records_calls(
+    make_gateway: Callable[..., Gateway], upstream: FakeUpstream
+) -> None:
+    gateway = make_gateway(ledger=None)  # None: open the configured ledger
+    ledger = gateway.app.state.ledger
+    assert ledger is not None and gateway.app.state.router.ledger is ledger
+    upstream.route(
+        "POST", "/v1/chat/completions", Reply.fixture("openai/chat-stream-text-include-usage.sse")
+    )
+    gateway.openai().chat.completions.create(model="oai/gpt-4o", messages=USER)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 5
+    while not ledger.recent(10):
+        assert time.monotonic() < deadline, "no ledger record"
+        ledger.flush(timeout=1)
+    record = ledger.recent(10)[0]
+    assert (record.connection, record.model, record.outcome) == ("oai", "gpt-4o", "ok")
+    assert record.input_tokens > 0

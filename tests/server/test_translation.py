@@ -1,0 +1,142 @@
+"""Cross translation: each SDK on a model behind the other vendor's API.
+
+Both directions go upstream decoder → canonical events → client encoder;
+the assertions compare what the client got with what the fixture streamed.
+"""
+
+from __future__ import annotations
+
+import json
+
+from anthropic.types import Message
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from modelport.testing import FakeUpstream, Reply
+from tests.server._sse import anthropic_deltas, openai_delta_text
+from tests.server.conftest import Gateway
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def test_openai_client_on_anthropic_model_streams_thinking_and_text(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    fixture = "anthropic/messages-stream-thinking-signature.sse"
+    upstream.route("POST", "/v1/messages", Reply.fixture(fixture, chunks="random", split_seed=2))
+    stream = gateway.openai().chat.completions.create(
+        model="ant/claude-sonnet-4-5",
+        messages=[{"role": "system", "content": "Be brief."}, *USER],  # type: ignore[list-item]
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=2048,
+        reasoning_effort="medium",
+    )
+    chunks = list(stream)
+    for chunk in chunks:
+        ChatCompletionChunk.model_validate(chunk.model_dump())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    reasoning = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+        for c in chunks
+        if c.choices
+    )
+    assert text == anthropic_deltas(fixture, "text_delta")
+    assert reasoning == anthropic_deltas(fixture, "thinking_delta")
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 133
+    body = upstream.requests[-1].json()
+    assert body["model"] == "claude-sonnet-4-5"
+    assert body["thinking"]["type"] == "enabled"  # reasoning_effort became a budget
+    assert body["max_tokens"] > body["thinking"]["budget_tokens"]
+    assert "Be brief." in json.dumps(body["system"])
+
+
+def test_openai_client_on_anthropic_model_gets_tool_calls(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    upstream.route(
+        "POST", "/v1/messages", Reply.fixture("anthropic/messages-stream-text-and-two-tool_use.sse")
+    )
+    completion = gateway.openai().chat.completions.create(
+        model="ant/claude-sonnet-4-5",
+        messages=USER,  # type: ignore[arg-type]
+        tools=[
+            {"type": "function", "function": {"name": "get_weather", "parameters": {}}},
+            {"type": "function", "function": {"name": "get_time", "parameters": {}}},
+        ],
+    )
+    ChatCompletion.model_validate(completion.model_dump())
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]  # type: ignore[union-attr]
+    for call in calls:
+        json.loads(call.function.arguments)  # type: ignore[union-attr]
+    tools = upstream.requests[-1].json()["tools"]
+    assert [t["name"] for t in tools] == ["get_weather", "get_time"]
+    assert "input_schema" in tools[0]
+
+
+def test_anthropic_client_on_openai_model_streams_reasoning(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    fixture = "deepseek/chat-stream-reasoning_content.sse"
+    upstream.route(
+        "POST", "/v1/chat/completions", Reply.fixture(fixture, chunks="random", split_seed=8)
+    )
+    client = gateway.anthropic()
+    with client.messages.stream(
+        model="oai/deepseek-reasoner",
+        max_tokens=1024,
+        system="Be brief.",
+        messages=USER,  # type: ignore[arg-type]
+    ) as stream:
+        message = stream.get_final_message()
+    Message.model_validate(message.model_dump())
+    blocks = {block.type: block for block in message.content}
+    assert blocks["thinking"].thinking == openai_delta_text(fixture, "reasoning_content")  # type: ignore[union-attr]
+    assert blocks["text"].text == openai_delta_text(fixture)  # type: ignore[union-attr]
+    assert message.stop_reason == "end_turn"
+    assert message.usage.output_tokens == 212
+    body = upstream.requests[-1].json()
+    assert body["model"] == "deepseek-reasoner"
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_anthropic_client_on_openai_model_gets_tool_use(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    upstream.route(
+        "POST",
+        "/v1/chat/completions",
+        Reply.fixture("openai/chat-stream-parallel-tool-calls-split-args.sse", chunks=[7] * 400),
+    )
+    client = gateway.anthropic()
+    message = client.messages.create(
+        model="oai/gpt-4o",
+        max_tokens=1024,
+        tools=[{"name": "get_weather", "input_schema": {"type": "object"}}],  # type: ignore[list-item]
+        messages=USER,  # type: ignore[arg-type]
+    )
+    assert message.stop_reason == "tool_use"
+    uses = [b for b in message.content if b.type == "tool_use"]
+    assert uses[0].name == "get_weather"
+    assert uses[0].input == {"city": "Mexico City"}
+    assert uses[0].id == "call_NS4iQj14cDFwc0BnrKqDHavt"
+    sent = upstream.requests[-1].json()
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
+    # The next turn sends the tool result back in OpenAI form.
+    _ = client.messages.create(
+        model="oai/gpt-4o",
+        max_tokens=1024,
+        messages=[
+            *USER,
+            {"role": "assistant", "content": [u.model_dump() for u in uses]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "21C"}],
+            },
+        ],  # type: ignore[arg-type]
+    )
+    messages = upstream.requests[-1].json()["messages"]
+    assert messages[1]["tool_calls"][0]["id"] == uses[0].id
+    assert messages[2] == {"role": "tool", "tool_call_id": uses[0].id, "content": "21C"}
