@@ -1,0 +1,318 @@
+"""``modelport plugins``: list, trust, scaffold and check plugins; drive a running gateway's.
+
+``list``, ``trust``, ``new`` and ``check`` work on the folders here and now.
+A plugin process lives inside a running gateway, so ``load``, ``start``,
+``stop`` and ``logs`` (and ``list --gateway``) call its admin routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from modelport.cli._output import err_console, exit_with, fail, out_console
+
+__all__ = ["register"]
+
+plugins_app = typer.Typer(
+    name="plugins",
+    help="List, trust, create and check plugins; start and stop them in a running gateway.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+GatewayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway",
+        help="URL of the running gateway (default: [gateway] host and port from config.toml).",
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``plugins`` group to ``app``."""
+    app.add_typer(plugins_app)
+
+
+# --- talking to a running gateway ---------------------------------------------
+
+
+def _gateway_url(url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    from modelport.config import load_config
+
+    gateway = load_config().gateway
+    host = "127.0.0.1" if gateway.host in ("0.0.0.0", "::", "") else gateway.host
+    return f"http://{host}:{gateway.port}"
+
+
+def _admin_key() -> str | None:
+    from modelport.config import load_config
+
+    gateway = load_config().gateway
+    for inline, env_name, fallback in (
+        (gateway.admin_key, gateway.admin_key_env, "MODELPORT_ADMIN_KEY"),
+        (gateway.key, gateway.key_env, "MODELPORT_GATEWAY_KEY"),
+    ):
+        value = inline or (os.environ.get(env_name) if env_name else None)
+        value = value or os.environ.get(fallback)
+        if value:
+            return value
+    return None
+
+
+def _admin(method: str, path: str, gateway: str | None) -> Any:
+    import httpx
+
+    base = _gateway_url(gateway)
+    key = _admin_key()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.request(method, f"{base}{path}", headers=headers, timeout=60.0)
+    except httpx.HTTPError as exc:
+        fail(
+            f"cannot reach the gateway at {base} ({type(exc).__name__})",
+            "Start it with `modelport serve`, or pass --gateway URL.",
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code >= 400:
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else response.text[:300]
+        fail(f"{message} (HTTP {response.status_code})")
+    return body
+
+
+# --- local folders ---------------------------------------------------------------
+
+
+def _local_host() -> Any:
+    from modelport.config import find_project_dir, modelport_home
+    from modelport.plugins.discovery import default_dirs
+    from modelport.plugins.host import PluginHost
+
+    home = modelport_home()
+    return PluginHost(dirs=default_dirs(home, find_project_dir()), home=home)
+
+
+def _trusted_cell(info: dict[str, Any]) -> str:
+    if info["source"] != "project":
+        return "-"
+    return "yes" if info["trusted"] else "NO"
+
+
+@plugins_app.command(name="list")
+def list_(
+    gateway: GatewayOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List plugin folders and provider packages (live states with --gateway)."""
+    from modelport.plugins.entrypoints import entry_point_plugins
+
+    if gateway is not None:
+        plugins = _admin("GET", "/plugins", gateway)["plugins"]
+    else:
+        host = _local_host()
+        asyncio.run(host.load())
+        plugins = host.describe_all()
+    packages = [vars(p) for p in entry_point_plugins()]
+    if as_json:
+        out_console().print_json(json.dumps({"plugins": plugins, "packages": packages}))
+        return
+    console = out_console()
+    if not plugins and not packages:
+        err_console().print(
+            "No plugins. Create one with `modelport plugins new NAME` and put it in "
+            "MODELPORT_HOME/plugins/ or the project's .modelport/plugins/.",
+            markup=False,
+        )
+        return
+    if plugins:
+        table = Table("NAME", "VERSION", "SOURCE", "STATE", "TRUSTED", "PROVIDERS", "NOTE")
+        for info in plugins:
+            providers = ", ".join(
+                f"{p['id']} ({len(p['models'])} models)" for p in info["providers"]
+            )
+            table.add_row(
+                info["name"],
+                info["version"] or "-",
+                info["source"],
+                info["state"],
+                _trusted_cell(info),
+                providers or "-",
+                info["error"] or "",
+            )
+        console.print(table)
+    untrusted = [i for i in plugins if i["source"] == "project" and not i["trusted"]]
+    if untrusted:
+        err_console().print(
+            "Project plugins start only once trusted: review them, then run "
+            "`modelport plugins trust`.",
+            markup=False,
+        )
+    if packages:
+        table = Table("PACKAGE ENTRY POINT", "TARGET", "DISTRIBUTION", "STATUS")
+        for package in packages:
+            status = "ok" if package["ok"] else f"BROKEN: {package['error']}"
+            dist = f"{package['package']} {package['version']}" if package["package"] else "-"
+            table.add_row(package["name"], package["target"], dist, status)
+        console.print(table)
+
+
+@plugins_app.command()
+def load(gateway: GatewayOption = None) -> None:
+    """Rescan the plugin folders of the running gateway."""
+    plugins = _admin("POST", "/plugins/load", gateway)["plugins"]
+    names = ", ".join(f"{p['name']} ({p['state']})" for p in plugins) or "none"
+    err_console().print(f"Plugins: {names}", markup=False)
+
+
+@plugins_app.command()
+def start(
+    name: Annotated[str, typer.Argument(help="Plugin name.")], gateway: GatewayOption = None
+) -> None:
+    """Start plugin NAME in the running gateway."""
+    info = _admin("POST", f"/plugins/{name}/start", gateway)
+    models = [f"{p['id']}/{m}" for p in info["providers"] for m in p["models"]]
+    err_console().print(
+        f"{name}: {info['state']} (pid {info['pid']}); models: {', '.join(models) or 'none'}",
+        markup=False,
+    )
+
+
+@plugins_app.command()
+def stop(
+    name: Annotated[str, typer.Argument(help="Plugin name.")], gateway: GatewayOption = None
+) -> None:
+    """Stop plugin NAME in the running gateway."""
+    info = _admin("POST", f"/plugins/{name}/stop", gateway)
+    err_console().print(f"{name}: {info['state']}", markup=False)
+
+
+@plugins_app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="Plugin name.")],
+    gateway: GatewayOption = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
+) -> None:
+    """Print the last lines of plugin NAME's stderr (from the running gateway)."""
+    info = _admin("GET", f"/plugins/{name}", gateway)
+    tail = info.get("stderr") or []
+    for line in tail[-lines:] if lines > 0 else tail:
+        out_console().print(line, markup=False, highlight=False)
+    if info.get("state") == "crashed":
+        err_console().print(
+            f"{name} crashed (exit code {info.get('exit_code')}): {info.get('error')}",
+            markup=False,
+        )
+
+
+@plugins_app.command()
+def trust(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Project folder or its .modelport/plugins (default: here)."),
+    ] = None,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Withdraw trust instead.")] = False,
+) -> None:
+    """Trust the project's plugins (as they are now) so that they may start."""
+    from modelport.config import find_project_dir, modelport_home
+    from modelport.plugins.trust import TrustStore, plugins_folder
+
+    if path is None:
+        project = find_project_dir()
+        if project is None:
+            fail("no .modelport/ folder here or above; pass the project folder as PATH")
+        path = project
+    folder = plugins_folder(path)
+    store = TrustStore(modelport_home())
+    if revoke:
+        removed = store.revoke(folder)
+        err_console().print(
+            f"{'Withdrew trust from' if removed else 'No trust recorded for'} {folder}.",
+            markup=False,
+        )
+        return
+    if not folder.is_dir():
+        fail(f"{folder} is not a folder of plugins")
+    trusted = store.trust(folder)
+    if not trusted:
+        fail(f"{folder} holds no plugins (folders with modelport-plugin.toml)")
+    for name, digest in trusted.items():
+        out_console().print(f"trusted {name} (manifest sha256 {digest[:12]})", markup=False)
+    err_console().print(
+        "A changed manifest, or a plugin added later, needs `modelport plugins trust` again.",
+        markup=False,
+    )
+
+
+@plugins_app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="Plugin name (also its provider id).")],
+    lang: Annotated[str, typer.Option("--lang", help="python or node.")] = "python",
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to write it (default: ./NAME).")
+    ] = None,
+) -> None:
+    """Write a working plugin that wraps an OpenAI-compatible API."""
+    from modelport.plugins.scaffold import LANGUAGES, new_plugin
+
+    if lang not in LANGUAGES:
+        fail(f"unknown language {lang!r}", f"Choose one of: {', '.join(LANGUAGES)}.")
+    target = directory if directory is not None else Path(name)
+    written = new_plugin(target, name, lang)  # type: ignore[arg-type]
+    for path in written:
+        out_console().print(str(path), markup=False)
+    err_console().print(
+        f"Next: `modelport plugins check {target} --set apiKey=... --set baseUrl=...`, then "
+        f"copy it into MODELPORT_HOME/plugins/ and set its key with "
+        f"`modelport keys set {name}`.",
+        markup=False,
+    )
+
+
+@plugins_app.command()
+def check(
+    directory: Annotated[Path, typer.Argument(help="The plugin folder.")],
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A providerConfig value, KEY=VALUE (repeatable)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model id to test with.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per step.")] = 10.0,
+) -> None:
+    """Start the plugin in DIRECTORY and run the protocol conformance checks."""
+    from modelport.plugins.conformance import check_plugin
+
+    config: dict[str, str] = {}
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--set takes KEY=VALUE, not {item!r}")
+        config[key] = value
+    results = asyncio.run(
+        check_plugin(directory, provider_config=config, model=model, timeout=timeout)
+    )
+    console = out_console()
+    for result in results:
+        mark = "PASS" if result.ok else "FAIL"
+        console.print(
+            f"{mark}  {result.name:<10} {result.detail}",
+            style="green" if result.ok else "bold red",
+            markup=False,
+        )
+    failed = [r for r in results if not r.ok]
+    passed = len(results) - len(failed)
+    err_console().print(f"{passed} passed, {len(failed)} failed", markup=False)
+    if failed:
+        exit_with(1)

@@ -1,0 +1,176 @@
+"""The plugin protocol's wire shapes: JSON-RPC 2.0, one JSON object per line.
+
+The TypedDicts here are the payloads exactly as they travel (camelCase, as in
+DESIGN.md "The plugin protocol"); nothing in this module does I/O. Both the
+host (:mod:`modelport.plugins.process`) and the SDK (:mod:`modelport.plugin`)
+frame and parse messages with these helpers, so the two sides cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, NotRequired, TypedDict
+
+from modelport.errors import ModelportError, PluginError, error_from_dict
+
+__all__ = [
+    "CANCELLED",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "PROTOCOL_VERSION",
+    "SERVER_ERROR",
+    "ChunkParams",
+    "ConfigField",
+    "InitializeParams",
+    "ProtocolError",
+    "ProviderRequestParams",
+    "RegisterParams",
+    "RpcError",
+    "encode",
+    "error_from_rpc",
+    "error_to_rpc",
+    "notification",
+    "parse_line",
+    "request",
+    "response",
+]
+
+PROTOCOL_VERSION = "1"
+
+# Standard JSON-RPC codes, plus LSP's "request cancelled" and one code for
+# every modelport error (its class travels in ``data``).
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+SERVER_ERROR = -32000
+CANCELLED = -32800
+
+
+class RpcError(TypedDict):
+    code: int
+    message: str
+    data: NotRequired[dict[str, Any]]
+
+
+class InitializeParams(TypedDict):
+    protocolVersion: str
+    host: dict[str, str]
+    plugin: dict[str, str]
+
+
+class ConfigField(TypedDict):
+    key: str
+    label: NotRequired[str]
+    type: NotRequired[Literal["text", "password"]]
+    required: NotRequired[bool]
+
+
+class RegisterParams(TypedDict):
+    providerId: str
+    name: NotRequired[str]
+    description: NotRequired[str]
+    capabilities: NotRequired[dict[str, Any]]
+    requiresKey: NotRequired[bool]
+    configFields: NotRequired[list[ConfigField]]
+    models: NotRequired[list[dict[str, Any]]]
+
+
+class ProviderRequestParams(TypedDict):
+    requestId: str
+    providerId: str
+    options: dict[str, Any]
+
+
+class ChunkParams(TypedDict):
+    requestId: str
+    chunk: dict[str, Any]
+
+
+class ProtocolError(Exception):
+    """A line that is not a JSON-RPC 2.0 message."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One message as one line. ``ensure_ascii`` keeps U+2028 and friends off the wire."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+
+
+def request(id: int | str, method: str, params: Any = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def notification(method: str, params: Any = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def response(
+    id: int | str | None, *, result: Any = None, error: RpcError | None = None
+) -> dict[str, Any]:
+    if error is not None:
+        return {"jsonrpc": "2.0", "id": id, "error": error}
+    return {"jsonrpc": "2.0", "id": id, "result": {} if result is None else result}
+
+
+def parse_line(line: bytes | str) -> dict[str, Any]:
+    """Decode one line into a request, notification or response; :class:`ProtocolError` if not."""
+    try:
+        message = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"not JSON: {_excerpt(line)}") from exc
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        raise ProtocolError(f"not a JSON-RPC 2.0 message: {_excerpt(line)}")
+    if "method" in message:
+        if not isinstance(message["method"], str):
+            raise ProtocolError(f"'method' is not a string: {_excerpt(line)}")
+        if "id" in message and not isinstance(message["id"], int | str):
+            raise ProtocolError(f"'id' is neither a number nor a string: {_excerpt(line)}")
+        return message
+    if "id" not in message or ("result" in message) == ("error" in message):
+        raise ProtocolError(f"a response needs an id and one of result/error: {_excerpt(line)}")
+    error = message.get("error")
+    if error is not None and (not isinstance(error, dict) or "code" not in error):
+        raise ProtocolError(f"malformed error object: {_excerpt(line)}")
+    return message
+
+
+def _excerpt(line: bytes | str, limit: int = 200) -> str:
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    text = text.rstrip("\r\n")
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def error_to_rpc(exc: BaseException) -> RpcError:
+    """A JSON-RPC error whose ``data`` keeps a modelport error's class, status and retry-after."""
+    if isinstance(exc, ModelportError):
+        data = exc.to_dict()
+        return {"code": SERVER_ERROR, "message": data.pop("message"), "data": data}
+    return {
+        "code": INTERNAL_ERROR,
+        "message": f"{type(exc).__name__}: {exc}",
+        "data": {"class": "PluginError"},
+    }
+
+
+def error_from_rpc(error: dict[str, Any], *, plugin: str) -> ModelportError:
+    """Rebuild the error a plugin answered with; anything unnamed becomes a PluginError."""
+    message = str(error.get("message") or "the plugin reported an error")
+    data = error.get("data")
+    if isinstance(data, dict) and isinstance(data.get("class"), str):
+        rebuilt = error_from_dict({**data, "message": message})
+        if isinstance(rebuilt, PluginError) and rebuilt.plugin is None:
+            rebuilt.plugin = plugin
+        if type(rebuilt) is not ModelportError:
+            return rebuilt
+    code = error.get("code")
+    return PluginError(f"{message} (JSON-RPC error {code})", plugin=plugin)

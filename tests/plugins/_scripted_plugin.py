@@ -1,0 +1,167 @@
+"""A plugin without the SDK whose behaviour the test picks: ``python _scripted_plugin.py MODE``.
+
+Plain JSON lines on stdin/stdout, standard library only, so that it starts fast
+and misbehaves exactly as asked.
+
+Modes: ``ok`` (a well-behaved echo), ``crash_mid_stream``, ``hang`` (never
+answers provider requests), ``garbage`` (prints a non-JSON line mid-stream),
+``register_twice``, ``exit_in_initialize``, ``crash_after_start``,
+``error_reply`` (answers with a RateLimitError), ``shadow_builtin``,
+``no_initialize_answer``, ``ignore_shutdown``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+MODE = sys.argv[1] if len(sys.argv) > 1 else "ok"
+PROVIDER = sys.argv[2] if len(sys.argv) > 2 else "scripted"
+_ids = iter(range(1000, 10**9))
+
+
+def send(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def read() -> dict | None:
+    line = sys.stdin.readline()
+    if not line:
+        return None
+    return json.loads(line)
+
+
+def call(method: str, params: dict) -> dict:
+    """A request to the host; the host's answer is read synchronously."""
+    id = next(_ids)
+    send({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+    while True:
+        message = read()
+        if message is None:
+            sys.exit(3)
+        if message.get("id") == id and "method" not in message:
+            return message
+
+
+def register(provider_id: str = PROVIDER) -> dict:
+    return call(
+        "provider.register",
+        {
+            "providerId": provider_id,
+            "name": "Scripted",
+            "requiresKey": False,
+            "configFields": [{"key": "greeting", "label": "Greeting", "type": "text"}],
+            "models": [{"id": "m1", "name": "Model One", "contextWindow": 1000}],
+        },
+    )
+
+
+def chunk(request_id: str, delta: dict, finish: str | None = None) -> None:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    body = {"id": "c1", "object": "chat.completion.chunk", "model": "m1", "choices": [choice]}
+    send(
+        {
+            "jsonrpc": "2.0",
+            "method": "provider.chunk",
+            "params": {"requestId": request_id, "chunk": body},
+        }
+    )
+
+
+def completion(text: str) -> dict:
+    return {
+        "id": "c1",
+        "object": "chat.completion",
+        "model": "m1",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+
+
+def main() -> None:
+    print(f"scripted plugin starting in mode {MODE}", file=sys.stderr, flush=True)
+    while True:
+        message = read()
+        if message is None:
+            return
+        method = message.get("method")
+        id = message.get("id")
+        params = message.get("params") or {}
+        if method == "initialize":
+            if MODE == "exit_in_initialize":
+                print("fatal: cannot initialize", file=sys.stderr, flush=True)
+                sys.exit(7)
+            if MODE == "no_initialize_answer":
+                continue
+            if MODE == "shadow_builtin":
+                answer = register("OpenAI")
+                print(f"register answer: {json.dumps(answer)}", file=sys.stderr, flush=True)
+            else:
+                register()
+            if MODE == "register_twice":
+                answer = register()
+                print(f"second register: {json.dumps(answer)}", file=sys.stderr, flush=True)
+            send({"jsonrpc": "2.0", "id": id, "result": {}})
+            if MODE == "crash_after_start":
+                time.sleep(0.05)
+                print("crashing on purpose", file=sys.stderr, flush=True)
+                sys.exit(9)
+        elif method == "shutdown":
+            if MODE == "ignore_shutdown":
+                continue
+            send({"jsonrpc": "2.0", "id": id, "result": {}})
+        elif method == "exit":
+            return
+        elif method == "$/cancelRequest":
+            print(f"cancelled {params['requestId']}", file=sys.stderr, flush=True)
+        elif method in ("provider.stream", "provider.complete"):
+            rid = params["requestId"]
+            options = params["options"]
+            if MODE == "hang":
+                continue
+            if MODE == "error_reply":
+                error = {
+                    "code": -32000,
+                    "message": "slow down",
+                    "data": {"class": "RateLimitError", "status": 429, "retry_after": 7},
+                }
+                send({"jsonrpc": "2.0", "id": id, "error": error})
+                continue
+            if method == "provider.complete":
+                send({"jsonrpc": "2.0", "id": id, "result": completion("Hello")})
+                continue
+            if MODE == "env":
+                chunk(rid, {"content": json.dumps(dict(os.environ))})
+                chunk(rid, {}, "stop")
+                send({"jsonrpc": "2.0", "id": id, "result": completion("")})
+                continue
+            if MODE == "config":
+                chunk(rid, {"content": json.dumps(options.get("providerConfig"))})
+                chunk(rid, {}, "stop")
+                send({"jsonrpc": "2.0", "id": id, "result": completion("")})
+                continue
+            chunk(rid, {"role": "assistant", "content": "Hel"})
+            if MODE == "crash_mid_stream":
+                print("dying mid-stream", file=sys.stderr, flush=True)
+                os._exit(5)
+            if MODE == "garbage":
+                sys.stdout.write("this is not json\n")
+                sys.stdout.flush()
+                continue
+            if MODE == "slow":
+                continue  # the next line read may be $/cancelRequest
+            chunk(rid, {"content": "lo"})
+            chunk(rid, {}, "stop")
+            send({"jsonrpc": "2.0", "id": id, "result": completion("Hello")})
+        elif id is not None:
+            error = {"code": -32601, "message": f"no method {method}"}
+            send({"jsonrpc": "2.0", "id": id, "error": error})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The shipped example plugins (Python with the SDK, Node without) against a fake upstream."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from modelport.aggregate import aaggregate
+from modelport.config import parse_config
+from modelport.errors import AuthError, NetworkError, RateLimitError
+from modelport.plugins.discovery import PluginDir
+from modelport.plugins.scaffold import render
+from modelport.testing import FakeUpstream, Reply
+from modelport.types import ChatRequest, Message, ToolDefinition
+from tests.plugins.conftest import HostFactory
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
+PLUGINS = [("example-python", "python"), ("example-node", "node")]
+
+
+def _config(name: str, base_url: str, *, key_env: str | None = "EXAMPLE_KEY"):
+    lines = [f"[connections.{name}]", f'compat = "plugin:{name}"', f'baseUrl = "{base_url}/v1"']
+    if key_env:
+        lines.append(f'api_key_env = "{key_env}"')
+    return parse_config("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def upstream():
+    with FakeUpstream() as server:
+        yield server
+
+
+@pytest.mark.parametrize(("name", "language"), PLUGINS)
+def test_the_examples_are_what_the_scaffold_writes(name: str, language: str) -> None:
+    for relative, text in render(language, name).items():  # type: ignore[arg-type]
+        assert (EXAMPLES / name / relative).read_text() == text, relative
+
+
+@pytest.mark.parametrize(("name", "language"), PLUGINS)
+async def test_example_streams_tool_calls_through_the_host(
+    name: str,
+    language: str,
+    make_host: HostFactory,
+    upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EXAMPLE_KEY", "sk-example")
+    upstream.route(
+        "POST",
+        "/v1/chat/completions",
+        Reply.fixture("openai/chat-stream-parallel-tool-calls.sse", chunks="random", split_seed=3),
+    )
+    host = make_host(PluginDir(EXAMPLES, "shipped"), config=_config(name, upstream.url))
+    await host.load()
+    await host.start(name)
+    provider = host.providers[name]
+    assert [m.id for m in await provider.list_models()] == ["gpt-4o-mini"]
+
+    request = ChatRequest(
+        model="gpt-4o-mini",
+        messages=[Message(role="user", content="weather?")],
+        tools=[ToolDefinition(name="GetWeatherArgs")],
+    )
+    response = await aaggregate(provider.stream(request), model="gpt-4o-mini")
+    assert response.finish_reason == "tool_calls"
+    assert [call.name for call in response.tool_calls] == ["GetWeatherArgs", "get_stock_price"]
+    assert json.loads(response.tool_calls[0].arguments)["city"] == "Edinburgh"
+
+    sent = upstream.requests[0]
+    assert sent.headers["authorization"] == "Bearer sk-example"
+    body = sent.json()
+    assert body["model"] == "gpt-4o-mini" and body["stream"] is True
+    assert "providerConfig" not in body  # the secret went in the header, not upstream JSON
+
+    completed = await provider.complete(request)
+    assert completed.tool_calls == response.tool_calls
+
+
+@pytest.mark.parametrize(("name", "language"), PLUGINS)
+async def test_example_without_a_key_fails_with_an_auth_error(
+    name: str, language: str, make_host: HostFactory, upstream: FakeUpstream
+) -> None:
+    host = make_host(PluginDir(EXAMPLES, "shipped"), config=_config(name, upstream.url))
+    await host.load()
+    await host.start(name)
+    request = ChatRequest(model="gpt-4o-mini", messages=[Message(role="user", content="hi")])
+    with pytest.raises(AuthError, match=f"modelport keys set {name}"):
+        await host.providers[name].complete(request)
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(("name", "language"), PLUGINS)
+async def test_example_passes_on_a_rate_limit_with_its_retry_after(
+    name: str, language: str, make_host: HostFactory, upstream: FakeUpstream
+) -> None:
+    upstream.route(
+        "POST",
+        "/v1/chat/completions",
+        Reply.json({"error": {"message": "slow down"}}, status=429, headers={"retry-after": "4"}),
+    )
+    host = make_host(
+        PluginDir(EXAMPLES, "shipped"),
+        config=_config(name, upstream.url, key_env=None),
+        get_key=lambda provider_id: "sk-from-keyring" if provider_id == name else None,
+    )
+    await host.load()
+    await host.start(name)
+    request = ChatRequest(model="gpt-4o-mini", messages=[Message(role="user", content="hi")])
+    with pytest.raises(RateLimitError) as caught:
+        [event async for event in host.providers[name].stream(request)]
+    assert caught.value.status == 429 and caught.value.retry_after == 4
+    assert upstream.requests[0].headers["authorization"] == "Bearer sk-from-keyring"
+
+
+@pytest.mark.parametrize(("name", "language"), PLUGINS)
+async def test_example_reports_an_unreachable_api_as_a_network_error(
+    name: str, language: str, make_host: HostFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:  # a loopback port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("EXAMPLE_KEY", "sk-example")
+    host = make_host(
+        PluginDir(EXAMPLES, "shipped"), config=_config(name, f"http://127.0.0.1:{port}")
+    )
+    await host.load()
+    await host.start(name)
+    request = ChatRequest(model="gpt-4o-mini", messages=[Message(role="user", content="hi")])
+    with pytest.raises(NetworkError, match="reach"):
+        await host.providers[name].complete(request)

@@ -1,0 +1,376 @@
+"""The plugin host against real child processes that behave well and badly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from modelport.aggregate import aaggregate
+from modelport.errors import ConfigError, PluginError, RateLimitError
+from modelport.events import FinishEvent, TextEvent
+from modelport.types import ChatRequest, Message
+from tests.plugins.conftest import FakeRegistry, HostFactory, scripted, write_plugin
+
+
+def _request(model: str = "m1") -> ChatRequest:
+    return ChatRequest(model=model, messages=[Message(role="user", content="hi")])
+
+
+async def _started(make_host: HostFactory, home: Path, mode: str, **options: object):
+    write_plugin(home / "plugins", "p", scripted(mode), triggers=["startup"])
+    host = make_host(**options)
+    await host.load()
+    await host.start_startup_plugins()
+    return host
+
+
+async def test_a_started_plugin_registers_models_and_streams(
+    make_host: HostFactory, home: Path, registry: FakeRegistry
+) -> None:
+    host = await _started(make_host, home, "ok")
+    info = host.describe("p")
+    assert info["state"] == "running" and info["pid"]
+    assert info["providers"][0]["id"] == "scripted"
+    assert [m.address for m in registry.models["scripted"]] == ["scripted/m1"]
+    assert registry.models["scripted"][0].context_window == 1000
+
+    provider = host.providers["scripted"]
+    events = [event async for event in provider.stream(_request())]
+    assert [e.text for e in events if isinstance(e, TextEvent)] == ["Hel", "lo"]
+    assert isinstance(events[-1], FinishEvent) or any(isinstance(e, FinishEvent) for e in events)
+    response = await provider.complete(_request())
+    assert response.content == "Hello" and response.usage.input_tokens == 3
+
+
+async def test_a_crash_mid_stream_fails_only_that_plugin(
+    make_host: HostFactory, home: Path, registry: FakeRegistry
+) -> None:
+    write_plugin(home / "plugins", "good", scripted("ok", "good"), triggers=["startup"])
+    write_plugin(home / "plugins", "bad", scripted("crash_mid_stream", "bad"), triggers=["startup"])
+    host = make_host(max_restarts=0)
+    await host.load()
+    await host.start_startup_plugins()
+
+    seen = []
+    with pytest.raises(PluginError) as caught:
+        async for event in host.providers["bad"].stream(_request()):
+            seen.append(event)
+    assert seen == [TextEvent(text="Hel")]
+    assert caught.value.plugin == "bad"
+    assert "exit code 5" in str(caught.value) and "dying mid-stream" in str(caught.value)
+    await asyncio.sleep(0.05)
+    info = host.describe("bad", stderr=True)
+    assert info["state"] == "crashed" and info["exit_code"] == 5
+    assert "dying mid-stream" in info["stderr"]
+    assert "bad" not in registry.providers  # its models are gone
+
+    response = await host.providers["good"].complete(_request())  # the other one carries on
+    assert response.content == "Hello"
+
+
+async def test_a_hanging_plugin_times_out_and_gets_a_cancel(
+    make_host: HostFactory, home: Path
+) -> None:
+    host = await _started(make_host, home, "hang", request_timeout=0.3)
+    with pytest.raises(PluginError, match="did not answer provider.stream within 0.3 s"):
+        [e async for e in host.providers["scripted"].stream(_request())]
+    await asyncio.sleep(0.2)
+    assert any(
+        line.startswith("cancelled req-") for line in host.describe("p", stderr=True)["stderr"]
+    )
+    assert host.describe("p")["state"] == "running"  # a slow plugin is not a dead one
+
+
+async def test_garbage_on_stdout_is_a_plugin_error_naming_the_plugin(
+    make_host: HostFactory, home: Path
+) -> None:
+    host = await _started(make_host, home, "garbage", max_restarts=0)
+    with pytest.raises(PluginError) as caught:
+        [e async for e in host.providers["scripted"].stream(_request())]
+    assert caught.value.plugin == "p"
+    assert "not the protocol" in str(caught.value) and "this is not json" in str(caught.value)
+    await asyncio.sleep(0.1)
+    assert host.describe("p")["state"] == "crashed"
+
+
+async def test_registering_twice_is_refused_and_reported(
+    make_host: HostFactory, home: Path
+) -> None:
+    host = await _started(make_host, home, "register_twice")
+    info = host.describe("p", stderr=True)
+    assert info["state"] == "running"
+    assert [p["id"] for p in info["providers"]] == ["scripted"]
+    assert any("already registered" in problem for problem in info["problems"])
+    second = next(line for line in info["stderr"] if line.startswith("second register"))
+    assert json.loads(second.split(": ", 1)[1])["error"]["data"]["class"] == "InvalidRequestError"
+
+
+async def test_a_provider_id_may_not_shadow_a_builtin_or_another_plugin(
+    make_host: HostFactory, home: Path
+) -> None:
+    write_plugin(home / "plugins", "one", scripted("ok", "Same Name"), triggers=["startup"])
+    write_plugin(home / "plugins", "two", scripted("ok", "same-name"), triggers=["startup"])
+    write_plugin(home / "plugins", "three", scripted("shadow_builtin"), triggers=["startup"])
+    host = make_host()
+    await host.load()
+    await host.start_startup_plugins()
+    owners = {pid: p.registration.plugin for pid, p in host.providers.items()}
+    assert list(owners) == ["same-name"]  # normalised: lower case, no spaces
+    loser = "two" if owners["same-name"] == "one" else "one"
+    assert "registered it first" in host.describe(loser)["problems"][0]
+    assert "shadow the built-in 'openai'" in host.describe("three")["problems"][0]
+
+
+async def test_exit_during_initialize(make_host: HostFactory, home: Path) -> None:
+    write_plugin(home / "plugins", "p", scripted("exit_in_initialize"))
+    host = make_host()
+    await host.load()
+    with pytest.raises(PluginError, match="failed to start") as caught:
+        await host.start("p")
+    assert "exit code 7" in str(caught.value) and "cannot initialize" in str(caught.value)
+    info = host.describe("p", stderr=True)
+    assert info["state"] == "crashed" and info["exit_code"] == 7
+    assert "fatal: cannot initialize" in info["stderr"]
+
+
+async def test_initialize_times_out(make_host: HostFactory, home: Path) -> None:
+    write_plugin(home / "plugins", "p", scripted("no_initialize_answer"))
+    host = make_host(initialize_timeout=0.3)
+    await host.load()
+    with pytest.raises(PluginError, match="did not answer initialize within 0.3 s"):
+        await host.start("p")
+    assert host.describe("p")["state"] == "crashed"
+    assert host.describe("p")["pid"] is None  # the silent child was killed
+
+
+async def test_an_error_keeps_its_class_status_and_retry_after(
+    make_host: HostFactory, home: Path
+) -> None:
+    host = await _started(make_host, home, "error_reply")
+    with pytest.raises(RateLimitError) as caught:
+        await host.providers["scripted"].complete(_request())
+    assert caught.value.status == 429 and caught.value.retry_after == 7
+    assert caught.value.connection == "scripted" and caught.value.model == "m1"
+
+
+async def test_a_cancelled_caller_sends_cancel_request(make_host: HostFactory, home: Path) -> None:
+    host = await _started(make_host, home, "slow")
+    stream = host.providers["scripted"].stream(_request())
+    assert await anext(stream) == TextEvent(text="Hel")
+    await stream.aclose()  # the caller went away
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if any(line.startswith("cancelled") for line in host.describe("p", stderr=True)["stderr"]):
+            break
+    else:
+        raise AssertionError("the plugin never saw $/cancelRequest")
+
+
+async def test_a_crashed_startup_plugin_restarts_with_backoff_then_gives_up(
+    make_host: HostFactory, home: Path
+) -> None:
+    host = await _started(
+        make_host, home, "crash_after_start", max_restarts=2, restart_backoff=0.05
+    )
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        info = host.describe("p")
+        if info["error"] and "gave up" in info["error"]:
+            break
+    else:
+        raise AssertionError(f"never gave up: {host.describe('p')}")
+    assert info["restarts"] == 2 and info["state"] == "crashed" and info["exit_code"] == 9
+
+
+async def test_a_manual_start_after_giving_up_works(make_host: HostFactory, home: Path) -> None:
+    host = await _started(make_host, home, "ok")
+    await host.stop("p")
+    assert host.describe("p")["state"] == "stopped" and host.providers == {}
+    await host.start("p")
+    assert host.describe("p")["state"] == "running" and "scripted" in host.providers
+
+
+async def test_stop_kills_a_plugin_that_ignores_shutdown(
+    make_host: HostFactory, home: Path
+) -> None:
+    host = await _started(make_host, home, "ignore_shutdown", shutdown_timeout=0.2, kill_grace=0.3)
+    await host.stop("p")
+    info = host.describe("p")
+    assert info["state"] == "stopped" and info["pid"] is None
+
+
+async def test_the_child_gets_a_minimal_environment(
+    make_host: HostFactory, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-host-secret")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-secret")
+    monkeypatch.setenv("ALLOWED_THING", "yes")
+    monkeypatch.setenv("NOT_ALLOWED", "no")
+    write_plugin(home / "plugins", "p", scripted("env"), env=["ALLOWED_THING"])
+    host = make_host()
+    await host.load()
+    await host.start("p")
+    events = [e async for e in host.providers["scripted"].stream(_request())]
+    env = json.loads("".join(e.text for e in events if isinstance(e, TextEvent)))
+    assert env["ALLOWED_THING"] == "yes" and "PATH" in env
+    assert not {"OPENAI_API_KEY", "GITHUB_TOKEN", "NOT_ALLOWED", "MODELPORT_HOME"} & set(env)
+
+
+async def test_a_missing_program_is_reported(make_host: HostFactory, home: Path) -> None:
+    write_plugin(home / "plugins", "p", ["definitely-not-a-program-xyz"])
+    host = make_host()
+    await host.load()
+    with pytest.raises(PluginError, match="Could not run 'definitely-not-a-program-xyz'"):
+        await host.start("p")
+
+
+async def test_an_invalid_manifest_is_listed_with_its_error(
+    make_host: HostFactory, home: Path
+) -> None:
+    folder = home / "plugins" / "broken"
+    folder.mkdir()
+    (folder / "modelport-plugin.toml").write_text('name = "broken"\nversion = "1"\n')
+    write_plugin(home / "plugins", "fine", scripted("ok"))
+    host = make_host()
+    await host.load()
+    assert host.describe("broken")["state"] == "invalid"
+    assert "'type' must be" in host.describe("broken")["error"]
+    with pytest.raises(ConfigError):
+        await host.start("broken")
+    await host.start("fine")
+    assert host.describe("fine")["state"] == "running"
+
+
+async def test_stream_and_complete_share_one_aggregate(make_host: HostFactory, home: Path) -> None:
+    host = await _started(make_host, home, "ok")
+    streamed = await aaggregate(host.providers["scripted"].stream(_request()), model="m1")
+    assert streamed.content == "Hello" and streamed.finish_reason == "stop"
+    assert streamed.usage.input_tokens == 3  # usage taken from the final answer
+
+
+async def test_a_cancelled_task_sends_cancel_request(make_host: HostFactory, home: Path) -> None:
+    host = await _started(make_host, home, "slow")
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in host.providers["scripted"].stream(_request()):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()  # a gateway client disconnecting looks like this
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if any(line.startswith("cancelled") for line in host.describe("p", stderr=True)["stderr"]):
+            break
+    else:
+        raise AssertionError("the plugin never saw $/cancelRequest")
+    assert host.describe("p")["state"] == "running"
+
+
+async def test_request_ids_are_unique_across_plugins(make_host: HostFactory, home: Path) -> None:
+    write_plugin(home / "plugins", "a", scripted("ok", "a"), triggers=["startup"])
+    write_plugin(home / "plugins", "b", scripted("ok", "b"), triggers=["startup"])
+    host = make_host()
+    await host.load()
+    await host.start_startup_plugins()
+    results = await asyncio.gather(
+        *(host.providers[pid].complete(_request()) for pid in ("a", "b", "a", "b", "a"))
+    )
+    assert [r.content for r in results] == ["Hello"] * 5
+    a, b = host._plugins["a"].process, host._plugins["b"].process
+    assert a is not None and b is not None and a._ids is b._ids  # one counter per host
+
+
+NODE_SCRIPTED = Path(__file__).with_name("_scripted_plugin.js")
+
+
+def _node(mode: str) -> list[str]:
+    return ["node", str(NODE_SCRIPTED), mode, "node-scripted"]
+
+
+async def test_a_node_plugin_streams_crashes_and_prints_garbage(
+    make_host: HostFactory, home: Path
+) -> None:
+    for mode in ("ok", "crash_mid_stream", "garbage"):
+        write_plugin(home / "plugins", f"node-{mode}", _node(mode))
+    host = make_host(max_restarts=0)
+    await host.load()
+
+    await host.start("node-ok")
+    events = [e async for e in host.providers["node-scripted"].stream(_request())]
+    assert "".join(e.text for e in events if isinstance(e, TextEvent)) == "Hello"
+    await host.stop("node-ok")
+
+    await host.start("node-crash_mid_stream")
+    with pytest.raises(PluginError, match="exit code 5.*node: dying mid-stream"):
+        [e async for e in host.providers["node-scripted"].stream(_request())]
+    await asyncio.sleep(0.05)
+    assert host.describe("node-crash_mid_stream")["state"] == "crashed"
+
+    await host.start("node-garbage")
+    with pytest.raises(PluginError, match="not the protocol.*<html>") as caught:
+        [e async for e in host.providers["node-scripted"].stream(_request())]
+    assert caught.value.plugin == "node-garbage"
+
+
+async def test_a_node_plugin_that_exits_during_initialize(
+    make_host: HostFactory, home: Path
+) -> None:
+    write_plugin(home / "plugins", "n", _node("exit_in_initialize"))
+    host = make_host()
+    await host.load()
+    with pytest.raises(PluginError, match="exit code 7.*node: cannot initialize"):
+        await host.start("n")
+
+
+async def test_ensure_started_loads_once_and_starts_what_never_ran(
+    make_host: HostFactory, home: Path
+) -> None:
+    write_plugin(home / "plugins", "p", scripted("ok"), triggers=["startup"])
+    write_plugin(home / "plugins", "manual", scripted("ok", "manual"))
+    host = make_host()
+    await host.ensure_started()
+    assert host.describe("p")["state"] == "running"
+    assert host.describe("manual")["state"] == "loaded"
+    pid = host.describe("p")["pid"]
+    await host.ensure_started()  # idempotent
+    assert host.describe("p")["pid"] == pid
+
+
+async def test_a_grandchild_holding_the_pipes_does_not_hide_a_crash(
+    make_host: HostFactory, home: Path
+) -> None:
+    command = " ".join(scripted("crash_mid_stream"))
+    write_plugin(home / "plugins", "p", ["sh", "-c", f"sleep 30 & exec {command}"])
+    host = make_host(max_restarts=0)
+    await host.load()
+    await host.start("p")
+    with pytest.raises(PluginError, match="exit code 5"):
+        await asyncio.wait_for(
+            aaggregate(host.providers["scripted"].stream(_request()), model="m1"), 10
+        )
+
+
+async def test_a_start_cancelled_during_initialize_leaves_no_child(
+    make_host: HostFactory, home: Path
+) -> None:
+    write_plugin(home / "plugins", "p", scripted("no_initialize_answer"))
+    host = make_host(initialize_timeout=30)
+    await host.load()
+    task = asyncio.create_task(host.start("p"))
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if host.describe("p")["pid"]:
+            break
+    process = host._plugins["p"].process
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert process is not None and await asyncio.wait_for(process.wait(), 5) is not None
+    assert host.describe("p")["state"] == "stopped"

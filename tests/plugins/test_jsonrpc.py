@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modelport.errors import ContextTooLongError, PluginError, RateLimitError
+from modelport.plugins import jsonrpc
+
+
+def test_messages_are_one_line_each() -> None:
+    line = jsonrpc.encode(jsonrpc.request(1, "initialize", {"text": "a\u2028b\nc"}))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line)["params"]["text"] == "a\u2028b\nc"
+    assert jsonrpc.response(3) == {"jsonrpc": "2.0", "id": 3, "result": {}}
+    assert "id" not in jsonrpc.notification("exit")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"hello", "not JSON"),
+        (b"[1, 2]", "not a JSON-RPC 2.0 message"),
+        (b'{"jsonrpc": "1.0", "id": 1, "result": {}}', "not a JSON-RPC 2.0 message"),
+        (b'{"jsonrpc": "2.0", "method": 5}', "'method' is not a string"),
+        (b'{"jsonrpc": "2.0", "id": 1}', "one of result/error"),
+        (b'{"jsonrpc": "2.0", "id": 1, "result": 1, "error": {}}', "one of result/error"),
+        (b'{"jsonrpc": "2.0", "id": 1, "error": "bad"}', "malformed error"),
+        (b'{"jsonrpc": "2.0", "id": [1], "method": "x"}', "'id' is neither"),
+    ],
+)
+def test_bad_lines_are_protocol_errors(line: bytes, message: str) -> None:
+    with pytest.raises(jsonrpc.ProtocolError, match=message):
+        jsonrpc.parse_line(line)
+
+
+def test_errors_keep_class_status_and_retry_after_across_the_wire() -> None:
+    error = RateLimitError("slow down", status=429, retry_after=2.5, connection="acme")
+    wire = json.loads(json.dumps(jsonrpc.error_to_rpc(error)))
+    back = jsonrpc.error_from_rpc(wire, plugin="p")
+    assert type(back) is RateLimitError
+    assert (back.message, back.status, back.retry_after) == ("slow down", 429, 2.5)
+
+    limit = jsonrpc.error_from_rpc(
+        jsonrpc.error_to_rpc(ContextTooLongError("too long", limit=10, actual=20)), plugin="p"
+    )
+    assert isinstance(limit, ContextTooLongError) and (limit.limit, limit.actual) == (10, 20)
+
+
+def test_unnamed_errors_become_plugin_errors_naming_the_plugin() -> None:
+    plain = jsonrpc.error_from_rpc({"code": -32603, "message": "boom"}, plugin="p")
+    assert isinstance(plain, PluginError) and plain.plugin == "p" and "-32603" in str(plain)
+    unknown = jsonrpc.error_from_rpc(
+        {"code": -32000, "message": "odd", "data": {"class": "NoSuchClass"}}, plugin="p"
+    )
+    assert isinstance(unknown, PluginError)
+    crashed = jsonrpc.error_to_rpc(ValueError("bad value"))
+    assert crashed["data"] == {"class": "PluginError"} and "bad value" in crashed["message"]

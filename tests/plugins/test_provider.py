@@ -1,0 +1,154 @@
+"""Registration payloads, providerConfig resolution, and the real router."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelport.config import parse_config
+from modelport.errors import AuthError, InvalidRequestError
+from modelport.plugins.discovery import PluginDir
+from modelport.plugins.host import PluginHost
+from modelport.plugins.provider import (
+    normalise_provider_id,
+    parse_registration,
+    resolve_provider_config,
+)
+from modelport.router import Router
+from modelport.types import ChatRequest, Message
+from tests.plugins.conftest import scripted, write_plugin
+
+FIELDS = [
+    {"key": "apiKey", "label": "API key", "type": "password", "required": True},
+    {"key": "region", "label": "Region", "type": "text", "required": False},
+]
+
+
+def _registration(**overrides: object):
+    params = {"providerId": "acme", "configFields": FIELDS, "requiresKey": True, "models": []}
+    params.update(overrides)
+    return parse_registration(params, plugin="acme-plugin")
+
+
+def test_provider_ids_are_normalised_and_checked() -> None:
+    assert normalise_provider_id("  My Cloud  ") == "my-cloud"
+    assert normalise_provider_id("ACME") == "acme"
+    for bad in ("", "   ", "a/b", None, 3, "-x"):
+        with pytest.raises(InvalidRequestError):
+            normalise_provider_id(bad)
+
+
+def test_models_accept_camel_and_snake_case() -> None:
+    registration = _registration(
+        models=[
+            {
+                "id": "big",
+                "name": "Big",
+                "contextWindow": 100,
+                "max_output_tokens": 10,
+                "prices": {"input": 1.0, "cacheRead": 0.1},
+                "capabilities": {"vision": True, "promptCache": True},
+            }
+        ],
+        capabilities={"reasoning": True},
+    )
+    [model] = registration.models
+    assert (model.address, model.name, model.context_window, model.max_output_tokens) == (
+        "acme/big",
+        "Big",
+        100,
+        10,
+    )
+    assert model.prices.input == 1.0 and model.prices.cache_read == 0.1
+    assert model.capabilities.vision and model.capabilities.reasoning
+    assert model.capabilities.prompt_cache and model.capabilities.tools
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"models": [{"name": "no id"}]},
+        {"models": [{"id": "a"}, {"id": "a"}]},
+        {"models": "x"},
+        {"configFields": [{"label": "no key"}]},
+        {"capabilities": []},
+    ],
+)
+def test_bad_registrations_are_refused(params: dict) -> None:
+    with pytest.raises(InvalidRequestError):
+        _registration(**params)
+
+
+def test_password_fields_come_from_env_then_table_then_keyring() -> None:
+    registration = _registration()
+    keyring = {"acme": "from-keyring"}
+    config = resolve_provider_config(
+        registration,
+        {"apiKey_env": "ACME_KEY", "region": "eu"},
+        get_key=keyring.get,
+        environ={"ACME_KEY": "from-env"},
+    )
+    assert config == {"apiKey": "from-env", "region": "eu"}
+    config = resolve_provider_config(registration, {}, get_key=keyring.get, environ={})
+    assert config == {"apiKey": "from-keyring"}
+    config = resolve_provider_config(registration, {"apiKey": "inline"}, get_key=keyring.get)
+    assert config == {"apiKey": "inline"}
+
+
+def test_a_required_key_that_is_missing_says_what_to_fill() -> None:
+    with pytest.raises(AuthError) as caught:
+        resolve_provider_config(_registration(), {}, get_key=lambda name: None, environ={})
+    message = str(caught.value)
+    assert "modelport keys set acme" in message and 'api_key_env = "VAR"' in message
+    assert "[connections.acme]" in message and caught.value.connection == "acme"
+
+
+def test_a_required_text_field_that_is_missing() -> None:
+    fields = [{"key": "endpoint", "type": "text", "required": True}]
+    registration = _registration(configFields=fields, requiresKey=False)
+    with pytest.raises(InvalidRequestError, match=r"needs endpoint.*\[connections.acme\]"):
+        resolve_provider_config(registration, {}, get_key=lambda name: None)
+
+
+async def test_the_router_reaches_plugin_models_by_address(tmp_path: Path) -> None:
+    write_plugin(tmp_path / "plugins", "p", scripted("config", "acme"), triggers=["startup"])
+    config = parse_config(
+        '[connections.acme]\ncompat = "plugin:acme"\ngreeting = "hello"\n'
+        '[connections.local]\ncompat = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    )
+    router = Router(config)
+    host = PluginHost(
+        router, dirs=[PluginDir(tmp_path / "plugins", "home")], home=tmp_path, config=config
+    )
+    try:
+        await host.load()
+        await host.start_startup_plugins()
+        request = ChatRequest(model="acme/m1", messages=[Message(role="user", content="hi")])
+        response = await router.complete(request)
+        assert response.content == '{"greeting": "hello"}'  # configFields from the connection
+        assert "acme/m1" in [m.address for m in await router.list_models("acme")]
+        await host.stop("p")
+        with pytest.raises(Exception, match="acme"):
+            await router.complete(request)
+    finally:
+        await host.aclose()
+        await router.aclose()
+
+
+async def test_a_provider_may_not_shadow_a_configured_connection(tmp_path: Path) -> None:
+    write_plugin(tmp_path / "plugins", "p", scripted("ok", "local"), triggers=["startup"])
+    config = parse_config('[connections.local]\ncompat = "openai"\nbase_url = "http://x/v1"\n')
+    host = PluginHost(
+        Router(config),
+        dirs=[PluginDir(tmp_path / "plugins", "home")],
+        home=tmp_path,
+        config=config,
+    )
+    try:
+        await host.load()
+        await host.start_startup_plugins()
+        info = host.describe("p")
+        assert info["providers"] == [] and "clashes with the connection" in info["problems"][0]
+    finally:
+        await host.aclose()

@@ -1,0 +1,110 @@
+"""Project plugins start only once trusted, and a changed manifest needs trust again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelport.errors import ConfigError
+from modelport.plugins.discovery import PluginDir
+from modelport.plugins.trust import TrustStore, plugins_folder
+from tests.plugins.conftest import HostFactory, scripted, write_plugin
+
+
+def test_trust_is_by_path_and_manifest_hash(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    folder = project / ".modelport" / "plugins"
+    plugin = write_plugin(folder, "p", ["x"])
+    store = TrustStore(tmp_path / "home")
+    assert not store.is_trusted(plugin)
+    assert plugins_folder(project) == folder.resolve()
+    assert plugins_folder(folder) == folder.resolve()
+    assert list(store.trust(plugins_folder(project))) == ["p"]
+    assert store.is_trusted(plugin)
+    assert store.trusted_folders() == [str(folder.resolve())]
+
+    (plugin / "modelport-plugin.toml").write_text(
+        (plugin / "modelport-plugin.toml").read_text().replace('["x"]', '["curl", "evil"]')
+    )
+    assert not store.is_trusted(plugin)  # a changed manifest needs trust again
+    late = write_plugin(folder, "late", ["y"])
+    assert not store.is_trusted(late)  # so does a plugin added after trust
+    store.trust(folder)
+    assert store.is_trusted(plugin) and store.is_trusted(late)
+    assert store.revoke(project / ".modelport" / "plugins")
+    assert not store.is_trusted(plugin)
+
+
+async def test_the_host_starts_project_plugins_only_when_trusted(
+    make_host: HostFactory, home: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "proj" / ".modelport" / "plugins"
+    write_plugin(folder, "proj-plugin", scripted("ok", "proj"), triggers=["startup"])
+    host = make_host(PluginDir(folder, "project"))
+    await host.load()
+    await host.start_startup_plugins()
+    info = host.describe("proj-plugin")
+    assert info["state"] == "loaded" and not info["trusted"] and info["source"] == "project"
+    with pytest.raises(ConfigError, match="not trusted.*modelport plugins trust"):
+        await host.start("proj-plugin")
+
+    TrustStore(home).trust(folder)
+    await host.start_startup_plugins()
+    assert host.describe("proj-plugin")["state"] == "running"
+    assert "proj" in host.providers
+
+
+def test_trusting_a_project_folder_trusts_its_config_by_content(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    folder = project / ".modelport" / "plugins"
+    write_plugin(folder, "p", ["x"])
+    config = project / ".modelport" / "config.toml"
+    config.write_text('[connections.work]\nbase_url = "http://a/v1"\n')
+    store = TrustStore(tmp_path / "home")
+    assert not store.is_config_trusted(config)
+
+    store.trust(plugins_folder(project))
+    assert store.is_config_trusted(config)
+    assert store.is_trusted(folder / "p")  # the plugin records are unchanged
+    config.write_text('[connections.work]\nbase_url = "http://b/v1"\n')
+    assert not store.is_config_trusted(config)  # a changed config needs trust again
+
+    digest = store.trust_config(config)
+    assert store.is_config_trusted(config, digest)
+    assert not store.is_config_trusted(config, "0" * 64)  # what was read is what counts
+    store.trust(folder)  # trusting plugins again keeps the config record
+    assert store.is_config_trusted(config) and store.is_trusted(folder / "p")
+
+    assert store.revoke(folder)
+    assert not store.is_config_trusted(config) and not store.is_trusted(folder / "p")
+
+
+def test_a_project_without_plugins_or_config_can_still_be_trusted(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    (project / ".modelport").mkdir(parents=True)
+    store = TrustStore(tmp_path / "home")
+    assert store.trust(plugins_folder(project)) == {}  # no plugins folder: nothing to list
+    config = project / ".modelport" / "config.toml"
+    config.write_text('default_model = "a/b"\n')
+    assert not store.is_config_trusted(config)  # it did not exist when trust was given
+    store.trust(plugins_folder(project))
+    assert store.is_config_trusted(config)
+
+
+def test_the_trust_command_covers_the_project_config(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelport.config import load_config
+
+    project = tmp_path / "proj"
+    write_plugin(project / ".modelport" / "plugins", "p", ["x"])
+    (project / ".modelport" / "config.toml").write_text(
+        '[connections.work]\nbase_url = "http://proj/v1"\n'
+    )
+    monkeypatch.chdir(project)
+    assert "work" not in load_config().connections
+    result = cli("plugins", "trust")
+    assert result.exit_code == 0, result.stderr
+    assert load_config().connections["work"].base_url == "http://proj/v1"
