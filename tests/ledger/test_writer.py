@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -114,4 +115,25 @@ def test_flush_times_out_when_the_sink_hangs() -> None:
     assert writer.flush(0.05) is False
     sink.gate.set()
     assert writer.flush(5) is True
+    writer.close()
+
+
+def test_records_arriving_within_the_linger_time_share_one_insert() -> None:
+    batches: list[int] = []
+    writer = BackgroundWriter(lambda batch: batches.append(len(batch)), linger=5.0)
+    for item in range(50):
+        writer.put(item)
+    # flush ends the linger at once: it must not wait out the 5 s.
+    started = time.monotonic()
+    assert writer.flush(timeout=2.0)
+    assert time.monotonic() - started < 2.0
+    assert batches == [50]
+    writer.close()
+
+
+def test_without_a_flush_the_batch_is_written_after_the_linger_time() -> None:
+    written = threading.Event()
+    writer = BackgroundWriter(lambda batch: written.set(), linger=0.05)
+    writer.put("one")
+    assert written.wait(2.0)
     writer.close()

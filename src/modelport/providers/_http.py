@@ -227,7 +227,9 @@ class HttpClient:
     stream, which may legitimately run for minutes.
     """
 
-    def __init__(self, *, timeout: float = 60.0, max_connections: int = 100) -> None:
+    def __init__(self, *, timeout: float = 60.0, max_connections: int = 0) -> None:
+        # 0 = no cap: a gateway holding 1,000 streams to one upstream must not
+        # queue 900 of them behind a pool limit (aiohttp defaults to 100).
         self.timeout = timeout
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
