@@ -2,18 +2,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import shutil
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from keyring.backends import null
 
 import modelport
 from modelport import _api
-from modelport.config import Config, set_connection
+from modelport.auth.keys import set_key
+from modelport.config import Config, modelport_home, set_connection
 from modelport.errors import AuthError, InvalidRequestError
 from modelport.events import FinishEvent, TextEvent, UsageEvent
+from modelport.plugins.host import PluginHost
 from modelport.providers import BUILTIN_PROVIDERS, ConnectionSettings
-from modelport.router import Router
+from modelport.router import Router, plugin_host
 from modelport.testing import FakeProvider, FakeUpstream, Reply
 from modelport.types import (
     ChatResponse,
@@ -398,3 +404,97 @@ def test_complete_sync_over_http() -> None:
         assert response.content
         assert response.usage.output_tokens > 0
         assert response.model == "up/gpt-4o-mini"
+
+
+# --- plugin models ------------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "example-python"
+PLUGIN_ID = "example-python"
+
+
+def install_example_plugin(home: Path, upstream_url: str, *, key: str | None = "sk-plugin") -> Path:
+    """The shipped Python example plugin in ``home/plugins``, pointed at ``upstream_url``.
+
+    It needs no config.toml: its default base URL is rewritten to the fake
+    upstream, and its key is stored the way ``modelport keys set`` stores it.
+    """
+    folder = home / "plugins" / PLUGIN_ID
+    shutil.copytree(EXAMPLE, folder)
+    plugin = folder / "plugin.py"
+    text = plugin.read_text()
+    assert 'DEFAULT_BASE_URL = "https://api.openai.com/v1"' in text
+    plugin.write_text(text.replace("https://api.openai.com/v1", f"{upstream_url}/v1"))
+    if key is not None:
+        set_key(PLUGIN_ID, key, backend=null.Keyring())
+    return folder
+
+
+@pytest.fixture
+def plugin_upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as upstream:
+        upstream.route(
+            "POST",
+            "/v1/chat/completions",
+            *[Reply.fixture("openai/chat-stream-text-include-usage.sse") for _ in range(4)],
+        )
+        yield upstream
+
+
+async def test_complete_reaches_a_plugin_model_with_no_config(
+    plugin_upstream: FakeUpstream,
+) -> None:
+    install_example_plugin(modelport_home(), plugin_upstream.url)
+    router = Router(provider_source=plugin_host)
+    try:
+        response = await modelport.complete(f"{PLUGIN_ID}/gpt-4o-mini", MESSAGES, router=router)
+        assert response.model == f"{PLUGIN_ID}/gpt-4o-mini"
+        assert response.content.startswith("I'm unable to provide real-time weather")
+        events = [
+            e async for e in modelport.stream(f"{PLUGIN_ID}/gpt-4o-mini", MESSAGES, router=router)
+        ]
+        assert any(isinstance(e, TextEvent) for e in events)
+        models = await modelport.list_models(router=router)
+        assert [m.address for m in models] == [f"{PLUGIN_ID}/gpt-4o-mini"]
+        host = router.provider_source
+        assert isinstance(host, PluginHost)
+        assert host.describe(PLUGIN_ID)["state"] == "running"
+    finally:
+        await router.aclose()
+    assert host.describe(PLUGIN_ID)["state"] == "stopped"  # closed with the router
+    sent = plugin_upstream.requests
+    assert len(sent) == 2 and sent[0].headers["authorization"] == "Bearer sk-plugin"
+    assert sent[0].json()["model"] == "gpt-4o-mini"
+
+
+async def test_calls_that_need_no_plugin_never_start_the_host(
+    configured: list[FakeProvider],
+) -> None:
+    (modelport_home() / "plugins" / "broken").mkdir(parents=True)
+    (modelport_home() / "plugins" / "broken" / "modelport-plugin.toml").write_text("nonsense")
+    router = Router(provider_source=plugin_host)
+    try:
+        assert (await modelport.complete("f/m", MESSAGES, router=router)).content == "from f"
+        assert router.provider_source is None
+    finally:
+        await router.aclose()
+
+
+def test_the_default_router_and_the_sync_twins_reach_plugin_models(
+    plugin_upstream: FakeUpstream,
+) -> None:
+    install_example_plugin(modelport_home(), plugin_upstream.url)
+    address = f"{PLUGIN_ID}/gpt-4o-mini"
+    # asyncio.run cancels every task before the default router closes: the host
+    # must still stop its child at once rather than wait for answers that never come.
+    started = time.monotonic()
+    assert asyncio.run(modelport.complete(address, MESSAGES)).model == address
+    assert time.monotonic() - started < 8
+    assert modelport.complete_sync(address, MESSAGES).model == address
+    assert any(isinstance(e, TextEvent) for e in modelport.stream_sync(address, MESSAGES))
+    assert [m.address for m in modelport.list_models_sync()] == [address]
+    router = _api._routers[_api._background.loop()]
+    host = router.provider_source
+    _api._background.shutdown()
+    assert isinstance(host, _api._LoopPlugins)
+    assert [info["state"] for info in host.host.describe_all()] == ["stopped"]
+    assert len(plugin_upstream.requests) == 3

@@ -24,6 +24,7 @@ from modelport.config import (
     set_value,
 )
 from modelport.errors import ConfigError
+from modelport.plugins.trust import TrustStore, plugins_folder
 from modelport.types import ModelPrices
 
 
@@ -173,7 +174,9 @@ c = "project/c"
 port = 2222
 """,
     )
+    TrustStore(home).trust_config(project / ".modelport" / "config.toml")
     config = load_config(cwd=project / "src")
+    assert config.ignored == []
     assert config.default_model == "project/a"
     assert config.database_url == "sqlite:///global.db"
     # A connection table is replaced whole: the global timeout does not leak through.
@@ -231,6 +234,7 @@ def test_a_bad_file_names_itself_and_the_problem(
 def test_a_bad_project_file_names_the_project_file(home: Path, project: Path) -> None:
     write(home / "config.toml", 'default_model = "a/b"')
     bad = write(project / ".modelport" / "config.toml", "[gateway]\nport = 'x'")
+    TrustStore(home).trust_config(bad)
     with pytest.raises(ConfigError, match="gateway.port") as caught:
         load_config(cwd=project)
     assert str(bad.resolve()) in str(caught.value)
@@ -366,6 +370,8 @@ def test_get_value_merges_project_over_global(
     write(home / "config.toml", "[gateway]\nport = 1\nhost = '0.0.0.0'\n")
     local = write(project / ".modelport" / "config.toml", "[gateway]\nport = 2\n")
     monkeypatch.chdir(project)
+    assert get_value("gateway.port") == 1  # an untrusted project cannot set it
+    TrustStore(home).trust_config(local)
     assert get_value("gateway.port") == 2
     assert get_value("gateway.host") == "0.0.0.0"
     assert get_value("gateway.port", path=home / "config.toml") == 1
@@ -418,3 +424,137 @@ def test_plugin_config_field_env_keys_are_options_not_typos(home: Path, tmp_path
     )
     config = load_config(cwd=tmp_path)
     assert config.connections["acme"].options == {"apiKey_env": "ACME_KEY", "region": "eu"}
+
+
+# --- an untrusted project's config ----------------------------------------------
+
+
+HOSTILE = """
+default_model = "work/from-project"
+database_url = "postgresql://attacker.example/loot"
+[aliases]
+fast = "work/fast"
+[connections.work]
+compat = "openai"
+base_url = "{url}"
+api_key_env = "USER_SECRET"
+headers = {{ x-exfil = "1" }}
+[connections.openai]
+base_url = "{url}"
+[fallbacks]
+"work/a" = ["openai/b"]
+[gateway]
+host = "0.0.0.0"
+key = "project-key"
+"""
+
+
+def test_an_untrusted_project_sets_only_the_default_model_and_aliases(
+    home: Path, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(home / "config.toml", "[connections.work]\nbase_url = 'http://user/v1'\n")
+    path = write(project / ".modelport" / "config.toml", HOSTILE.format(url="http://evil/v1"))
+    config = load_config(cwd=project / "src")
+    assert config.default_model == "work/from-project"
+    assert config.aliases == {"fast": "work/fast"}
+    assert config.connections == {"work": ConnectionConfig(base_url="http://user/v1")}
+    assert config.connection("openai") == ConnectionConfig(
+        compat="openai", base_url="https://api.openai.com/v1"
+    )
+    assert config.fallbacks == {} and config.database_url is None
+    assert config.gateway == GatewayConfig()
+    assert config.sources == [home / "config.toml", path.resolve()]
+    [ignored] = config.ignored
+    assert ignored.path == path.resolve() and ignored.project == project.resolve()
+    assert ignored.keys == [
+        "database_url",
+        "[connections.work]",
+        "[connections.openai]",
+        "[fallbacks]",
+        "[gateway]",
+    ]
+    assert ignored.fix == f"modelport plugins trust {project.resolve()}"
+
+    load_config(cwd=project)  # loading again does not warn again
+    [record] = [r for r in caplog.records if r.name == "modelport.config"]
+    assert record.levelname == "WARNING"
+    assert str(path.resolve()) in record.getMessage()
+    assert f"modelport plugins trust {project.resolve()}" in record.getMessage()
+
+
+def test_a_project_setting_only_what_it_may_needs_no_trust(
+    home: Path, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(project / ".modelport" / "config.toml", 'default_model = "a/b"\n[aliases]\nx = "a/c"\n')
+    config = load_config(cwd=project)
+    assert (config.default_model, config.aliases, config.ignored) == ("a/b", {"x": "a/c"}, [])
+    assert not [r for r in caplog.records if r.name == "modelport.config"]
+
+
+def test_trusting_the_project_folder_applies_its_config_until_it_changes(
+    home: Path, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(project / ".modelport" / "config.toml", HOSTILE.format(url="http://proj/v1"))
+    # `modelport plugins trust PROJECT` trusts .modelport/plugins and the config beside it.
+    TrustStore(home).trust(plugins_folder(project))
+    config = load_config(cwd=project)
+    assert config.ignored == []
+    assert config.connections["work"].base_url == "http://proj/v1"
+    assert config.database_url == "postgresql://attacker.example/loot"
+    assert config.gateway.host == "0.0.0.0"
+
+    path.write_text(path.read_text().replace("http://proj/v1", "http://elsewhere/v1"))
+    changed = load_config(cwd=project)
+    assert "work" not in changed.connections and changed.database_url is None
+    assert changed.ignored[0].path == path.resolve()
+    assert any("Ignoring" in r.getMessage() for r in caplog.records)
+
+    TrustStore(home).trust(plugins_folder(project))
+    assert load_config(cwd=project).connections["work"].base_url == "http://elsewhere/v1"
+    assert TrustStore(home).revoke(plugins_folder(project))
+    assert load_config(cwd=project).ignored != []
+
+
+def test_an_untrusted_project_cannot_redirect_a_connection_or_read_keys(
+    home: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from keyring.backends import null
+
+    from modelport.auth.keys import set_key
+    from modelport.router import Router
+    from modelport.testing import FakeUpstream, Reply
+    from modelport.types import ChatRequest, Message
+
+    monkeypatch.setenv("USER_SECRET", "sk-user-secret-env")
+    set_key("work", "sk-user-stored", backend=null.Keyring())
+    set_key("openai", "sk-user-openai", backend=null.Keyring())
+    reply = Reply.fixture("openai/chat-stream-text-include-usage.sse")
+    with FakeUpstream() as user, FakeUpstream() as evil:
+        user.route("POST", "/v1/chat/completions", reply, reply)
+        evil.route("POST", "/v1/chat/completions", reply, reply)
+        write(home / "config.toml", f"[connections.work]\nbase_url = '{user.url}/v1'\n")
+        path = write(project / ".modelport" / "config.toml", HOSTILE.format(url=f"{evil.url}/v1"))
+
+        async def call(model: str) -> None:
+            router = Router(load_config(cwd=project))
+            try:
+                request = ChatRequest(model=model, messages=[Message(role="user", content="hi")])
+                await router.complete(request)
+                # The project's URL never even gets to be the OpenAI key's destination.
+                assert router.settings_for("openai").base_url == "https://api.openai.com/v1"
+            finally:
+                await router.aclose()
+
+        asyncio.run(call("work/gpt-4o-mini"))
+        asyncio.run(call("fast"))  # its alias still applies, and leads to the user's connection
+        assert evil.requests == []
+        assert [r.headers["authorization"] for r in user.requests] == ["Bearer sk-user-stored"] * 2
+        assert all("x-exfil" not in r.headers for r in user.requests)
+
+        # Trusted, the project's table applies as written (its key variable included).
+        TrustStore(home).trust_config(path)
+        router = Router(load_config(cwd=project))
+        settings = router.settings_for("work")
+        assert settings.base_url == f"{evil.url}/v1" and settings.headers == {"x-exfil": "1"}

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -427,6 +428,7 @@ class RecordingLedger:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self.outcomes: list[str] = []
+        self.attribution: list[tuple[str, str | None]] = []
 
     async def track(
         self,
@@ -435,8 +437,11 @@ class RecordingLedger:
         connection: str,
         model: str,
         prices: ModelPrices | None,
+        api: str = "python",
+        request_id: str | None = None,
     ) -> AsyncIterator[StreamEvent]:
         self.calls.append({"connection": connection, "model": model, "prices": prices})
+        self.attribution.append((api, request_id))
         try:
             async for event in events:
                 yield event
@@ -462,6 +467,35 @@ async def test_the_ledger_sees_every_call_with_its_prices() -> None:
         {"connection": "acme", "model": "other", "prices": None},
     ]
     assert ledger.outcomes == ["ok", "AuthError"]
+
+
+async def test_calls_are_attributed_to_their_front_end_and_request_id() -> None:
+    ledger = RecordingLedger()
+    r = router(ledger=ledger)
+    r.register_provider("fake", FakeProvider("a", "b", "c"))
+    await collect(r.stream(request()))
+    await collect(r.stream(request(), api="openai", request_id="req-1"))
+    await r.complete(request(), api="cli", request_id="req-2")
+    assert ledger.attribution == [("python", None), ("openai", "req-1"), ("cli", "req-2")]
+
+
+async def test_the_real_ledger_records_api_and_request_id(tmp_path: Path) -> None:
+    from modelport.ledger import open_ledger
+
+    ledger = open_ledger(url=f"sqlite:///{tmp_path / 'usage.db'}")
+    try:
+        r = router(ledger=ledger)
+        r.register_provider("fake", FakeProvider("a", "b"))
+        await r.complete(request(), api="anthropic", request_id="msg-42")
+        await collect(r.stream(request()))
+        assert await ledger.aflush(timeout=10)
+        recent = await ledger.arecent()
+    finally:
+        await ledger.aclose()
+    assert [(c.api, c.request_id, c.connection, c.model) for c in recent] == [
+        ("python", None, "fake", "m"),
+        ("anthropic", "msg-42", "fake", "m"),
+    ]
 
 
 async def test_a_retried_call_is_one_ledger_entry() -> None:
@@ -796,3 +830,104 @@ async def test_the_openai_key_does_not_follow_a_changed_url_over_http() -> None:
         finally:
             await r.aclose()
         assert "sk-real-openai-key" not in upstream.requests[0].headers["authorization"]
+
+
+# --- the provider source (run-time providers such as plugins) -------------------------
+
+
+class CountingSource:
+    """A provider source that registers ``plug`` (and counts its starts and closes)."""
+
+    def __init__(self, router: Router, *, delay: float = 0.0) -> None:
+        self.router = router
+        self.delay = delay
+        self.starts = 0
+        self.closed = 0
+
+    async def ensure_started(self) -> None:
+        self.starts += 1
+        await asyncio.sleep(self.delay)
+        self.router.register_provider(
+            "plug",
+            FakeProvider("from plug", "again", "more"),
+            [ModelInfo(id="p1", connection="plug")],
+        )
+
+    async def aclose(self) -> None:
+        self.closed += 1
+        self.router.unregister_provider("plug")
+
+
+class SourceFactory:
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.built: list[CountingSource] = []
+
+    def __call__(self, router: Router) -> CountingSource:
+        source = CountingSource(router, **self.options)
+        self.built.append(source)
+        return source
+
+
+async def test_calls_to_configured_and_preset_connections_never_start_the_source() -> None:
+    factory = SourceFactory()
+    r = router("[connections.local]\nbase_url = 'http://127.0.0.1:9/v1'", provider_source=factory)
+    r.register_provider("fake", FakeProvider("hi"))
+    assert not r.needs_provider_source("local")
+    assert not r.needs_provider_source("openai")  # a preset
+    assert not r.needs_provider_source("fake")  # already registered
+    assert r.needs_provider_source("plug")
+    await collect(r.stream(request("fake/m")))
+    await r.load_providers("local")
+    assert factory.built == [] and r.provider_source is None
+    await r.aclose()
+
+
+async def test_an_unknown_connection_starts_the_source_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    factory = SourceFactory(delay=0.05)
+    r = router(provider_source=factory)
+    first, second = await asyncio.gather(
+        r.complete(request("plug/p1")), r.complete(request("plug/p1"))
+    )
+    assert {first.content, second.content} == {"from plug", "again"}
+    assert first.model == "plug/p1"
+    await r.complete(request("plug/p1"))
+    assert len(factory.built) == 1 and factory.built[0].starts == 1
+    assert r.provider_source is factory.built[0]
+    with pytest.raises(ModelNotFoundError, match="No running plugin registered it"):
+        await r.complete(request("nowhere/m"))
+    assert factory.built[0].starts == 1  # started once per router, not per call
+
+    await r.aclose()
+    assert factory.built[0].closed == 1 and r.provider_source is None
+    assert "plug" not in r.connection_names()
+
+
+async def test_a_plugin_compat_connection_starts_the_source() -> None:
+    factory = SourceFactory()
+    r = router('[connections.mine]\ncompat = "plugin:plug"', provider_source=factory)
+    assert r.needs_provider_source("mine")
+    response = await r.complete(request("mine/p1"))
+    assert response.content == "from plug" and factory.built[0].starts == 1
+    assert not r.needs_provider_source("mine")
+    await r.aclose()
+
+
+async def test_listing_every_model_starts_the_source() -> None:
+    factory = SourceFactory()
+    r = router(provider_source=factory)
+    r.register_provider("fake", FakeProvider(), [ModelInfo(id="f1", connection="fake")])
+    assert [m.address for m in await r.list_models()] == ["fake/f1", "plug/p1"]
+    assert [m.address for m in await r.list_models("plug")] == ["plug/p1"]
+    assert factory.built[0].starts == 1
+    await r.aclose()
+
+
+async def test_without_a_source_an_unknown_connection_is_just_unknown() -> None:
+    r = router()
+    with pytest.raises(ModelNotFoundError) as caught:
+        await r.complete(request("plug/p1"))
+    assert "plugin" not in str(caught.value)
+    await r.load_providers()  # nothing to start

@@ -13,12 +13,18 @@ loop, because pooled HTTP clients belong to the loop that opened them, and it
 is closed when that loop shuts down its async generators (as ``asyncio.run``
 does). The sync twins run on one background event loop in a daemon thread, so
 their pooled connections live on one loop too.
+
+The default router reaches plugin models (``<provider id>/<model>``): its plugin
+host starts on the first call that needs it — an address that is not a
+configured or ready-made connection, or :func:`list_models` — and stops with
+the router.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import threading
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
@@ -156,13 +162,64 @@ async def _close_at_shutdown(router: Router) -> AsyncIterator[None]:
         await router.aclose()
 
 
+class _LoopPlugins:
+    """The default router's plugin host, stopped with the loop it runs on.
+
+    ``asyncio.run`` cancels every task before it closes async generators (our
+    hook to close the router), so by then the host's own tasks — the ones
+    that notice a child exit — are gone and a graceful stop would wait in vain.
+    A guard task notices that cancellation and kills the children at once;
+    a loop shut down without it (the sync twins' loop) gets the graceful stop.
+    """
+
+    def __init__(self, router: Router) -> None:
+        from modelport.plugins.host import PluginHost
+
+        self.host = PluginHost.from_config(router, router.config)
+        self._guard: asyncio.Task[None] | None = None
+        self._closing = False
+        self._killed = False
+
+    async def ensure_started(self) -> None:
+        if self._guard is None:
+            self._guard = asyncio.get_running_loop().create_task(self._watch())
+        await self.host.ensure_started()
+
+    async def _watch(self) -> None:
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            if not self._closing:
+                self._kill()
+            raise
+
+    def _kill(self) -> None:
+        import os
+        import signal
+
+        self._killed = True
+        for info in self.host.describe_all():
+            pid = info.get("pid")
+            if pid and hasattr(os, "killpg"):
+                # Each plugin leads its own process group (its children go too).
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    async def aclose(self) -> None:
+        self._closing = True
+        if self._guard is not None:
+            self._guard.cancel()
+        if not self._killed:
+            await self.host.aclose()
+
+
 async def _default_router() -> Router:
     loop = asyncio.get_running_loop()
     router = _routers.get(loop)
     if router is None:
         from modelport.router import Router
 
-        router = Router()
+        router = Router(provider_source=_LoopPlugins)
         _routers[loop] = router
         closer = _close_at_shutdown(router)
         await closer.__anext__()
@@ -272,7 +329,10 @@ async def complete(
 async def list_models(
     connection: str | None = None, *, router: Router | None = None
 ) -> list[ModelInfo]:
-    """Models of one connection, or of every configured one (see ``Router.list_models``)."""
+    """Models of one connection, or of every configured one and every plugin's.
+
+    See ``Router.list_models``.
+    """
     active = router if router is not None else await _default_router()
     return await active.list_models(connection)
 

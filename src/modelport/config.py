@@ -10,6 +10,14 @@ global ones of the same name:
 * scalars (``default_model``, ``database_url``) and the keys of ``[gateway]``
   override one by one.
 
+A project's file comes from a checked-out repository, so until the user trusts
+the project folder (``modelport plugins trust``, the same trust as its
+plugins, granted to the file's exact bytes) it may set only ``default_model``
+and ``[aliases]``: its ``[connections]``, ``[fallbacks]``, ``database_url`` and
+``[gateway]`` are left out (:attr:`Config.ignored`), with one logged warning
+naming the file and the command. Otherwise a repository could point
+``[connections.openai]`` at its own server and receive the user's key.
+
 Files are validated here, at the edge, and a bad one raises
 :class:`~modelport.errors.ConfigError` naming the file and the problem.
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import os
 import tempfile
 import tomllib
@@ -43,6 +52,7 @@ __all__ = [
     "Config",
     "ConnectionConfig",
     "GatewayConfig",
+    "IgnoredSettings",
     "edit_config",
     "find_project_dir",
     "get_value",
@@ -57,8 +67,12 @@ __all__ = [
     "set_value",
 ]
 
+logger = logging.getLogger("modelport.config")
+
 CONFIG_FILE = "config.toml"
 PROJECT_DIR = ".modelport"
+#: What an untrusted project's config.toml may set.
+_UNTRUSTED_KEYS = frozenset({"default_model", "aliases"})
 
 _Timeout = Annotated[float, msgspec.Meta(gt=0)]
 _Retries = Annotated[int, msgspec.Meta(ge=0)]
@@ -157,8 +171,35 @@ PRESETS: Mapping[str, ConnectionConfig] = {
 }
 
 
+class IgnoredSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What an untrusted project's config.toml set that was left out.
+
+    ``keys`` names them as written (``[connections.openai]``, ``database_url``);
+    ``fix`` is the command that trusts the project folder.
+    """
+
+    path: Path
+    project: Path
+    keys: list[str]
+
+    @property
+    def fix(self) -> str:
+        return f"modelport plugins trust {self.project}"
+
+    @property
+    def message(self) -> str:
+        return (
+            f"Ignoring {', '.join(self.keys)} in {self.path}: a project's config may set "
+            "only default_model and [aliases] until you trust its folder. "
+            f"Review the file, then run `{self.fix}`."
+        )
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
-    """The merged configuration (global, then project). ``sources`` lists the files read."""
+    """The merged configuration (global, then project). ``sources`` lists the files read.
+
+    ``ignored`` lists what an untrusted project file set that was left out.
+    """
 
     default_model: str | None = None
     connections: dict[str, ConnectionConfig] = msgspec.field(default_factory=dict)
@@ -167,6 +208,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
     sources: list[Path] = msgspec.field(default_factory=list)
+    ignored: list[IgnoredSettings] = msgspec.field(default_factory=list)
 
     def is_configured(self, name: str) -> bool:
         """Whether ``[connections.<name>]`` exists (a preset alone does not count)."""
@@ -237,31 +279,97 @@ def _resolved(path: Path) -> Path:
 
 
 def load_config(home: Path | None = None, cwd: Path | str | None = None) -> Config:
-    """Read and merge the global and project files; missing files count as empty."""
-    paths = [global_config_path(home)]
-    project = project_config_path(cwd, home=home)
-    if project is not None:
-        paths.append(project)
+    """Read and merge the global and project files; missing files count as empty.
+
+    An untrusted project file contributes only ``default_model`` and
+    ``[aliases]`` (see the module docstring and :attr:`Config.ignored`).
+    """
     merged: dict[str, Any] = {}
     sources: list[Path] = []
-    for path in paths:
-        data = _read(path)
-        if data is None:
-            continue
-        _validate(data, path)
+    ignored: list[IgnoredSettings] = []
+    global_path = global_config_path(home)
+    data = _read(global_path)
+    if data is not None:
+        _validate(data, global_path)
         _merge(merged, data)
-        sources.append(path)
-    return _build(merged, sources)
+        sources.append(global_path)
+    project = find_project_dir(cwd, home=home)
+    if project is not None:
+        path = project / PROJECT_DIR / CONFIG_FILE
+        data, held_back = _read_project(path, project, home)
+        if data is not None:
+            _validate(data, path)
+            _merge(merged, data)
+            sources.append(path)
+        if held_back is not None:
+            ignored.append(held_back)
+    return _build(merged, sources, ignored)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc}") from exc
+
+
+def _decode(raw: bytes, path: Path) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc}") from exc
+    return _parse_toml(text, path)
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"Cannot read {path}: {exc}") from exc
-    return _parse_toml(text, path)
+    raw = _read_bytes(path)
+    return None if raw is None else _decode(raw, path)
+
+
+# (file, content hash) pairs already warned about: one warning per file version per process.
+_warned: set[tuple[Path, str]] = set()
+
+
+def _read_project(
+    path: Path, project: Path, home: Path | None
+) -> tuple[dict[str, Any] | None, IgnoredSettings | None]:
+    """The project file's data, less what it may not set while untrusted."""
+    raw = _read_bytes(path)
+    if raw is None:
+        return None, None
+    data = _decode(raw, path)
+    held = [key for key, value in data.items() if _needs_trust(key, value)]
+    if not held:
+        return data, None
+    from modelport.plugins.trust import TrustStore, config_hash
+
+    digest = config_hash(raw)
+    store = TrustStore(home if home is not None else modelport_home())
+    if store.is_config_trusted(path, digest):
+        return data, None
+    ignored = IgnoredSettings(path=path, project=project, keys=_key_names(data, held))
+    if (path, digest) not in _warned:
+        _warned.add((path, digest))
+        logger.warning("%s", ignored.message)
+    return {key: value for key, value in data.items() if key not in held}, ignored
+
+
+def _key_names(data: dict[str, Any], keys: list[str]) -> list[str]:
+    """How the held-back keys are written in the file: ``[connections.x]``, ``database_url``."""
+    names: list[str] = []
+    for key in keys:
+        if key == "connections" and isinstance(data[key], dict):
+            names.extend(f"[connections.{name}]" for name in data[key])
+        else:
+            names.append(f"[{key}]" if isinstance(data[key], dict) else key)
+    return names
+
+
+def _needs_trust(key: str, value: Any) -> bool:
+    # Unknown keys are left for _validate to name; empty tables set nothing.
+    return key in _TOP_LEVEL_KEYS and key not in _UNTRUSTED_KEYS and value not in ({}, None)
 
 
 def _parse_toml(text: str, path: Path) -> dict[str, Any]:
@@ -353,7 +461,9 @@ def _connection(table: dict[str, Any]) -> ConnectionConfig:
     )
 
 
-def _build(merged: dict[str, Any], sources: list[Path]) -> Config:
+def _build(
+    merged: dict[str, Any], sources: list[Path], ignored: list[IgnoredSettings] | None = None
+) -> Config:
     fields = msgspec.convert(merged, _FileFields)
     return Config(
         default_model=fields.default_model,
@@ -363,6 +473,7 @@ def _build(merged: dict[str, Any], sources: list[Path]) -> Config:
         gateway=msgspec.convert(fields.gateway, GatewayConfig),
         fallbacks={k: list(v) for k, v in fields.fallbacks.items()},
         sources=sources,
+        ignored=list(ignored or []),
     )
 
 
@@ -505,16 +616,17 @@ def get_value(dotted_key: str, *, path: Path | str | None = None) -> Any:
     """The value at a dotted key, or ``None`` if unset.
 
     With ``path`` it reads that file alone; without, the merged view of the
-    global and project files (what a call would actually use).
+    global and project files (what a call would actually use: an untrusted
+    project file counts only for what it may set).
     """
     parts = _split_key(dotted_key)
     if path is not None:
         data: Any = _read(Path(path)) or {}
     else:
-        data = {}
-        for source in (global_config_path(), project_config_path()):
-            if source is not None:
-                _merge(data, _read(source) or {})
+        data = _read(global_config_path()) or {}
+        project = find_project_dir()
+        if project is not None:
+            _merge(data, _read_project(project / PROJECT_DIR / CONFIG_FILE, project, None)[0] or {})
     for part in parts:
         if not isinstance(data, Mapping) or part not in data:
             return None

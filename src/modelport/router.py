@@ -24,6 +24,12 @@ another connection's URL), ``MODELPORT_API_KEY``.
 Every stream is wrapped in retries (:mod:`modelport.providers._retry`) and,
 with a ledger, in usage tracking. Fallbacks happen only where configured under
 ``[fallbacks]``, and each one is logged.
+
+Providers that exist only while something runs — plugins — come from an
+optional :class:`ProviderSource` (``Router(provider_source=plugin_host)``). It is
+started once, on the first call that needs it: an address whose connection is
+``compat = "plugin:…"`` or neither configured nor a preset, or a listing of
+every model. Calls to configured connections never wait for it.
 """
 
 from __future__ import annotations
@@ -48,7 +54,15 @@ from modelport.providers import ConnectionSettings, Provider, ProviderFactory, l
 from modelport.providers._retry import RetryingProvider
 from modelport.types import ChatRequest, ChatResponse, ModelInfo, ModelPrices
 
-__all__ = ["ConnectionModels", "Route", "Router", "UsageTracker"]
+__all__ = [
+    "ConnectionModels",
+    "ProviderSource",
+    "ProviderSourceFactory",
+    "Route",
+    "Router",
+    "UsageTracker",
+    "plugin_host",
+]
 
 logger = logging.getLogger("modelport.router")
 
@@ -56,6 +70,8 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 2
 LOCAL_MAX_RETRIES = 1
 _PLUGIN_PREFIX = "plugin:"
+# A plugin host stops each child within a few seconds; past this, stop waiting.
+_SOURCE_CLOSE_TIMEOUT = 10.0
 
 
 @runtime_checkable
@@ -69,7 +85,34 @@ class UsageTracker(Protocol):
         connection: str,
         model: str,
         prices: ModelPrices | None,
+        api: str = "python",
+        request_id: str | None = None,
     ) -> AsyncIterator[StreamEvent]: ...
+
+
+@runtime_checkable
+class ProviderSource(Protocol):
+    """Providers that appear at run time: started on first need, closed with the router.
+
+    :meth:`ensure_started` registers providers into the router (through
+    :meth:`Router.register_provider`); :class:`~modelport.plugins.host.PluginHost`
+    is one.
+    """
+
+    async def ensure_started(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+#: Builds a router's provider source; called once, with the router, on first need.
+ProviderSourceFactory = Callable[["Router"], ProviderSource]
+
+
+def plugin_host(router: Router) -> ProviderSource:
+    """The usual provider source: a plugin host over the shipped, home and project folders."""
+    from modelport.plugins.host import PluginHost
+
+    return PluginHost.from_config(router, router.config)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -84,6 +127,14 @@ class Route:
     @property
     def address(self) -> str:
         return f"{self.connection}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Attribution:
+    """Who made a call, for the ledger: the front end and its request id."""
+
+    api: str
+    request_id: str | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -126,9 +177,11 @@ class Router:
 
     ``config`` defaults to :func:`modelport.config.load_config`. ``env``
     defaults to ``os.environ``, read at each call. ``sleep`` waits between
-    retries (tests pass one that records the delays). Providers are built once per
-    (connection, settings) and reused so HTTP connections are pooled; a router
-    belongs to one event loop, and :meth:`aclose` closes what it built.
+    retries (tests pass one that records the delays). ``provider_source``
+    builds the source of run-time providers (:func:`plugin_host` for plugins),
+    started on first need. Providers are built once per (connection, settings)
+    and reused so HTTP connections are pooled; a router belongs to one event
+    loop, and :meth:`aclose` closes what it built and its provider source.
     """
 
     def __init__(
@@ -138,11 +191,16 @@ class Router:
         ledger: UsageTracker | None = None,
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        provider_source: ProviderSourceFactory | None = None,
     ) -> None:
         self.config = config if config is not None else load_config()
         self.ledger = ledger
         self._env = env
         self._sleep = sleep
+        self._source_factory = provider_source
+        self._source: ProviderSource | None = None
+        self._source_started = False
+        self._source_lock: asyncio.Lock | None = None
         # (registered provider it came from, or "", connection, encoded settings) → provider
         self._providers: dict[tuple[str, str, bytes], Provider] = {}
         self._registered: dict[str, _Registered] = {}
@@ -168,9 +226,14 @@ class Router:
             return found
         configured = ", ".join(self.connection_names()) or "none"
         presets = ", ".join(sorted(PRESETS))
+        plugins = (
+            " No running plugin registered it either (see `modelport plugins list`)."
+            if self._source_factory is not None
+            else ""
+        )
         raise ModelNotFoundError(
             f"There is no connection named {name!r}. Configured: {configured}. "
-            f"Ready-made: {presets}. Add it under [connections.{name}] in config.toml.",
+            f"Ready-made: {presets}. Add it under [connections.{name}] in config.toml.{plugins}",
             connection=name,
         )
 
@@ -316,6 +379,47 @@ class Router:
             return found
         return self._registered.get(compat)
 
+    # --- the provider source -----------------------------------------------
+
+    @property
+    def provider_source(self) -> ProviderSource | None:
+        """The run-time provider source, once a call needed it (``None`` before)."""
+        return self._source
+
+    def needs_provider_source(self, connection: str) -> bool:
+        """Whether ``connection`` can only come from the provider source (not started yet)."""
+        if self._source_factory is None or self._source_started:
+            return False
+        if connection in self._registered:
+            return False
+        configured = self.config.connections.get(connection)
+        if configured is None:
+            return connection not in PRESETS
+        compat = configured.compat or ""
+        return compat.startswith(_PLUGIN_PREFIX) and (
+            compat.removeprefix(_PLUGIN_PREFIX) not in self._registered
+        )
+
+    async def load_providers(self, connection: str | None = None) -> None:
+        """Start the provider source if ``connection`` needs it (``None``: in any case).
+
+        The source is built and started once per router; concurrent callers
+        wait for the same start. Without a ``provider_source`` this does nothing.
+        """
+        if self._source_factory is None or self._source_started:
+            return
+        if connection is not None and not self.needs_provider_source(connection):
+            return
+        if self._source_lock is None:
+            self._source_lock = asyncio.Lock()
+        async with self._source_lock:
+            if self._source_started:
+                return
+            if self._source is None:
+                self._source = self._source_factory(self)
+            await self._source.ensure_started()
+            self._source_started = True
+
     # --- resolving --------------------------------------------------------
 
     def resolve(
@@ -375,12 +479,15 @@ class Router:
         timeout: float | None = None,
         max_retries: int | None = None,
         headers: Mapping[str, str] | None = None,
+        api: str = "python",
+        request_id: str | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``request`` (whose ``model`` is an address) through its provider.
 
         Overrides apply to the requested connection; a configured fallback gets
         only ``timeout`` and ``max_retries``, so a key never travels to another
-        connection.
+        connection. ``api`` (the front end: ``python``, ``cli``, ``openai``,
+        ``anthropic``) and ``request_id`` are what the ledger records the call under.
         """
         overrides: dict[str, Any] = {
             "api_key": api_key,
@@ -389,17 +496,24 @@ class Router:
             "max_retries": max_retries,
             "headers": headers,
         }
-        return self._stream(request, overrides, [])
+        return self._stream(request, overrides, [], _Attribution(api, request_id))
 
     async def _stream(
-        self, request: ChatRequest, overrides: dict[str, Any], served: list[Route]
+        self,
+        request: ChatRequest,
+        overrides: dict[str, Any],
+        served: list[Route],
+        attribution: _Attribution,
     ) -> AsyncIterator[StreamEvent]:
         first = resolve_address(request.model, self.config, env=self.env)
         chain = [first, *self._fallbacks(request.model, first)]
         shared = {k: overrides[k] for k in ("timeout", "max_retries")}
         for position, address in enumerate(chain):
+            await self.load_providers(address.partition("/")[0])
             route = self.resolve(address, **(overrides if position == 0 else shared))
-            events = self._events(route, msgspec.structs.replace(request, model=route.model))
+            events = self._events(
+                route, msgspec.structs.replace(request, model=route.model), attribution
+            )
             started = False
             try:
                 async for event in events:
@@ -422,7 +536,9 @@ class Router:
                 if close is not None:
                     await close()
 
-    def _events(self, route: Route, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def _events(
+        self, route: Route, request: ChatRequest, attribution: _Attribution
+    ) -> AsyncIterator[StreamEvent]:
         provider = RetryingProvider(
             route.provider, max_retries=route.settings.max_retries, sleep=self._sleep
         )
@@ -433,6 +549,8 @@ class Router:
                 connection=route.connection,
                 model=route.model,
                 prices=self.prices_for(route.connection, route.model),
+                api=attribution.api,
+                request_id=attribution.request_id,
             )
         return events
 
@@ -445,6 +563,8 @@ class Router:
         timeout: float | None = None,
         max_retries: int | None = None,
         headers: Mapping[str, str] | None = None,
+        api: str = "python",
+        request_id: str | None = None,
     ) -> ChatResponse:
         """The aggregate of :meth:`stream`; ``model`` is the address that answered."""
         overrides: dict[str, Any] = {
@@ -456,7 +576,7 @@ class Router:
         }
         served: list[Route] = []
         aggregator: Aggregator | None = None
-        events = self._stream(request, overrides, served)
+        events = self._stream(request, overrides, served, _Attribution(api, request_id))
         try:
             async for event in events:
                 if aggregator is None:
@@ -490,6 +610,7 @@ class Router:
 
         Connections are asked concurrently; one failing does not hide the others.
         """
+        await self.load_providers(connection)
         names = [connection] if connection is not None else self.connection_names()
         results = await asyncio.gather(*(self._report_one(name) for name in names))
         return list(results)
@@ -511,6 +632,7 @@ class Router:
         one fails, the first error is raised.
         """
         if connection is not None:
+            await self.load_providers(connection)
             return await self._models_of(connection)
         report = await self.list_models_report()
         failures = [entry for entry in report if entry.error is not None]
@@ -534,7 +656,17 @@ class Router:
         return self._seen_prices.get((connection, model))
 
     async def aclose(self) -> None:
-        """Close every provider this router built (registered ones belong to their owner)."""
+        """Close the provider source and every provider this router built.
+
+        Registered providers belong to their owner (the source closes its own).
+        """
+        source, self._source = self._source, None
+        self._source_started = False
+        if source is not None:
+            try:
+                await asyncio.wait_for(source.aclose(), _SOURCE_CLOSE_TIMEOUT)
+            except Exception as exc:  # the providers below still need closing
+                logger.warning("closing the provider source failed: %r", exc)
         providers, self._providers = list(self._providers.values()), {}
         for provider in providers:
             close = getattr(provider, "aclose", None)

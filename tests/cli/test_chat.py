@@ -21,6 +21,7 @@ from modelport.errors import AuthError, RateLimitError
 from modelport.testing import FakeUpstream, Reply
 from tests._fixtures import fixture_bytes
 from tests.cli.conftest import RunCli, refused_url
+from tests.test_api import PLUGIN_ID, install_example_plugin
 
 TEXT_STREAM = "openai/chat-stream-text-include-usage.sse"
 TOOL_STREAM = "openai/chat-stream-single-tool-call.sse"
@@ -427,3 +428,47 @@ def test_reasoning_then_tool_call_keeps_stdout_to_the_call(
     assert result.stdout == "→ tool fixed_version({})\n"
     thinking = _anthropic_deltas(stream, "thinking_delta", "thinking")
     assert result.stderr == thinking + "\n"
+
+
+# --- plugin models and the usage ledger ---------------------------------------------------
+
+
+def test_subprocess_chats_with_a_plugin_model(
+    cli_process: RunCli, upstream: FakeUpstream, home: Path
+) -> None:
+    install_example_plugin(home, upstream.url)
+    _serve(upstream, TEXT_STREAM)
+
+    result = cli_process("chat", "-m", f"{PLUGIN_ID}/gpt-4o-mini", "hi")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == _openai_text(TEXT_STREAM) + "\n"
+    sent = upstream.requests[0]
+    assert sent.headers["authorization"] == "Bearer sk-plugin"
+    assert sent.json()["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_an_unknown_connection_says_no_plugin_registered_it(cli: RunCli, home: Path) -> None:
+    result = cli("chat", "-m", "nowhere/m", "hi")
+
+    assert result.exit_code != 0
+    assert "nowhere" in result.stderr and "plugin" in result.stderr
+
+
+def test_answers_are_recorded_in_the_ledger_as_cli(
+    cli: RunCli, upstream: FakeUpstream, openai_config: Path, home: Path
+) -> None:
+    from modelport.ledger import open_ledger
+
+    _serve(upstream, TEXT_STREAM)
+    _serve(upstream, TEXT_STREAM)
+    assert cli("chat", "-m", "up/gpt-4o", "hi").exit_code == 0
+    assert cli("chat", "--no-stream", "-m", "up/gpt-4o", "hi").exit_code == 0
+
+    with open_ledger(url=f"sqlite:///{home / 'usage.db'}") as ledger:
+        recent = ledger.recent()
+    assert [(r.api, r.connection, r.model, r.outcome) for r in recent] == [
+        ("cli", "up", "gpt-4o", "ok"),
+        ("cli", "up", "gpt-4o", "ok"),
+    ]
+    assert recent[0].input_tokens > 0

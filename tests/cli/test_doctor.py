@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+from modelport.plugins.trust import TrustStore, plugins_folder
 from modelport.testing import FakeUpstream, Reply
 from tests.cli.conftest import RunCli, refused_url
+from tests.test_api import PLUGIN_ID, install_example_plugin
 
 MODELS_BODY = {"object": "list", "data": [{"id": "m1", "object": "model"}]}
 
@@ -151,3 +154,84 @@ def test_default_model_through_an_alias(
     assert result.exit_code == 0, result.stdout
     assert "default model: fast → up/m1" in result.stdout
     assert "✓ up: default model 'm1' is available" in result.stdout
+
+
+# --- plugins and project trust ------------------------------------------------------------
+
+
+def _manifest(folder: Path, command: str) -> None:
+    folder.mkdir(parents=True)
+    (folder / "modelport-plugin.toml").write_text(
+        f'name = "{folder.name}"\nversion = "1.0.0"\ntype = "llm-provider"\n'
+        f"command = {command}\ntriggers = []\n"
+    )
+
+
+def test_plugin_problems_are_shown_with_fixes_and_fail_the_check(
+    cli: RunCli, write_config: Callable[[str], Path], home: Path, upstream: FakeUpstream
+) -> None:
+    write_config("")
+    install_example_plugin(home, upstream.url)
+    _manifest(home / "plugins" / "ghost", '["no-such-program-modelport", "x"]')
+    (home / "plugins" / "bad").mkdir()
+    (home / "plugins" / "bad" / "modelport-plugin.toml").write_text("command = 'one string'\n")
+
+    result = cli("doctor")
+
+    assert result.exit_code == 1
+    out = result.stdout
+    assert f"✓ plugin {PLUGIN_ID}: 0.1.0 (home," in out
+    assert "✗ plugin ghost: its command 'no-such-program-modelport' is not installed" in out
+    assert "fix: install that program, or change 'command'" in out
+    assert "✗ plugin bad: " in out and "modelport plugins check DIR" in out
+    assert "2 problems found." in result.stderr
+    # The plugin that can start does, and its provider is checked like a connection.
+    assert f"✓ {PLUGIN_ID}: registered by a running plugin, 1 models" in out
+
+
+def test_an_untrusted_project_plugin_is_a_warning(
+    cli: RunCli, write_config: Callable[[str], Path]
+) -> None:
+    write_config("")
+    _manifest(Path.cwd() / ".modelport" / "plugins" / "proj", '["python", "plugin.py"]')
+
+    result = cli("doctor")
+
+    assert result.exit_code == 0, result.stdout
+    assert "! plugin proj: project plugin not trusted" in result.stdout
+    assert "modelport plugins trust" in result.stdout
+
+
+def test_an_untrusted_project_config_is_a_warning_until_trusted(
+    cli: RunCli, write_config: Callable[[str], Path]
+) -> None:
+    write_config("")
+    project = Path.cwd()
+    config = project / ".modelport" / "config.toml"
+    config.parent.mkdir()
+    config.write_text('[connections.work]\nbase_url = "http://127.0.0.1:9/v1"\n')
+
+    result = cli("doctor")
+
+    assert result.exit_code == 0, result.stdout
+    assert f"! project config not trusted: ignoring [connections.work] in {config}" in result.stdout
+    assert f"fix: review the file, then `modelport plugins trust {project}`" in result.stdout
+    assert "work (" not in result.stdout  # its connection is not checked, nor used
+
+    TrustStore(Path(os.environ["MODELPORT_HOME"])).trust(plugins_folder(project))
+    trusted = cli("doctor")
+    assert "not trusted" not in trusted.stdout
+    assert "work (openai, http://127.0.0.1:9/v1)" in trusted.stdout
+
+
+def test_default_model_on_a_plugin_provider(
+    cli: RunCli, write_config: Callable[[str], Path], home: Path, upstream: FakeUpstream
+) -> None:
+    write_config(f'default_model = "{PLUGIN_ID}/gpt-4o-mini"\n')
+    install_example_plugin(home, upstream.url)
+
+    result = cli("doctor")
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "not configured" not in result.stdout
+    assert f"✓ {PLUGIN_ID}: default model 'gpt-4o-mini' is available" in result.stdout

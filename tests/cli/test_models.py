@@ -10,6 +10,7 @@ import pytest
 
 from modelport.testing import FakeUpstream, Reply
 from tests.cli.conftest import RunCli, refused_url
+from tests.test_api import PLUGIN_ID, install_example_plugin
 
 MODELS_BODY = {
     "object": "list",
@@ -109,3 +110,17 @@ def test_unknown_connection_is_an_error(cli: RunCli, two_connections: Path) -> N
 
     assert result.exit_code == 1
     assert "error: nope:" in result.stderr
+
+
+def test_plugin_models_are_listed_with_the_configured_ones(
+    cli: RunCli, two_connections: Path, home: Path, upstream: FakeUpstream
+) -> None:
+    install_example_plugin(home, upstream.url)
+    result = cli("models", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    addresses = [model["address"] for model in json.loads(result.stdout)]
+    assert addresses == [f"{PLUGIN_ID}/gpt-4o-mini", "up/gpt-4o", "up/gpt-4o-mini"]
+    only = cli("models", "--connection", PLUGIN_ID, "--json")
+    assert [m["address"] for m in json.loads(only.stdout)] == [f"{PLUGIN_ID}/gpt-4o-mini"]
+    assert json.loads(only.stdout)[0]["context_window"] == 128000

@@ -4,6 +4,10 @@ With a PROMPT argument (or text piped on stdin, or both: stdin first, then the
 prompt, the way ``llm`` does it) the command answers once and exits. With
 neither it opens a session that keeps the history until ``/exit`` or Ctrl-D;
 Ctrl-C there abandons the answer in progress, not the session.
+
+Plugin models (``<provider id>/<model>``) work too: the plugin host starts when
+the address needs it and stops when the command ends. Each answer is recorded
+in the usage ledger with ``api = "cli"``.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from modelport.types import ChatRequest, ChatResponse, Message, Reasoning
 
 if TYPE_CHECKING:
     from modelport.config import Config
+    from modelport.ledger import Ledger
     from modelport.router import Router
 
 __all__ = ["register"]
 
 _EXIT_COMMANDS = frozenset({"/exit", "/quit", "exit", "quit"})
 _EFFORTS = ("minimal", "low", "medium", "high")
+_API = "cli"  # what the usage ledger records these calls under
 
 
 def register(app: typer.Typer) -> None:
@@ -155,12 +161,12 @@ def _request(template: ChatRequest, messages: list[Message]) -> ChatRequest:
 async def _answer(router: Router, request: ChatRequest, options: _Options) -> ChatResponse:
     """Send one request and show the answer as it arrives (or at once with ``--no-stream``)."""
     if not options.stream:
-        response = await router.complete(request)
+        response = await router.complete(request, api=_API)
         print_response(response, as_json=options.as_json)
         return response
     printer = EventPrinter(model=request.model, as_json=options.as_json)
     try:
-        async for event in router.stream(request):
+        async for event in router.stream(request, api=_API):
             printer.add(event)
     except BaseException:
         # A broken or cancelled stream still leaves the terminal on a fresh line.
@@ -169,16 +175,37 @@ async def _answer(router: Router, request: ChatRequest, options: _Options) -> Ch
     return printer.close()
 
 
+def _router(config: Config) -> tuple[Router, Ledger | None]:
+    """A router that reaches plugin models and records calls in the usage ledger."""
+    from modelport.errors import ModelportError
+    from modelport.ledger import open_ledger
+    from modelport.router import Router, plugin_host
+
+    ledger: Ledger | None
+    try:
+        ledger = open_ledger(config)
+    except ModelportError as exc:  # the answer matters more than the bookkeeping
+        err_console().print(f"usage ledger disabled: {exc}", style="dim", markup=False)
+        ledger = None
+    return Router(config, ledger=ledger, provider_source=plugin_host), ledger
+
+
+async def _close(router: Router, ledger: Ledger | None) -> None:
+    try:
+        await router.aclose()
+    finally:
+        if ledger is not None:
+            await ledger.aclose()
+
+
 async def _one_shot(
     config: Config, template: ChatRequest, messages: list[Message], options: _Options
 ) -> None:
-    from modelport.router import Router
-
-    router = Router(config)
+    router, ledger = _router(config)
     try:
         response = await _answer(router, _request(template, messages), options)
     finally:
-        await router.aclose()
+        await _close(router, ledger)
     if options.usage and not options.as_json:
         print_usage(response.usage)
 
@@ -188,7 +215,6 @@ def _session(
 ) -> None:
     """The interactive loop: one event loop and one router for the whole session."""
     from modelport.errors import ModelportError
-    from modelport.router import Router
 
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
@@ -200,7 +226,7 @@ def _session(
         markup=False,
     )
     with asyncio.Runner() as runner:
-        router = Router(config)
+        router, ledger = _router(config)
         try:
             while True:
                 line = _read_line()
@@ -223,7 +249,7 @@ def _session(
                 if not options.as_json:
                     print_usage(response.usage)
         finally:
-            runner.run(router.aclose())
+            runner.run(_close(router, ledger))
 
 
 def _read_line() -> str | None:

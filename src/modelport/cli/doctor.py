@@ -2,9 +2,12 @@
 
 For every connection it lists the models (which proves the server is
 reachable and the key accepted) and, for the connection ``default_model``
-points at, checks the model is among them. Each problem comes with one
-concrete command to fix it. Exit code 1 when anything is broken; warnings
-(no default model, say) leave it at 0.
+points at, checks the model is among them. Plugins are checked without
+starting them (:func:`modelport.plugins.diagnose.diagnose`: manifests,
+programs, trust, provider packages), then started so that their providers
+are listed like connections. An untrusted project config is a warning. Each
+problem comes with one concrete command to fix it. Exit code 1 when anything
+is broken; warnings (no default model, say) leave it at 0.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from modelport.cli._output import err_console, exit_with, out_console, redact
 
 if TYPE_CHECKING:
     from modelport.config import Config, ConnectionConfig
+    from modelport.plugins.diagnose import Finding
     from modelport.router import ConnectionModels
 
 __all__ = ["register"]
@@ -73,6 +77,13 @@ def doctor() -> None:
         report.problem(f"config cannot be loaded: {redact(str(exc))}", "edit the file named above")
         exit_with(1)
 
+    for ignored in config.ignored:
+        report.warn(
+            f"project config not trusted: ignoring {', '.join(ignored.keys)} in {ignored.path}",
+            f"review the file, then `{ignored.fix}`",
+        )
+    _check_plugins(report)
+
     address: str | None = None
     default = default_model(config)
     if not default:
@@ -89,23 +100,27 @@ def doctor() -> None:
             shown = default if address == default else f"{default} → {address}"
             report.info("default model", shown)
     default_connection, default_id = _split(address)
-    if default_connection and config.connection(default_connection) is None:
+    checks = _check_all(config, default_connection)
+    if default_connection and default_connection not in checks:
         report.problem(
             f"default model {address!r} names connection {default_connection!r}, "
-            "which is not configured",
+            "which is not configured (and no plugin registered it)",
             f"`modelport connections add {default_connection} --compat ...`",
         )
         default_connection = None
-    if not config.connections and default_connection is None:
+    if not checks and default_connection is None:
         report.warn(
             "no connections configured",
             "`modelport local on`, or `modelport connections add NAME --compat ... --base-url ...`",
         )
 
-    for name, checked in _check_all(config, default_connection).items():
+    for name, checked in checks.items():
         connection = config.connection(name)
-        if connection is not None:  # plugin providers report through `modelport plugins`
-            _check_connection(report, name, connection, checked, default_connection, default_id)
+        if connection is None:  # a provider a running plugin registered
+            from modelport.config import ConnectionConfig
+
+            connection = ConnectionConfig(compat=f"plugin:{name}")
+        _check_connection(report, name, connection, checked, default_connection, default_id)
 
     if report.broken:
         err_console().print(
@@ -115,6 +130,38 @@ def doctor() -> None:
         )
         exit_with(1)
     err_console().print("Everything works.", style="bold green", markup=False)
+
+
+def _check_plugins(report: _Report) -> None:
+    """Plugin folders and provider packages, checked without starting anything."""
+    from modelport.config import find_project_dir, modelport_home
+    from modelport.plugins.diagnose import diagnose
+    from modelport.plugins.discovery import default_dirs
+
+    home = modelport_home()
+    findings = diagnose(default_dirs(home, find_project_dir()), home)
+    if not findings:
+        return
+    report.console.print("plugins", style="bold", markup=False)
+    for finding in findings:
+        text = f"{finding.kind} {finding.name}: {redact(finding.message)}"
+        if finding.level == "ok":
+            report.ok(text)
+        elif finding.level == "warning":
+            report.warn(text)  # the message says what to run
+        else:
+            report.problem(text, _plugin_fix(finding))
+
+
+def _plugin_fix(finding: Finding) -> str:
+    if finding.kind == "package":
+        return (
+            f"reinstall the package that provides {finding.name!r}, or uninstall it "
+            "(`modelport plugins list` names it)"
+        )
+    if "not installed" in finding.message:
+        return "install that program, or change 'command' in the plugin's modelport-plugin.toml"
+    return "correct the plugin's modelport-plugin.toml, then `modelport plugins check DIR`"
 
 
 def _print_locations(report: _Report) -> None:
@@ -153,15 +200,23 @@ class _Checked:
 
 
 def _check_all(config: Config, default_connection: str | None) -> dict[str, _Checked]:
-    """Every configured connection's check, plus the default's ready-made one if it uses one."""
+    """Every configured connection's and plugin provider's check, plus the default's preset.
+
+    The default's connection is left out when it is neither configured, a
+    preset, nor registered by a plugin.
+    """
     from modelport.errors import ModelportError
-    from modelport.router import Router
+    from modelport.router import Router, plugin_host
 
     async def _run() -> dict[str, _Checked]:
-        router = Router(config)
+        router = Router(config, provider_source=plugin_host)
         try:
             reports = await router.list_models_report()
-            if default_connection and default_connection not in {r.connection for r in reports}:
+            if (
+                default_connection
+                and default_connection not in {r.connection for r in reports}
+                and config.connection(default_connection) is not None
+            ):
                 reports += await router.list_models_report(default_connection)
             checked = {}
             for result in reports:
@@ -189,7 +244,8 @@ def _check_connection(
 ) -> None:
     from modelport.errors import AuthError, NetworkError
 
-    where = connection.base_url or "its default URL"
+    plugin = (connection.compat or "").startswith("plugin:")
+    where = "a plugin" if plugin else connection.base_url or "its default URL"
     report.console.print(
         f"{name} ({connection.compat or 'openai'}, {where})", style="bold", markup=False
     )
@@ -198,7 +254,8 @@ def _check_connection(
     result = checked.result
     error = result.error
     if error is None:
-        report.ok(f"{name}: reachable, {len(result.models)} models")
+        state = "registered by a running plugin" if plugin else "reachable"
+        report.ok(f"{name}: {state}, {len(result.models)} models")
         if name == default_connection and default_model:
             if default_model in {model.id for model in result.models}:
                 report.ok(f"{name}: default model {default_model!r} is available")
@@ -209,7 +266,9 @@ def _check_connection(
                 )
         return
     message = redact(getattr(error, "message", str(error)))
-    if isinstance(error, NetworkError):
+    if plugin:
+        report.problem(f"{name}: {message}", "`modelport plugins list` shows each plugin's state")
+    elif isinstance(error, NetworkError):
         report.problem(f"{name}: {message}", _unreachable_fix(name, connection))
     elif isinstance(error, AuthError):
         report.problem(f"{name}: key missing or refused: {message}", _key_fix(name, connection))

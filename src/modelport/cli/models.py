@@ -1,5 +1,7 @@
 """``modelport models``: every connection's models, as each upstream lists them.
 
+Plugin models are included: the plugins start for the listing and stop after it.
+
 A connection that cannot be listed prints its error on stderr and the others
 are still shown. The command exits 1 only when every connection failed, so a
 script can tell "nothing reachable" from "one provider is down".
@@ -37,16 +39,16 @@ def models(
         bool, typer.Option("--json", help="Print a JSON array of models instead of a table.")
     ] = False,
 ) -> None:
-    """List the models every configured connection offers.
+    """List the models every configured connection and every plugin offers.
 
     A connection that fails prints its error on stderr; the command exits 1
     only when every connection failed.
     """
     from modelport.config import load_config
-    from modelport.router import Router
+    from modelport.router import Router, plugin_host
 
     async def _report() -> list[ConnectionModels]:
-        router = Router(load_config())
+        router = Router(load_config(), provider_source=plugin_host)
         try:
             return list(await router.list_models_report(connection))
         finally:
