@@ -108,3 +108,22 @@ def test_the_trust_command_covers_the_project_config(
     result = cli("plugins", "trust")
     assert result.exit_code == 0, result.stderr
     assert load_config().connections["work"].base_url == "http://proj/v1"
+
+
+def test_the_trust_command_trusts_a_project_that_has_only_a_config(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The warning about an ignored project config tells the user to run this
+    # command, so it must work without a plugins folder.
+    from modelport.config import load_config
+
+    project = tmp_path / "proj"
+    (project / ".modelport").mkdir(parents=True)
+    config = project / ".modelport" / "config.toml"
+    config.write_text('[connections.work]\nbase_url = "http://proj/v1"\n')
+    monkeypatch.chdir(project)
+    assert "work" not in load_config().connections
+    result = cli("plugins", "trust")
+    assert result.exit_code == 0, result.stderr
+    assert f"trusted {config.resolve()}" in result.stdout
+    assert load_config().connections["work"].base_url == "http://proj/v1"

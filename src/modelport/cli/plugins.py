@@ -225,9 +225,9 @@ def trust(
     ] = None,
     revoke: Annotated[bool, typer.Option("--revoke", help="Withdraw trust instead.")] = False,
 ) -> None:
-    """Trust the project's plugins (as they are now) so that they may start."""
+    """Trust the project's plugins and config.toml (as they are now) so that they apply."""
     from modelport.config import find_project_dir, modelport_home
-    from modelport.plugins.trust import TrustStore, plugins_folder
+    from modelport.plugins.trust import TrustStore, config_hash, plugins_folder, project_config_file
 
     if path is None:
         project = find_project_dir()
@@ -243,15 +243,21 @@ def trust(
             markup=False,
         )
         return
-    if not folder.is_dir():
-        fail(f"{folder} is not a folder of plugins")
+    config = project_config_file(folder)
+    has_config = config is not None and config.is_file()
+    if not folder.is_dir() and not has_config:
+        fail(f"{folder.parent} holds neither plugins nor a config.toml to trust")
     trusted = store.trust(folder)
-    if not trusted:
+    if not trusted and not has_config:
         fail(f"{folder} holds no plugins (folders with modelport-plugin.toml)")
     for name, digest in trusted.items():
         out_console().print(f"trusted {name} (manifest sha256 {digest[:12]})", markup=False)
+    if has_config and config is not None:
+        digest = config_hash(config.read_bytes())
+        out_console().print(f"trusted {config} (sha256 {digest[:12]})", markup=False)
     err_console().print(
-        "A changed manifest, or a plugin added later, needs `modelport plugins trust` again.",
+        "A changed manifest or config, or a plugin added later, needs "
+        "`modelport plugins trust` again.",
         markup=False,
     )
 

@@ -113,6 +113,7 @@ class PluginProcess:
         self._by_request: dict[str, Call] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._exited = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
         self._exit_seen = asyncio.Event()
         self._failure: PluginError | None = None
         self.stopping = False
@@ -155,7 +156,7 @@ class PluginProcess:
         self._exit_seen = protocol.exit_seen
         reader = self._spawn_task(self._read_stdout())
         errors = self._spawn_task(self._read_stderr())
-        self._spawn_task(self._watch(reader, errors))
+        self._watcher = self._spawn_task(self._watch(reader, errors))
 
     def _spawn_task(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -189,11 +190,20 @@ class PluginProcess:
                 await self.notify("exit")
         self._close_stdin()
         try:
-            await asyncio.wait_for(self._exited.wait(), grace)
+            await asyncio.wait_for(self._exit_signal(), grace)
         except TimeoutError:
             self.kill()
-            await self._exited.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_signal(), grace)
         return self.returncode
+
+    def _exit_signal(self) -> Any:
+        """What to await for the exit: the watcher's event, or, when the watcher
+        task is gone (``asyncio.run`` cancels every task before closing the loop),
+        the process protocol's own exit event, which nothing else would set."""
+        if self._watcher is not None and self._watcher.done() and not self._exited.is_set():
+            return self._exit_seen.wait()
+        return self._exited.wait()
 
     def _close_stdin(self) -> None:
         if self._proc is not None and self._proc.stdin is not None:
