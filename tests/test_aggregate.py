@@ -77,6 +77,13 @@ def test_invalid_tool_arguments_are_a_parse_error_naming_the_tool() -> None:
         )
 
 
+def test_a_second_start_at_the_same_index_is_a_parse_error() -> None:
+    aggregator = Aggregator(model="m")
+    aggregator.add(ToolCallStartEvent(index=0, id="a", name="first"))
+    with pytest.raises(ParseError, match="'first' already holds"):
+        aggregator.add(ToolCallStartEvent(index=0, id="b", name="second"))
+
+
 def test_fragment_before_start_is_a_parse_error() -> None:
     with pytest.raises(ParseError):
         Aggregator(model="m").add(ToolCallDeltaEvent(index=3, arguments="{}"))

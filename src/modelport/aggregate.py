@@ -78,6 +78,13 @@ class Aggregator:
                 if signature is not None:
                     self._close_thinking(signature)
             case ToolCallStartEvent(index=index, id=id, name=name):
+                if index in self._calls:
+                    # Replacing it would silently lose a call and its arguments.
+                    raise ParseError(
+                        f"Tool call {name!r} started at index {index}, which "
+                        f"{self._calls[index].name!r} already holds",
+                        model=self.model,
+                    )
                 self._calls[index] = _PendingCall(id, name)
             case ToolCallDeltaEvent(index=index, arguments=arguments):
                 call = self._calls.get(index)

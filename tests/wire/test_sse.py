@@ -50,6 +50,10 @@ def test_crlf_split_between_chunks_is_one_line_ending() -> None:
     assert _decode([b"data: a\r", b"\ndata: b\r\n\r\n"]) == [SSEEvent(data="a\nb")]
 
 
+def test_an_empty_read_keeps_a_pending_carriage_return() -> None:
+    assert _decode([b"data: a\r", b"", b"\ndata: b\r\n\r\n"]) == [SSEEvent(data="a\nb")]
+
+
 def test_event_without_data_is_not_dispatched() -> None:
     assert _decode([b"event: ping\n\n"]) == []
 

@@ -37,6 +37,8 @@ class SSEDecoder:
         self._first_line = True
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not chunk:  # an empty read must not forget a pending "\r"
+            return []
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._pending_cr = False
