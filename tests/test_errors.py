@@ -39,6 +39,14 @@ def test_errors_pickle_and_travel_as_json_with_every_attribute(exc: ModelportErr
         assert str(copy) == str(exc)
 
 
+def test_a_foreign_subclass_travels_as_its_nearest_known_class() -> None:
+    class UpstreamBusy(RateLimitError):
+        pass
+
+    copy = error_from_dict(UpstreamBusy("busy", retry_after=2.0).to_dict())
+    assert type(copy) is RateLimitError and copy.retry_after == 2.0 and copy.retryable
+
+
 def test_unknown_class_from_a_plugin_becomes_the_base() -> None:
     exc = error_from_dict({"class": "Weird", "message": "hm", "status": 418})
     assert type(exc) is ModelportError and exc.status == 418

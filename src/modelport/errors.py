@@ -99,8 +99,13 @@ class ModelportError(Exception):
         return (_rebuild, (type(self), self.message, self._attributes()))
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form; :func:`error_from_dict` turns it back into the same class."""
-        data = {"class": type(self).__name__, "message": self.message}
+        """A JSON-ready form; :func:`error_from_dict` turns it back into the same class.
+
+        A subclass defined elsewhere travels as the nearest class of this module,
+        so a receiver that knows only these still retries and maps it right.
+        """
+        known = next(cls for cls in type(self).__mro__ if _CLASSES.get(cls.__name__) is cls)
+        data = {"class": known.__name__, "message": self.message}
         data.update({k: v for k, v in self._attributes().items() if v is not None})
         return data
 
