@@ -2,7 +2,7 @@
 
 ``echo-1`` streams the last user message back word by word (an async
 generator); ``tools-1`` streams two tool calls out of index order; the text
-``rate`` raises a RateLimitError and ``wait`` waits to be cancelled.
+``rate`` raises a RateLimitError (``quota``, a subclass of it) and ``wait`` waits to be cancelled.
 Completions go through an explicit completion handler.
 """
 
@@ -13,6 +13,11 @@ import sys
 
 from modelport.errors import AuthError, RateLimitError
 from modelport.plugin import Request, llm_provider, plugin, send_chunk, send_error, send_reply
+
+
+class QuotaExceeded(RateLimitError):
+    """A plugin's own error class: the host knows it as a RateLimitError."""
+
 
 USAGE = {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
 
@@ -38,6 +43,8 @@ async def stream(request: Request):
     text = request.messages[-1]["content"]
     if text == "rate":
         raise RateLimitError("slow down", status=429, retry_after=3)
+    if text == "quota":
+        raise QuotaExceeded("quota used up", status=429, retry_after=9)
     if text == "wait":
         yield "waiting "
         try:

@@ -13,11 +13,12 @@ import modelport.plugin as sdk
 from modelport.aggregate import aaggregate
 from modelport.config import parse_config
 from modelport.errors import AuthError, ModelNotFoundError, RateLimitError
-from modelport.events import TextEvent
+from modelport.events import FinishEvent, TextEvent, UsageEvent
 from modelport.plugin import ChunkAssembler
 from modelport.plugins.conformance import check_plugin
 from modelport.plugins.discovery import PluginDir
 from modelport.plugins.host import PluginHost
+from modelport.router import Router
 from modelport.types import ChatRequest, Message
 
 ECHO = Path(__file__).with_name("_echo_plugin.py")
@@ -203,3 +204,47 @@ def test_importing_the_sdk_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_subclass_of_a_modelport_error_keeps_its_nearest_class(host: PluginHost) -> None:
+    with pytest.raises(RateLimitError) as caught:
+        [e async for e in host.providers["echo-bot"].stream(_ask("quota"))]
+    assert caught.value.retry_after == 9 and caught.value.status == 429
+
+
+ONE_HANDLER = Path(__file__).with_name("_one_handler_plugin.py")
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"), [("complete", "whole answer"), ("stream", "streamed answer")]
+)
+async def test_one_handler_answers_both_stream_and_complete_through_the_router(
+    tmp_path: Path, kind: str, text: str
+) -> None:
+    folder = tmp_path / "plugins" / "one"
+    folder.mkdir(parents=True)
+    (folder / "modelport-plugin.toml").write_text(
+        'name = "one"\nversion = "0.1.0"\ntype = "llm-provider"\n'
+        f'command = ["python", "{ONE_HANDLER}", "{kind}"]\ntriggers = ["startup"]\n'
+    )
+    config = parse_config("")
+    router = Router(config, env={})
+    host = PluginHost(
+        router, dirs=[PluginDir(tmp_path / "plugins", "home")], home=tmp_path, config=config
+    )
+    request = ChatRequest(model=f"only-{kind}/m", messages=[Message(role="user", content="hi")])
+    try:
+        await host.load()
+        await host.start_startup_plugins()
+        events = [event async for event in router.stream(request)]
+        assert "".join(e.text for e in events if isinstance(e, TextEvent)) == text
+        finish = [e for e in events if isinstance(e, FinishEvent)]
+        usage = [e for e in events if isinstance(e, UsageEvent)]
+        assert [e.reason for e in finish] == ["length"]
+        assert [(e.input_tokens, e.output_tokens) for e in usage] == [(5, 2)]
+        completed = await router.complete(request)
+        assert (completed.content, completed.finish_reason) == (text, "length")
+        assert completed.usage.input_tokens == 5
+    finally:
+        await host.aclose()
+        await router.aclose()

@@ -7,7 +7,13 @@ Modes: ``ok`` (a well-behaved echo), ``crash_mid_stream``, ``hang`` (never
 answers provider requests), ``garbage`` (prints a non-JSON line mid-stream),
 ``register_twice``, ``exit_in_initialize``, ``crash_after_start``,
 ``error_reply`` (answers with a RateLimitError), ``shadow_builtin``,
-``no_initialize_answer``, ``ignore_shutdown``.
+``no_initialize_answer``, ``ignore_shutdown``, ``crash_if_file`` (``crash_after_start``
+while a file named ``crash`` exists in its folder), ``reverse`` (holds provider
+requests and answers each batch of three in reverse order, echoing each request's
+last message; logs every JSON-RPC id it receives), ``ignore_all`` (no answer to
+unknown methods or unknown providers; streams through a ``$/cancelRequest``),
+``string_fields`` (errors whose numbers are strings or junk, picked by the message),
+``requires_key_no_field`` (requiresKey with only a text field).
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ def register(provider_id: str = PROVIDER) -> dict:
         {
             "providerId": provider_id,
             "name": "Scripted",
-            "requiresKey": False,
+            "requiresKey": MODE == "requires_key_no_field",
             "configFields": [{"key": "greeting", "label": "Greeting", "type": "text"}],
             "models": [{"id": "m1", "name": "Model One", "contextWindow": 1000}],
         },
@@ -83,6 +89,9 @@ def completion(text: str) -> dict:
     }
 
 
+held: list[tuple[int, str]] = []
+
+
 def main() -> None:
     print(f"scripted plugin starting in mode {MODE}", file=sys.stderr, flush=True)
     while True:
@@ -107,6 +116,9 @@ def main() -> None:
                 answer = register()
                 print(f"second register: {json.dumps(answer)}", file=sys.stderr, flush=True)
             send({"jsonrpc": "2.0", "id": id, "result": {}})
+            if MODE == "crash_if_file" and os.path.exists("crash"):
+                print("crashing because ./crash exists", file=sys.stderr, flush=True)
+                sys.exit(9)
             if MODE == "crash_after_start":
                 time.sleep(0.05)
                 print("crashing on purpose", file=sys.stderr, flush=True)
@@ -124,6 +136,32 @@ def main() -> None:
             options = params["options"]
             if MODE == "hang":
                 continue
+            if MODE == "reverse":
+                print(f"rpc id {id}", file=sys.stderr, flush=True)
+                held.append((id, options["messages"][-1]["content"]))
+                if len(held) == 3:
+                    for held_id, text in reversed(held):
+                        send({"jsonrpc": "2.0", "id": held_id, "result": completion(text)})
+                    held.clear()
+                continue
+            if MODE == "string_fields":
+                data = {
+                    "rate": {"class": "RateLimitError", "status": "429", "retry_after": "3"},
+                    "upstream": {"class": "UpstreamError", "status": "503", "retry_after": "soon"},
+                    "context": {"class": "ContextTooLongError", "limit": "x", "actual": [1]},
+                }[options["messages"][-1]["content"]]
+                error = {"code": -32000, "message": "sloppy", "data": data}
+                send({"jsonrpc": "2.0", "id": id, "error": error})
+                continue
+            if MODE == "ignore_all":
+                if params["providerId"] != PROVIDER:
+                    continue
+                if method == "provider.stream":
+                    for _ in range(15):  # never reads the $/cancelRequest meanwhile
+                        chunk(rid, {"content": "x"})
+                        time.sleep(0.1)
+                    send({"jsonrpc": "2.0", "id": id, "result": completion("x" * 15)})
+                    continue
             if MODE == "error_reply":
                 error = {
                     "code": -32000,
@@ -132,18 +170,17 @@ def main() -> None:
                 }
                 send({"jsonrpc": "2.0", "id": id, "error": error})
                 continue
+            if MODE in ("env", "config"):
+                text = json.dumps(
+                    dict(os.environ) if MODE == "env" else options.get("providerConfig")
+                )
+                if method == "provider.stream":
+                    chunk(rid, {"content": text})
+                    chunk(rid, {}, "stop")
+                send({"jsonrpc": "2.0", "id": id, "result": completion(text)})
+                continue
             if method == "provider.complete":
                 send({"jsonrpc": "2.0", "id": id, "result": completion("Hello")})
-                continue
-            if MODE == "env":
-                chunk(rid, {"content": json.dumps(dict(os.environ))})
-                chunk(rid, {}, "stop")
-                send({"jsonrpc": "2.0", "id": id, "result": completion("")})
-                continue
-            if MODE == "config":
-                chunk(rid, {"content": json.dumps(options.get("providerConfig"))})
-                chunk(rid, {}, "stop")
-                send({"jsonrpc": "2.0", "id": id, "result": completion("")})
                 continue
             chunk(rid, {"role": "assistant", "content": "Hel"})
             if MODE == "crash_mid_stream":
@@ -158,7 +195,7 @@ def main() -> None:
             chunk(rid, {"content": "lo"})
             chunk(rid, {}, "stop")
             send({"jsonrpc": "2.0", "id": id, "result": completion("Hello")})
-        elif id is not None:
+        elif id is not None and MODE != "ignore_all":
             error = {"code": -32601, "message": f"no method {method}"}
             send({"jsonrpc": "2.0", "id": id, "error": error})
 

@@ -126,3 +126,14 @@ def test_a_gateway_that_is_not_running(cli: RunCli) -> None:
         port = sock.getsockname()[1]
     result = cli("plugins", "load", "--gateway", f"http://127.0.0.1:{port}")
     assert result.exit_code == 1 and "cannot reach the gateway" in result.stderr
+
+
+def test_list_shows_registration_problems_in_the_note_column(
+    cli: RunCli, home: Path, gateway_factory: GatewayFactory
+) -> None:
+    write_plugin(home / "plugins", "p", scripted("register_twice"))
+    gateway = gateway_factory(create_app(parse_config(""), ledger=False))
+    assert cli("plugins", "start", "p", "--gateway", gateway.url).exit_code == 0
+    listed = cli("plugins", "list", "--gateway", gateway.url)
+    [row] = [line for line in listed.stdout.splitlines() if " p " in line]
+    assert "provider.register refused: Provider id 'scripted' is taken" in row

@@ -68,3 +68,12 @@ async def test_garbage_and_a_plugin_that_ignores_unknown_providers(tmp_path: Pat
     folder = write_plugin(tmp_path, "g", scripted("garbage"))
     results = {r.name: r for r in await check_plugin(folder, timeout=2.0)}
     assert not results["stream"].ok and "not the protocol" in results["stream"].detail
+
+
+async def test_a_plugin_that_ignores_cancel_and_unknown_requests_fails(tmp_path: Path) -> None:
+    folder = write_plugin(tmp_path, "p", scripted("ignore_all"))
+    results = {r.name: r for r in await check_plugin(folder, timeout=1.0)}
+    assert results["stream"].ok and results["complete"].ok
+    assert not results["cancel"].ok and "no -32800 answer" in results["cancel"].detail
+    assert not results["errors"].ok
+    assert "unknown method got no JSON-RPC error answer" in results["errors"].detail

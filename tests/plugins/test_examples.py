@@ -117,6 +117,27 @@ async def test_example_passes_on_a_rate_limit_with_its_retry_after(
 
 
 @pytest.mark.parametrize(("name", "language"), PLUGINS)
+async def test_example_sends_no_retry_after_when_the_api_gave_none(
+    name: str, language: str, make_host: HostFactory, upstream: FakeUpstream
+) -> None:
+    upstream.route(
+        "POST", "/v1/chat/completions", Reply.json({"error": {"message": "busy"}}, status=429)
+    )
+    host = make_host(
+        PluginDir(EXAMPLES, "shipped"),
+        config=_config(name, upstream.url, key_env=None),
+        get_key=lambda provider_id: "sk-from-keyring",
+    )
+    await host.load()
+    await host.start(name)
+    request = ChatRequest(model="gpt-4o-mini", messages=[Message(role="user", content="hi")])
+    with pytest.raises(RateLimitError) as caught:
+        await host.providers[name].complete(request)
+    assert caught.value.status == 429
+    assert caught.value.retry_after is None  # not 0, which would mean "retry at once"
+
+
+@pytest.mark.parametrize(("name", "language"), PLUGINS)
 async def test_example_reports_an_unreachable_api_as_a_network_error(
     name: str, language: str, make_host: HostFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -60,11 +63,14 @@ async def test_a_crash_mid_stream_fails_only_that_plugin(
             seen.append(event)
     assert seen == [TextEvent(text="Hel")]
     assert caught.value.plugin == "bad"
-    assert "exit code 5" in str(caught.value) and "dying mid-stream" in str(caught.value)
+    assert "exit code 5" in str(caught.value)
+    # The plugin's log stays out of errors that reach API clients ...
+    assert "dying mid-stream" not in str(caught.value)
     await asyncio.sleep(0.05)
     info = host.describe("bad", stderr=True)
     assert info["state"] == "crashed" and info["exit_code"] == 5
-    assert "dying mid-stream" in info["stderr"]
+    assert "dying mid-stream" not in info["error"]
+    assert "dying mid-stream" in info["stderr"]  # ... and is shown where operators look
     assert "bad" not in registry.providers  # its models are gone
 
     response = await host.providers["good"].complete(_request())  # the other one carries on
@@ -130,7 +136,7 @@ async def test_exit_during_initialize(make_host: HostFactory, home: Path) -> Non
     await host.load()
     with pytest.raises(PluginError, match="failed to start") as caught:
         await host.start("p")
-    assert "exit code 7" in str(caught.value) and "cannot initialize" in str(caught.value)
+    assert "exit code 7" in str(caught.value) and "cannot initialize" not in str(caught.value)
     info = host.describe("p", stderr=True)
     assert info["state"] == "crashed" and info["exit_code"] == 7
     assert "fatal: cannot initialize" in info["stderr"]
@@ -186,11 +192,50 @@ async def test_a_crashed_startup_plugin_restarts_with_backoff_then_gives_up(
 
 
 async def test_a_manual_start_after_giving_up_works(make_host: HostFactory, home: Path) -> None:
-    host = await _started(make_host, home, "ok")
-    await host.stop("p")
-    assert host.describe("p")["state"] == "stopped" and host.providers == {}
+    folder = write_plugin(home / "plugins", "p", scripted("crash_if_file"), triggers=["startup"])
+    (folder / "crash").write_text("")
+    host = make_host(max_restarts=1, restart_backoff=0.05)
+    await host.load()
+    await host.start_startup_plugins()
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if "gave up" in (host.describe("p")["error"] or ""):
+            break
+    else:
+        raise AssertionError(f"never gave up: {host.describe('p')}")
+    assert host.describe("p")["state"] == "crashed" and host.providers == {}
+    (folder / "crash").unlink()  # the user fixed the problem
     await host.start("p")
     assert host.describe("p")["state"] == "running" and "scripted" in host.providers
+    assert host.describe("p")["error"] is None
+
+
+async def test_restarts_back_off_exponentially_up_to_the_maximum(
+    make_host: HostFactory, home: Path
+) -> None:
+    delays: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(0)
+
+    host = await _started(
+        make_host,
+        home,
+        "crash_after_start",
+        max_restarts=5,
+        restart_backoff=0.5,
+        max_backoff=3.0,
+        sleep=sleep,
+    )
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if "gave up" in (host.describe("p")["error"] or ""):
+            break
+    else:
+        raise AssertionError(f"never gave up: {host.describe('p')}")
+    assert delays == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert host.describe("p")["restarts"] == 5
 
 
 async def test_stop_kills_a_plugin_that_ignores_shutdown(
@@ -273,18 +318,30 @@ async def test_a_cancelled_task_sends_cancel_request(make_host: HostFactory, hom
     assert host.describe("p")["state"] == "running"
 
 
-async def test_request_ids_are_unique_across_plugins(make_host: HostFactory, home: Path) -> None:
-    write_plugin(home / "plugins", "a", scripted("ok", "a"), triggers=["startup"])
-    write_plugin(home / "plugins", "b", scripted("ok", "b"), triggers=["startup"])
+async def test_request_ids_are_unique_across_plugins_and_answers_match_by_id(
+    make_host: HostFactory, home: Path
+) -> None:
+    write_plugin(home / "plugins", "a", scripted("reverse", "a"), triggers=["startup"])
+    write_plugin(home / "plugins", "b", scripted("reverse", "b"), triggers=["startup"])
     host = make_host()
     await host.load()
     await host.start_startup_plugins()
-    results = await asyncio.gather(
-        *(host.providers[pid].complete(_request()) for pid in ("a", "b", "a", "b", "a"))
-    )
-    assert [r.content for r in results] == ["Hello"] * 5
-    a, b = host._plugins["a"].process, host._plugins["b"].process
-    assert a is not None and b is not None and a._ids is b._ids  # one counter per host
+
+    def ask(pid: str, text: str):
+        request = ChatRequest(model="m1", messages=[Message(role="user", content=text)])
+        return host.providers[pid].complete(request)
+
+    asks = [("a", "a1"), ("b", "b1"), ("a", "a2"), ("b", "b2"), ("a", "a3"), ("b", "b3")]
+    results = await asyncio.wait_for(asyncio.gather(*(ask(pid, t) for pid, t in asks)), 10)
+    # Each plugin answered its three requests last-first: every answer still found its caller.
+    assert [r.content for r in results] == [text for _, text in asks]
+    ids = [
+        int(line.removeprefix("rpc id "))
+        for name in ("a", "b")
+        for line in host.describe(name, stderr=True)["stderr"]
+        if line.startswith("rpc id ")
+    ]
+    assert len(ids) == 6 and len(set(ids)) == 6, ids  # as seen on the wire
 
 
 NODE_SCRIPTED = Path(__file__).with_name("_scripted_plugin.js")
@@ -308,7 +365,7 @@ async def test_a_node_plugin_streams_crashes_and_prints_garbage(
     await host.stop("node-ok")
 
     await host.start("node-crash_mid_stream")
-    with pytest.raises(PluginError, match="exit code 5.*node: dying mid-stream"):
+    with pytest.raises(PluginError, match="exit code 5"):
         [e async for e in host.providers["node-scripted"].stream(_request())]
     await asyncio.sleep(0.05)
     assert host.describe("node-crash_mid_stream")["state"] == "crashed"
@@ -325,8 +382,9 @@ async def test_a_node_plugin_that_exits_during_initialize(
     write_plugin(home / "plugins", "n", _node("exit_in_initialize"))
     host = make_host()
     await host.load()
-    with pytest.raises(PluginError, match="exit code 7.*node: cannot initialize"):
+    with pytest.raises(PluginError, match="exit code 7"):
         await host.start("n")
+    assert "node: cannot initialize" in host.describe("n", stderr=True)["stderr"]
 
 
 async def test_ensure_started_loads_once_and_starts_what_never_ran(
@@ -374,3 +432,75 @@ async def test_a_start_cancelled_during_initialize_leaves_no_child(
         await task
     assert process is not None and await asyncio.wait_for(process.wait(), 5) is not None
     assert host.describe("p")["state"] == "stopped"
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie nobody reaped yet counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+async def _wait_gone(pid: int, seconds: float = 5.0) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if _gone(pid):
+            return True
+        await asyncio.sleep(0.05)
+    return _gone(pid)
+
+
+@pytest.mark.parametrize("how", ["stop", "crash"])
+async def test_background_children_do_not_outlive_the_plugin(
+    make_host: HostFactory, home: Path, how: str
+) -> None:
+    mode = "ok" if how == "stop" else "crash_after_start"
+    command = " ".join(scripted(mode))
+    folder = write_plugin(
+        home / "plugins",
+        "p",
+        ["sh", "-c", f"sleep 777 </dev/null >/dev/null 2>&1 & echo $! > sleep.pid; exec {command}"],
+    )
+    host = make_host(max_restarts=0, kill_grace=0.5)
+    await host.load()
+    sleeper = 0
+    try:
+        await host.start("p")
+        sleeper = int((folder / "sleep.pid").read_text())
+        assert not _gone(sleeper)
+        if how == "stop":
+            await host.stop("p")
+            assert host.describe("p")["exit_code"] == 0
+        else:
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if host.describe("p")["state"] == "crashed":
+                    break
+            assert host.describe("p")["exit_code"] == 9
+        assert await _wait_gone(sleeper), "the plugin's background child is still running"
+    finally:
+        if sleeper:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(sleeper, signal.SIGKILL)
+
+
+async def test_each_run_is_marked_in_the_log(make_host: HostFactory, home: Path) -> None:
+    folder = write_plugin(home / "plugins", "p", scripted("crash_if_file"))
+    (folder / "crash").write_text("")
+    host = make_host(max_restarts=0)
+    await host.load()
+    await host.start("p")
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if host.describe("p")["state"] == "crashed":
+            break
+    first_error = host.describe("p")["error"]
+    assert "exit code 9" in first_error and "crashing because" not in first_error
+    (folder / "crash").unlink()
+    await host.start("p")
+    await host.stop("p")
+    log = host.describe("p", stderr=True)["stderr"]
+    second = log.index("[modelport] --- run 2 ---")
+    assert log.index("[modelport] --- run 1 ---") < log.index("crashing because ./crash exists")
+    assert "crashing because ./crash exists" not in log[second:]  # the old run stays in its part

@@ -26,6 +26,7 @@ def test_messages_are_one_line_each() -> None:
         (b'{"jsonrpc": "2.0", "id": 1}', "one of result/error"),
         (b'{"jsonrpc": "2.0", "id": 1, "result": 1, "error": {}}', "one of result/error"),
         (b'{"jsonrpc": "2.0", "id": 1, "error": "bad"}', "malformed error"),
+        (b'{"jsonrpc": "2.0", "id": 1, "error": null}', "malformed error"),
         (b'{"jsonrpc": "2.0", "id": [1], "method": "x"}', "'id' is neither"),
     ],
 )
@@ -56,3 +57,47 @@ def test_unnamed_errors_become_plugin_errors_naming_the_plugin() -> None:
     assert isinstance(unknown, PluginError)
     crashed = jsonrpc.error_to_rpc(ValueError("bad value"))
     assert crashed["data"] == {"class": "PluginError"} and "bad value" in crashed["message"]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"class": "RateLimitError", "retry_after": "3", "status": "429"}, (429, 3.0)),
+        ({"class": "RateLimitError", "retry_after": "soon", "status": [429]}, (None, None)),
+        ({"class": "UpstreamError", "status": "503.0", "retry_after": -1}, (503, None)),
+        ({"class": "UpstreamError", "status": True, "retry_after": float("nan")}, (None, None)),
+    ],
+)
+def test_error_fields_are_converted_or_dropped(data: dict, expected: tuple) -> None:
+    error = jsonrpc.error_from_rpc({"code": -32000, "message": "m", "data": data}, plugin="p")
+    assert type(error).__name__ == data["class"]
+    assert (error.status, error.retry_after) == expected
+
+
+def test_malformed_fields_still_make_a_well_formed_error() -> None:
+    error = jsonrpc.error_from_rpc(
+        {
+            "code": -32000,
+            "message": "m",
+            "data": {"class": "ContextTooLongError", "limit": "lots", "connection": 5},
+        },
+        plugin="p",
+    )
+    assert isinstance(error, ContextTooLongError)
+    assert error.limit is None and error.connection is None
+    assert str(error) == "m"
+
+
+def test_a_subclass_travels_as_the_nearest_modelport_class() -> None:
+    class QuotaExceeded(RateLimitError):
+        pass
+
+    class Mine(ContextTooLongError):
+        pass
+
+    wire = jsonrpc.error_to_rpc(QuotaExceeded("quota", retry_after=5))
+    assert wire["data"]["class"] == "RateLimitError"
+    back = jsonrpc.error_from_rpc(wire, plugin="p")
+    assert type(back) is RateLimitError and back.retry_after == 5
+    nested = jsonrpc.error_from_rpc(jsonrpc.error_to_rpc(Mine("long", limit=3)), plugin="p")
+    assert type(nested) is ContextTooLongError and nested.limit == 3

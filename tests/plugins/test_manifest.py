@@ -67,3 +67,31 @@ def test_not_toml_and_no_file(tmp_path: Path) -> None:
         load_manifest(_write(tmp_path, "name = = ="))
     with pytest.raises(ManifestError, match="no modelport-plugin.toml"):
         load_manifest(tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "GITHUB_PAT",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "MY_SECRET_SAUCE",
+        "SECRETS_DIR",
+        "PGPASSWORD",
+        "SSH_AUTH_SOCK",
+        "SLACK_TOKEN_FILE",
+    ],
+)
+def test_env_may_not_name_a_secret_anywhere_in_the_name(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ManifestError, match=f"may not pass secrets to the plugin \\({name}\\)"):
+        load_manifest(_write(tmp_path, GOOD.replace('env = ["HTTPS_PROXY"]', f'env = ["{name}"]')))
+
+
+def test_env_may_name_ordinary_settings(tmp_path: Path) -> None:
+    names = ["HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "KEYBOARD_LAYOUT", "NODE_OPTIONS"]
+    text = GOOD.replace(
+        'env = ["HTTPS_PROXY"]', "env = [" + ", ".join(f'"{n}"' for n in names) + "]"
+    )
+    assert load_manifest(_write(tmp_path, text)).env == tuple(names)

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from modelport.config import parse_config
-from modelport.errors import AuthError, InvalidRequestError
+from modelport.errors import (
+    AuthError,
+    ContextTooLongError,
+    InvalidRequestError,
+    RateLimitError,
+    UpstreamError,
+)
 from modelport.plugins.discovery import PluginDir
 from modelport.plugins.host import PluginHost
 from modelport.plugins.provider import (
@@ -150,5 +156,93 @@ async def test_a_provider_may_not_shadow_a_configured_connection(tmp_path: Path)
         await host.start_startup_plugins()
         info = host.describe("p")
         assert info["providers"] == [] and "clashes with the connection" in info["problems"][0]
+    finally:
+        await host.aclose()
+
+
+async def test_a_provider_may_not_take_a_preset_compat_or_package_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist = tmp_path / "site" / "mp_acme_pkg-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mp-acme-pkg\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[modelport.providers]\nacme-pkg = nowhere:Factory\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    plugins = tmp_path / "plugins"
+    write_plugin(plugins, "evil", scripted("config", "OpenRouter"), triggers=["startup"])
+    write_plugin(plugins, "raw", scripted("config", "raw"), triggers=["startup"])
+    write_plugin(plugins, "pkg", scripted("config", "acme-pkg"), triggers=["startup"])
+    config = parse_config(
+        '[connections.work]\ncompat = "raw"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    )
+    router = Router(config, env={"OPENROUTER_API_KEY": "sk-or-env"})
+    host = PluginHost(
+        router,
+        dirs=[PluginDir(plugins, "home")],
+        home=tmp_path,
+        config=config,
+        get_key=lambda name: "sk-or-keyring",
+    )
+    try:
+        await host.load()
+        await host.start_startup_plugins()
+        assert host.providers == {}
+        problems = {name: host.describe(name)["problems"] for name in ("evil", "raw", "pkg")}
+        assert "ready-made connection 'openrouter'" in problems["evil"][0]
+        assert "compat = 'raw' by [connections.work]" in problems["raw"][0]
+        assert "installed provider package" in problems["pkg"][0]
+        route = router.resolve("openrouter/some-model")  # still the preset, not the plugin
+        assert route.settings.compat == "openai"
+        assert route.settings.base_url == "https://openrouter.ai/api/v1"
+    finally:
+        await host.aclose()
+        await router.aclose()
+
+
+async def test_error_fields_of_the_wrong_type_are_converted_not_a_crash(tmp_path: Path) -> None:
+    write_plugin(tmp_path / "plugins", "p", scripted("string_fields"), triggers=["startup"])
+    config = parse_config("")
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    router = Router(config, env={}, sleep=sleep)
+    host = PluginHost(
+        router, dirs=[PluginDir(tmp_path / "plugins", "home")], home=tmp_path, config=config
+    )
+
+    def ask(text: str) -> ChatRequest:
+        return ChatRequest(model="scripted/m1", messages=[Message(role="user", content=text)])
+
+    try:
+        await host.load()
+        await host.start_startup_plugins()
+        with pytest.raises(RateLimitError) as rate:
+            await router.complete(ask("rate"))
+        assert rate.value.status == 429 and rate.value.retry_after == 3.0
+        assert slept and all(delay == 3.0 for delay in slept)  # the plugin's retry-after, honoured
+        slept.clear()
+        with pytest.raises(UpstreamError) as upstream:
+            await router.complete(ask("upstream"))
+        assert upstream.value.status == 503 and upstream.value.retry_after is None
+        assert slept  # 503 is retryable once it is a number
+        with pytest.raises(ContextTooLongError) as context:
+            await router.complete(ask("context"))
+        assert (context.value.limit, context.value.actual) == (None, None)
+    finally:
+        await host.aclose()
+        await router.aclose()
+
+
+async def test_requires_key_without_a_password_field_is_refused(tmp_path: Path) -> None:
+    write_plugin(tmp_path / "plugins", "p", scripted("requires_key_no_field"), triggers=["startup"])
+    host = PluginHost(dirs=[PluginDir(tmp_path / "plugins", "home")], home=tmp_path)
+    try:
+        await host.load()
+        await host.start_startup_plugins()
+        info = host.describe("p")
+        assert info["state"] == "running" and info["providers"] == []
+        assert "requiresKey but declares no password field" in info["problems"][0]
     finally:
         await host.aclose()

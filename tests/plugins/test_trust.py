@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +130,59 @@ def test_the_trust_command_trusts_a_project_that_has_only_a_config(
     assert result.exit_code == 0, result.stderr
     assert f"trusted {config.resolve()}" in result.stdout
     assert load_config().connections["work"].base_url == "http://proj/v1"
+
+
+async def test_trust_covers_the_manifest_that_runs_not_the_one_read_before(
+    make_host: HostFactory, home: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "proj" / ".modelport" / "plugins"
+    plugin = write_plugin(folder, "p", scripted("ok", "from-a"))
+    host = make_host(PluginDir(folder, "project"))
+    await host.load()  # the host parsed manifest A
+    manifest = plugin / "modelport-plugin.toml"
+    manifest.write_text(manifest.read_text().replace("from-a", "from-b"))
+    TrustStore(home).trust(folder)  # the user reviewed and trusted B
+    assert not host.is_trusted("p")  # what the host holds is A, and nobody trusted A
+    await host.start("p")
+    assert list(host.providers) == ["from-b"]  # B runs, never A
+    assert host.is_trusted("p")
+
+
+async def test_a_changed_manifest_is_not_restarted_and_not_retried(
+    make_host: HostFactory, home: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "proj" / ".modelport" / "plugins"
+    plugin = write_plugin(folder, "p", scripted("ok"), triggers=["startup"])
+    TrustStore(home).trust(folder)
+    host = make_host(PluginDir(folder, "project"), restart_backoff=0.05, max_restarts=5)
+    await host.load()
+    await host.start_startup_plugins()
+    pid = host.describe("p")["pid"]
+    assert pid
+    manifest = plugin / "modelport-plugin.toml"
+    manifest.write_text(manifest.read_text() + 'description = "changed upstream"\n')
+    os.kill(pid, signal.SIGKILL)  # it crashes; the restart must see the new manifest
+    for _ in range(60):
+        await asyncio.sleep(0.05)
+    record = host._plugins["p"]
+    assert record.runs == 1  # never spawned again, with either command
+    assert record.crashes == 1 and record.restart_task is None  # a ConfigError is not retried
+    info = host.describe("p")
+    assert info["state"] == "crashed" and "not trusted" in info["error"]
+    assert not info["trusted"]
+
+
+async def test_a_symlinked_project_plugin_can_be_trusted(
+    make_host: HostFactory, home: Path, tmp_path: Path
+) -> None:
+    real = write_plugin(tmp_path / "elsewhere", "real-name", scripted("ok", "linked"))
+    folder = tmp_path / "proj" / ".modelport" / "plugins"
+    folder.mkdir(parents=True)
+    (folder / "p").symlink_to(real, target_is_directory=True)
+    store = TrustStore(home)
+    assert list(store.trust(folder)) == ["p"]
+    assert store.is_trusted(folder / "p")
+    host = make_host(PluginDir(folder, "project"))
+    await host.load()
+    await host.start("real-name")
+    assert list(host.providers) == ["linked"]

@@ -39,8 +39,10 @@ function apiError(status, text, headers) {
   else if (status === 404) data.class = "ModelNotFoundError";
   else if (status === 429) {
     data.class = "RateLimitError";
-    const retryAfter = Number(headers.get("retry-after"));
-    if (retryAfter >= 0) data.retry_after = retryAfter;
+    // Only a header that is there and is a number of seconds (Number(null) would be 0).
+    const header = headers.get("retry-after");
+    const retryAfter = header === null || header.trim() === "" ? NaN : Number(header);
+    if (Number.isFinite(retryAfter) && retryAfter >= 0) data.retry_after = retryAfter;
   }
   return { code: -32000, message: `The API answered ${status}: ${text.slice(0, 500)}`, data };
 }

@@ -111,6 +111,13 @@ def _trusted_cell(info: dict[str, Any]) -> str:
     return "yes" if info["trusted"] else "NO"
 
 
+def _note(info: dict[str, Any]) -> str:
+    """The error, then any registration problems (a refused provider id, say)."""
+    notes = [info["error"]] if info.get("error") else []
+    notes += [f"provider.register refused: {p}" for p in info.get("problems") or []]
+    return "; ".join(notes)
+
+
 @plugins_app.command(name="list")
 def list_(
     gateway: GatewayOption = None,
@@ -150,7 +157,7 @@ def list_(
                 info["state"],
                 _trusted_cell(info),
                 providers or "-",
-                info["error"] or "",
+                _note(info),
             )
         console.print(table)
     untrusted = [i for i in plugins if i["source"] == "project" and not i["trusted"]]

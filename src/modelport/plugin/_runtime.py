@@ -287,6 +287,10 @@ class Runtime:
             if not request.stream and self.complete_handler is not None:
                 handler = self.complete_handler
             if handler is None:
+                # A plugin with only a completion handler still streams: no chunks,
+                # and its completion as the final answer (the protocol allows it).
+                handler = self.complete_handler
+            if handler is None:
                 kind = "stream" if request.stream else "completion"
                 raise PluginError(f"this plugin has no {kind} handler")
             produced = handler(request)

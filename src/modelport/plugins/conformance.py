@@ -4,8 +4,10 @@ The checks talk to the child directly through
 :class:`~modelport.plugins.process.PluginProcess` (not through the host), so
 they see exactly what the plugin sends: ``initialize`` answered, providers
 registered before that, a stream whose final answer is the whole response its
-chunks add up to, a completion, survival of a ``$/cancelRequest``, JSON-RPC
-errors for an unknown method and an unknown provider, and a clean
+chunks add up to, a completion, a ``$/cancelRequest`` answered with -32800 (or
+at least no more chunks) and survived, JSON-RPC error answers (-32601 for an
+unknown method, ``ModelNotFoundError`` for an unknown provider; a timeout is
+not an answer), and a clean
 ``shutdown`` / ``exit``.
 """
 
@@ -24,11 +26,16 @@ from modelport.aggregate import Aggregator, aggregate
 from modelport.errors import ModelportError
 from modelport.plugins import jsonrpc
 from modelport.plugins.manifest import load_manifest
-from modelport.plugins.process import MethodNotFound, PluginProcess, minimal_env
+from modelport.plugins.process import Call, MethodNotFound, PluginProcess, minimal_env
 from modelport.plugins.provider import Registration, parse_registration
 from modelport.types import ChatRequest, ChatResponse, Message
 
 __all__ = ["CheckResult", "check_plugin"]
+
+# After $/cancelRequest: how long to watch for more chunks, and how late a chunk may
+# be and still count as already on its way when the cancel arrived.
+_CANCEL_BOUND = 2.0
+_CANCEL_SETTLE = 0.3
 
 
 @dataclass(frozen=True)
@@ -135,31 +142,84 @@ class _Session:
         return _summary(aggregate(decode_completion(value), model=model))
 
     async def cancel(self, provider: str, model: str, config: Mapping[str, Any]) -> str:
+        """After ``$/cancelRequest`` the plugin answers -32800, or at least stops streaming."""
         rid, params = self.params(provider, model, config, True)
         call = await self.process.call("provider.stream", params, request_id=rid)
         await asyncio.sleep(0.05)
-        await self.process.cancel(call)
-        await asyncio.sleep(0.2)
+        await self.process.notify("$/cancelRequest", {"requestId": rid})
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        deadline = sent + min(self.timeout, _CANCEL_BOUND)
+        late = 0  # chunks written well after the cancel reached the plugin
+        outcome: str | None = None
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    kind, _ = await asyncio.wait_for(call.queue.get(), remaining)
+                except TimeoutError:
+                    break
+                if kind == "chunk":
+                    late += loop.time() - sent > _CANCEL_SETTLE
+                    continue
+                outcome = kind
+                break
+        finally:
+            self.process.forget(call)
+        reply = call.error_reply
+        if outcome == "error" and reply is None:
+            raise AssertionError("the plugin exited after $/cancelRequest")
+        cancelled = reply is not None and reply.get("code") == jsonrpc.CANCELLED
+        if late and not cancelled:
+            raise AssertionError(
+                f"{late} more chunks came after $/cancelRequest (more than "
+                f"{_CANCEL_SETTLE:g} s later) and no -32800 answer: stop working on a "
+                "cancelled request"
+            )
         if not self.process.alive:
             raise AssertionError("the plugin exited after $/cancelRequest")
         await self.complete(provider, model, config)
-        return "still answering after $/cancelRequest"
+        if cancelled:
+            how = "answered -32800"
+        elif outcome == "result":
+            how = "had finished before the cancel arrived"
+        elif outcome == "error":
+            how = f"answered with error {reply.get('code') if reply else None}"
+        else:
+            how = "sent nothing more"
+        return f"{how} after $/cancelRequest, and still answering"
+
+    async def _error_answer(self, call: Call, what: str) -> dict[str, Any]:
+        """The JSON-RPC error object the plugin answered ``call`` with (a timeout is no answer)."""
+        try:
+            kind, _ = await self.process.next(call, self.timeout)
+        except ModelportError as exc:
+            if call.error_reply is None:
+                raise AssertionError(f"{what} got no JSON-RPC error answer: {exc}") from None
+            return call.error_reply
+        self.process.forget(call)
+        raise AssertionError(f"{what} was answered with a {kind}, not an error")
 
     async def errors(self, provider: str, model: str, config: Mapping[str, Any]) -> str:
-        try:
-            await self.process.request("conformance/noSuchMethod", {}, timeout=self.timeout)
-        except ModelportError as exc:
-            if "-32601" not in str(exc) and "no method" not in str(exc).lower():
-                raise AssertionError(f"expected error -32601 for an unknown method: {exc}") from exc
-        else:
-            raise AssertionError("an unknown method was answered with a result")
+        call = await self.process.call("conformance/noSuchMethod", {})
+        reply = await self._error_answer(call, "an unknown method")
+        if reply.get("code") != jsonrpc.METHOD_NOT_FOUND:
+            raise AssertionError(
+                f"an unknown method must be answered with code -32601, not {reply.get('code')!r}"
+            )
         rid, params = self.params("conformance-no-such-provider", model, config, False)
         call = await self.process.call("provider.complete", params, request_id=rid)
-        try:
-            await self.process.next(call, self.timeout)
-        except ModelportError as exc:
-            return f"unknown method and unknown provider both answered with errors ({exc.message})"
-        raise AssertionError("a request for a provider it never registered was answered")
+        reply = await self._error_answer(call, "a request for a provider it never registered")
+        data = reply.get("data")
+        named = data.get("class") if isinstance(data, dict) else None
+        if named != "ModelNotFoundError":
+            raise AssertionError(
+                "a request for a provider it never registered must be answered with "
+                f'data.class "ModelNotFoundError", not {named!r}'
+            )
+        return (
+            "unknown method answered -32601; unknown provider answered ModelNotFoundError "
+            f"({reply.get('message')})"
+        )
 
     async def shutdown(self) -> str:
         await self.process.request("shutdown", None, timeout=self.timeout)

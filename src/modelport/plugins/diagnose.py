@@ -61,7 +61,7 @@ def diagnose(dirs: list[PluginDir], home: Path, *, load_packages: bool = True) -
                     f"its command {program!r} is not installed or not on PATH",
                 )
             )
-        elif plugin.origin.needs_trust and not trust.is_trusted(plugin.dir):
+        elif plugin.origin.needs_trust and not trust.is_trusted(plugin.dir, manifest.hash):
             findings.append(
                 Finding(
                     plugin.name,

@@ -17,17 +17,19 @@ exponential backoff until it has crashed ``max_restarts`` times in a row.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelport.errors import ConfigError, ModelportError, PluginError
 from modelport.plugins import jsonrpc
 from modelport.plugins.discovery import DiscoveredPlugin, PluginDir, default_dirs, discover
+from modelport.plugins.manifest import Manifest, ManifestError, load_manifest
 from modelport.plugins.process import MethodNotFound, PluginProcess, minimal_env
 from modelport.plugins.provider import PluginProvider
 from modelport.plugins.registry import ProviderRegistry, ProviderTable
@@ -57,6 +59,7 @@ class _Plugin:
         self.problems: deque[str] = deque(maxlen=20)
         self.restarts = 0
         self.crashes = 0
+        self.runs = 0
         self.exit_code: int | None = None
         self.started_at = 0.0
         self.restart_task: asyncio.Task[None] | None = None
@@ -88,6 +91,7 @@ class PluginHost:
         max_backoff: float = 30.0,
         stable_after: float = 60.0,
         stderr_lines: int = 200,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.router = router
         self.dirs = list(dirs)
@@ -109,6 +113,7 @@ class PluginHost:
         self.max_backoff = max_backoff
         self.stable_after = stable_after
         self.stderr_lines = stderr_lines
+        self._sleep = sleep  # waits before a restart; tests pass one that records the delays
         self._plugins: dict[str, _Plugin] = {}
         self._loaded = False
         self._ids = itertools.count(1)  # JSON-RPC ids, unique across every plugin of this host
@@ -157,8 +162,34 @@ class PluginHost:
         return self.names
 
     def is_trusted(self, name: str) -> bool:
-        found = self._plugins[name].found
-        return not found.origin.needs_trust or self.trust.is_trusted(found.dir)
+        """Whether the plugin may run the manifest the host parsed (not whatever is on disk)."""
+        return self._trusted(self._plugins[name].found)
+
+    def _trusted(self, found: DiscoveredPlugin) -> bool:
+        if not found.origin.needs_trust:
+            return True
+        if found.manifest is None:
+            return False
+        return self.trust.is_trusted(found.dir, found.manifest.hash)
+
+    def _reload_manifest(self, plugin: _Plugin) -> Manifest:
+        """Read the manifest again, so that a start runs what is on disk now, and only
+        once trust covers those exact bytes (a manifest changed since :meth:`load`
+        is checked as it is now, never started with the command read before)."""
+        found = plugin.found
+        try:
+            manifest = load_manifest(found.dir)
+        except ManifestError as exc:
+            plugin.error = str(exc)
+            raise ConfigError(f"The plugin {plugin.name!r} cannot start: {exc}") from None
+        if manifest.name != plugin.name:
+            plugin.error = f"its manifest now names the plugin {manifest.name!r}"
+            raise ConfigError(
+                f"The plugin {plugin.name!r} cannot start: {plugin.error}; "
+                "run 'modelport plugins load' to rescan"
+            )
+        plugin.found = dataclasses.replace(found, manifest=manifest, error=None)
+        return manifest
 
     # --- lifecycle ------------------------------------------------------
 
@@ -196,8 +227,12 @@ class PluginHost:
     async def _start_supervised(self, plugin: _Plugin) -> None:
         try:
             await self._start(plugin)
-        except ModelportError:
-            self._schedule_restart(plugin)
+        except PluginError:
+            self._schedule_restart(plugin)  # it ran and failed: worth another try
+        except ModelportError as exc:
+            # Not trusted, an invalid manifest: trying again cannot help.
+            plugin.error = exc.message
+            logger.error("plugin %s: %s", plugin.name, exc.message)
 
     async def start(self, name: str) -> None:
         """Start one plugin now; raises :class:`ConfigError` (invalid, untrusted) or PluginError."""
@@ -210,10 +245,8 @@ class PluginHost:
         async with plugin.lock:
             if plugin.state in ("starting", "running"):
                 return
-            manifest = plugin.found.manifest
-            if manifest is None:
-                raise ConfigError(f"The plugin {plugin.name!r} cannot start: {plugin.error}")
-            if not self.is_trusted(plugin.name):
+            manifest = self._reload_manifest(plugin)
+            if not self._trusted(plugin.found):
                 raise ConfigError(
                     f"The project plugin {plugin.name!r} ({plugin.found.dir}) is not trusted: "
                     f"review it, then run 'modelport plugins trust {plugin.found.origin.path}'"
@@ -221,6 +254,9 @@ class PluginHost:
             plugin.state = "starting"
             plugin.error = None
             plugin.exit_code = None
+            plugin.runs += 1
+            # The log is kept across runs: mark where this one begins.
+            plugin.stderr.append(f"[modelport] --- run {plugin.runs} ---")
             process = PluginProcess(
                 name=plugin.name,
                 command=manifest.command,
@@ -229,6 +265,7 @@ class PluginHost:
                 ids=self._ids,
                 stderr=plugin.stderr,
                 handler=_Handler(self, plugin),
+                kill_grace=self.kill_grace,
             )
             plugin.process = process
             try:
@@ -310,7 +347,7 @@ class PluginHost:
         )
 
     async def _restart_later(self, plugin: _Plugin, delay: float) -> None:
-        await asyncio.sleep(delay)
+        await self._sleep(delay)
         plugin.restart_task = None
         if plugin.state != "crashed" or self._plugins.get(plugin.name) is not plugin:
             return

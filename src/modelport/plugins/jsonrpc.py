@@ -9,8 +9,10 @@ frame and parse messages with these helpers, so the two sides cannot drift.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Literal, NotRequired, TypedDict
 
+from modelport import errors
 from modelport.errors import ModelportError, PluginError, error_from_dict
 
 __all__ = [
@@ -139,7 +141,7 @@ def parse_line(line: bytes | str) -> dict[str, Any]:
     if "id" not in message or ("result" in message) == ("error" in message):
         raise ProtocolError(f"a response needs an id and one of result/error: {_excerpt(line)}")
     error = message.get("error")
-    if error is not None and (not isinstance(error, dict) or "code" not in error):
+    if "error" in message and (not isinstance(error, dict) or "code" not in error):
         raise ProtocolError(f"malformed error object: {_excerpt(line)}")
     return message
 
@@ -150,10 +152,20 @@ def _excerpt(line: bytes | str, limit: int = 200) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
+def _wire_class(exc: ModelportError) -> str:
+    """The nearest class of ``exc`` that :mod:`modelport.errors` defines: the other side
+    knows only those names, so a subclass travels as the class it extends."""
+    for cls in type(exc).__mro__:
+        if getattr(errors, cls.__name__, None) is cls:
+            return cls.__name__
+    return ModelportError.__name__  # pragma: no cover - every ModelportError has one
+
+
 def error_to_rpc(exc: BaseException) -> RpcError:
     """A JSON-RPC error whose ``data`` keeps a modelport error's class, status and retry-after."""
     if isinstance(exc, ModelportError):
         data = exc.to_dict()
+        data["class"] = _wire_class(exc)
         return {"code": SERVER_ERROR, "message": data.pop("message"), "data": data}
     return {
         "code": INTERNAL_ERROR,
@@ -162,15 +174,63 @@ def error_to_rpc(exc: BaseException) -> RpcError:
     }
 
 
+_INT_FIELDS = ("status", "limit", "actual")
+_TEXT_FIELDS = ("connection", "url", "model", "body", "plugin")
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> int | float | None:
+    """``value`` as a finite, non-negative number (``"3"`` and ``3.0`` too), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    if kind is int:
+        return int(value) if value == int(value) else None
+    return float(value)
+
+
+def _clean_data(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an error's ``data`` in the types the error classes expect.
+
+    A plugin's answer is untrusted input: ``"retry_after": "3"`` or
+    ``"status": "503"`` would otherwise reach the retry logic as strings.
+    Numbers are converted where they can be; anything else is dropped.
+    """
+    clean: dict[str, Any] = {"class": data["class"]}
+    for key in _INT_FIELDS:
+        number = _number(data.get(key), int)
+        if number is not None:
+            clean[key] = number
+    retry_after = _number(data.get("retry_after"), float)
+    if retry_after is not None:
+        clean["retry_after"] = retry_after
+    for key in _TEXT_FIELDS:
+        if isinstance(data.get(key), str):
+            clean[key] = data[key]
+    return clean
+
+
 def error_from_rpc(error: dict[str, Any], *, plugin: str) -> ModelportError:
-    """Rebuild the error a plugin answered with; anything unnamed becomes a PluginError."""
+    """Rebuild the error a plugin answered with; anything unnamed becomes a PluginError.
+
+    Fields of the wrong type are converted or dropped (see :func:`_clean_data`),
+    so a sloppy plugin still produces a well-formed error of the class it named.
+    """
     message = str(error.get("message") or "the plugin reported an error")
     data = error.get("data")
     if isinstance(data, dict) and isinstance(data.get("class"), str):
-        rebuilt = error_from_dict({**data, "message": message})
+        try:
+            rebuilt = error_from_dict({**_clean_data(data), "message": message})
+        except Exception:  # whatever a class's constructor makes of it, never a crash
+            rebuilt = None
         if isinstance(rebuilt, PluginError) and rebuilt.plugin is None:
             rebuilt.plugin = plugin
-        if type(rebuilt) is not ModelportError:
+        if rebuilt is not None and type(rebuilt) is not ModelportError:
             return rebuilt
     code = error.get("code")
     return PluginError(f"{message} (JSON-RPC error {code})", plugin=plugin)

@@ -34,7 +34,16 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The host's keys and tokens never reach a plugin through its environment:
 # secrets travel only as the providerConfig of the plugin's own provider.
-_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?$|^MODELPORT_", re.I)
+# A name is refused when a secret word appears anywhere in it (AWS_SECRET_ACCESS_KEY,
+# GH_TOKEN_FILE) or one of its _-separated words is a short secret word
+# (AWS_ACCESS_KEY_ID, GITHUB_PAT), or it names a connection string (DATABASE_URL).
+_SECRET_ENV = re.compile(
+    r"SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|APIKEY|ACCESSKEY|PRIVATE"
+    r"|(?:^|_)(?:KEYS?|PAT|PASS|PWD|AUTH|DSN|COOKIES?|SESSION|SIGNATURE)(?:_|$)"
+    r"|(?:^|_)(?:DATABASE|DB|REDIS|MONGO(?:DB)?|POSTGRES(?:QL)?|PG|MYSQL|AMQP|BROKER)_?(?:URL|URI)$"
+    r"|^MODELPORT_",
+    re.I,
+)
 
 
 class ManifestError(ConfigError):

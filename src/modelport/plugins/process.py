@@ -76,15 +76,20 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
 
 
 class Call:
-    """A request in flight. Its queue receives ``("chunk", obj)``, then ``("result", obj)``."""
+    """A request in flight. Its queue receives ``("chunk", obj)``, then ``("result", obj)``.
 
-    __slots__ = ("id", "method", "queue", "request_id")
+    ``error_reply`` is the JSON-RPC error object the plugin answered with, as sent
+    (``None`` until then, and for any other way the call ended).
+    """
+
+    __slots__ = ("error_reply", "id", "method", "queue", "request_id")
 
     def __init__(self, id: int, method: str, request_id: str | None) -> None:
         self.id = id
         self.method = method
         self.request_id = request_id
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.error_reply: dict[str, Any] | None = None
 
 
 class PluginProcess:
@@ -100,6 +105,7 @@ class PluginProcess:
         ids: Iterator[int],
         stderr: deque[str],
         handler: ProcessHandler,
+        kill_grace: float = 2.0,
     ) -> None:
         self.name = name
         self.command = resolve_command(command)
@@ -116,6 +122,7 @@ class PluginProcess:
         self._watcher: asyncio.Task[None] | None = None
         self._exit_seen = asyncio.Event()
         self._failure: PluginError | None = None
+        self.kill_grace = kill_grace
         self.stopping = False
 
     # --- lifecycle ------------------------------------------------------
@@ -195,7 +202,37 @@ class PluginProcess:
             self.kill()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._exit_signal(), grace)
+        if self._proc.returncode is not None:
+            await self._end_group(grace)
         return self.returncode
+
+    def _signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to the child's process group; False once no member is left."""
+        if self._proc is None or not hasattr(os, "killpg"):
+            return False  # pragma: no cover - Windows has no process groups
+        try:
+            os.killpg(self._proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    async def _end_group(self, grace: float) -> None:
+        """Once the child has exited, end what it left behind in its process group.
+
+        The child runs in a session of its own, so its group holds only the
+        plugin's own background processes (a wrapper's children, a daemon it
+        forked): they get SIGTERM, then SIGKILL after ``grace``. The group id
+        cannot be reused while any member is alive.
+        """
+        if not self._signal_group(signal.SIGTERM):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            if not self._signal_group(0):
+                return
+        self._signal_group(signal.SIGKILL)
 
     def _exit_signal(self) -> Any:
         """What to await for the exit: the watcher's event, or, when the watcher
@@ -310,6 +347,7 @@ class PluginProcess:
             if call.request_id is not None:
                 self._by_request.pop(call.request_id, None)
             if "error" in message:
+                call.error_reply = message["error"]
                 error = jsonrpc.error_from_rpc(message["error"], plugin=self.name)
                 call.queue.put_nowait(("error", error))
             else:
@@ -375,6 +413,8 @@ class PluginProcess:
                     self._fail_pending(self._failure)
                 self.kill()
                 await exited
+        # The child is gone; its background processes go too (TERM, then KILL).
+        self._spawn_task(self._end_group(self.kill_grace))
         # Let the readers drain what the child wrote before it exited; a grandchild
         # holding the pipes open must not keep this plugin from counting as exited.
         _, lingering = await asyncio.wait({reader, errors}, timeout=2.0)
@@ -399,11 +439,12 @@ class PluginProcess:
         self._handler.handle_exit(self, error)
 
     def _exit_message(self) -> str:
+        # No stderr here: this message reaches API clients, and a plugin's log may
+        # hold anything. The log is shown by `modelport plugins logs` and
+        # GET /plugins/{name}.
         code = self.returncode
-        tail = [line for line in self.stderr if not line.startswith("[modelport]")][-5:]
         how = f"was killed by signal {-code}" if code is not None and code < 0 else "exited"
-        message = f"The plugin {how} (exit code {code})"
-        return message + (": " + " | ".join(tail) if tail else "")
+        return f"The plugin {how} (exit code {code}); see `modelport plugins logs {self.name}`"
 
     def _fail_pending(self, error: PluginError) -> None:
         pending, self._pending = self._pending, {}

@@ -123,6 +123,14 @@ def parse_registration(params: Any, *, plugin: str) -> Registration:
     capabilities = {} if capabilities is None else capabilities
     if not isinstance(capabilities, dict):
         raise InvalidRequestError("'capabilities' must be an object")
+    requires_key = bool(raw.get("requiresKey", False))
+    if requires_key and not any(f.get("type") == "password" for f in fields):
+        raise InvalidRequestError(
+            f"Provider {provider_id!r} sets requiresKey but declares no password field, so "
+            "no key could ever reach it: add a configFields entry such as "
+            '{"key": "apiKey", "label": "API key", "type": "password"}, '
+            "or drop requiresKey"
+        )
     parsed = [_model(m, provider_id, capabilities) for m in models]
     ids = [m.id for m in parsed]
     if len(ids) != len(set(ids)):
@@ -133,7 +141,7 @@ def parse_registration(params: Any, *, plugin: str) -> Registration:
         name=str(raw.get("name") or provider_id),
         description=str(raw.get("description") or ""),
         capabilities=capabilities,
-        requires_key=bool(raw.get("requiresKey", False)),
+        requires_key=requires_key,
         config_fields=tuple(fields),
         models=tuple(parsed),
     )

@@ -2,7 +2,8 @@
 
 :class:`ProviderTable` owns the host's side of ``provider.register`` /
 ``provider.unregister``: it refuses ids that would shadow a built-in adapter,
-another plugin's provider or a configured connection (reporting the clash,
+a preset connection, an installed provider package, another plugin's provider,
+a configured connection or a connection's ``compat`` (reporting the clash,
 never resolving it silently), hands accepted providers to the router, and
 builds each request's ``providerConfig`` from ``[connections.<providerId>]``,
 the environment and the keyring.
@@ -15,6 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from modelport.config import PRESETS
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.plugins.process import PluginProcess
 from modelport.plugins.provider import (
@@ -24,7 +26,7 @@ from modelport.plugins.provider import (
     parse_registration,
     resolve_provider_config,
 )
-from modelport.providers import BUILTIN_PROVIDERS
+from modelport.providers import BUILTIN_PROVIDERS, ENTRY_POINT_GROUP
 from modelport.types import ModelInfo
 
 if TYPE_CHECKING:
@@ -93,6 +95,28 @@ class ProviderTable:
             raise InvalidRequestError(
                 f"Provider id {pid!r} would shadow the built-in {pid!r} adapter; choose another id"
             )
+        if pid in PRESETS:
+            raise InvalidRequestError(
+                f"Provider id {pid!r} would take over the ready-made connection {pid!r} "
+                "(and the key stored for it); choose another id"
+            )
+        if pid in _entry_point_names():
+            raise InvalidRequestError(
+                f"Provider id {pid!r} is the compat name of an installed provider package "
+                f"(entry point {pid!r} in {ENTRY_POINT_GROUP!r}); choose another id"
+            )
+        connections = self.config.connections if self.config is not None else {}
+        users = sorted(
+            name
+            for name, connection in connections.items()
+            if connection.compat == pid and name != pid
+        )
+        if users:
+            raise InvalidRequestError(
+                f"Provider id {pid!r} is used as compat = {pid!r} by "
+                + ", ".join(f"[connections.{name}]" for name in users)
+                + '; choose another id (a connection reaches a plugin with compat = "plugin:<id>")'
+            )
         owner = self.providers.get(pid)
         if owner is not None:
             who = (
@@ -139,6 +163,16 @@ class ProviderTable:
             get_key=self._get_key or _keyring_get,
             environ=self._environ if self._environ is not None else os.environ,
         )
+
+
+def _entry_point_names() -> set[str]:
+    """Compat names that installed ``modelport.providers`` packages claim."""
+    from importlib.metadata import entry_points
+
+    try:
+        return {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    except Exception:  # broken package metadata must not stop a registration check
+        return set()
 
 
 def _keyring_get(name: str) -> str | None:

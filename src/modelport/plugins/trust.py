@@ -147,16 +147,23 @@ class TrustStore:
                 return False
         return recorded == digest
 
-    def is_trusted(self, plugin_dir: Path) -> bool:
-        """Whether the plugin in ``plugin_dir`` has trust for its current manifest."""
-        plugin_dir = plugin_dir.resolve()
-        hashes = self._read().get(str(plugin_dir.parent))
+    def is_trusted(self, plugin_dir: Path, digest: str | None = None) -> bool:
+        """Whether the plugin in ``plugin_dir`` has trust for this manifest.
+
+        ``digest`` is the SHA-256 of the manifest bytes the caller parsed (so what
+        is checked is what will run); without it the manifest is read again.
+        A plugin is known by its name inside the resolved plugins folder, as
+        :meth:`trust` records it, so a symlinked plugin folder works too.
+        """
+        hashes = self._read().get(str(plugin_dir.parent.resolve()))
         if not hashes:
             return False
-        try:
-            return hashes.get(plugin_dir.name) == manifest_hash(plugin_dir / MANIFEST_NAME)
-        except OSError:
-            return False
+        if digest is None:
+            try:
+                digest = manifest_hash(plugin_dir / MANIFEST_NAME)
+            except OSError:
+                return False
+        return hashes.get(plugin_dir.name) == digest
 
     def trusted_folders(self) -> list[str]:
         return sorted(self._read())
