@@ -38,6 +38,7 @@ from modelport.types import (
     ChatResponse,
     ImagePart,
     Message,
+    ModelInfo,
     Reasoning,
     RedactedThinkingPart,
     TextPart,
@@ -562,3 +563,91 @@ def test_encode_error(
     again = client.error_from_response(status, body, headers)
     assert type(again) is read_back
     assert error.message in again.message
+
+
+# --- what schemathesis found (tests/server/test_schemathesis.py) ---------------
+
+
+def _request(*blocks: Any, **fields: Any) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": list(blocks)}],
+        **fields,
+    }
+
+
+def test_max_tokens_written_with_a_fraction_is_a_count() -> None:
+    request = server.parse_request(
+        {**_request({"type": "text", "text": "x"}), "max_tokens": 1024.0}
+    )
+    assert request.max_tokens == 1024 and isinstance(request.max_tokens, int)
+    with pytest.raises(InvalidRequestError, match="whole number"):
+        server.parse_request({**_request({"type": "text", "text": "x"}), "max_tokens": 2.5})
+
+
+def test_a_block_ignores_fields_of_other_block_kinds() -> None:
+    # Each block reads its own fields: "data" means nothing to a text block or a url source.
+    request = server.parse_request(
+        _request(
+            {"type": "text", "text": "hi", "data": [1], "source": 5, "citations": None},
+            {"type": "image", "source": {"type": "url", "url": "https://x/a.png", "data": []}},
+            {
+                "type": "tool_result",
+                "tool_use_id": "t",
+                "content": [{"type": "text", "text": "ok", "id": 3}],
+            },
+        )
+    )
+    assert request.messages == [
+        Message(role="tool", content=[TextPart(text="ok")], tool_call_id="t"),
+        Message(role="user", content=[TextPart(text="hi"), ImagePart(url="https://x/a.png")]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("block", "match"),
+    [
+        ({"type": "text"}, "`text`"),
+        ({"type": "thinking", "signature": "s"}, "`thinking`"),
+        ({"type": "redacted_thinking"}, "`data`"),
+        ({"type": "tool_use", "id": "t", "name": "f", "input": [1]}, r"input"),
+        ({"type": "image", "source": {"type": "url"}}, "`url`"),
+        ({"type": "image", "source": {"type": "file", "file_id": "f"}}, "'file'"),
+        (
+            {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "tool_use"}]},
+            "tool_use",
+        ),
+    ],
+)
+def test_malformed_blocks_are_refused(block: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidRequestError, match=match):
+        server.parse_request(_request(block))
+
+
+def test_system_blocks_must_be_text() -> None:
+    with pytest.raises(InvalidRequestError, match="'image'"):
+        server.parse_request(
+            _request({"type": "text", "text": "x"}, system=[{"type": "image", "source": {}}])
+        )
+
+
+def test_encode_models_is_the_sdk_model_page() -> None:
+    models = [
+        ModelInfo(id="claude-x", connection="ant", name="Claude X", context_window=200_000),
+        ModelInfo(id="m", connection="local", max_output_tokens=4096),
+    ]
+    page = json.loads(server.encode_models(models))
+    infos = [anthropic.types.ModelInfo.model_validate(item) for item in page["data"]]
+    assert [(i.id, i.display_name, i.type, i.lifecycle) for i in infos] == [
+        ("ant/claude-x", "Claude X", "model", "active"),
+        ("local/m", "m", "model", "active"),
+    ]
+    assert infos[0].max_input_tokens == 200_000 and infos[1].max_tokens == 4096
+    assert (page["has_more"], page["first_id"], page["last_id"]) == (
+        False,
+        "ant/claude-x",
+        "local/m",
+    )
+    empty = json.loads(server.encode_models([]))
+    assert empty == {"data": [], "has_more": False, "first_id": None, "last_id": None}

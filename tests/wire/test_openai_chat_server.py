@@ -37,6 +37,7 @@ from modelport.types import (
     ChatResponse,
     ImagePart,
     Message,
+    ModelInfo,
     Reasoning,
     TextPart,
     ThinkingPart,
@@ -48,6 +49,7 @@ from modelport.types import (
 from modelport.wire.openai_chat_server import (
     StreamEncoder,
     encode_error,
+    encode_models,
     encode_response,
     parse_messages,
     parse_request,
@@ -739,3 +741,65 @@ def test_null_fields_are_unset() -> None:
     assert request.max_tokens == 100
     assert request.reasoning is None and request.temperature is None
     assert request.vendor == {"openai": {"user": "u"}}
+
+
+# --- what schemathesis found (tests/server/test_schemathesis.py) ---------------
+
+USER = [{"role": "user", "content": "x"}]
+
+
+def test_whole_numbers_written_with_a_fraction_are_counts() -> None:
+    # JSON Schema (and OpenAI's API) read 64.0 as the integer 64.
+    request = parse_request(
+        {
+            "model": "m",
+            "messages": USER,
+            "max_completion_tokens": 64.0,
+            "reasoning": {"max_tokens": 2e3},
+        }
+    )
+    assert request.max_tokens == 64 and isinstance(request.max_tokens, int)
+    assert request.reasoning == Reasoning(budget_tokens=2000)
+    assert request.vendor == {"openai": {"max_completion_tokens": 64}}
+    with pytest.raises(InvalidRequestError, match=r"whole number - at `\$.max_tokens`"):
+        parse_request({"model": "m", "messages": USER, "max_tokens": 1.5})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        # The legacy fields are checked even when the current ones take precedence.
+        ({"tools": [], "functions": [{"name": ""}]}, "needs a function name"),
+        ({"tool_choice": "auto", "function_call": "sometimes"}, "tool_choice must be one of"),
+        ({"tools": [{"type": "custom", "function": {"name": "f"}}]}, "at `$.tools[0].type`"),
+        ({"tool_choice": {"type": "custom", "name": "f"}}, "at `$.tool_choice.type`"),
+        ({"stream": "yes"}, "at `$.stream`"),
+        ({"stream": True, "stream_options": {"include_usage": 1}}, "include_usage"),
+        ({"stream_options": []}, "at `$.stream_options`"),
+    ],
+)
+def test_fields_the_document_constrains_are_checked(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_request({"model": "m", "messages": USER, **fields})
+    assert message in caught.value.message
+
+
+def test_assistant_tool_calls_must_be_functions() -> None:
+    call = {"id": "c", "type": "custom", "function": {"name": "f"}}
+    with pytest.raises(InvalidRequestError, match=r"tool_calls\[0\]\.type"):
+        parse_request({"model": "m", "messages": [{"role": "assistant", "tool_calls": [call]}]})
+
+
+def test_encode_models_is_the_sdk_model_list() -> None:
+    models = [
+        ModelInfo(id="gpt-4o", connection="openai"),
+        ModelInfo(id="meta/llama-3", connection="router", name="Llama 3"),
+    ]
+    body = json.loads(encode_models(models))
+    assert body["object"] == "list"
+    listed = [openai.types.Model.model_validate(item, strict=True) for item in body["data"]]
+    assert [(m.id, m.owned_by, m.object) for m in listed] == [
+        ("openai/gpt-4o", "openai", "model"),
+        ("router/meta/llama-3", "router", "model"),
+    ]
+    assert json.loads(encode_models([])) == {"object": "list", "data": []}

@@ -14,7 +14,7 @@ import msgspec
 
 from modelport.errors import InvalidRequestError, ParseError
 
-__all__ = ["convert_request", "decode", "request_object"]
+__all__ = ["convert_request", "decode", "request_object", "whole_number"]
 
 
 def decode(decoder: msgspec.json.Decoder[Any], data: bytes | str | msgspec.Raw, what: str) -> Any:
@@ -62,3 +62,17 @@ def convert_request(value: Any, shape: Any, where: str = "") -> Any:
         elif where:
             detail = f"{detail} - at `$.{where}`"
         raise InvalidRequestError(f"Invalid request: {detail}") from exc
+
+
+def whole_number(value: float | None, where: str) -> int | None:
+    """A count a client sent: JSON's ``1024.0`` is the integer 1024, ``1.5`` is a mistake.
+
+    Request shapes declare such fields ``int | float``, since a JSON Schema
+    ``integer`` (and the vendors' own servers) accept a whole number written
+    with a fraction.
+    """
+    if value is None or isinstance(value, int):
+        return value
+    if not value.is_integer():
+        raise InvalidRequestError(f"Invalid request: Expected a whole number - at `$.{where}`")
+    return int(value)

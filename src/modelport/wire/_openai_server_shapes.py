@@ -8,7 +8,7 @@ in ``vendor["openai"]``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -46,7 +46,7 @@ class FunctionIn(Shape):
 class ToolCallIn(Shape):
     id: str
     function: FunctionIn
-    type: str = "function"
+    type: Literal["function"] = "function"
 
 
 class SystemIn(Shape, tag="system", tag_field="role"):
@@ -86,20 +86,29 @@ class FunctionMessageIn(Shape, tag="function", tag_field="role"):
 MessageIn = SystemIn | DeveloperIn | UserIn | AssistantIn | ToolMessageIn | FunctionMessageIn
 
 
-class ToolDefIn(Shape):
-    """Both ``{"type": "function", "function": {...}}`` and the flat ``{"name", ...}``."""
-
-    type: str | None = None
-    function: ToolDefIn | None = None
+class FunctionDefIn(Shape):
     name: str | None = None
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
+class ToolDefIn(FunctionDefIn):
+    """Both ``{"type": "function", "function": {...}}`` and the flat ``{"name", ...}``."""
+
+    type: Literal["function"] | None = None
+    function: FunctionDefIn | None = None
+
+
+class ChoiceFunctionIn(Shape):
+    name: str | None = None
+
+
 class NamedChoiceIn(Shape):
-    type: str | None = None
-    function: NamedChoiceIn | None = None
+    """``{"type": "function", "function": {"name": ...}}``, or the legacy ``{"name": ...}``."""
+
+    type: Literal["function"] | None = None
+    function: ChoiceFunctionIn | None = None
     name: str | None = None
 
 
@@ -107,7 +116,11 @@ class ReasoningIn(Shape):
     """OpenRouter's ``reasoning`` object."""
 
     effort: str | None = None
-    max_tokens: int | None = None
+    max_tokens: int | float | None = None
+
+
+class StreamOptionsIn(Shape):
+    include_usage: bool | None = None
 
 
 class RequestIn(Shape):
@@ -119,10 +132,13 @@ class RequestIn(Shape):
     function_call: str | NamedChoiceIn | None = None
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    # Counts are ``int | float``: 1024.0 is read as 1024 (``_json.whole_number``).
+    max_tokens: int | float | None = None
+    max_completion_tokens: int | float | None = None
     stop: str | list[str] | None = None
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     reasoning: ReasoningIn | None = None
     metadata: dict[str, Any] | None = None
+    stream: bool | None = None
+    stream_options: StreamOptionsIn | None = None

@@ -16,6 +16,10 @@ Choices this module makes where the API leaves room:
   upstream and no other. Anthropic-defined tools (a ``tools`` entry with a
   ``type`` such as ``web_search_20250305`` or ``bash_20250124``) go there too,
   under ``tools``; a model behind any other API does not get them.
+* Content blocks are read by their ``type``: each kind takes its own fields
+  and ignores the rest (a ``data`` key on a text block is not an error), and
+  a kind the canonical types cannot hold (``document``, ``search_result`` …)
+  is refused by name. ``max_tokens: 1024.0`` is read as 1024.
 * A thinking block that ends without a signature (the upstream was not
   Anthropic) is closed without a ``signature_delta``; its start carries
   ``"signature": ""`` as the SDKs require.
@@ -57,6 +61,7 @@ from modelport.types import (
     FinishReason,
     ImagePart,
     Message,
+    ModelInfo,
     Reasoning,
     RedactedThinkingPart,
     TextPart,
@@ -66,35 +71,66 @@ from modelport.types import (
     ToolDefinition,
     Usage,
 )
-from modelport.wire._json import convert_request, request_object
+from modelport.wire._json import convert_request, request_object, whole_number
 
-__all__ = ["StreamEncoder", "encode_error", "encode_response", "parse_request"]
+__all__ = ["StreamEncoder", "encode_error", "encode_models", "encode_response", "parse_request"]
 
 
 # --- request -------------------------------------------------------------
 
 
-class _Source(msgspec.Struct):
-    type: str
+# Blocks are a union tagged by ``type``: each reads only its own fields, so a
+# field that belongs to another kind of block is ignored like any unknown one.
+
+
+class _Base64Source(msgspec.Struct, tag="base64", tag_field="type"):
+    data: str
     media_type: str | None = None
-    data: str | None = None
-    url: str | None = None
 
 
-class _Block(msgspec.Struct):
-    type: str
-    text: str | None = None
-    source: _Source | None = None
-    thinking: str | None = None
+class _UrlSource(msgspec.Struct, tag="url", tag_field="type"):
+    url: str
+
+
+class _Text(msgspec.Struct, tag="text", tag_field="type"):
+    text: str
+    cache_control: dict[str, Any] | None = None
+
+
+class _Image(msgspec.Struct, tag="image", tag_field="type"):
+    source: _Base64Source | _UrlSource
+    cache_control: dict[str, Any] | None = None
+
+
+class _Thinking(msgspec.Struct, tag="thinking", tag_field="type"):
+    thinking: str
     signature: str | None = None
-    data: str | None = None
-    id: str | None = None
-    name: str | None = None
-    input: Any = None
-    tool_use_id: str | None = None
-    content: str | list[_Block] | None = None
+    cache_control: dict[str, Any] | None = None
+
+
+class _RedactedThinking(msgspec.Struct, tag="redacted_thinking", tag_field="type"):
+    data: str
+    cache_control: dict[str, Any] | None = None
+
+
+class _ToolUse(msgspec.Struct, tag="tool_use", tag_field="type"):
+    id: str
+    name: str
+    input: dict[str, Any] | None = None
+    cache_control: dict[str, Any] | None = None
+
+
+_Part = _Text | _Image | _Thinking | _RedactedThinking
+
+
+class _ToolResult(msgspec.Struct, tag="tool_result", tag_field="type"):
+    tool_use_id: str
+    content: str | list[_Part] | None = None
     is_error: bool = False
     cache_control: dict[str, Any] | None = None
+
+
+_Block = _Part | _ToolUse | _ToolResult
 
 
 class _Message(msgspec.Struct):
@@ -118,9 +154,9 @@ class _ToolChoice(msgspec.Struct):
 
 class _Request(msgspec.Struct):
     model: str
-    max_tokens: int
+    max_tokens: int | float  # 1024.0 is read as 1024
     messages: list[_Message]
-    system: str | list[_Block] | None = None
+    system: str | list[_Text] | None = None
     tools: list[_Tool] | None = None
     tool_choice: _ToolChoice | None = None
     stop_sequences: list[str] | None = None
@@ -143,7 +179,8 @@ def parse_request(body: Any) -> ChatRequest:
     """
     body = request_object(body)
     request: _Request = convert_request(body, _Request)
-    if request.max_tokens < 1:
+    max_tokens = whole_number(request.max_tokens, "max_tokens")
+    if max_tokens is None or max_tokens < 1:
         raise InvalidRequestError("max_tokens must be at least 1")
     if not request.messages:
         raise InvalidRequestError("messages must hold at least one message")
@@ -179,7 +216,7 @@ def parse_request(body: Any) -> ChatRequest:
         tool_choice=_tool_choice(request.tool_choice),
         temperature=request.temperature,
         top_p=request.top_p,
-        max_tokens=request.max_tokens,
+        max_tokens=max_tokens,
         stop=request.stop_sequences,
         reasoning=reasoning,
         metadata=request.metadata,
@@ -187,16 +224,14 @@ def parse_request(body: Any) -> ChatRequest:
     )
 
 
-def _system(system: str | list[_Block] | None) -> list[Message]:
+def _system(system: str | list[_Text] | None) -> list[Message]:
     if system is None or system == "":
         return []
     if isinstance(system, str):
         return [Message(role="system", content=system)]
-    parts: list[ContentPart] = []
-    for block in system:
-        if block.type != "text" or block.text is None:
-            raise InvalidRequestError(f"system blocks must be text, not {block.type!r}")
-        parts.append(TextPart(text=block.text, cache=block.cache_control is not None))
+    parts: list[ContentPart] = [
+        TextPart(text=block.text, cache=block.cache_control is not None) for block in system
+    ]
     return [Message(role="system", content=parts)]
 
 
@@ -210,10 +245,10 @@ def _message(message: _Message) -> list[Message]:
     calls: list[ToolCall] = []
     cache = False
     for block in message.content:
-        match block.type:
-            case "tool_result":
+        match block:
+            case _ToolResult():
                 out.append(_tool_result(block))
-            case "tool_use":
+            case _ToolUse():
                 if not block.id or not block.name:
                     raise InvalidRequestError("A tool_use block needs an id and a name")
                 arguments = msgspec.json.encode(block.input or {}).decode()
@@ -227,27 +262,23 @@ def _message(message: _Message) -> list[Message]:
     return out
 
 
-def _part(block: _Block) -> ContentPart:
+def _part(block: _Part) -> ContentPart:
     cache = block.cache_control is not None
-    match block.type:
-        case "text":
-            return TextPart(text=block.text or "", cache=cache)
-        case "image":
-            source = block.source
-            if source is not None and source.type == "base64" and source.data is not None:
-                return ImagePart(data=source.data, media_type=source.media_type, cache=cache)
-            if source is not None and source.type == "url" and source.url is not None:
-                return ImagePart(url=source.url, cache=cache)
-            raise InvalidRequestError("An image block needs a base64 or url source")
-        case "thinking":
-            return ThinkingPart(text=block.thinking or "", signature=block.signature)
-        case "redacted_thinking":
-            return RedactedThinkingPart(data=block.data or "")
-        case other:
-            raise InvalidRequestError(f"Content blocks of type {other!r} are not supported")
+    match block:
+        case _Text(text=text):
+            return TextPart(text=text, cache=cache)
+        case _Image(source=_Base64Source(data=data, media_type=media_type)):
+            return ImagePart(data=data, media_type=media_type, cache=cache)
+        case _Image(source=_UrlSource(url=url)):
+            return ImagePart(url=url, cache=cache)
+        case _Thinking(thinking=thinking, signature=signature):
+            return ThinkingPart(text=thinking, signature=signature)
+        case _RedactedThinking(data=data):
+            return RedactedThinkingPart(data=data)
+    raise TypeError(f"Not a content block: {block!r}")  # pragma: no cover
 
 
-def _tool_result(block: _Block) -> Message:
+def _tool_result(block: _ToolResult) -> Message:
     if not block.tool_use_id:
         raise InvalidRequestError("A tool_result block needs a tool_use_id")
     content: str | list[ContentPart]
@@ -394,6 +425,35 @@ def encode_response(response: ChatResponse) -> bytes:
             "stop_reason": _STOP_REASONS[finish],
             "stop_sequence": None,
             "usage": _usage(response.usage),
+        }
+    )
+
+
+def _model_info(info: ModelInfo) -> dict[str, Any]:
+    model: dict[str, Any] = {
+        "type": "model",
+        "id": info.address,
+        "display_name": info.name or info.id,
+        # Connections do not say when a model was released; the API's stand-in is the epoch.
+        "created_at": "1970-01-01T00:00:00Z",
+        "lifecycle": "active",
+    }
+    if info.context_window is not None:
+        model["max_input_tokens"] = info.context_window
+    if info.max_output_tokens is not None:
+        model["max_tokens"] = info.max_output_tokens
+    return model
+
+
+def encode_models(models: list[ModelInfo]) -> bytes:
+    """A ``GET /v1/models`` page holding every model, addressed as ``connection/model``."""
+    data = [_model_info(info) for info in models]
+    return msgspec.json.encode(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
         }
     )
 

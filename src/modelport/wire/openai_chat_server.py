@@ -16,6 +16,11 @@ official SDKs parse. Choices made here:
   part of :class:`~modelport.types.ChatRequest` (``seed``, ``user``, ``n``,
   ``logprobs``, ``service_tier`` …). ``stream`` and ``stream_options`` belong
   to the route and are dropped; a field sent as ``null`` counts as unset.
+* A count written with a fraction (``max_tokens: 1024.0``) is read as the
+  integer it is, as JSON Schema and OpenAI do; ``1.5`` is refused.
+* Tools, tool calls and a named ``tool_choice`` must be of type ``function``
+  (or leave it out); the legacy ``functions`` and ``function_call`` are
+  checked even when ``tools`` and ``tool_choice`` take precedence.
 * With ``include_usage``, the usage chunk is always sent (zeros when the
   provider reported none), as the OpenAI API promises.
 * ``refusal`` is not a finish reason OpenAI clients know: it is sent as
@@ -59,6 +64,7 @@ from modelport.types import (
     ContentPart,
     ImagePart,
     Message,
+    ModelInfo,
     Reasoning,
     TextPart,
     ThinkingPart,
@@ -68,11 +74,12 @@ from modelport.types import (
     Usage,
 )
 from modelport.wire import _openai_server_shapes as _shapes
-from modelport.wire._json import convert_request, request_object
+from modelport.wire._json import convert_request, request_object, whole_number
 
 __all__ = [
     "StreamEncoder",
     "encode_error",
+    "encode_models",
     "encode_response",
     "parse_messages",
     "parse_request",
@@ -122,19 +129,25 @@ def parse_request(body: Any) -> ChatRequest:
         if key not in _CANONICAL_FIELDS and value is not None
     }
     reasoning = _reasoning(parsed, data, vendor)
-    tools = parsed.tools if parsed.tools is not None else parsed.functions
-    choice = parsed.tool_choice if parsed.tool_choice is not None else parsed.function_call
+    # The legacy fields are checked even when the current ones win, so that no
+    # malformed field is quietly accepted.
+    tools = [_tool(tool) for tool in parsed.tools or ()]
+    functions = [_tool(tool) for tool in parsed.functions or ()]
+    choice = _tool_choice(parsed.tool_choice)
+    function_call = _tool_choice(parsed.function_call)
     stop = [parsed.stop] if isinstance(parsed.stop, str) else parsed.stop
+    max_tokens = whole_number(parsed.max_tokens, "max_tokens")
+    max_completion_tokens = whole_number(parsed.max_completion_tokens, "max_completion_tokens")
+    if max_completion_tokens is not None:
+        vendor["max_completion_tokens"] = max_completion_tokens
     return ChatRequest(
         model=parsed.model,
         messages=[_message(message) for message in parsed.messages],
-        tools=[_tool(tool) for tool in tools or ()],
-        tool_choice=_tool_choice(choice),
+        tools=tools if parsed.tools is not None else functions,
+        tool_choice=choice if choice is not None else function_call,
         temperature=parsed.temperature,
         top_p=parsed.top_p,
-        max_tokens=parsed.max_tokens
-        if parsed.max_tokens is not None
-        else parsed.max_completion_tokens,
+        max_tokens=max_tokens if max_tokens is not None else max_completion_tokens,
         stop=stop,
         response_format=parsed.response_format,
         reasoning=reasoning,
@@ -181,7 +194,7 @@ def _reasoning(
     budget = None
     if parsed.reasoning is not None:
         effort = effort or parsed.reasoning.effort
-        budget = parsed.reasoning.max_tokens
+        budget = whole_number(parsed.reasoning.max_tokens, "reasoning.max_tokens")
     if effort is not None and effort in _EFFORTS:
         return Reasoning(effort=effort)  # type: ignore[arg-type]
     if budget is not None:
@@ -456,6 +469,22 @@ def encode_response(response: ChatResponse) -> bytes:
                 }
             ],
             "usage": _usage_json(response.usage),
+        }
+    )
+
+
+def encode_models(models: list[ModelInfo]) -> bytes:
+    """A ``GET /v1/models`` list body: each model as ``connection/model``, owned by its connection.
+
+    ``created`` is 0: connections do not say when their models were made.
+    """
+    return _encode(
+        {
+            "object": "list",
+            "data": [
+                {"id": info.address, "object": "model", "created": 0, "owned_by": info.connection}
+                for info in models
+            ],
         }
     )
 
