@@ -394,6 +394,16 @@ def test_start_frame_carries_id_model_and_input_tokens() -> None:
     assert event.message.usage.input_tokens == 42 and event.message.content == []
 
 
+def test_start_frame_reports_the_upstream_usage_already_seen() -> None:
+    # The gateway encodes the first events before it asks for start(): a leading
+    # usage snapshot (Anthropic's message_start) must appear in our message_start.
+    encoder = server.StreamEncoder(model="m")
+    encoder.encode(UsageEvent(input_tokens=1500, cache_read_tokens=1000, output_tokens=1))
+    [(name, payload)] = frames(encoder.start())
+    usage = STREAM_EVENT.validate_python(payload).message.usage
+    assert (usage.input_tokens, usage.cache_read_input_tokens) == (500, 1000)
+
+
 # --- round trips ------------------------------------------------------------
 
 _TEXT = st.text(min_size=1, max_size=12)

@@ -510,7 +510,11 @@ class StreamEncoder:
                 "content": [],
                 "stop_reason": None,
                 "stop_sequence": None,
-                "usage": {"input_tokens": self._input_tokens, "output_tokens": 0},
+                # The gateway calls start() once the first event that produces
+                # output has been encoded, so a leading usage snapshot is known.
+                "usage": _usage(self._usage)
+                if self._usage is not None
+                else {"input_tokens": self._input_tokens, "output_tokens": 0},
             },
         }
         return b"event: message_start\ndata: " + _json(message) + b"\n\n"
