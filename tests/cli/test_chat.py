@@ -106,6 +106,23 @@ def test_subprocess_streams_piped_stdin_with_system_prompt(
     assert body["temperature"] == 0.2
 
 
+def test_subprocess_piped_bytes_that_are_not_utf8_are_replaced_not_a_traceback(
+    upstream: FakeUpstream, openai_config: Path
+) -> None:
+    _serve(upstream, TEXT_STREAM)
+    completed = subprocess.run(
+        [sys.executable, "-m", "modelport", "chat", "-m", "up/gpt-4o"],
+        input=b"caf\xe9 \xff\xfe ok\n",
+        capture_output=True,
+        env={**os.environ, "LC_ALL": "C", "PYTHONIOENCODING": ""},
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr.decode()
+    assert b"Traceback" not in completed.stderr
+    body = upstream.requests[0].json()
+    assert body["messages"] == [{"role": "user", "content": "caf\ufffd \ufffd\ufffd ok"}]
+
+
 def test_default_model_from_config_then_environment(
     cli: RunCli, upstream: FakeUpstream, openai_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -90,6 +90,21 @@ def test_add_rejects_an_unknown_compat(cli: RunCli) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_add_openai_compat_without_a_base_url_needs_a_ready_made_name(
+    cli: RunCli, home: Path
+) -> None:
+    result = cli("connections", "add", "mybox", "--compat", "openai")
+
+    assert result.exit_code == 1
+    assert "needs --base-url" in result.stderr and "openrouter" in result.stderr
+    assert not (home / "config.toml").exists() or "mybox" not in (home / "config.toml").read_text()
+    # A ready-made name knows its URL; other wire formats have their own defaults.
+    assert cli("connections", "add", "openrouter", "--compat", "openai").exit_code == 0
+    assert cli("connections", "add", "ol", "--compat", "ollama").exit_code == 0
+    # A preset of another format does not know an OpenAI-compatible URL.
+    assert cli("connections", "add", "anthropic", "--compat", "openai").exit_code == 1
+
+
 def test_remove_unknown_connection(cli: RunCli) -> None:
     result = cli("connections", "remove", "ghost")
 

@@ -6,6 +6,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from modelport.plugins.trust import TrustStore, plugins_folder
 from modelport.testing import FakeUpstream, Reply
 from tests.cli.conftest import RunCli, refused_url
@@ -235,3 +237,39 @@ def test_default_model_on_a_plugin_provider(
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "not configured" not in result.stdout
     assert f"✓ {PLUGIN_ID}: default model 'gpt-4o-mini' is available" in result.stdout
+
+
+def test_a_remote_connection_without_a_key_is_a_problem_even_if_it_lists_models(
+    cli: RunCli,
+    write_config: Callable[[str], Path],
+    upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # OpenRouter and Ollama's /v1 list models to anyone: a listing proves no key works.
+    write_config(
+        f'[connections.cloud]\ncompat = "openai"\nbase_url = "{upstream.url}/v1"\nmax_retries = 0\n'
+    )
+    upstream.route("GET", "/v1/models", Reply.json(MODELS_BODY))
+    local = cli("doctor")
+    assert local.exit_code == 0, local.stdout  # on this machine, a keyless server is normal
+
+    # The same server seen as remote (the test may only reach loopback).
+    monkeypatch.setattr("modelport.router.is_local_url", lambda url: False)
+    result = cli("doctor")
+
+    assert result.exit_code == 1, result.stdout
+    assert "✓ cloud: reachable" in result.stdout
+    assert "✗ cloud: no API key" in result.stdout
+    assert "fix: `modelport keys set cloud`" in result.stdout
+
+
+def test_an_unreachable_connection_without_compat_suggests_openai(
+    cli: RunCli, write_config: Callable[[str], Path]
+) -> None:
+    write_config(f'[connections.box]\nbase_url = "{refused_url()}"\nmax_retries = 0\n')
+
+    result = cli("doctor")
+
+    assert result.exit_code == 1
+    assert "--compat openai --base-url URL --force" in result.stdout
+    assert "--compat None" not in result.stdout

@@ -89,6 +89,22 @@ def test_on_without_a_model_errors_when_the_server_is_down(cli: RunCli, config_p
     assert _config(config_path)["default_model"] == "anthropic/claude-sonnet-4-5"
 
 
+def test_on_with_an_unreachable_url_leaves_a_working_setup_alone(
+    cli: RunCli, ollama: FakeUpstream, config_path: Path
+) -> None:
+    working = f"{ollama.url}/v1"
+    assert cli("local", "on", working).exit_code == 0
+    before = config_path.read_text()
+
+    result = cli("local", "on", refused_url())
+
+    assert result.exit_code == 1
+    assert "unchanged" in result.stderr
+    assert config_path.read_text() == before
+    assert _config(config_path)["connections"]["local"]["base_url"] == working
+    assert cli("local", "status").exit_code == 0  # still reachable
+
+
 def test_off_when_not_on(cli: RunCli, config_path: Path) -> None:
     result = cli("local", "off")
 

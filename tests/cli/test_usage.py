@@ -154,6 +154,21 @@ def test_logs_table(runner: CliRunner) -> None:
     assert out.index("openai/gpt-4o-mini") > out.index("local/llama3.1:8b")  # oldest last
 
 
+def test_model_names_and_errors_are_shown_verbatim_not_as_markup(runner: CliRunner) -> None:
+    # A client picks the model name; "[/x]" is a closing tag Rich would choke on.
+    with open_ledger() as ledger:
+        ledger.record(call(1, connection="oai", model="[/x]", error="[bold]boom[/] [/nope]"))
+        ledger.record(call(2, connection="oai", model="[red]m[/red]", outcome="[/]"))
+        assert ledger.flush(10)
+    code, out, err = run(runner, "logs")
+    assert code == 0, err
+    assert "oai/[/x]" in out and "[bold]boom[/] [/nope]" in out
+    assert "oai/[red]m[/red]" in out and "[/]" in out
+    code, out, err = run(runner, "usage")
+    assert code == 0, err
+    assert "oai/[/x]" in out and "oai/[red]m[/red]" in out
+
+
 def test_database_url_from_config_toml(runner: CliRunner, tmp_path: Path) -> None:
     database = tmp_path / "gateway.db"
     with open_ledger(url=f"sqlite:///{database}") as ledger:

@@ -21,9 +21,12 @@ class MemoryStore:
         self.fail = fail
         self.gate = threading.Event()
         self.gate.set()
+        #: Set once an insert has begun (and is maybe waiting at ``gate``).
+        self.entered = threading.Event()
         self.closed = False
 
     def insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.entered.set()
         self.gate.wait(10)
         if self.delay:
             threading.Event().wait(self.delay)

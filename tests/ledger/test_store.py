@@ -169,6 +169,29 @@ class TestBackends:
             assert f":{password}@" not in ledger.database
             assert ":***@" in ledger.database
 
+    def test_an_over_long_model_name_is_cut_not_lost(self, ledger: Ledger) -> None:
+        # A client chooses the model name; PostgreSQL refuses a value longer than
+        # the column (StringDataRightTruncation), which used to lose the whole batch.
+        ledger.record(call(model="m" * 2000, request_id="r" * 400, connection="c" * 300))
+        ledger.record(call(model="short"))
+        assert ledger.flush(10)
+        records = ledger.recent(10)
+        assert sorted(len(r.model) for r in records) == [5, 512]
+        long = next(r for r in records if len(r.model) == 512)
+        assert long.model.endswith("…") and long.model.startswith("mmm")
+        assert long.request_id is not None and len(long.request_id) == 255
+        assert len(long.connection) == 255
+        assert ledger.dropped == 0
+
+    def test_one_bad_row_costs_one_record_not_the_batch(self, ledger: Ledger) -> None:
+        good = [call(model=f"m{i}") for i in range(3)]
+        bad = call(model="bad", started_at=None)  # NOT NULL: refused by either database
+        for record in (good[0], bad, good[1], good[2]):
+            ledger.record(record)
+        assert ledger.flush(10)
+        assert sorted(r.model for r in ledger.recent(10)) == ["m0", "m1", "m2"]
+        assert (ledger.failed, ledger.dropped, ledger.written) == (1, 1, 3)
+
     def test_bad_group_is_refused(self, ledger: Ledger) -> None:
         with pytest.raises(ValueError, match="by must be"):
             ledger.summary(by="colour")  # type: ignore[arg-type]

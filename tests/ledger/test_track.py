@@ -97,7 +97,16 @@ async def test_error_is_recorded_and_still_raised(
     assert row["outcome"] == "RateLimitError"
     assert "Too many requests" in row["error"]
     assert row["input_tokens"] == 7
-    assert row["ttft_ms"] is not None
+    assert row["ttft_ms"] is None  # a usage event is not a token
+
+
+async def test_ttft_starts_at_the_first_output_not_a_leading_usage_event(
+    ledger: Ledger, memory_store: MemoryStore
+) -> None:
+    # Anthropic streams open with message_start, decoded as a UsageEvent.
+    stream = scripted([UsageEvent(input_tokens=7), 0.2, TextEvent(text="Hi")])
+    await consume(ledger.track(stream, connection="ant", model="claude", prices=None))
+    assert only_row(ledger, memory_store)["ttft_ms"] >= 190
 
 
 async def test_error_before_any_event_has_no_ttft(
@@ -239,21 +248,25 @@ async def test_a_full_queue_drops_with_a_counted_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = MemoryStore()
-    store.gate.clear()  # the writer is stuck inside its first insert
-    ledger = Ledger(store, max_queue=5)
+    store.gate.clear()
+    # No lingering: the writer takes the first record and goes straight to insert.
+    ledger = Ledger(store, max_queue=5, linger=0)
     record = CallRecord(started_at=datetime.now(UTC), connection="c", model="m")
     try:
+        ledger.record(record)
+        assert store.entered.wait(5)  # the writer is now stuck inside its first insert
         with caplog.at_level(logging.WARNING, logger="modelport.ledger"):
             begin = time.perf_counter()
             for _ in range(30):
                 ledger.record(record)
             assert time.perf_counter() - begin < 0.1  # never blocks
-            assert ledger.dropped >= 30 - 5 - 1  # the queue, plus the one being written
+            assert ledger.dropped == 30 - 5  # all but what the queue holds
             assert "dropped so far" in caplog.text
     finally:
         store.gate.set()
         ledger.close()
-    assert len(store.rows) + ledger.dropped == 30
+    assert len(store.rows) == 1 + 5
+    assert len(store.rows) + ledger.dropped == 31
 
 
 async def test_close_flushes_everything(memory_store: MemoryStore) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import anthropic
 import httpx
@@ -229,3 +230,41 @@ def test_client_errors_use_the_anthropic_shape(gateway: Gateway) -> None:
         assert exc.body["type"] == "error"  # type: ignore[index]
     else:
         raise AssertionError("expected BadRequestError")
+
+
+def test_known_beta_flags_reach_an_anthropic_upstream_and_nothing_else_does(
+    make_gateway: Callable[..., Gateway], upstream: FakeUpstream
+) -> None:
+    gateway = make_gateway(
+        f"""
+[connections.antbeta]
+compat = "anthropic"
+base_url = "{upstream.url}"
+api_key_env = "TEST_ANT_KEY"
+max_retries = 0
+anthropic_beta = "prompt-caching-2024-07-31"
+"""
+    )
+    upstream.route("POST", "/v1/messages", Reply.fixture("anthropic/message-text.json"))
+    upstream.route(
+        "POST", "/v1/chat/completions", Reply.fixture("openai/chat-completion-refusal.json")
+    )
+    client = gateway.anthropic(
+        default_headers={
+            "anthropic-beta": "interleaved-thinking-2025-05-14, not-a-real-beta",
+            "anthropic-version": "1999-01-01",
+        }
+    )
+    for model in ("ant/claude", "antbeta/claude", "oai/gpt-4o"):
+        client.messages.create(model=model, max_tokens=5, messages=USER)  # type: ignore[arg-type]
+    plain, configured, openai_upstream = (r.headers for r in upstream.requests)
+    assert plain["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    assert configured["anthropic-beta"] == (
+        "interleaved-thinking-2025-05-14,prompt-caching-2024-07-31"
+    )
+    # The provider speaks its own API version, whatever the client announced.
+    assert plain["anthropic-version"] != "1999-01-01"
+    assert configured["anthropic-version"] != "1999-01-01"
+    # An OpenAI-compatible upstream gets no Anthropic headers at all.
+    assert "anthropic-beta" not in openai_upstream
+    assert "anthropic-version" not in openai_upstream

@@ -13,15 +13,17 @@ from tests.server.conftest import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, G
 
 USER = [{"role": "user", "content": "hi"}]
 TOO_LONG = "prompt is too long: 210000 tokens > 200000 maximum"
+# Each upstream echoes the key it was sent, as some do: the gateway must not pass it on.
 OPENAI_401 = Reply.json(
-    {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-               "code": "invalid_api_key"}},
+    {"error": {"message": f"Incorrect API key provided: {UPSTREAM_OPENAI_KEY}",
+               "type": "invalid_request_error", "code": "invalid_api_key"}},
     status=401,
 )  # fmt: skip
 ANTHROPIC_401 = Reply.json(
-    {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
+    {"type": "error", "error": {"type": "authentication_error",
+                                "message": f"invalid x-api-key {UPSTREAM_ANTHROPIC_KEY}"}},
     status=401,
-)
+)  # fmt: skip
 
 
 def _openai_chat(gateway: Gateway, stream: bool, model: str = "oai/gpt-4o") -> object:
@@ -52,11 +54,15 @@ def test_upstream_401_is_authentication_error(
     with pytest.raises(anthropic.AuthenticationError) as anthropic_error:
         _anthropic_chat(gateway, stream)
     # Cross: an Anthropic upstream's 401 is still an OpenAI AuthenticationError.
-    with pytest.raises(openai.AuthenticationError):
+    with pytest.raises(openai.AuthenticationError) as cross_error:
         _openai_chat(gateway, stream, model="ant/claude")
-    for exc in (openai_error.value, anthropic_error.value):
-        assert UPSTREAM_OPENAI_KEY not in str(exc.body) + exc.message
-        assert UPSTREAM_ANTHROPIC_KEY not in str(exc.body) + exc.message
+    for exc in (openai_error.value, anthropic_error.value, cross_error.value):
+        seen = str(exc.body) + exc.message + exc.response.text
+        assert UPSTREAM_OPENAI_KEY not in seen
+        assert UPSTREAM_ANTHROPIC_KEY not in seen
+        assert "***" in seen  # the echoed key was there, and masked
+    health = httpx.get(f"{gateway.url}/health").text
+    assert UPSTREAM_OPENAI_KEY not in health and UPSTREAM_ANTHROPIC_KEY not in health
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -147,10 +153,11 @@ def test_unknown_model_is_not_found_naming_it(gateway: Gateway, upstream: FakeUp
 
 
 def test_invalid_json_body_is_bad_request(gateway: Gateway) -> None:
-    response = httpx.post(f"{gateway.url}/v1/chat/completions", content=b"{not json")
+    json = {"content-type": "application/json"}
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", content=b"{not json", headers=json)
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
-    response = httpx.post(f"{gateway.url}/v1/messages", content=b"[1, 2")
+    response = httpx.post(f"{gateway.url}/v1/messages", content=b"[1, 2", headers=json)
     assert response.status_code == 400
     assert response.json()["type"] == "error"
 

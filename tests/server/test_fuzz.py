@@ -70,8 +70,10 @@ _SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Hea
 
 async def _post(path: str, body: Any) -> httpx.Response:
     transport = httpx.ASGITransport(app=APP)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-        return await client.post(path, content=json.dumps(body))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        return await client.post(
+            path, content=json.dumps(body), headers={"content-type": "application/json"}
+        )
 
 
 @_SETTINGS

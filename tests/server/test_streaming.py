@@ -55,7 +55,8 @@ def _open_stream(gateway: Gateway, body: dict[str, object]) -> socket.socket:
     host, port = gateway.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)))
     sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        b"content-type: application/json\r\n"
         b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
     )
     return sock
@@ -245,7 +246,8 @@ def test_a_client_that_stops_reading_stops_the_upstream(gateway_factory: Gateway
         b'{"model": "count/m", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
     )
     sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        b"content-type: application/json\r\n"
         b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
     )
     _wait_for(lambda: provider.pulled > 0)

@@ -140,3 +140,108 @@ def test_anthropic_client_on_openai_model_gets_tool_use(
     messages = upstream.requests[-1].json()["messages"]
     assert messages[1]["tool_calls"][0]["id"] == uses[0].id
     assert messages[2] == {"role": "tool", "tool_call_id": uses[0].id, "content": "21C"}
+
+
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
+    "AAAABJRU5ErkJggg=="
+)
+
+
+def test_openai_client_image_reaches_an_anthropic_upstream(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    upstream.route("POST", "/v1/messages", Reply.fixture("anthropic/message-text.json"))
+    gateway.openai().chat.completions.create(
+        model="ant/claude-sonnet-4-5",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                    {"type": "image_url", "image_url": {"url": "https://img.example/cat.jpg"}},
+                ],
+            }
+        ],
+    )
+    content = upstream.requests[-1].json()["messages"][0]["content"]
+    assert content[0] == {"type": "text", "text": "What is this?"}
+    assert content[1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+    }
+    assert content[2] == {
+        "type": "image",
+        "source": {"type": "url", "url": "https://img.example/cat.jpg"},
+    }
+
+
+def test_anthropic_client_image_reaches_an_openai_upstream(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    upstream.route(
+        "POST", "/v1/chat/completions", Reply.fixture("openai/chat-completion-refusal.json")
+    )
+    gateway.anthropic().messages.create(
+        model="oai/gpt-4o",
+        max_tokens=64,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                    },
+                    {
+                        "type": "image",
+                        "source": {"type": "url", "url": "https://img.example/a.png"},
+                    },
+                    {"type": "text", "text": "Describe it."},
+                ],
+            }
+        ],
+    )
+    content = upstream.requests[-1].json()["messages"][0]["content"]
+    assert content[0]["type"] == "image_url"
+    assert content[0]["image_url"]["url"] == f"data:image/png;base64,{PNG}"
+    assert content[1]["image_url"]["url"] == "https://img.example/a.png"
+    assert content[2] == {"type": "text", "text": "Describe it."}
+
+
+def test_openai_clients_tool_result_turn_reaches_an_anthropic_upstream(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    upstream.route("POST", "/v1/messages", Reply.fixture("anthropic/message-text.json"))
+    gateway.openai().chat.completions.create(
+        model="ant/claude-sonnet-4-5",
+        messages=[
+            *USER,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "toolu_01A",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "toolu_01A", "content": "21C"},
+        ],  # type: ignore[arg-type]
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
+    )
+    messages = upstream.requests[-1].json()["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    (use,) = [b for b in messages[1]["content"] if b["type"] == "tool_use"]
+    assert use == {
+        "type": "tool_use",
+        "id": "toolu_01A",
+        "name": "get_weather",
+        "input": {"city": "Paris"},
+    }
+    (result,) = messages[2]["content"]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == "toolu_01A"
+    assert json.dumps(result["content"]).count("21C") == 1

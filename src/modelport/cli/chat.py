@@ -141,11 +141,22 @@ def _parse_reasoning(value: str | None) -> Reasoning | None:
 
 
 def _one_shot_prompt(prompt: str | None) -> str:
-    piped = "" if _stdin_is_interactive() else sys.stdin.read()
+    piped = "" if _stdin_is_interactive() else _read_stdin()
     text = "\n".join(part for part in (piped.strip("\n"), prompt) if part)
     if not text.strip():
         fail("empty prompt", "Give a PROMPT argument or pipe text in on stdin.")
     return text
+
+
+def _read_stdin() -> str:
+    """Piped text as UTF-8; bytes that are not (a binary file, another encoding) become U+FFFD.
+
+    Reading text would keep them as lone surrogates, which no JSON body can carry.
+    """
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # a stdin replaced by a text-only stream
+        return sys.stdin.read().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return buffer.read().decode("utf-8", errors="replace")
 
 
 def _user(text: str) -> Message:

@@ -122,6 +122,18 @@ def add(
 
     if "/" in name:
         fail(f"connection names cannot contain '/': {name!r}")
+    if compat == "openai" and base_url is None:
+        presets = config_module.PRESETS
+        ready = sorted(n for n, preset in presets.items() if preset.compat == "openai")
+        if name not in ready:
+            # Only a ready-made connection knows its OpenAI-compatible server's URL.
+            fail(
+                f"an OpenAI-compatible connection needs --base-url: {name!r} is not "
+                "a ready-made connection that knows its own",
+                f"`modelport connections add {name} --compat openai "
+                "--base-url http://localhost:8000/v1` (your server's API URL); "
+                f"ready-made: {', '.join(ready)}.",
+            )
     existing = config_module.load_config().connections
     if name in existing and not force:
         fail(

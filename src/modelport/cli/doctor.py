@@ -1,7 +1,9 @@
 """``modelport doctor``: what is configured, what works, and how to fix what doesn't.
 
 For every connection it lists the models (which proves the server is
-reachable and the key accepted) and, for the connection ``default_model``
+reachable, and the key accepted where listing needs one; many servers list
+models to anyone, so a remote connection with no key at all is a problem
+too) and, for the connection ``default_model``
 points at, checks the model is among them. Plugins are checked without
 starting them (:func:`modelport.plugins.diagnose.diagnose`: manifests,
 programs, trust, provider packages), then started so that their providers
@@ -192,11 +194,15 @@ def _split(address: str | None) -> tuple[str | None, str | None]:
 
 
 class _Checked:
-    """One connection's results: its models (or error) and whether a key is available."""
+    """One connection's results: its models (or error), whether a key is available,
+    and whether it lies beyond this machine (``None``: unknown)."""
 
-    def __init__(self, result: ConnectionModels, has_key: bool | None) -> None:
+    def __init__(
+        self, result: ConnectionModels, has_key: bool | None, remote: bool | None = None
+    ) -> None:
         self.result = result
         self.has_key = has_key
+        self.remote = remote
 
 
 def _check_all(config: Config, default_connection: str | None) -> dict[str, _Checked]:
@@ -206,7 +212,7 @@ def _check_all(config: Config, default_connection: str | None) -> dict[str, _Che
     preset, nor registered by a plugin.
     """
     from modelport.errors import ModelportError
-    from modelport.router import Router, plugin_host
+    from modelport.router import Router, is_local_url, plugin_host
 
     async def _run() -> dict[str, _Checked]:
         router = Router(config, provider_source=plugin_host)
@@ -220,13 +226,20 @@ def _check_all(config: Config, default_connection: str | None) -> dict[str, _Che
                 reports += await router.list_models_report(default_connection)
             checked = {}
             for result in reports:
+                has_key: bool | None = None  # the listing already failed with the reason
+                remote: bool | None = None
                 try:
-                    has_key: bool | None = (
-                        router.settings_for(result.connection).api_key is not None
-                    )
+                    settings = router.settings_for(result.connection)
                 except ModelportError:
-                    has_key = None  # the listing already failed with the reason
-                checked[result.connection] = _Checked(result, has_key)
+                    pass
+                else:
+                    has_key = settings.api_key is not None
+                    plugin = settings.compat.startswith("plugin:")
+                    local = is_local_url(settings.base_url) or (
+                        settings.compat == "ollama" and settings.base_url is None
+                    )
+                    remote = None if plugin else not local
+                checked[result.connection] = _Checked(result, has_key, remote)
             return checked
         finally:
             await router.aclose()
@@ -256,6 +269,13 @@ def _check_connection(
     if error is None:
         state = "registered by a running plugin" if plugin else "reachable"
         report.ok(f"{name}: {state}, {len(result.models)} models")
+        if checked.remote and checked.has_key is False:
+            # Listing proved nothing: OpenRouter, Ollama and others list models to anyone.
+            report.problem(
+                f"{name}: no API key, and a remote server will refuse chats without one "
+                "(its model list is public, so listing it proves nothing)",
+                _key_fix(name, connection),
+            )
         if name == default_connection and default_model:
             if default_model in {model.id for model in result.models}:
                 report.ok(f"{name}: default model {default_model!r} is available")
@@ -286,7 +306,8 @@ def _unreachable_fix(name: str, connection: ConnectionConfig) -> str:
     url = connection.base_url or "the default URL"
     return (
         f"check that the server at {url} is running, or fix the URL: "
-        f"`modelport connections add {name} --compat {connection.compat} --base-url URL --force`"
+        f"`modelport connections add {name} --compat {connection.compat or 'openai'} "
+        "--base-url URL --force`"
     )
 
 

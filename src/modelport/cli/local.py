@@ -60,30 +60,60 @@ def on(
     url = _api_url(url)
     config = config_module.load_config()
     previous = config.default_model
-    values: dict[str, Any] = {"compat": "openai", "base_url": url}
-    if not _is_on(previous):
-        # Switching from one local model to another keeps the default from before them.
-        values[_PREVIOUS] = previous  # None clears a stale one
-    config_module.set_connection(LOCAL, values)
-
     if model is None:
+        # Ask the server before touching config.toml: an unreachable URL must not
+        # replace a [connections.local] that works.
         from modelport.errors import ModelportError
 
         try:
-            listed = _models(config_module.load_config())
+            listed = _models(_with_local(config, url))
         except ModelportError as exc:
             fail(
                 f"cannot list the models of {url}: {redact(exc.message)}",
                 "Start the server (`ollama serve`), or give the model: "
-                "`modelport local on URL MODEL`.",
+                "`modelport local on URL MODEL`. Your configuration is unchanged.",
             )
         if not listed:
             fail(
                 f"the server at {url} lists no models", "Pull one first: `ollama pull llama3.1:8b`."
             )
         model = listed[0].id
-    config_module.set_default_model(f"{LOCAL}/{model}")
+    values: dict[str, Any] = {"compat": "openai", "base_url": url}
+    if not _is_on(previous):
+        # Switching from one local model to another keeps the default from before them.
+        values[_PREVIOUS] = previous  # None clears a stale one
+    # One edit: the connection and the default model change together or not at all.
+    with config_module.edit_config() as document:
+        _set_local(document, values)
+        document["default_model"] = f"{LOCAL}/{model}"
     err_console().print(f"Local mode on: default model is {LOCAL}/{model} ({url}).", markup=False)
+
+
+def _with_local(config: Config, url: str) -> Config:
+    """``config`` with the ``local`` connection pointing at ``url`` (nothing written)."""
+    import msgspec
+
+    from modelport.config import ConnectionConfig
+
+    current = config.connections.get(LOCAL) or ConnectionConfig()
+    local = msgspec.structs.replace(current, compat="openai", base_url=url)
+    return msgspec.structs.replace(config, connections={**config.connections, LOCAL: local})
+
+
+def _set_local(document: Any, values: dict[str, Any]) -> None:
+    import tomlkit
+
+    if "connections" not in document:
+        document["connections"] = tomlkit.table(is_super_table=True)
+    connections = document["connections"]
+    if LOCAL not in connections:
+        connections[LOCAL] = tomlkit.table()
+    table = connections[LOCAL]
+    for key, value in values.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
 
 
 @local_app.command(name="off")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from modelport.cli._output import err_console, fail, out_console
 
@@ -126,7 +127,7 @@ def _summary_table(rows: list[UsageSummary], by: str) -> Table:
         table.add_column(name, justify="right")
     for row in rows:
         table.add_row(
-            row.key,
+            Text(row.key),  # a client chose the model name: never read it as markup
             str(row.calls),
             str(row.errors),
             *(
@@ -158,15 +159,16 @@ def _logs_table(records: list[CallRecord]) -> Table:
     for record in records:
         table.add_row(
             _local(record.started_at),
-            f"{record.connection}/{record.model}",
-            record.api,
-            record.outcome,
+            # Recorded text (a client's model name, an upstream's error) is never markup.
+            Text(f"{record.connection}/{record.model}"),
+            Text(record.api),
+            Text(record.outcome),
             f"{record.input_tokens:,}",
             f"{record.output_tokens:,}",
             _cost(record.cost),
             _ms(record.latency_ms),
             _ms(record.ttft_ms),
-            record.error or "",
+            Text(record.error or ""),
         )
     return table
 

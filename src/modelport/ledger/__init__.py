@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,15 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from modelport.events import StreamEvent, UsageEvent
+from modelport.events import (
+    ReasoningEvent,
+    StreamEvent,
+    TextEvent,
+    ToolCallDeltaEvent,
+    ToolCallStartEvent,
+    UsageEvent,
+)
+from modelport.ledger._public import public_message
 from modelport.ledger._writer import BackgroundWriter
 from modelport.types import ModelPrices, Usage
 
@@ -54,8 +61,9 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     ``outcome`` is ``"ok"``, ``"cancelled"`` (the caller went away) or the class
     name of the error raised (``"RateLimitError"``); ``error`` is an excerpt of
-    its message with anything key-like masked. ``ttft_ms`` is ``None`` when no
-    event arrived; ``cost`` is ``None`` when the model's prices are unknown.
+    its message without credentials (:func:`~modelport.ledger._public.public_message`).
+    ``ttft_ms`` runs to the first output (text, reasoning or a tool call) and is
+    ``None`` when none arrived; ``cost`` is ``None`` when the model's prices are unknown.
     """
 
     started_at: datetime
@@ -98,7 +106,10 @@ class UsageSummary(msgspec.Struct, frozen=True, kw_only=True):
 class LedgerStore(Protocol):
     """Where records go; :class:`modelport.ledger._store.SQLStore` is the one we ship."""
 
-    def insert(self, rows: Sequence[dict[str, Any]]) -> None: ...
+    def insert(self, rows: Sequence[dict[str, Any]]) -> int | None:
+        """Write ``rows``; return how many were lost (``None`` or 0: none), or raise."""
+        ...
+
     def recent(self, limit: int) -> list[dict[str, Any]]: ...
     def summary(self, since: datetime | None, by: GroupBy) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
@@ -137,42 +148,43 @@ def _first_known(*prices: float | None) -> float | None:
     return next((p for p in prices if p is not None), None)
 
 
-# Shapes of credentials that must never reach the ledger through an error message.
-_SECRET = re.compile(
-    r"(?i)(\b(?:sk|pk|rk|key|xai|gsk|hf)[-_][A-Za-z0-9_\-]{12,})"
-    r"|((?:bearer|basic)\s+)\S+"
-    r"|([?&](?:api[-_]?key|key|token|access_token|sig)=)[^&\s]+"
-    r"|(://[^:/@\s]+:)[^@\s]+@"
-)
 _MAX_ERROR = 500
 
 
-def _mask(match: re.Match[str]) -> str:
-    if match.group(1):
-        return "***"
-    prefix = match.group(2) or match.group(3) or match.group(4)
-    return prefix + ("***@" if match.group(4) else "***")
-
-
 def _excerpt(exc: BaseException) -> str:
-    text = _SECRET.sub(_mask, str(exc) or type(exc).__name__)
+    text = public_message(exc)
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+
+
+# What a person sees as the model answering: the first of these starts the TTFT clock.
+_OUTPUT_EVENTS = (TextEvent, ReasoningEvent, ToolCallStartEvent, ToolCallDeltaEvent)
 
 
 class Ledger:
     """Records calls in the background and answers questions about them.
 
     Build one with :func:`open_ledger`. Close it (``close()``/``aclose()``, or
-    ``with``/``async with``) to write what is still queued.
+    ``with``/``async with``) to write what is still queued. ``linger`` is how
+    long the writer gathers records into one batch before inserting them.
     """
 
-    def __init__(self, store: LedgerStore, *, max_queue: int = 10_000, max_batch: int = 500):
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        max_queue: int = 10_000,
+        max_batch: int = 500,
+        linger: float = 1.0,
+    ) -> None:
         self._store = store
-        self._writer = BackgroundWriter(self._insert, max_queue=max_queue, max_batch=max_batch)
+        self._writer = BackgroundWriter(
+            self._insert, max_queue=max_queue, max_batch=max_batch, linger=linger
+        )
 
-    def _insert(self, records: Sequence[CallRecord]) -> None:
+    def _insert(self, records: Sequence[CallRecord]) -> int | None:
         # Runs on the writer thread: the conversion costs the request path nothing.
-        self._store.insert([msgspec.structs.asdict(r) for r in records])
+        # The store answers how many rows it had to give up (None: all written).
+        return self._store.insert([msgspec.structs.asdict(r) for r in records])
 
     @property
     def database(self) -> str | None:
@@ -183,6 +195,16 @@ class Ledger:
     def dropped(self) -> int:
         """Records lost because the write queue was full or the database failed."""
         return self._writer.dropped + self._writer.failed
+
+    @property
+    def failed(self) -> int:
+        """Of :attr:`dropped`, the records the database refused (the rest found the queue full)."""
+        return self._writer.failed
+
+    @property
+    def written(self) -> int:
+        """Records the database accepted."""
+        return self._writer.written
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -218,7 +240,8 @@ class Ledger:
         error: str | None = None
         try:
             async for event in events:
-                if first_at is None:
+                # TTFT is the first output, not a leading usage event (Anthropic's message_start).
+                if first_at is None and isinstance(event, _OUTPUT_EVENTS):
                     first_at = perf_counter()
                 if isinstance(event, UsageEvent):
                     usage = event

@@ -7,6 +7,7 @@ imports SQLAlchemy, so :mod:`modelport.ledger` imports it only on first use.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,8 @@ from sqlalchemy.engine import Dialect, Engine
 from modelport.errors import ConfigError
 
 __all__ = ["SQLStore", "normalize_url"]
+
+logger = logging.getLogger("modelport.ledger")
 
 _TABLE = "modelport_calls"
 
@@ -71,6 +74,23 @@ calls = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("request_id", sa.String(255), nullable=True),
 )
+
+#: The widths of the bounded string columns.
+_WIDTHS: dict[str, int] = {
+    c.name: c.type.length
+    for c in calls.columns
+    if isinstance(c.type, sa.String) and c.type.length is not None
+}
+
+
+def _fit(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with each string cut to its column's width (an ellipsis marks the cut)."""
+    for name, width in _WIDTHS.items():
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > width:
+            row = {**row, name: value[: width - 1] + "…"}
+    return row
+
 
 #: The columns a record is made of, in table order (everything but the surrogate key).
 RECORD_COLUMNS: tuple[str, ...] = tuple(c.name for c in calls.columns if c.name != "id")
@@ -168,11 +188,43 @@ class SQLStore:
             if not sa.inspect(self._engine).has_table(_TABLE):
                 raise
 
-    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert rows (one dict per call, keyed by column) in one transaction."""
-        if rows:
+    def insert(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert rows (one dict per call, keyed by column) in one transaction.
+
+        Strings too long for their column are cut to fit (PostgreSQL would
+        refuse them; a client chooses the model name). If the batch fails
+        anyway, each row is tried on its own, so one bad row costs one record:
+        the answer is how many rows were lost. A database that is down fails
+        the first row too, and then raises.
+        """
+        if not rows:
+            return 0
+        fitted = [_fit(row) for row in rows]
+        try:
             with self._engine.begin() as conn:
-                conn.execute(calls.insert(), list(rows))
+                conn.execute(calls.insert(), fitted)
+            return 0
+        except sa.exc.SQLAlchemyError:
+            if len(fitted) == 1:
+                raise
+            logger.warning(
+                "usage ledger: a batch of %d failed; writing its rows one by one",
+                len(fitted),
+                exc_info=True,
+            )
+        lost = 0
+        for index, row in enumerate(fitted):
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(calls.insert(), [row])
+            except sa.exc.OperationalError:
+                if index == lost:
+                    raise  # nothing got through: the database itself is failing
+                lost += 1
+            except sa.exc.SQLAlchemyError:
+                lost += 1
+                logger.warning("usage ledger could not write a record", exc_info=True)
+        return lost
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest rows first."""

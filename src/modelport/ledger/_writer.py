@@ -27,6 +27,9 @@ _STOP = object()
 class BackgroundWriter:
     """Feeds ``sink`` batches of items from a daemon thread.
 
+    ``sink`` writes a batch, and returns how many of its items it lost (or
+    ``None``); raising loses the whole batch.
+
     ``put`` never blocks and never raises. ``flush`` waits for everything put
     so far; ``close`` flushes and stops the thread. The thread starts on the
     first ``put``, so a ledger opened only to be queried starts none.
@@ -34,7 +37,7 @@ class BackgroundWriter:
 
     def __init__(
         self,
-        sink: Callable[[Sequence[Any]], None],
+        sink: Callable[[Sequence[Any]], int | None],
         *,
         max_queue: int = 10_000,
         max_batch: int = 500,
@@ -123,7 +126,7 @@ class BackgroundWriter:
 
     def _write(self, batch: list[Any]) -> None:
         try:
-            self._sink(batch)
+            lost = self._sink(batch) or 0
         except Exception:
             self.failed += len(batch)
             logger.warning(
@@ -133,7 +136,9 @@ class BackgroundWriter:
                 exc_info=True,
             )
         else:
-            self.written += len(batch)
+            # The sink may save what it can of a batch and say how many it lost.
+            self.failed += lost
+            self.written += len(batch) - lost
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything put so far is written; False on timeout."""

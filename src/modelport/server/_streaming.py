@@ -31,26 +31,25 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-import msgspec
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from modelport.errors import InvalidRequestError, ModelportError
-from modelport.events import StreamEvent, UsageEvent
-from modelport.types import ChatRequest, ChatResponse, Usage
+from modelport.errors import ModelportError
+from modelport.events import (
+    ReasoningEvent,
+    StreamEvent,
+    TextEvent,
+    ToolCallDeltaEvent,
+    ToolCallStartEvent,
+    UsageEvent,
+)
 
 __all__ = [
+    "OUTPUT_EVENTS",
     "EventStreamResponse",
-    "ServerWire",
     "StreamEncoder",
     "StreamOutcome",
-    "answer_chat",
     "internal_error",
-    "json_error",
-    "read_json",
-    "reject",
-    "scrub_secrets",
 ]
 
 logger = logging.getLogger("modelport.server")
@@ -61,6 +60,11 @@ _SSE_HEADERS = [
     # Tell reverse proxies (nginx) not to buffer the stream either.
     (b"x-accel-buffering", b"no"),
 ]
+
+
+#: Events that are output a person waits for: the first of them is the time to first token.
+#: (An Anthropic stream opens with a usage event, which is not.)
+OUTPUT_EVENTS = (TextEvent, ReasoningEvent, ToolCallStartEvent, ToolCallDeltaEvent)
 
 
 class StreamEncoder(Protocol):
@@ -76,7 +80,7 @@ class StreamEncoder(Protocol):
 
 
 class StreamOutcome(Protocol):
-    """Told how a stream went, once it is over (metrics, health)."""
+    """Told when the first output arrives, and how a stream went once it is over."""
 
     def first_event(self) -> None: ...
 
@@ -168,13 +172,12 @@ class EventStreamResponse(Response):
         """Write every event, then the closing frames or the error frame."""
         encoder = self._encoder
         outcome = self._outcome
-        first = True
+        waiting = outcome is not None  # for the first output, to time it
         try:
             async for event in self._events:
-                if first:
-                    first = False
-                    if outcome is not None:
-                        outcome.first_event()
+                if waiting and isinstance(event, OUTPUT_EVENTS) and outcome is not None:
+                    waiting = False
+                    outcome.first_event()
                 if type(event) is UsageEvent:
                     self._usage = event
                 data = encoder.encode(event)
@@ -276,164 +279,3 @@ async def _send_whole(send: Send, status: int, body: bytes, headers: dict[str, s
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in merged.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-# --- the glue both chat routes share ---------------------------------------
-
-
-class _ChatOutcome:
-    """Reports one chat call to the metrics, the health table and the access log."""
-
-    __slots__ = ("_address", "_health", "_metrics", "_scope", "_started")
-
-    def __init__(self, state: Any, address: str, scope: Scope, started: float) -> None:
-        self._metrics = state.metrics
-        self._health = state.health
-        self._address = address
-        self._scope = scope
-        self._started = started
-
-    def first_event(self) -> None:
-        self._metrics.observe_ttft(self._address, time.perf_counter() - self._started)
-
-    def finished(self, usage: Usage | None, error: BaseException | None) -> None:
-        if error is None:
-            if usage is not None:
-                self._metrics.observe_usage(self._address, usage)
-            self._health.record(self._address, None)
-            return
-        if isinstance(error, asyncio.CancelledError):
-            self._metrics.disconnects.inc()
-            self._scope.setdefault("state", {})["error"] = "ClientDisconnected"
-            return
-        self._metrics.observe_error(error)
-        self._health.record(self._address, error)
-        self._scope.setdefault("state", {})["error"] = type(error).__name__
-
-
-class ServerWire(Protocol):
-    """The server half of a wire module (``modelport.wire.*_server``)."""
-
-    def encode_response(self, response: ChatResponse) -> bytes: ...
-
-    def encode_error(self, exc: ModelportError) -> tuple[int, bytes, dict[str, str]]: ...
-
-
-def json_error(wire: ServerWire, exc: ModelportError) -> Response:
-    """A complete error answer in ``wire``'s shape."""
-    status, body, headers = wire.encode_error(exc)
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
-
-
-async def answer_chat(
-    request: Request,
-    chat: ChatRequest,
-    *,
-    wire: ServerWire,
-    encoder: StreamEncoder | None,
-    keepalive: bytes,
-    started: float,
-) -> Response:
-    """Run ``chat`` through the router: a stream when ``encoder`` is given, else one JSON body."""
-    state = request.app.state
-    address = chat.model
-    scope = request.scope
-    scope.setdefault("state", {})["model"] = address
-    outcome = _ChatOutcome(state, address, scope, started)
-
-    def scrub(exc: ModelportError) -> None:
-        scrub_secrets(state, exc)
-
-    if encoder is not None:
-        try:
-            events = state.router.stream(chat)
-        except Exception as exc:  # a router that fails before returning an iterator
-            failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
-            scrub(failure)
-            outcome.finished(None, failure)
-            return json_error(wire, failure)
-        return EventStreamResponse(
-            events,
-            encoder,
-            error_response=wire.encode_error,
-            keepalive=keepalive,
-            keepalive_interval=state.keepalive_interval,
-            outcome=outcome,
-            scrub=scrub,
-        )
-    task = asyncio.current_task()
-    assert task is not None
-    left = asyncio.Event()
-    watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, task, left))
-    try:
-        response: ChatResponse = await state.router.complete(chat)
-        body = wire.encode_response(msgspec.structs.replace(response, model=address))
-    except asyncio.CancelledError:
-        if left.is_set() and task.uncancel() == 0:
-            # The client is gone and the upstream call with it; nobody reads this answer.
-            outcome.finished(None, asyncio.CancelledError())
-            return Response(status_code=499)
-        raise
-    except Exception as exc:
-        failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
-        scrub(failure)
-        outcome.finished(None, failure)
-        return json_error(wire, failure)
-    finally:
-        watcher.cancel()
-    outcome.finished(response.usage, None)
-    return Response(body, media_type="application/json")
-
-
-async def _cancel_on_disconnect(
-    request: Request, task: asyncio.Task[Any], left: asyncio.Event
-) -> None:
-    """Cancel a non-streaming call the moment its client disconnects.
-
-    The body has been read, so the next message can only be ``http.disconnect``.
-    """
-    message = await request.receive()
-    if message["type"] == "http.disconnect":
-        left.set()
-        task.cancel()
-
-
-def scrub_secrets(state: Any, exc: ModelportError) -> None:
-    """Mask every key this gateway holds in ``exc``'s message and body excerpt.
-
-    Errors are written to be secret-free, but an upstream may echo the key it
-    was sent ("invalid key sk-…") and that text travels in the message. The
-    gateway knows the exact values (its own keys and the failing connection's
-    upstream key), so it replaces them outright before anything is encoded.
-    """
-    secrets = [key.decode() for key in (state.keys.gateway, state.keys.admin) if key]
-    if exc.connection:
-        try:
-            upstream_key = state.router.settings_for(exc.connection).api_key
-        except Exception:  # an unknown or broken connection has no key to hide
-            upstream_key = None
-        if upstream_key:
-            secrets.append(upstream_key)
-    for secret in secrets:
-        if len(secret) < 4:
-            continue  # masking "ab" everywhere would garble the message, not protect it
-        exc.message = exc.message.replace(secret, "***")
-        if exc.body:
-            exc.body = exc.body.replace(secret, "***")
-
-
-def reject(request: Request, wire: ServerWire, exc: Exception) -> Response:
-    """Answer a request that could not be parsed (counted as an error, not sent upstream)."""
-    failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
-    request.app.state.metrics.observe_error(failure)
-    request.scope.setdefault("state", {})["error"] = type(failure).__name__
-    return json_error(wire, failure)
-
-
-async def read_json(request: Request) -> Any:
-    """The request body as JSON; :class:`InvalidRequestError` when it is not."""
-    body = await request.body()
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None

@@ -9,13 +9,14 @@ whichever provider the model lives on.
 from __future__ import annotations
 
 import time
+import uuid
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from modelport.errors import ModelportError
-from modelport.server._streaming import answer_chat, json_error, read_json, reject
+from modelport.server._chat import answer_chat, json_error, read_json, reject
 from modelport.wire import anthropic_messages_server as wire
 
 __all__ = ["KEEPALIVE", "error_response", "routes"]
@@ -36,9 +37,20 @@ async def messages(request: Request) -> Response:
         chat = wire.parse_request(payload)
     except Exception as exc:
         return reject(request, wire, exc)
-    encoder = wire.StreamEncoder(model=chat.model) if payload.get("stream") is True else None
+    # The id the client sees, streamed or not, is the one the ledger records.
+    message_id = f"msg_{uuid.uuid4().hex[:24]}"
+    encoder = None
+    if payload.get("stream") is True:
+        encoder = wire.StreamEncoder(model=chat.model, id=message_id)
     return await answer_chat(
-        request, chat, wire=wire, encoder=encoder, keepalive=KEEPALIVE, started=started
+        request,
+        chat,
+        wire=wire,
+        encoder=encoder,
+        keepalive=KEEPALIVE,
+        started=started,
+        api="anthropic",
+        request_id=message_id,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.applications import Starlette
@@ -80,6 +80,7 @@ def create_app(
     host: str = "127.0.0.1",
     keys: GatewayKeys | None = None,
     access_log: bool = True,
+    allowed_hosts: Iterable[str] = (),
 ) -> Starlette:
     """Build the gateway.
 
@@ -93,6 +94,9 @@ def create_app(
     ``host`` is the address the server will bind: beyond loopback a gateway
     key is required (``ConfigError`` otherwise) and admin routes need the
     admin key. ``keys`` overrides the keys from config and environment.
+    Requests must name a loopback host or ``host`` in their ``Host`` header
+    (against DNS rebinding); ``allowed_hosts`` adds names, such as the one a
+    reverse proxy forwards or ``testserver`` for an in-process test client.
     ``keepalive_interval`` is the silence, in seconds, after which a stream
     gets a keep-alive frame.
     """
@@ -131,7 +135,13 @@ def create_app(
                 access_log=access_log,
                 known_paths=frozenset(r.path for r in routes if isinstance(r, Route)),
             ),
-            Middleware(AuthMiddleware, keys=keys, loopback=loopback),
+            Middleware(
+                AuthMiddleware,
+                keys=keys,
+                loopback=loopback,
+                host=host,
+                allowed_hosts=tuple(allowed_hosts),
+            ),
         ],
         exception_handlers={404: _http_error, 405: _http_error},
         lifespan=_lifespan,
@@ -140,6 +150,7 @@ def create_app(
     state.config = config
     state.router = router
     state.ledger = ledger or None
+    _watch_ledger(metrics, state.ledger or router.ledger)
     state.plugin_host = plugin_host or None
     state.metrics = metrics
     state.health = HealthTracker(router.connection_names)
@@ -147,6 +158,14 @@ def create_app(
     state.keys = keys
     state.ready = False
     return app
+
+
+def _watch_ledger(metrics: GatewayMetrics, ledger: Any) -> None:
+    from modelport.ledger import Ledger
+
+    # A router handed in may record through its own ledger; /metrics counts its losses too.
+    if isinstance(ledger, Ledger):
+        metrics.watch_ledger(ledger)
 
 
 def _load_config() -> Config:

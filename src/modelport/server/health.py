@@ -27,6 +27,7 @@ from modelport.errors import (
     RateLimitError,
     UpstreamError,
 )
+from modelport.ledger._public import public_message
 
 __all__ = ["HealthTracker", "health_endpoint"]
 
@@ -115,11 +116,15 @@ class HealthTracker:
 
 
 def _message(error: BaseException) -> str:
-    # ModelportError messages are written to be safe to show (no secrets).
-    return str(error) if isinstance(error, ModelportError) else type(error).__name__
+    # /health needs no key: the same redaction as error bodies and the ledger
+    # (no credential, URL query or fragment), and only the class of anything else.
+    return public_message(error) if isinstance(error, ModelportError) else type(error).__name__
 
 
 def _plugins(host: Any) -> list[dict[str, Any]]:
+    # A plugin's own error text may quote its stderr (paths, tokens, prompts), and
+    # /health needs no key: only the state shows here, the details on the admin
+    # routes (GET /plugins/{name}).
     if host is None:
         return []
     rows = []
@@ -128,12 +133,15 @@ def _plugins(host: Any) -> list[dict[str, Any]]:
             {
                 "name": info.get("name"),
                 "state": info.get("state"),
-                "last_error": info.get("error"),
+                "last_error": _PLUGIN_ERROR if info.get("error") else None,
                 "exit_code": info.get("exit_code"),
                 "restarts": info.get("restarts"),
             }
         )
     return rows
+
+
+_PLUGIN_ERROR = "The plugin failed; GET /plugins/{name} (admin key) shows why."
 
 
 async def health_endpoint(request: Request) -> Response:

@@ -25,12 +25,19 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client.metrics_core import Metric
+
+    from modelport.ledger import Ledger
     from modelport.types import Usage
 
 __all__ = ["GatewayMetrics", "ObserveMiddleware", "metrics_endpoint"]
@@ -128,8 +135,37 @@ class GatewayMetrics:
             if value:
                 self._child(self.tokens, model, kind).inc(value)
 
+    def watch_ledger(self, ledger: Ledger) -> None:
+        """Export the ledger's counters, read at each scrape (its losses are otherwise silent)."""
+        self.registry.register(_LedgerCollector(ledger))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _LedgerCollector(Collector):
+    """The usage ledger's written, dropped and failed records, as counters."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def collect(self) -> Iterator[Metric]:
+        ledger = self._ledger
+        yield CounterMetricFamily(
+            "modelport_ledger_records_written",
+            "Usage records the ledger's database accepted.",
+            value=ledger.written,
+        )
+        yield CounterMetricFamily(
+            "modelport_ledger_records_dropped",
+            "Usage records lost: the write queue was full, or the database refused them.",
+            value=ledger.dropped,
+        )
+        yield CounterMetricFamily(
+            "modelport_ledger_records_failed",
+            "Of the records dropped, those the database refused (see the log for why).",
+            value=ledger.failed,
+        )
 
 
 async def metrics_endpoint(request: Request) -> Response:

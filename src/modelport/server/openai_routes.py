@@ -9,16 +9,17 @@ provider answers exactly as the OpenAI SDK expects.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from modelport.errors import ModelportError
-from modelport.server._streaming import answer_chat, json_error, read_json, reject
+from modelport.server._chat import answer_chat, json_error, read_json, reject
 from modelport.types import ModelInfo
+from modelport.wire import anthropic_messages_server as anthropic_wire
 from modelport.wire import openai_chat_server as wire
 
 __all__ = ["KEEPALIVE", "error_response", "routes"]
@@ -44,25 +45,23 @@ async def chat_completions(request: Request) -> Response:
         chat = wire.parse_request(payload)
     except Exception as exc:
         return reject(request, wire, exc)
+    # The id the client sees, streamed or not, is the one the ledger records.
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     encoder = None
     if payload.get("stream") is True:
-        encoder = wire.StreamEncoder(model=chat.model, include_usage=_include_usage(payload))
+        encoder = wire.StreamEncoder(
+            model=chat.model, id=completion_id, include_usage=_include_usage(payload)
+        )
     return await answer_chat(
-        request, chat, wire=wire, encoder=encoder, keepalive=KEEPALIVE, started=started
+        request,
+        chat,
+        wire=wire,
+        encoder=encoder,
+        keepalive=KEEPALIVE,
+        started=started,
+        api="openai",
+        request_id=completion_id,
     )
-
-
-def _openai_model(info: ModelInfo) -> dict[str, Any]:
-    return {"id": info.address, "object": "model", "created": 0, "owned_by": info.connection}
-
-
-def _anthropic_model(info: ModelInfo) -> dict[str, Any]:
-    return {
-        "type": "model",
-        "id": info.address,
-        "display_name": info.name or info.id,
-        "created_at": "1970-01-01T00:00:00Z",
-    }
 
 
 async def list_models(request: Request) -> Response:
@@ -71,21 +70,12 @@ async def list_models(request: Request) -> Response:
     The Anthropic SDK lists models at the same path; it announces itself with
     ``anthropic-version``, and then gets the Anthropic page shape.
     """
+    api = anthropic_wire if "anthropic-version" in request.headers else wire
     try:
         models: list[ModelInfo] = await request.app.state.router.list_models()
     except Exception as exc:
-        return reject(request, wire, exc)
-    if "anthropic-version" in request.headers:
-        data = [_anthropic_model(m) for m in models]
-        body: dict[str, Any] = {
-            "data": data,
-            "has_more": False,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-        }
-    else:
-        body = {"object": "list", "data": [_openai_model(m) for m in models]}
-    return Response(msgspec.json.encode(body), media_type="application/json")
+        return reject(request, api, exc)
+    return Response(api.encode_models(models), media_type="application/json")
 
 
 def routes() -> list[BaseRoute]:
