@@ -1,0 +1,1 @@
+"""The gateway benchmark: ``python -m bench`` (``make bench``); see ``bench/README.md``."""
