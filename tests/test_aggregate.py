@@ -133,3 +133,45 @@ async def test_async_aggregation_matches_sync() -> None:
             yield event
 
     assert (await aaggregate(gen(), model="m", id="x")) == aggregate(events, model="m", id="x")
+
+
+def test_a_tool_call_cut_off_at_max_tokens_keeps_its_raw_arguments() -> None:
+    events: list[StreamEvent] = [
+        ToolCallStartEvent(index=0, id="call_1", name="write_file"),
+        ToolCallDeltaEvent(index=0, arguments='{"path": "a.txt", "content": "hel'),
+        FinishEvent(reason="length"),
+    ]
+    response = aggregate(events, model="m")
+    [call] = response.tool_calls
+    assert call.arguments == '{"path": "a.txt", "content": "hel'
+    assert response.finish_reason == "length"
+    with pytest.raises(ValueError):  # msgspec.DecodeError: incomplete, as the finish says
+        call.parsed_arguments()
+
+
+def test_invalid_arguments_without_a_length_finish_still_raise() -> None:
+    events: list[StreamEvent] = [
+        ToolCallStartEvent(index=0, id="call_1", name="lookup"),
+        ToolCallDeltaEvent(index=0, arguments='{"q": '),
+        FinishEvent(reason="tool_calls"),
+    ]
+    with pytest.raises(ParseError, match="'lookup'"):
+        aggregate(events, model="m")
+
+
+def test_response_events_aggregate_back_to_the_response() -> None:
+    from modelport.aggregate import response_events
+
+    events: list[StreamEvent] = [
+        ReasoningEvent(text="think"),
+        ReasoningEvent(signature="sig"),
+        ReasoningEvent(redacted="opaque"),
+        TextEvent(text="Hello"),
+        ToolCallStartEvent(index=0, id="a", name="f"),
+        ToolCallDeltaEvent(index=0, arguments='{"x": 1}'),
+        UsageEvent(input_tokens=5, output_tokens=3, cache_read_tokens=1, cost=0.5),
+        FinishEvent(reason="tool_calls"),
+    ]
+    response = aggregate(events, model="m", id="r1")
+    assert aggregate(response_events(response), model="m", id="r1") == response
+    assert response_events(aggregate([], model="m")) == []

@@ -558,3 +558,54 @@ def test_an_untrusted_project_cannot_redirect_a_connection_or_read_keys(
         router = Router(load_config(cwd=project))
         settings = router.settings_for("work")
         assert settings.base_url == f"{evil.url}/v1" and settings.headers == {"x-exfil": "1"}
+
+
+# --- write failures and base URLs ---------------------------------------------------------
+
+
+def test_a_write_failure_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    from modelport.config import set_value
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where a folder should be")
+    target = blocker / "config.toml"
+    with pytest.raises(ConfigError, match=f"Cannot (read|write) {target}") as caught:
+        set_value("default_model", "local/m", path=target)
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_a_write_failure_in_an_existing_folder_leaves_no_temporary_file(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from modelport.config import set_value
+
+    def refuse(*args: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(ConfigError, match="Cannot write .*config.toml: Permission denied"):
+        set_value("default_model", "local/m")
+    assert list(home.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://[::1/v1", "not a valid URL"),
+        ("localhost:8000/v1", "must start with http:// or https://"),
+        ("http:///v1", "no host name"),
+        ("http://user:s3cret@host/v1", "user name or password"),
+        ("http://host:port/v1", "not a valid URL"),
+    ],
+)
+def test_a_bad_base_url_is_refused_when_the_file_is_read(
+    home: Path, url: str, problem: str
+) -> None:
+    (home / "config.toml").write_text(f"[connections.work]\nbase_url = '{url}'\n")
+    with pytest.raises(ConfigError, match=problem) as caught:
+        load_config()
+    message = str(caught.value)
+    assert "[connections.work]" in message and "config.toml" in message
+    assert "s3cret" not in message

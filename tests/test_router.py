@@ -10,7 +10,7 @@ import pytest
 from keyring.backends import null
 
 from modelport.auth.keys import set_key
-from modelport.config import Config, ConnectionConfig, parse_config
+from modelport.config import PRESETS, Config, ConnectionConfig, parse_config
 from modelport.errors import (
     AuthError,
     ConfigError,
@@ -93,12 +93,15 @@ def test_the_ollama_preset_is_local() -> None:
     assert router().settings_for("ollama").max_retries == 1
 
 
-def test_config_beats_environment_beats_preset() -> None:
+def test_config_beats_preset_beats_environment() -> None:
     env = {"MODELPORT_BASE_URL": "http://env.example/v1"}
     configured = router("[connections.openrouter]\nbase_url = 'http://config/v1'", env)
     assert configured.settings_for("openrouter").base_url == "http://config/v1"
-    assert router("", env).settings_for("openrouter").base_url == "http://env.example/v1"
-    assert router().settings_for("openrouter").base_url == "https://openrouter.ai/api/v1"
+    # MODELPORT_BASE_URL never redirects a preset: only a connection with no URL gets it.
+    assert router("", env).settings_for("openrouter").base_url == "https://openrouter.ai/api/v1"
+    assert router("[connections.bare]", env).settings_for("bare").base_url == (
+        "http://env.example/v1"
+    )
 
 
 def test_call_overrides_beat_everything() -> None:
@@ -193,7 +196,9 @@ def test_the_vendor_variable_never_goes_to_another_url() -> None:
     env = {"OPENAI_API_KEY": "sk-openai", "MODELPORT_BASE_URL": "http://elsewhere/v1"}
     proxied = router("[connections.openai]\nbase_url = 'https://proxy.example/v1'", env)
     assert proxied.settings_for("openai").api_key is None
-    assert router("", env).settings_for("openai").api_key is None
+    # MODELPORT_BASE_URL does not apply to a preset, so the key goes to OpenAI's own URL.
+    settings = router("", env).settings_for("openai")
+    assert (settings.base_url, settings.api_key) == ("https://api.openai.com/v1", "sk-openai")
     assert (
         router("", {"OPENAI_API_KEY": "sk-openai"})
         .settings_for("openai", base_url="https://other/v1")
@@ -210,9 +215,10 @@ def test_the_vendor_variable_never_goes_to_another_connection() -> None:
     assert r.settings_for("lmstudio").api_key is None
 
 
-def test_the_generic_key_is_the_last_resort() -> None:
+def test_the_generic_key_never_goes_to_a_preset_url() -> None:
     env = {"MODELPORT_API_KEY": "sk-generic"}
-    assert router("", env).settings_for("openrouter").api_key == "sk-generic"
+    assert router("", env).settings_for("openrouter").api_key is None
+    assert router("", env).settings_for("anthropic").api_key is None
 
 
 def test_stored_keys_are_read_once_until_forgotten() -> None:
@@ -338,13 +344,14 @@ def test_registering_an_unaddressable_name_is_refused() -> None:
         router().register_provider("a/b", FakeProvider())
 
 
-def test_a_registered_provider_wins_over_an_unconfigured_preset() -> None:
-    r = router("", {"OPENAI_API_KEY": "sk-openai"})
-    provider = FakeProvider()
-    r.register_provider("openai", provider)
-    route = r.resolve("openai/gpt-4o")
-    assert route.provider is provider
-    assert route.settings.api_key is None  # the vendor's key stays with the vendor
+@pytest.mark.parametrize("preset", ["openai", "openrouter", "groq", "lmstudio"])
+def test_a_registered_provider_never_takes_over_a_preset(preset: str) -> None:
+    r = router("", {"OPENROUTER_API_KEY": "sk-or", "OPENAI_API_KEY": "sk-openai"})
+    with pytest.raises(ConfigError, match="ready-made connection"):
+        r.register_provider(preset, FakeProvider())
+    route = r.resolve(f"{preset}/m")
+    assert not isinstance(route.provider, FakeProvider)
+    assert route.settings.base_url == PRESETS[preset].base_url
 
 
 def test_unregister_provider() -> None:
@@ -773,9 +780,11 @@ def test_router_loads_the_config_by_default() -> None:
 def test_router_reads_the_process_environment_by_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    r = Router(Config())
+    r = Router(Config(connections={"bare": ConnectionConfig()}))
+    monkeypatch.setenv("MODELPORT_BASE_URL", "http://process.example/v1")
     monkeypatch.setenv("MODELPORT_API_KEY", "sk-process")
-    assert r.settings_for("openrouter").api_key == "sk-process"
+    settings = r.settings_for("bare")
+    assert (settings.base_url, settings.api_key) == ("http://process.example/v1", "sk-process")
 
 
 async def test_one_failure_does_not_poison_the_next_call(caplog: pytest.LogCaptureFixture) -> None:
@@ -931,3 +940,237 @@ async def test_without_a_source_an_unknown_connection_is_just_unknown() -> None:
         await r.complete(request("plug/p1"))
     assert "plugin" not in str(caught.value)
     await r.load_providers()  # nothing to start
+
+
+def test_a_compat_name_never_reaches_a_provider_registered_under_it() -> None:
+    r = router("[connections.work]\ncompat = 'raw'\nbase_url = 'http://w/v1'")
+    r.register_provider("raw", FakeProvider())
+    with pytest.raises(ConfigError, match="Unknown compat 'raw'"):
+        r.resolve("work/m")
+    plugin = router("[connections.work]\ncompat = 'plugin:raw'")
+    provider = FakeProvider()
+    plugin.register_provider("raw", provider)
+    assert plugin.resolve("work/m").provider is provider  # only compat = "plugin:<id>" does
+
+
+# --- keys go only to the URL they were paired with -----------------------------------------
+
+
+def test_modelport_base_url_never_redirects_a_preset() -> None:
+    env = {"MODELPORT_BASE_URL": "http://attacker.example/v1"}
+    for preset in ("openai", "anthropic", "openrouter", "ollama", "lmstudio"):
+        assert router("", env).settings_for(preset).base_url == PRESETS[preset].base_url
+    configured = router("[connections.anthropic]\ntimeout = 5", env)
+    assert configured.settings_for("anthropic").base_url == "https://api.anthropic.com"
+
+
+def test_a_stored_key_does_not_follow_a_call_base_url() -> None:
+    set_key("work", "sk-stored", backend=null.Keyring())
+    text = "[connections.work]\nbase_url = 'https://w/v1'\napi_key_env = 'WORK_KEY'"
+    r = router(text, {"WORK_KEY": "sk-env", "MODELPORT_API_KEY": "sk-generic"})
+    assert r.settings_for("work", base_url="https://elsewhere/v1").api_key is None
+    # Back to its own URL (trailing slash or not), the key goes with it.
+    assert r.settings_for("work", base_url="https://w/v1/").api_key == "sk-stored"
+    set_key("anthropic", "sk-ant-stored", backend=null.Keyring())
+    assert router().settings_for("anthropic", base_url="http://evil/v1").api_key is None
+    assert router().settings_for("anthropic").api_key == "sk-ant-stored"
+
+
+def test_the_generic_key_pairs_with_the_generic_url() -> None:
+    env = {"MODELPORT_BASE_URL": "http://local:8000/v1", "MODELPORT_API_KEY": "sk-generic"}
+    set_key("bare", "sk-bare-stored", backend=null.Keyring())
+    bare = router("[connections.bare]", env).settings_for("bare")
+    # The stored key belongs to no URL this connection has; the generic pair goes together.
+    assert (bare.base_url, bare.api_key) == ("http://local:8000/v1", "sk-generic")
+    # A connection whose URL is configured explicitly may use it when it has no key of its own.
+    work = router("[connections.work]\nbase_url = 'https://w/v1'", env).settings_for("work")
+    assert work.api_key == "sk-generic"
+    # Never to a per-call URL, a preset's URL, or a built-in adapter's default (a vendor's).
+    assert (
+        router("[connections.work]\nbase_url = 'https://w/v1'", env)
+        .settings_for("work", base_url="https://other/v1")
+        .api_key
+        is None
+    )
+    assert router("", env).settings_for("groq").api_key is None
+    claude = router("[connections.claude]\ncompat = 'anthropic'", {"MODELPORT_API_KEY": "sk-g"})
+    assert claude.settings_for("claude").api_key is None
+
+
+async def test_a_stored_key_never_reaches_a_per_call_url_over_http() -> None:
+    async with FakeUpstream() as own, FakeUpstream() as other:
+        for upstream in (own, other):
+            upstream.route(
+                "POST",
+                "/v1/chat/completions",
+                Reply.fixture("openai/chat-stream-text-include-usage.sse"),
+            )
+        set_key("work", "sk-work-stored", backend=null.Keyring())
+        r = router(
+            f"[connections.work]\nbase_url = '{own.url}/v1'",
+            {"MODELPORT_API_KEY": "sk-generic"},
+        )
+        try:
+            await collect(r.stream(request("work/m")))
+            await collect(r.stream(request("work/m"), base_url=f"{other.url}/v1"))
+        finally:
+            await r.aclose()
+        assert own.requests[0].headers["authorization"] == "Bearer sk-work-stored"
+        sent = other.requests[0].headers["authorization"]
+        assert "sk-work-stored" not in sent and "sk-generic" not in sent
+
+
+async def test_modelport_base_url_gets_no_stored_key_over_http() -> None:
+    async with FakeUpstream() as upstream:
+        upstream.route(
+            "POST",
+            "/v1/chat/completions",
+            Reply.fixture("openai/chat-stream-text-include-usage.sse"),
+        )
+        set_key("bare", "sk-bare-stored", backend=null.Keyring())
+        r = router("[connections.bare]", {"MODELPORT_BASE_URL": f"{upstream.url}/v1"})
+        try:
+            await collect(r.stream(request("bare/m")))
+        finally:
+            await r.aclose()
+        assert "sk-bare-stored" not in upstream.requests[0].headers["authorization"]
+
+
+@pytest.mark.parametrize("url", ["http://[::1/v1", "ftp://host/v1", "http://user:pw@host/v1"])
+def test_a_bad_call_base_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="'work'") as caught:
+        router("[connections.work]\nbase_url = 'https://w/v1'").settings_for("work", base_url=url)
+    assert "pw" not in str(caught.value)
+
+
+def test_is_local_url_survives_a_malformed_url() -> None:
+    assert not is_local_url("http://[::1/v1")
+
+
+# --- per-call credentials, remembered routes, keys off the loop -----------------------------
+
+
+async def test_per_call_keys_build_no_lasting_providers(fake_compat: list[FakeProvider]) -> None:
+    r = router("[connections.f]\ncompat = 'fake'")
+    for n in range(5):
+        await collect(r.stream(request("f/m"), api_key=f"sk-call-{n}"))
+        await r.complete(request("f/m"), headers={"X-Tenant": str(n)})
+    assert len(fake_compat) == 10
+    assert all(provider.closed for provider in fake_compat)  # closed right after the call
+    assert [p.settings.api_key for p in fake_compat[::2]] == [f"sk-call-{n}" for n in range(5)]
+    assert r._providers == {}
+    route = r.resolve("f/m", api_key="sk-x")
+    assert route.ephemeral
+    assert not r.resolve("f/m").ephemeral
+
+
+async def test_per_call_keys_share_one_http_pool_per_connection() -> None:
+    async with FakeUpstream() as upstream:
+        upstream.route(
+            "POST",
+            "/v1/chat/completions",
+            Reply.fixture("openai/chat-stream-text-include-usage.sse"),
+        )
+        r = router(f"[connections.work]\nbase_url = '{upstream.url}/v1'")
+        try:
+            for n in range(3):
+                await collect(r.stream(request("work/m"), api_key=f"sk-call-{n}"))
+            assert r._providers == {}
+            assert list(r._clients) == ["work"]
+        finally:
+            await r.aclose()
+        assert [q.headers["authorization"] for q in upstream.requests] == [
+            "Bearer sk-call-0",
+            "Bearer sk-call-1",
+            "Bearer sk-call-2",
+        ]
+        # One pooled connection carried all three, and aclose closed it.
+        assert upstream.open_connections <= 1
+        assert await upstream.requests[-1].wait_closed()
+
+
+def test_routes_are_remembered_until_what_they_read_changes(
+    fake_compat: list[FakeProvider],
+) -> None:
+    env = {"F_KEY": "sk-1"}
+    r = router("[connections.f]\ncompat = 'fake'\napi_key_env = 'F_KEY'", env)
+    first = r.resolve("f/m")
+    assert r.resolve("f/m") is first
+    env["F_KEY"] = "sk-2"
+    second = r.resolve("f/m")
+    assert second is not first and second.settings.api_key == "sk-2"
+    set_key("f", "sk-stored", backend=null.Keyring())
+    assert r.resolve("f/m") is second  # stored keys are read once …
+    r.forget_keys()
+    assert r.resolve("f/m").settings.api_key == "sk-stored"  # … until forgotten
+    r.config = parse_config("[connections.f]\ncompat = 'fake'\ntimeout = 3")
+    assert r.resolve("f/m").settings.timeout == 3
+
+
+async def test_stored_keys_are_read_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import modelport.auth.keys
+
+    loop_thread = threading.get_ident()
+    readers: list[int] = []
+
+    def get_key(name: str, **kwargs: Any) -> str | None:
+        readers.append(threading.get_ident())
+        return None
+
+    monkeypatch.setattr(modelport.auth.keys, "get_key", get_key)
+    r = router()
+    r.register_provider("fake", FakeProvider("a", "b", "c"))
+    await collect(r.stream(request()))
+    await r.complete(request())
+    await r.list_models("fake")
+    assert readers and loop_thread not in readers
+    assert len(readers) == 1  # once per connection
+
+
+# --- complete() makes a non-streaming upstream request -------------------------------------
+
+
+async def test_complete_uses_the_providers_complete_over_http() -> None:
+    async with FakeUpstream() as upstream:
+        upstream.route(
+            "POST",
+            "/v1/chat/completions",
+            Reply.json({"error": {"message": "overloaded"}}, status=503),
+            Reply.fixture("openai/chat-completion-tool-call.json"),
+        )
+        ledger = RecordingLedger()
+        r = router(
+            f"[connections.work]\nbase_url = '{upstream.url}/v1'\nmax_retries = 1", ledger=ledger
+        )
+        try:
+            response = await r.complete(request("work/gpt-4o"), api="openai", request_id="r-1")
+        finally:
+            await r.aclose()
+    assert [q.json().get("stream", False) for q in upstream.requests] == [False, False]
+    assert response.model == "work/gpt-4o"
+    assert response.id.startswith("chatcmpl-")  # the upstream's id, carried through
+    assert response.tool_calls[0].name == "lookup_population"
+    assert ledger.calls == [{"connection": "work", "model": "gpt-4o", "prices": None}]
+    assert ledger.attribution == [("openai", "r-1")]
+    assert ledger.outcomes == ["ok"]
+
+
+async def test_complete_records_usage_in_the_real_ledger(tmp_path: Path) -> None:
+    from modelport.ledger import open_ledger
+
+    ledger = open_ledger(url=f"sqlite:///{tmp_path / 'usage.db'}")
+    try:
+        r = router(ledger=ledger)
+        r.register_provider(
+            "fake",
+            FakeProvider(["hi", UsageEvent(input_tokens=7, output_tokens=2), "!"]),
+        )
+        response = await r.complete(request())
+        assert await ledger.aflush(timeout=10)
+        [recorded] = await ledger.arecent()
+    finally:
+        await ledger.aclose()
+    assert response.usage.input_tokens == 7
+    assert (recorded.input_tokens, recorded.output_tokens) == (7, 2)

@@ -358,3 +358,16 @@ def test_a_stopped_upstream_can_start_again() -> None:
         with server, httpx.Client() as client:
             assert client.get(f"{server.url}/a").content == b"ok"
     assert len(server.requests) == 2
+
+
+def test_the_split_modules_keep_their_import_paths() -> None:
+    import modelport._config_write
+    import modelport._fake_upstream
+    import modelport.config
+    import modelport.testing
+
+    for name in ("FakeUpstream", "Reply", "RecordedRequest", "fixtures_dir"):
+        assert getattr(modelport.testing, name) is getattr(modelport._fake_upstream, name)
+    for name in ("edit_config", "get_value", "set_value", "set_connection", "set_default_model"):
+        assert getattr(modelport.config, name) is getattr(modelport._config_write, name)
+    assert set(modelport.testing.__all__) >= {"FakeProvider", "FakeUpstream", "Reply"}

@@ -2,7 +2,17 @@
 
 ``complete()`` on every provider, the gateway's non-streaming answers and the
 plugin host all go through :class:`Aggregator`, so a stream and its aggregate
-can never disagree.
+can never disagree. :func:`response_events` goes the other way: the events a
+response stands for, so that what consumes streams (the usage ledger) can
+consume a ``complete()`` answer too.
+
+A turn cut off at ``max_tokens`` in the middle of a tool call (finish reason
+``length``) keeps that call's arguments as the raw, incomplete JSON text the
+model produced — as OpenAI's own non-streaming answer does — rather than
+failing: the streamed turn carried the same text. Such a call's
+:meth:`~modelport.types.ToolCall.parsed_arguments` raises; check
+``finish_reason`` first. With any other finish, arguments that are not valid
+JSON raise :class:`~modelport.errors.ParseError`.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from modelport.types import (
     Usage,
 )
 
-__all__ = ["Aggregator", "aaggregate", "aggregate"]
+__all__ = ["Aggregator", "aaggregate", "aggregate", "response_events"]
 
 
 class _PendingCall:
@@ -107,11 +117,18 @@ class Aggregator:
         self._open_thinking = []
 
     def tool_calls(self) -> list[ToolCall]:
-        """The calls so far, by index, each with complete and valid JSON arguments."""
+        """The calls so far, by index, each with complete and valid JSON arguments.
+
+        After a ``length`` finish, arguments are kept as produced even when the
+        cut left them incomplete (see the module docstring).
+        """
         calls = []
         for index in sorted(self._calls):
             pending = self._calls[index]
             arguments = "".join(pending.arguments).strip() or "{}"
+            if self._finish == "length":
+                calls.append(ToolCall(id=pending.id, name=pending.name, arguments=arguments))
+                continue
             try:
                 msgspec.json.decode(arguments)
             except msgspec.DecodeError as exc:
@@ -159,3 +176,37 @@ async def aaggregate(
     async for event in events:
         aggregator.add(event)
     return aggregator.response()
+
+
+def response_events(response: ChatResponse) -> list[StreamEvent]:
+    """The events ``response`` stands for, in stream order; :func:`aggregate` of them
+    gives the response back (but for ``id`` and ``model``, which events do not carry)."""
+    events: list[StreamEvent] = []
+    if response.thinking:
+        for part in response.thinking:
+            if isinstance(part, RedactedThinkingPart):
+                events.append(ReasoningEvent(redacted=part.data))
+            else:
+                events.append(ReasoningEvent(text=part.text, signature=part.signature))
+    elif response.reasoning:
+        events.append(ReasoningEvent(text=response.reasoning))
+    if response.content:
+        events.append(TextEvent(text=response.content))
+    for index, call in enumerate(response.tool_calls):
+        events.append(ToolCallStartEvent(index=index, id=call.id, name=call.name))
+        events.append(ToolCallDeltaEvent(index=index, arguments=call.arguments))
+    usage = response.usage
+    if usage != Usage():
+        events.append(
+            UsageEvent(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cost=usage.cost,
+            )
+        )
+    if response.finish_reason is not None:
+        events.append(FinishEvent(reason=response.finish_reason))
+    return events

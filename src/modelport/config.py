@@ -29,15 +29,14 @@ what the user *configured*; :meth:`Config.connection` fills in the preset.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import logging
 import os
-import tempfile
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -45,7 +44,14 @@ from modelport.errors import ConfigError
 from modelport.types import ModelPrices
 
 if TYPE_CHECKING:
-    import tomlkit.toml_document
+    from modelport._config_write import (
+        edit_config,
+        get_value,
+        remove_connection,
+        set_connection,
+        set_default_model,
+        set_value,
+    )
 
 __all__ = [
     "PRESETS",
@@ -53,6 +59,7 @@ __all__ = [
     "ConnectionConfig",
     "GatewayConfig",
     "IgnoredSettings",
+    "check_base_url",
     "edit_config",
     "find_project_dir",
     "get_value",
@@ -232,6 +239,54 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             compat=preset.compat,
             base_url=configured.base_url or preset.base_url,
         )
+
+
+# --- base URLs -------------------------------------------------------------
+
+
+def check_base_url(url: str, *, connection: str | None = None, where: str = "") -> None:
+    """Raise :class:`ConfigError` unless ``url`` is a usable ``http(s)://`` base URL.
+
+    A URL that does not parse (``http://[::1/v1``), has another scheme or no
+    host, or carries ``user:password@`` is refused with a message naming the
+    connection (and ``where`` the URL came from). Credentials in the URL are
+    refused rather than sent, because they would clash with the connection's
+    own key header; put the key in the keyring (``modelport keys set NAME``).
+    """
+    problem = _base_url_problem(url, connection or "NAME")
+    if problem is None:
+        return
+    subject = f"Connection {connection!r}" if connection else "The connection"
+    origin = f" ({where})" if where else ""
+    raise ConfigError(f"{subject} has a base_url{origin} that {problem}", connection=connection)
+
+
+def _base_url_problem(url: str, name: str) -> str | None:
+    shown = _shown_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"is not a valid URL ({exc}): {shown!r}"
+    if parts.scheme not in ("http", "https"):
+        return f"must start with http:// or https://: {shown!r}"
+    if not parts.hostname:
+        return f"has no host name: {shown!r}"
+    if parts.username is not None or parts.password is not None:
+        return (
+            f"contains a user name or password ({shown!r}); remove it from the URL and store "
+            f"the key with `modelport keys set {name}` instead"
+        )
+    return None
+
+
+def _shown_url(url: str) -> str:
+    """``url`` without ``user:password@`` or a query, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        authority, slash, path = rest.partition("/")
+        url = f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+    return url.split("?", 1)[0].split("#", 1)[0]
 
 
 # --- locations -------------------------------------------------------------
@@ -426,6 +481,11 @@ def _validate(data: dict[str, Any], path: Path) -> None:
             msgspec.convert(known, _ConnectionFields)
         except msgspec.ValidationError as exc:
             raise ConfigError(f"{path}: {_problem(exc, where)}") from exc
+        base_url = table.get("base_url")
+        if base_url:
+            problem = _base_url_problem(base_url, name)
+            if problem is not None:
+                raise ConfigError(f"{path}: [{where}]: base_url {problem}", connection=name)
         compat = table.get("compat")
         if compat is not None and (not compat or compat == "plugin:"):
             raise ConfigError(
@@ -486,149 +546,24 @@ def parse_config(text: str, path: Path | str = "<config>") -> Config:
 
 # --- writing back ----------------------------------------------------------
 
-
-@contextlib.contextmanager
-def edit_config(
-    path: Path | str | None = None,
-) -> Iterator[tomlkit.toml_document.TOMLDocument]:
-    """Yield the file as a tomlkit document and save it on a clean exit.
-
-    Comments and formatting survive. The result is validated before it is
-    written (a change that would break the file raises ConfigError and writes
-    nothing), and it replaces the old file atomically. ``path`` defaults to the
-    global ``config.toml``; missing directories and files are created.
-    """
-    import tomlkit
-
-    target = Path(path) if path is not None else global_config_path()
-    try:
-        document = tomlkit.parse(target.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        document = tomlkit.document()
-    except tomlkit.exceptions.ParseError as exc:
-        raise ConfigError(f"{target} is not valid TOML: {exc}") from exc
-    yield document
-    text = tomlkit.dumps(document)
-    parse_config(text, target)
-    _write_atomic(target, text)
+#: Names that live in :mod:`modelport._config_write`, imported on first use.
+_WRITE_BACK = frozenset(
+    {
+        "edit_config",
+        "get_value",
+        "remove_connection",
+        "set_connection",
+        "set_default_model",
+        "set_value",
+    }
+)
 
 
-def _write_atomic(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = target.stat().st_mode & 0o777
-    except FileNotFoundError:
-        mode = None
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates 0600; keep an existing file's mode, else the usual umask default.
-        os.chmod(temporary, mode if mode is not None else 0o666 & ~_umask())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+def __getattr__(name: str) -> Any:
+    # Writing back (tomlkit) is loaded only when asked for; `from modelport.config
+    # import set_value` keeps working.
+    if name in _WRITE_BACK:
+        from modelport import _config_write
 
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def _table(container: tomlkit.container.Container | Any, key: str, *, create: bool) -> Any | None:
-    import tomlkit
-
-    if key not in container:
-        if not create:
-            return None
-        container[key] = tomlkit.table()
-    return container[key]
-
-
-def set_connection(name: str, values: Mapping[str, Any], *, path: Path | str | None = None) -> None:
-    """Create ``[connections.<name>]`` or update its keys; a value of ``None`` removes the key."""
-    if not name or "/" in name:
-        raise ConfigError(f"A connection name cannot be empty or contain '/': {name!r}")
-    import tomlkit
-
-    with edit_config(path) as document:
-        connections = _table(document, "connections", create=True)
-        if name not in connections:
-            table = tomlkit.table()
-            connections[name] = table
-        table = connections[name]
-        for key, value in values.items():
-            if value is None:
-                table.pop(key, None)
-            else:
-                table[key] = value
-
-
-def remove_connection(name: str, *, path: Path | str | None = None) -> bool:
-    """Remove ``[connections.<name>]``; ``False`` if it was not there."""
-    with edit_config(path) as document:
-        connections = _table(document, "connections", create=False)
-        if connections is None or name not in connections:
-            return False
-        del connections[name]
-        return True
-
-
-def set_default_model(address: str | None, *, path: Path | str | None = None) -> None:
-    """Set ``default_model``, or remove it with ``None``."""
-    set_value("default_model", address, path=path)
-
-
-def _split_key(dotted_key: str) -> list[str]:
-    parts = dotted_key.split(".")
-    if not all(parts):
-        raise ConfigError(f"Not a valid key: {dotted_key!r} (write it like 'gateway.port')")
-    return parts
-
-
-def set_value(dotted_key: str, value: Any, *, path: Path | str | None = None) -> None:
-    """Set one value by dotted key (``gateway.port``, ``aliases.fast``); ``None`` removes it.
-
-    Connection names and aliases that contain dots cannot be reached this way;
-    use :func:`set_connection` or :func:`edit_config`.
-    """
-    *parents, last = _split_key(dotted_key)
-    with edit_config(path) as document:
-        container: Any = document
-        for part in parents:
-            container = _table(container, part, create=value is not None)
-            if container is None:
-                return
-            if not isinstance(container, Mapping):
-                raise ConfigError(f"{dotted_key!r}: {part!r} is a value, not a table")
-        if value is None:
-            container.pop(last, None)
-        else:
-            container[last] = value
-
-
-def get_value(dotted_key: str, *, path: Path | str | None = None) -> Any:
-    """The value at a dotted key, or ``None`` if unset.
-
-    With ``path`` it reads that file alone; without, the merged view of the
-    global and project files (what a call would actually use: an untrusted
-    project file counts only for what it may set).
-    """
-    parts = _split_key(dotted_key)
-    if path is not None:
-        data: Any = _read(Path(path)) or {}
-    else:
-        data = _read(global_config_path()) or {}
-        project = find_project_dir()
-        if project is not None:
-            _merge(data, _read_project(project / PROJECT_DIR / CONFIG_FILE, project, None)[0] or {})
-    for part in parts:
-        if not isinstance(data, Mapping) or part not in data:
-            return None
-        data = data[part]
-    return data
+        return getattr(_config_write, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -158,3 +158,19 @@ def test_keys_are_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     get_key("openai", backend=LockedKeyring())
     delete_key("openai", backend=LockedKeyring())
     assert "sk-never-logged" not in caplog.text
+
+
+def test_a_write_failure_is_a_config_error_without_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    def refuse(*args: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(ConfigError, match="Cannot write .*keys.json") as caught:
+        set_key("work", "sk-never-shown", backend=null.Keyring())
+    assert "sk-never-shown" not in str(caught.value)
+    assert "sk-never-shown" not in repr(caught.value.__cause__)
+    assert [p.name for p in keys_path().parent.iterdir()] == []  # no temporary file left

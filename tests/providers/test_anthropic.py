@@ -379,3 +379,40 @@ async def test_aclose_on_the_generator_closes_the_upstream(
     await stream.aclose()
     assert await upstream.requests[0].wait_closed(1)
     assert time.monotonic() - started < 0.5
+
+
+async def test_missing_key_of_another_connection_does_not_name_the_vendor_variable(
+    upstream: FakeUpstream, make_provider: Factory
+) -> None:
+    provider = make_provider(name="claude", api_key=None)
+    with pytest.raises(AuthError) as caught:
+        await provider.complete(_request())
+    message = str(caught.value)
+    assert "modelport keys set claude" in message
+    assert "api_key_env" in message and "[connections.claude]" in message
+    # The router reads ANTHROPIC_API_KEY only for the `anthropic` preset.
+    assert "ANTHROPIC_API_KEY" not in message
+
+
+async def test_a_stream_that_ends_after_message_start_is_retried(
+    upstream: FakeUpstream, make_provider: Factory
+) -> None:
+    from modelport.errors import NetworkError
+    from modelport.providers._retry import RetryingProvider
+
+    start = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1",'
+        b'"model":"m","content":[],"usage":{"input_tokens":3}}}\n\n'
+    )
+    # Cut off cleanly before any content: nothing reached the caller, so it is retried.
+    upstream.route(
+        "POST", "/v1/messages", Reply(body=start, content_type="text/event-stream", chunks=[])
+    )
+    provider = RetryingProvider(make_provider(), max_retries=1, sleep=_no_sleep)
+    with pytest.raises(NetworkError, match="before it finished"):
+        await _collect(provider.stream(_request()))
+    assert len(upstream.requests) == 2
+
+
+async def _no_sleep(delay: float) -> None:
+    return None

@@ -45,9 +45,13 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://user:pa55@host:8443/v1?x=1", "https://host:8443/v1?x=1"),
+        ("https://user:pa55@host:8443/v1?x=1", "https://host:8443/v1"),
         ("http://token@host/v1", "http://host/v1"),
         ("http://127.0.0.1:11434/v1", "http://127.0.0.1:11434/v1"),
+        # Keys in the query (Azure's api-key=, Gemini's key=) and fragments go whole.
+        ("https://h.example/v1/chat?api-key=sk-q&x=1#frag", "https://h.example/v1/chat"),
+        ("https://h.example/v1?key=sk-q", "https://h.example/v1"),
+        ("http://u:sk-p@[::1/v1?token=sk-q", "http://[::1/v1"),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:
@@ -324,5 +328,8 @@ async def test_garbage_response_is_a_network_error_without_the_key(client: HttpC
         await server.wait_closed()
     assert "did not answer with valid HTTP" in str(caught.value)
     assert "is the URL right?" in str(caught.value)
-    for text in (str(caught.value), repr(caught.value), repr(caught.value.__cause__)):
+    error = caught.value
+    for text in (str(error), repr(error), repr(error.__cause__), repr(error.__context__)):
         assert "sk-very-secret" not in text
+    request_info = getattr(error.__context__, "request_info", None)
+    assert request_info is None or "sk-very-secret" not in repr(dict(request_info.headers))

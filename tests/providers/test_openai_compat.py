@@ -428,3 +428,89 @@ async def test_a_shared_client_honours_the_connection_timeout(upstream: FakeUpst
             await OpenAICompatProvider(settings, client=client).complete(_request())
     finally:
         await client.aclose()
+
+
+# --- a 2xx answer that is not a stream ----------------------------------------------
+
+
+async def test_a_json_answer_to_a_stream_request_is_decoded_once(
+    upstream: FakeUpstream, make_provider: Factory
+) -> None:
+    from modelport.providers._retry import RetryingProvider
+
+    # A server that ignores `stream: true` and answers with a chat.completion.
+    upstream.route("POST", CHAT, Reply.fixture("openai/chat-completion-tool-call.json"))
+    provider = RetryingProvider(make_provider(), max_retries=2)
+    response = aggregate(await _collect(provider.stream(_request())), model="gpt-4o")
+    assert response.tool_calls[0].name == "lookup_population"
+    assert response.finish_reason == "tool_calls"
+    assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/html; charset=utf-8", b"<!doctype html><title>Welcome to nginx</title>"),
+        ("text/event-stream", b""),
+        ("text/plain", b"Not Found\n"),
+    ],
+)
+async def test_a_body_that_is_no_stream_is_a_parse_error_not_retried(
+    upstream: FakeUpstream, make_provider: Factory, content_type: str, body: bytes
+) -> None:
+    from modelport.errors import ParseError
+    from modelport.providers._retry import RetryingProvider
+
+    upstream.route("POST", CHAT, Reply(body=body, content_type=content_type))
+    provider = RetryingProvider(make_provider(), max_retries=2)
+    with pytest.raises(ParseError) as caught:
+        await _collect(provider.stream(_request()))
+    assert not caught.value.retryable
+    assert "does it end in /v1?" in str(caught.value)
+    if "html" in content_type:
+        assert "HTML page" in str(caught.value)
+    assert len(upstream.requests) == 1  # never re-sent (and billed) again
+
+
+async def test_an_html_page_for_a_complete_says_what_to_check(
+    upstream: FakeUpstream, make_provider: Factory
+) -> None:
+    from modelport.errors import ParseError
+
+    upstream.route("POST", CHAT, Reply(body=b"<html>login</html>", content_type="text/html"))
+    with pytest.raises(ParseError, match="HTML page.*does it end in /v1"):
+        await make_provider().complete(_request())
+
+
+async def test_a_stream_answer_to_a_complete_is_decoded(
+    upstream: FakeUpstream, make_provider: Factory
+) -> None:
+    upstream.route("POST", CHAT, Reply.fixture(TEXT_STREAM))
+    response = await make_provider().complete(_request())
+    assert response.content == TEXT
+
+
+async def test_refused_on_ollamas_port_asks_whether_the_model_is_pulled(
+    make_provider: Factory,
+) -> None:
+    hint = make_provider(base_url="http://127.0.0.1:11434/v1").hint_for("llama3.1:8b")
+    assert "`ollama serve`" in hint
+    assert "is the model pulled (`ollama pull llama3.1:8b`)?" in hint
+    assert "ollama" not in make_provider().hint_for("llama3.1:8b")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+    provider = make_provider(base_url=f"http://127.0.0.1:{port}/v1")
+    provider.hint_for = lambda model: hint  # type: ignore[method-assign]
+    with pytest.raises(NetworkError) as caught:
+        await provider.complete(_request("llama3.1:8b"))
+    assert "connection refused" in str(caught.value)
+    assert "is the model pulled (`ollama pull llama3.1:8b`)?" in str(caught.value)
+
+
+async def test_credentials_in_the_base_url_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="'local'") as caught:
+        OpenAICompatProvider(
+            ConnectionSettings(name="local", compat="openai", base_url="http://u:pw-s3@h/v1")
+        )
+    assert "pw-s3" not in str(caught.value)

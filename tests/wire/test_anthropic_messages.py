@@ -584,3 +584,94 @@ def test_stop_reasons(stop_reason: str, finish: str) -> None:
     assert decode_stream(frames)[-1] == FinishEvent(reason=finish)  # type: ignore[arg-type]
     body = b'{"content":[],"stop_reason":"' + stop_reason.encode() + b'"}'
     assert wire.decode_response(body) == [FinishEvent(reason=finish)]  # type: ignore[arg-type]
+
+
+# --- an in-band error, wherever the reads split ------------------------------------------
+
+OVERLOADED = (
+    b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+    b'"message":"Overloaded"}}\n\n'
+)
+
+
+def decode_until_error(data: bytes, cuts: list[int]) -> tuple[list[StreamEvent], str]:
+    """The events a caller sees before the stream fails, and the failure's class."""
+    decoder = wire.StreamDecoder()
+    events: list[StreamEvent] = []
+    start = 0
+    try:
+        for cut in [*sorted(cuts), len(data)]:
+            events += decoder.feed(data[start:cut])
+            start = max(start, cut)
+        events += decoder.close()
+    except Exception as exc:
+        return events, type(exc).__name__
+    return events, "none"
+
+
+def _frames(name: str) -> list[bytes]:
+    raw = fixture_bytes(f"anthropic/{name}")
+    return [frame + b"\n\n" for frame in raw.split(b"\n\n") if frame.strip()]
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_an_error_mid_stream_gives_the_same_events_then_error_for_any_split(
+    data: st.DataObject,
+) -> None:
+    frames = _frames("messages-stream-text.sse")
+    position = data.draw(st.integers(1, len(frames) - 1))
+    raw = b"".join(frames[:position]) + OVERLOADED + b"".join(frames[position:])
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=12))
+    assert decode_until_error(raw, cuts) == decode_until_error(raw, [])
+    assert decode_until_error(raw, [])[1] == "UpstreamError"
+
+
+@pytest.mark.parametrize("cut", ["none", "between", "inside"])
+def test_an_overload_before_any_content_reaches_the_caller_as_no_events(cut: str) -> None:
+    # 529 right after message_start: nothing went out, so the call can be retried.
+    start = _frames("messages-stream-text.sse")[0]
+    assert b"message_start" in start
+    raw = start + OVERLOADED
+    cuts = {"none": [], "between": [len(start)], "inside": [len(start) - 5, len(start) + 7]}
+    events, error = decode_until_error(raw, cuts[cut])
+    assert (events, error) == ([], "UpstreamError")
+
+
+def test_message_start_usage_comes_out_with_the_first_content() -> None:
+    frames = _frames("messages-stream-text.sse")
+    decoder = wire.StreamDecoder()
+    assert decoder.feed(frames[0]) == []  # message_start alone: usage held back
+    rest = decoder.feed(b"".join(frames[1:])) + decoder.close()
+    assert isinstance(rest[0], UsageEvent)
+    assert isinstance(rest[1], TextEvent)
+
+
+def test_a_message_with_only_a_start_and_stop_still_reports_usage() -> None:
+    frames = (
+        b'data: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":4}}}\n\n'
+        b'data: {"type":"message_stop"}\n\n'
+    )
+    assert decode_stream(frames) == [UsageEvent(input_tokens=4, output_tokens=0)]
+
+
+@pytest.mark.parametrize("stop_reason", ["end_turn", "stop_sequence"])
+def test_a_turn_with_tool_calls_finishes_with_tool_calls(stop_reason: str) -> None:
+    frames = (
+        b'data: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":1}}}\n\n'
+        b'data: {"type":"content_block_start","index":0,"content_block":'
+        b'{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}\n\n'
+        b'data: {"type":"content_block_delta","index":0,"delta":'
+        b'{"type":"input_json_delta","partial_json":"{}"}}\n\n'
+        b'data: {"type":"content_block_stop","index":0}\n\n'
+        b'data: {"type":"message_delta","delta":{"stop_reason":"'
+        + stop_reason.encode()
+        + b'"}}\n\n'
+        b'data: {"type":"message_stop"}\n\n'
+    )
+    assert decode_stream(frames)[-1] == FinishEvent(reason="tool_calls")
+    body = (
+        b'{"content":[{"type":"tool_use","id":"toolu_1","name":"f","input":{}}],'
+        b'"stop_reason":"' + stop_reason.encode() + b'"}'
+    )
+    assert wire.decode_response(body)[-1] == FinishEvent(reason="tool_calls")

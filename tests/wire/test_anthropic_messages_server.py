@@ -468,7 +468,10 @@ def test_events_survive_encoder_then_decoder(
 
     assert content(decoded) == content(events)
     assert [e for e in decoded if isinstance(e, UsageEvent)][-1].to_usage() == usage
-    assert [e for e in decoded if isinstance(e, FinishEvent)] == [FinishEvent(reason=finish)]  # type: ignore[arg-type]
+    # A turn that ended in tool calls decodes as tool_calls whatever the stop word.
+    called = any(isinstance(e, ToolCallStartEvent) for e in events)
+    expected = "tool_calls" if finish == "stop" and called else finish
+    assert [e for e in decoded if isinstance(e, FinishEvent)] == [FinishEvent(reason=expected)]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

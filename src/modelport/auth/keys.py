@@ -138,6 +138,14 @@ def _update_file(change: Callable[[dict[str, str]], bool]) -> bool:
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Replace the keys file; a failure is a ConfigError naming the file, never its content."""
+    try:
+        _replace_private(path, text)
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {path}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _replace_private(path: Path, text: str) -> None:
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True)
     # mkstemp opens with O_EXCL and mode 0600: the key is never readable by others,

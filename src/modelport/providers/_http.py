@@ -39,10 +39,12 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from modelport.aggregate import aggregate
-from modelport.errors import ConfigError, ModelportError, NetworkError, UpstreamError
+from modelport.config import check_base_url
+from modelport.errors import ConfigError, ModelportError, NetworkError, ParseError, UpstreamError
 from modelport.events import StreamEvent
 from modelport.providers import BaseProvider, ConnectionSettings
 from modelport.types import ChatRequest, ChatResponse, ModelInfo
+from modelport.wire._errors import excerpt
 
 if TYPE_CHECKING:
     import aiohttp
@@ -65,17 +67,22 @@ DEFAULT_HINT = "is the server running? is the URL right?"
 
 
 def redact_url(url: str) -> str:
-    """``url`` without any ``user:password@`` part, safe for messages."""
+    """``url`` without ``user:password@``, the query or the fragment, safe for messages.
+
+    The query goes whole: ``?key=…``, ``?api-key=…`` and ``?token=…`` are how some
+    services take their keys, and no message needs the query to say what to check.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
-        return url
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=host))
+        # Not parseable: cut the same parts out by hand.
+        scheme, sep, rest = url.partition("://")
+        if sep:
+            authority, slash, path = rest.partition("/")
+            url = f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+        return url.split("?", 1)[0].split("#", 1)[0]
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
 
 
 def _describe(exc: BaseException, target: str, timeout: float | None, hint: str) -> str:
@@ -157,12 +164,32 @@ def upstream_errors(
         _fill(exc, connection=connection, url=safe_url, model=model)
         raise
     except _transport_errors() as exc:
+        # Some aiohttp errors hold the request's headers (and so the key) and its full URL;
+        # they travel on as our error's cause and context, so scrub them first.
+        _scrub(exc)
         message = _describe(exc, redact_url(target or url), timeout, hint)
         error_class = ConfigError if _is_invalid_url(exc) else NetworkError
         error = error_class(message, connection=connection, url=safe_url, model=model)
-        # Some aiohttp errors hold the request's headers (and so the key) in their repr;
-        # those must not travel on as our error's cause.
-        raise error from (None if hasattr(exc, "request_info") else exc)
+        raise error from exc
+
+
+def _scrub(exc: BaseException) -> None:
+    """Drop the request headers (and the URL's secrets) that aiohttp errors keep."""
+    import aiohttp
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        info = getattr(current, "request_info", None)
+        if isinstance(info, aiohttp.RequestInfo):
+            safe = URL(redact_url(str(info.url)))
+            current.request_info = aiohttp.RequestInfo(  # type: ignore[attr-defined]
+                safe, info.method, CIMultiDictProxy(CIMultiDict()), safe
+            )
+        current = current.__cause__ or current.__context__
 
 
 def _is_invalid_url(exc: BaseException) -> bool:
@@ -284,8 +311,11 @@ class HttpClient:
 
     def _proxy_for(self, url: str) -> str | None:
         """The proxy from ``HTTP(S)_PROXY`` / ``NO_PROXY`` for ``url``, looked up once per host."""
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.hostname or "")
+        try:
+            parts = urlsplit(url)
+            key = (parts.scheme, parts.hostname or "")
+        except ValueError:  # aiohttp refuses the URL next, as InvalidURL (a ConfigError)
+            return None
         if key not in self._proxies:
             self._proxies[key] = _environment_proxy(*key)
         return self._proxies[key]
@@ -415,8 +445,12 @@ class HttpProvider(BaseProvider):
     wire: ClassVar[WireModule]
     #: What to check when the server cannot be reached.
     hint: ClassVar[str] = DEFAULT_HINT
+    #: What to check when the URL answers with something that is not this API (a web page).
+    url_hint: ClassVar[str] = "is the connection's base_url right?"
 
     def __init__(self, settings: ConnectionSettings, *, client: HttpClient | None = None) -> None:
+        if settings.base_url:
+            check_base_url(settings.base_url, connection=settings.name)
         super().__init__(settings)
         self._owns_client = client is None
         self.client = client if client is not None else HttpClient(timeout=settings.timeout)
@@ -434,6 +468,10 @@ class HttpProvider(BaseProvider):
         """The headers for every request (raise :class:`AuthError` if a key is required)."""
         return dict(self.settings.headers)
 
+    def hint_for(self, model: str | None) -> str:
+        """What to check when the server cannot be reached (for a call to ``model``)."""
+        return self.hint
+
     def _errors(self, url: str, model: str | None) -> AbstractContextManager[None]:
         return upstream_errors(
             url=url,
@@ -441,7 +479,7 @@ class HttpProvider(BaseProvider):
             model=model,
             target=self.base_url(),
             timeout=self.settings.timeout,
-            hint=self.hint,
+            hint=self.hint_for(model),
         )
 
     def refine_error(self, error: ModelportError, model: str | None) -> ModelportError:
@@ -473,6 +511,27 @@ class HttpProvider(BaseProvider):
             self._check(response.status, response.content, response.headers, None)
             return self.wire.decode_models(response.content, self.settings.name)
 
+    def _not_an_answer(self, media_type: str, body: bytes) -> ParseError:
+        """The error for a 2xx answer that is a web page or another non-API type."""
+        where = self.base_url()
+        if media_type in _WEB_PAGES:
+            what = "an HTML page"
+        else:
+            what = f"{media_type or 'a body with no Content-Type'}"
+        return ParseError(
+            f"{where} answered with {what}, not the API's answer — {self.url_hint} "
+            f"(it began: {excerpt(body.strip(), 120)!r})"
+        )
+
+    def _json_events(self, content: bytes) -> list[StreamEvent]:
+        events = self.wire.decode_response(content)
+        if not events:
+            raise ParseError(
+                f"{self.base_url()} answered with JSON that holds no answer — {self.url_hint} "
+                f"(it began: {excerpt(content.strip(), 120)!r})"
+            )
+        return events
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:  # type: ignore[override]
         url = self.chat_url()
         with self._errors(url, request.model):
@@ -484,11 +543,36 @@ class HttpProvider(BaseProvider):
                 if response.status >= 300:
                     content = await response.aread()
                     self._check(response.status, content, response.headers, request.model)
-                decoder = self.wire.StreamDecoder()
-                async for chunk in response.aiter_bytes():
-                    for event in decoder.feed(chunk):
+                media_type = _media_type(response.headers)
+                if media_type in _JSON:
+                    # A server that ignored `stream: true` sent the whole answer at once.
+                    for event in self._json_events(await response.aread()):
                         yield event
-                for event in decoder.close():
+                    return
+                if media_type in _WEB_PAGES:
+                    raise self._not_an_answer(media_type, await response.aread())
+                decoder = self.wire.StreamDecoder()
+                seen = False
+                head = b""
+                async for chunk in response.aiter_bytes():
+                    if len(head) < _HEAD:
+                        head += chunk[: _HEAD - len(head)]
+                    for event in decoder.feed(chunk):
+                        seen = True
+                        yield event
+                try:
+                    tail = decoder.close()
+                except NetworkError as exc:
+                    if seen or _looks_like_a_stream(head):
+                        raise
+                    # The body ended cleanly with nothing a stream begins with: not a stream
+                    # that broke off (whose retry would be billed again) but no stream at all.
+                    raise ParseError(
+                        f"{self.base_url()} answered without a single stream event "
+                        f"(Content-Type {media_type or 'missing'}, body "
+                        f"{excerpt(head.strip(), 60)!r}) — {self.url_hint}"
+                    ) from exc
+                for event in tail:
                     yield event
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
@@ -500,12 +584,40 @@ class HttpProvider(BaseProvider):
                 "POST", url, headers=headers, json=body, timeout=self.settings.timeout
             )
             self._check(response.status, response.content, response.headers, request.model)
-            events = self.wire.decode_response(response.content)
+            media_type = _media_type(response.headers)
+            if media_type in _WEB_PAGES:
+                raise self._not_an_answer(media_type, response.content)
+            if media_type == "text/event-stream":
+                # A server that streams whatever it was asked: decode the stream instead.
+                decoder = self.wire.StreamDecoder()
+                events = [*decoder.feed(response.content), *decoder.close()]
+                return aggregate(events, model=request.model, id=getattr(decoder, "id", None))
+            events = self._json_events(response.content)
             return aggregate(events, model=request.model, id=_response_id(response.content))
 
     async def aclose(self) -> None:
         if self._owns_client:
             await self.client.aclose()
+
+
+#: Content types that hold one whole JSON answer.
+_JSON = frozenset({"application/json", "text/json"})
+#: Content types no API answers with: a login page, a proxy's error page, a wrong URL.
+_WEB_PAGES = frozenset({"text/html", "application/xhtml+xml"})
+
+
+#: How much of a streamed body is kept to tell a stream that broke off from no stream.
+_HEAD = 64
+#: How an SSE or NDJSON body begins.
+_STREAM_STARTS = (b"data:", b"event:", b":", b"id:", b"retry:", b"{")
+
+
+def _looks_like_a_stream(head: bytes) -> bool:
+    return head.lstrip().startswith(_STREAM_STARTS)
+
+
+def _media_type(headers: Mapping[str, str]) -> str:
+    return headers.get("content-type", "").partition(";")[0].strip().lower()
 
 
 def _response_id(body: bytes) -> str | None:

@@ -23,6 +23,7 @@ class AnthropicProvider(HttpProvider):
     """
 
     wire: ClassVar[WireModule] = anthropic_messages  # type: ignore[assignment]
+    url_hint: ClassVar[str] = f"is base_url right (Anthropic's own is {DEFAULT_BASE_URL})?"
 
     def base_url(self) -> str:
         base = (self.settings.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -37,11 +38,7 @@ class AnthropicProvider(HttpProvider):
     def auth_headers(self) -> dict[str, str]:
         name = self.settings.name
         if not self.settings.api_key:
-            raise AuthError(
-                f"No API key for connection {name!r} — run `modelport keys set {name}` "
-                "or set ANTHROPIC_API_KEY",
-                connection=name,
-            )
+            raise AuthError(_missing_key_message(name), connection=name)
         options = self.settings.options
         headers = {
             "x-api-key": self.settings.api_key,
@@ -52,3 +49,17 @@ class AnthropicProvider(HttpProvider):
             headers["anthropic-beta"] = beta if isinstance(beta, str) else ",".join(beta)
         headers.update(self.settings.headers)
         return headers
+
+
+def _missing_key_message(name: str) -> str:
+    # The router reads ANTHROPIC_API_KEY only for the ready-made `anthropic` connection
+    # (and Anthropic's own URL); naming it for any other connection would mislead.
+    if name == "anthropic":
+        return (
+            "No API key for connection 'anthropic' — run `modelport keys set anthropic` "
+            "or set ANTHROPIC_API_KEY"
+        )
+    return (
+        f"No API key for connection {name!r} — run `modelport keys set {name}`, or set "
+        f"the environment variable that `api_key_env` names under [connections.{name}]"
+    )

@@ -8,15 +8,18 @@ this provider is a base URL, a bearer token and :mod:`modelport.wire.openai_chat
 from __future__ import annotations
 
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from modelport.errors import ConfigError
-from modelport.providers._http import HttpProvider, WireModule
+from modelport.providers._http import DEFAULT_HINT, HttpProvider, WireModule
 from modelport.wire import openai_chat
 
 __all__ = ["OpenAICompatProvider"]
 
 #: Key-less local servers still get a bearer token: some reject a request without one.
 PLACEHOLDER_KEY = "modelport"
+#: Ollama's port: an OpenAI-compatible URL there is Ollama's ``/v1``.
+OLLAMA_PORT = 11434
 
 
 class OpenAICompatProvider(HttpProvider):
@@ -27,6 +30,19 @@ class OpenAICompatProvider(HttpProvider):
     """
 
     wire: ClassVar[WireModule] = openai_chat  # type: ignore[assignment]
+    url_hint: ClassVar[str] = "is base_url right — does it end in /v1?"
+
+    def hint_for(self, model: str | None) -> str:
+        try:
+            port = urlsplit(self.settings.base_url or "").port
+        except ValueError:
+            port = None
+        if port != OLLAMA_PORT:
+            return DEFAULT_HINT
+        pull = f"`ollama pull {model}`" if model else "`ollama pull …`"
+        return (
+            f"is Ollama running (`ollama serve`)? is the URL right? is the model pulled ({pull})?"
+        )
 
     def base_url(self) -> str:
         if not self.settings.base_url:

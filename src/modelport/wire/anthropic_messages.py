@@ -49,7 +49,7 @@ from modelport.types import Capabilities, FinishReason, ModelInfo
 from modelport.wire._anthropic_request import DEFAULT_MAX_TOKENS, EFFORT_BUDGETS, build_request
 from modelport.wire._errors import error_for_status, excerpt
 from modelport.wire._json import decode
-from modelport.wire._sse import SSEDecoder
+from modelport.wire._sse import SSEDecoder, SSEEvent
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -237,7 +237,18 @@ _TEXT, _THINKING, _TOOL, _IGNORED = 0, 1, 2, 3
 
 
 class StreamDecoder:
-    """Turns the bytes of a ``stream: true`` answer into canonical events."""
+    """Turns the bytes of a ``stream: true`` answer into canonical events.
+
+    Any split of the bytes yields the same events, then the same error:
+
+    * ``message_start``'s usage is held back until the first content event (or
+      the finish), so an ``event: error`` right after it (a 529 before any
+      content) fails the stream before anything reached the caller, whichever
+      read it arrived in, and the call can be retried.
+    * An in-band error (or malformed data) after events decoded in the same
+      :meth:`feed` is raised by the next :meth:`feed` or :meth:`close`, once
+      those events are out.
+    """
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
@@ -248,24 +259,53 @@ class StreamDecoder:
         self._filled: set[int] = set()
         self._start_input: dict[int, bytes] = {}
         self._done = False
+        self._held: UsageEvent | None = None
+        self._deferred: ModelportError | None = None
         self.id: str | None = None
         self.model: str | None = None
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """The events completed by these bytes. Raises in-band errors and ``ParseError``."""
+        self._raise_deferred()
         events: list[StreamEvent] = []
-        for sse in self._sse.feed(chunk):
-            if not self._done:
-                self._event(decode(_EVENT, sse.data, "Anthropic sent a stream event"), events)
+        if not self._done:
+            self._dispatch(self._sse.feed(chunk), events)
         return events
 
     def close(self) -> list[StreamEvent]:
+        """End of the body. Raises ``NetworkError`` if the stream stopped before it finished."""
+        self._raise_deferred()
         events: list[StreamEvent] = []
-        for sse in self._sse.close():
-            if not self._done:
-                self._event(decode(_EVENT, sse.data, "Anthropic sent a stream event"), events)
+        if not self._done:
+            self._dispatch(self._sse.close(), events)
+            self._raise_deferred()
         if not self._done:
             raise NetworkError("The upstream closed the stream before it finished")
         return events
+
+    def _raise_deferred(self) -> None:
+        if self._deferred is not None:
+            error, self._deferred = self._deferred, None
+            self._done = True
+            raise error
+
+    def _dispatch(self, items: list[SSEEvent], out: list[StreamEvent]) -> None:
+        for sse in items:
+            if self._done:
+                return
+            before = len(out)
+            try:
+                self._event(decode(_EVENT, sse.data, "Anthropic sent a stream event"), out)
+            except ModelportError as exc:
+                if not out:
+                    self._done = True
+                    raise
+                self._deferred = exc
+                return
+            if self._held is not None and len(out) > before:
+                # The first content (or the finish) is here: the usage goes out just ahead.
+                out.insert(before, self._held)
+                self._held = None
 
     def _event(self, event: _Event, out: list[StreamEvent]) -> None:
         kind = event.type
@@ -281,14 +321,19 @@ class StreamDecoder:
                 raise ParseError("Anthropic sent message_start without a message")
             self.id, self.model = message.id, message.model
             if message.usage is not None:
-                out.append(self._usage.merge(message.usage))
+                # Held back until content arrives (see the class docstring).
+                self._held = self._usage.merge(message.usage)
         elif kind == "message_delta":
             if event.usage is not None:
+                self._held = None  # the merged snapshot below includes it
                 out.append(self._usage.merge(event.usage))
             if event.delta is not None and event.delta.stop_reason is not None:
-                out.append(FinishEvent(reason=_STOP_REASONS.get(event.delta.stop_reason, "stop")))
+                out.append(FinishEvent(reason=_finish_reason(event.delta.stop_reason, self._calls)))
         elif kind == "message_stop":
             self._done = True
+            if self._held is not None:
+                out.append(self._held)
+                self._held = None
         elif kind == "error":
             error = event.error or _Error()
             raise _error(error.type, error.message, None, {}, None)
@@ -387,8 +432,20 @@ def decode_response(body: bytes) -> list[StreamEvent]:
     if message.usage is not None:
         events.append(_UsageState().merge(message.usage))
     if message.stop_reason is not None:
-        events.append(FinishEvent(reason=_STOP_REASONS.get(message.stop_reason, "stop")))
+        events.append(FinishEvent(reason=_finish_reason(message.stop_reason, calls)))
     return events
+
+
+def _finish_reason(stop_reason: str, calls: int) -> FinishReason:
+    """The canonical finish; a turn that made client tool calls finishes with ``tool_calls``.
+
+    Anthropic may end such a turn with ``end_turn`` or ``stop_sequence`` (a stop
+    sequence right after the tool_use block); the calls still await results.
+    """
+    reason = _STOP_REASONS.get(stop_reason, "stop")
+    if reason == "stop" and calls:
+        return "tool_calls"
+    return reason
 
 
 def decode_models(body: bytes, connection: str) -> list[ModelInfo]:
