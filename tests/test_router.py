@@ -233,6 +233,28 @@ def test_stored_keys_are_read_once_until_forgotten() -> None:
 def test_settings_never_show_the_key() -> None:
     settings = router("", {"OPENAI_API_KEY": "sk-secret"}).settings_for("openai")
     assert "sk-secret" not in repr(settings)
+    assert "api_key_env='OPENAI_API_KEY'" in repr(settings)  # a name, not a secret
+
+
+def test_settings_name_the_variable_the_key_comes_from() -> None:
+    text = "[connections.work]\nbase_url = 'https://w/v1'\napi_key_env = 'WORK_KEY'"
+    r = router(text, {"MODELPORT_BASE_URL": "http://elsewhere/v1"})
+    # Named whether or not the variable is set (a "no key" message says to set it).
+    assert r.settings_for("work").api_key_env == "WORK_KEY"
+    assert r.settings_for("work", api_key="sk-call").api_key_env == "WORK_KEY"
+    # A per-call URL elsewhere reads no variable, so none is named.
+    assert r.settings_for("work", base_url="https://other/v1").api_key_env is None
+    assert r.settings_for("work", base_url="https://w/v1/").api_key_env == "WORK_KEY"
+    # The vendor's variable, only for the vendor's connection and URL.
+    assert r.settings_for("anthropic").api_key_env == "ANTHROPIC_API_KEY"
+    assert r.settings_for("openai").api_key_env == "OPENAI_API_KEY"
+    assert r.settings_for("openai", base_url="https://proxy/v1").api_key_env is None
+    both = router("[connections.openai]\napi_key_env = 'MY_OPENAI'")
+    assert both.settings_for("openai").api_key_env == "MY_OPENAI"
+    assert r.settings_for("lmstudio").api_key_env is None  # a local server's preset has none
+    # No URL of its own: MODELPORT_BASE_URL, whose key is MODELPORT_API_KEY, not a named one.
+    bare = router("[connections.box]\ncompat = 'openai'", {"MODELPORT_BASE_URL": "http://b/v1"})
+    assert bare.settings_for("box").api_key_env is None
 
 
 # --- resolving and provider construction ------------------------------------------------
@@ -360,7 +382,7 @@ def test_unregister_provider() -> None:
     r.resolve("acme/m")
     r.unregister_provider("acme")
     r.unregister_provider("acme")  # forgetting twice is harmless
-    assert r._providers == {}
+    assert r._cache.providers == {}
     with pytest.raises(ModelNotFoundError, match="'acme'"):
         r.resolve("acme/m")
 
@@ -658,7 +680,7 @@ async def test_list_models_report_covers_configured_and_registered_connections(
     r = router("[connections.f]\ncompat = 'fake'")
     r.register_provider("acme", FakeProvider(models=["a1"], connection="acme"))
     r.register_provider("broken", FakeProvider(), models=None)
-    r._registered["broken"].provider = _Failing(UpstreamError("down", status=500))
+    r._cache.registered["broken"].provider = _Failing(UpstreamError("down", status=500))
     report = await r.list_models_report()
     by_name = {entry.connection: entry for entry in report}
     assert sorted(by_name) == ["acme", "broken", "f"]  # presets are not queried
@@ -767,7 +789,7 @@ async def test_aclose_closes_built_providers_but_not_registered_ones(
     await r.aclose()
     assert fake_compat[0].closed
     assert not registered.closed
-    assert r._providers == {}
+    assert r._cache.providers == {}
 
 
 def test_router_loads_the_config_by_default() -> None:
@@ -1058,7 +1080,7 @@ async def test_per_call_keys_build_no_lasting_providers(fake_compat: list[FakePr
     assert len(fake_compat) == 10
     assert all(provider.closed for provider in fake_compat)  # closed right after the call
     assert [p.settings.api_key for p in fake_compat[::2]] == [f"sk-call-{n}" for n in range(5)]
-    assert r._providers == {}
+    assert r._cache.providers == {}
     route = r.resolve("f/m", api_key="sk-x")
     assert route.ephemeral
     assert not r.resolve("f/m").ephemeral
@@ -1075,8 +1097,8 @@ async def test_per_call_keys_share_one_http_pool_per_connection() -> None:
         try:
             for n in range(3):
                 await collect(r.stream(request("work/m"), api_key=f"sk-call-{n}"))
-            assert r._providers == {}
-            assert list(r._clients) == ["work"]
+            assert r._cache.providers == {}
+            assert list(r._cache.clients) == ["work"]
         finally:
             await r.aclose()
         assert [q.headers["authorization"] for q in upstream.requests] == [

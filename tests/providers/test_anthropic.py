@@ -394,6 +394,44 @@ async def test_missing_key_of_another_connection_does_not_name_the_vendor_variab
     assert "ANTHROPIC_API_KEY" not in message
 
 
+async def test_missing_key_names_the_variable_the_settings_name(
+    upstream: FakeUpstream, make_provider: Factory
+) -> None:
+    provider = make_provider(name="claude", api_key=None, api_key_env="CLAUDE_KEY")
+    with pytest.raises(AuthError) as caught:
+        await provider.complete(_request())
+    assert str(caught.value).startswith(
+        "No API key for connection 'claude' — run `modelport keys set claude`, or set $CLAUDE_KEY "
+    )
+    assert upstream.requests == []
+
+
+async def test_missing_key_through_the_router_names_the_configured_variable(
+    upstream: FakeUpstream,
+) -> None:
+    from modelport.config import parse_config
+    from modelport.router import Router
+
+    config = parse_config(
+        f"[connections.claude]\ncompat = 'anthropic'\nbase_url = '{upstream.url}'\n"
+        "api_key_env = 'CLAUDE_KEY'\nmax_retries = 0"
+    )
+    router = Router(config, env={})
+    try:
+        with pytest.raises(AuthError, match=r"keys set claude`, or set \$CLAUDE_KEY \("):
+            await router.complete(
+                ChatRequest(model="claude/m", messages=[Message(role="user", content="hi")])
+            )
+        # The ready-made connection names the vendor's variable the router reads for it.
+        with pytest.raises(AuthError, match=r"anthropic`, or set \$ANTHROPIC_API_KEY \("):
+            await router.complete(
+                ChatRequest(model="anthropic/m", messages=[Message(role="user", content="hi")])
+            )
+    finally:
+        await router.aclose()
+    assert upstream.requests == []
+
+
 async def test_a_stream_that_ends_after_message_start_is_retried(
     upstream: FakeUpstream, make_provider: Factory
 ) -> None:

@@ -43,14 +43,19 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The resolved settings of one connection (after the precedence ladder).
 
     ``api_key`` is the secret itself; it never appears in ``repr()``.
-    ``options`` holds every other key of the connection's config table
-    (provider-specific settings, a plugin's ``configFields`` values).
+    ``api_key_env`` is the environment variable the settings ladder reads the
+    key from (a name, not a secret, so ``repr()`` shows it): the connection's
+    ``api_key_env``, else the vendor's usual variable where that applies, else
+    ``None``; providers name it in their "no key" message. ``options`` holds
+    every other key of the connection's config table (provider-specific
+    settings, a plugin's ``configFields`` values).
     """
 
     name: str
     compat: str
     base_url: str | None = None
     api_key: str | None = None
+    api_key_env: str | None = None
     timeout: float = 60.0
     max_retries: int = 2
     headers: dict[str, str] = msgspec.field(default_factory=dict)
@@ -60,8 +65,8 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
         key = "'***'" if self.api_key else "None"
         return (
             f"ConnectionSettings(name={self.name!r}, compat={self.compat!r}, "
-            f"base_url={self.base_url!r}, api_key={key}, timeout={self.timeout!r}, "
-            f"max_retries={self.max_retries!r})"
+            f"base_url={self.base_url!r}, api_key={key}, api_key_env={self.api_key_env!r}, "
+            f"timeout={self.timeout!r}, max_retries={self.max_retries!r})"
         )
 
     __str__ = __repr__

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from modelport.errors import AuthError
+from modelport.providers import ConnectionSettings
 from modelport.providers._http import HttpProvider, WireModule
 from modelport.wire import anthropic_messages
 
@@ -38,7 +39,7 @@ class AnthropicProvider(HttpProvider):
     def auth_headers(self) -> dict[str, str]:
         name = self.settings.name
         if not self.settings.api_key:
-            raise AuthError(_missing_key_message(name), connection=name)
+            raise AuthError(_missing_key_message(self.settings), connection=name)
         options = self.settings.options
         headers = {
             "x-api-key": self.settings.api_key,
@@ -51,15 +52,17 @@ class AnthropicProvider(HttpProvider):
         return headers
 
 
-def _missing_key_message(name: str) -> str:
-    # The router reads ANTHROPIC_API_KEY only for the ready-made `anthropic` connection
-    # (and Anthropic's own URL); naming it for any other connection would mislead.
+def _missing_key_message(settings: ConnectionSettings) -> str:
+    name = settings.name
+    fix = f"No API key for connection {name!r} — run `modelport keys set {name}`"
+    if settings.api_key_env:
+        # The variable the router's settings ladder reads for this connection and URL.
+        return f"{fix}, or set ${settings.api_key_env}"
+    # Settings built by hand: the router reads ANTHROPIC_API_KEY only for the ready-made
+    # `anthropic` connection (and Anthropic's own URL); naming it elsewhere would mislead.
     if name == "anthropic":
-        return (
-            "No API key for connection 'anthropic' — run `modelport keys set anthropic` "
-            "or set ANTHROPIC_API_KEY"
-        )
+        return f"{fix}, or set $ANTHROPIC_API_KEY"
     return (
-        f"No API key for connection {name!r} — run `modelport keys set {name}`, or set "
-        f"the environment variable that `api_key_env` names under [connections.{name}]"
+        f"{fix}, or set the environment variable that `api_key_env` names under "
+        f"[connections.{name}]"
     )

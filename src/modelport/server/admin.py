@@ -1,9 +1,11 @@
-"""Admin routes for the plugin host: list, inspect, rescan, start and stop plugins.
+"""Admin routes for the plugin host: list, inspect, reload, start and stop plugins.
 
 The gateway mounts :func:`routes` behind its admin key. Every handler reads the
 host from ``request.app.state.plugin_host`` (a
 :class:`~modelport.plugins.host.PluginHost`), so the routes hold no state of
-their own and a test can hand any host to a bare Starlette app.
+their own and a test can hand any host to a bare Starlette app. The reload
+(``POST /plugins/load``) also makes ``request.app.state.router``, where there
+is one, read stored keys afresh.
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ async def get_plugin(request: Request) -> JSONResponse:
 
 
 async def load_plugins(request: Request) -> JSONResponse:
+    """Rescan the plugin folders, start the startup plugins, and re-read stored keys.
+
+    The reload also drops the router's cached keys, so a key changed with
+    ``modelport keys set`` (or ``keys delete``) takes effect in the running
+    gateway — even one without a plugin host, which still answers 503.
+    """
+    router = getattr(request.app.state, "router", None)
+    if router is not None:
+        router.forget_keys()
     host = _host(request)
     if host is None:
         return _no_host()
