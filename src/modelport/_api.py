@@ -25,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
+import inspect
 import threading
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from modelport.errors import InvalidRequestError
 from modelport.events import StreamEvent
@@ -55,6 +57,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 _EFFORTS = ("minimal", "low", "medium", "high")
 
 # --- converting what callers pass ---------------------------------------------
@@ -397,102 +400,44 @@ class _BackgroundLoop:
 _background = _BackgroundLoop()
 
 
-def complete_sync(
-    model: str,
-    messages: Sequence[Message | dict[str, Any]],
-    *,
-    tools: Sequence[ToolDefinition | dict[str, Any]] | None = None,
-    tool_choice: ToolChoice | str | dict[str, Any] | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    max_tokens: int | None = None,
-    stop: str | Sequence[str] | None = None,
-    response_format: dict[str, Any] | None = None,
-    reasoning: Reasoning | str | int | None = None,
-    metadata: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    router: Router | None = None,
-) -> ChatResponse:
-    """:func:`complete` for code without an event loop (same arguments)."""
-    return _background.run(
-        complete(
-            model,
-            messages,
-            tools=tools,
-            tool_choice=tool_choice,
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            stop=stop,
-            response_format=response_format,
-            reasoning=reasoning,
-            metadata=metadata,
-            extra=extra,
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            router=router,
-        )
+def _blocking(function: Callable[_P, Coroutine[Any, Any, _T]], name: str) -> Callable[_P, _T]:
+    """The sync twin of an async API function: same parameters, run on the background loop."""
+
+    @functools.wraps(function)
+    def twin(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return _background.run(function(*args, **kwargs))
+
+    twin.__name__ = twin.__qualname__ = name
+    twin.__doc__ = f":func:`{function.__name__}` for code without an event loop (same arguments)."
+    return twin
+
+
+def _iterating(
+    function: Callable[_P, AsyncIterator[StreamEvent]], name: str
+) -> Callable[_P, Iterator[StreamEvent]]:
+    """The sync twin of an async generator: a plain iterator over the background loop."""
+
+    @functools.wraps(function)
+    def twin(*args: _P.args, **kwargs: _P.kwargs) -> Iterator[StreamEvent]:
+        return _iterate(function(*args, **kwargs))
+
+    twin.__name__ = twin.__qualname__ = name
+    twin.__doc__ = (
+        f":func:`{function.__name__}` as a plain iterator (same arguments).\n\n"
+        "Leaving the loop early (``break``, an exception) closes the stream and\n"
+        "aborts the upstream request."
     )
-
-
-def list_models_sync(
-    connection: str | None = None, *, router: Router | None = None
-) -> list[ModelInfo]:
-    """:func:`list_models` for code without an event loop."""
-    return _background.run(list_models(connection, router=router))
-
-
-def stream_sync(
-    model: str,
-    messages: Sequence[Message | dict[str, Any]],
-    *,
-    tools: Sequence[ToolDefinition | dict[str, Any]] | None = None,
-    tool_choice: ToolChoice | str | dict[str, Any] | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    max_tokens: int | None = None,
-    stop: str | Sequence[str] | None = None,
-    response_format: dict[str, Any] | None = None,
-    reasoning: Reasoning | str | int | None = None,
-    metadata: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    router: Router | None = None,
-) -> Iterator[StreamEvent]:
-    """:func:`stream` as a plain iterator (same arguments).
-
-    Leaving the loop early (``break``, an exception) closes the stream and
-    aborts the upstream request.
-    """
-    events = stream(
-        model,
-        messages,
-        tools=tools,
-        tool_choice=tool_choice,
-        temperature=temperature,
-        top_p=top_p,
-        max_tokens=max_tokens,
-        stop=stop,
-        response_format=response_format,
-        reasoning=reasoning,
-        metadata=metadata,
-        extra=extra,
-        api_key=api_key,
-        base_url=base_url,
-        timeout=timeout,
-        max_retries=max_retries,
-        router=router,
+    signature = inspect.signature(function)
+    twin.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        return_annotation=Iterator[StreamEvent]
     )
-    return _iterate(events)
+    return twin
+
+
+# Derived rather than written out, so the twins can never drift from the async API.
+complete_sync = _blocking(complete, "complete_sync")
+list_models_sync = _blocking(list_models, "list_models_sync")
+stream_sync = _iterating(stream, "stream_sync")
 
 
 async def _step(events: AsyncIterator[StreamEvent]) -> tuple[bool, StreamEvent | None]:
