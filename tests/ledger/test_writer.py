@@ -137,3 +137,30 @@ def test_without_a_flush_the_batch_is_written_after_the_linger_time() -> None:
     writer.put("one")
     assert written.wait(2.0)
     writer.close()
+
+
+def test_a_full_batch_ends_the_linger_early() -> None:
+    written = threading.Event()
+    batches: list[int] = []
+
+    def sink(batch: Sequence[int]) -> None:
+        batches.append(len(batch))
+        written.set()
+
+    writer = BackgroundWriter(sink, linger=30.0, max_batch=10)
+    for item in range(10):
+        writer.put(item)
+    assert written.wait(5.0)
+    assert batches == [10]
+    writer.close()
+
+
+def test_close_ends_the_linger_at_once() -> None:
+    items: list[int] = []
+    writer = BackgroundWriter(items.extend, linger=30.0)
+    writer.put(1)
+    time.sleep(0.05)  # the thread has the item and is lingering
+    started = time.monotonic()
+    writer.close(timeout=5.0)
+    assert time.monotonic() - started < 2.0
+    assert items == [1]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -134,6 +136,50 @@ def test_access_log_is_structured(gateway: Gateway, caplog: pytest.LogCaptureFix
     assert fields["status"] == 200 and fields["route"] == "/health"
     assert fields["duration_ms"] >= 0
     assert "abc" not in record.getMessage()
+
+
+def test_serve_access_log_writes_the_same_line_in_batches(
+    make_gateway: Callable[..., Gateway], upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    from modelport.server.metrics import BufferedAccessLog
+
+    caplog.set_level(logging.INFO, logger="modelport.access")  # as `modelport serve` sets it
+    stream = io.StringIO()
+    gateway = make_gateway(access_log=BufferedAccessLog(stream, max_lines=1000, interval=0.2))
+    upstream.route(
+        "POST", "/v1/chat/completions", Reply.fixture("openai/chat-stream-text-include-usage.sse")
+    )
+    gateway.openai().chat.completions.create(model="oai/gpt-4o", messages=USER)  # type: ignore[arg-type]
+    httpx.get(f"{gateway.url}/health?token=abc", headers={"x-api-key": "sk-secret-header"})
+    # Held, then written by the timer (or the lifespan's flush at shutdown).
+    deadline = time.monotonic() + 3
+    while stream.getvalue().count("\n") < 2:
+        assert time.monotonic() < deadline, "the access lines were never written"
+        time.sleep(0.02)
+    lines = stream.getvalue().splitlines()
+    pattern = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO modelport\.access: method=POST "
+    assert re.match(pattern, lines[0]), lines[0]
+    assert "route=/v1/chat/completions status=200" in lines[0]
+    assert "model=oai/gpt-4o" in lines[0]
+    assert "path=/health route=/health status=200" in lines[1]
+    assert "abc" not in stream.getvalue() and "sk-secret" not in stream.getvalue()
+    # Whatever is still held when the gateway stops is written then.
+    httpx.get(f"{gateway.url}/health")
+    gateway.stop()
+    assert stream.getvalue().count("\n") == 3
+
+
+def test_serve_access_log_follows_the_loggers_level(
+    make_gateway: Callable[..., Gateway], caplog: pytest.LogCaptureFixture
+) -> None:
+    from modelport.server.metrics import BufferedAccessLog
+
+    caplog.set_level(logging.WARNING, logger="modelport.access")
+    stream = io.StringIO()
+    gateway = make_gateway(access_log=BufferedAccessLog(stream))
+    assert httpx.get(f"{gateway.url}/health").status_code == 200
+    gateway.stop()
+    assert stream.getvalue() == ""
 
 
 def _free_port() -> int:
@@ -343,3 +389,24 @@ def test_health_and_error_bodies_never_show_a_url_query(
     for text in seen:
         for secret in (*secrets, "BODY-QUERY-SECRET"):
             assert secret not in text
+
+
+def test_a_chat_handler_that_raises_gets_a_500_and_is_counted(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The chat routes are dispatched without Starlette's error middleware; the
+    # direct path must still answer a bug with a 500 and count it.
+    from starlette.routing import Route
+
+    async def boom(request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    gateway.app._chat["/v1/chat/completions"] = Route(  # type: ignore[attr-defined]
+        "/v1/chat/completions", boom, methods=["POST"]
+    )
+    caplog.set_level(logging.CRITICAL, logger="uvicorn.error")  # the traceback it logs
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", json={"model": "oai/x"})
+    assert response.status_code == 500
+    samples = _metrics(gateway)
+    route = 'method="POST",route="/v1/chat/completions",status="500"'
+    assert samples[f"modelport_gateway_requests_total{{{route}}}"] == 1

@@ -8,8 +8,8 @@ whichever provider the model lives on.
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,7 +38,8 @@ async def messages(request: Request) -> Response:
     except Exception as exc:
         return reject(request, wire, exc)
     # The id the client sees, streamed or not, is the one the ledger records.
-    message_id = f"msg_{uuid.uuid4().hex[:24]}"
+    # 96 random bits, as uuid4().hex[:24] but without its os.urandom call (~3 µs).
+    message_id = f"msg_{random.getrandbits(96):024x}"
     encoder = None
     if payload.get("stream") is True:
         encoder = wire.StreamEncoder(model=chat.model, id=message_id)

@@ -29,8 +29,8 @@ official SDKs parse. Choices made here:
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -337,7 +337,7 @@ class StreamEncoder:
         include_usage: bool = False,
         created: int | None = None,
     ) -> None:
-        self.id = id or f"chatcmpl-{uuid.uuid4().hex}"
+        self.id = id or f"chatcmpl-{random.getrandbits(128):032x}"
         self.include_usage = include_usage
         stamp = int(time.time()) if created is None else created
         self._head = (
