@@ -50,13 +50,22 @@ async def list_plugins(request: Request) -> JSONResponse:
     return JSONResponse({"plugins": host.describe_all()})
 
 
-async def get_plugin(request: Request) -> JSONResponse:
+def _named(request: Request) -> tuple[PluginHost, str] | JSONResponse:
+    """The host and the plugin name the path gives, or the response saying why not."""
     host = _host(request)
     if host is None:
         return _no_host()
     name = request.path_params["name"]
     if name not in host:
         return _error(404, f"No plugin named {name!r}.", "not_found")
+    return host, name
+
+
+async def get_plugin(request: Request) -> JSONResponse:
+    found = _named(request)
+    if isinstance(found, JSONResponse):
+        return found
+    host, name = found
     return JSONResponse(host.describe(name, stderr=True))
 
 
@@ -79,12 +88,10 @@ async def load_plugins(request: Request) -> JSONResponse:
 
 
 async def start_plugin(request: Request) -> JSONResponse:
-    host = _host(request)
-    if host is None:
-        return _no_host()
-    name = request.path_params["name"]
-    if name not in host:
-        return _error(404, f"No plugin named {name!r}.", "not_found")
+    found = _named(request)
+    if isinstance(found, JSONResponse):
+        return found
+    host, name = found
     try:
         await host.start(name)
     except ModelportError as exc:
@@ -93,12 +100,10 @@ async def start_plugin(request: Request) -> JSONResponse:
 
 
 async def stop_plugin(request: Request) -> JSONResponse:
-    host = _host(request)
-    if host is None:
-        return _no_host()
-    name = request.path_params["name"]
-    if name not in host:
-        return _error(404, f"No plugin named {name!r}.", "not_found")
+    found = _named(request)
+    if isinstance(found, JSONResponse):
+        return found
+    host, name = found
     await host.stop(name)
     return JSONResponse(host.describe(name, stderr=True))
 
