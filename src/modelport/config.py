@@ -131,6 +131,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     key_env: str | None = None
     admin_key: str | None = None
     admin_key_env: str | None = None
+    #: Host names beyond loopback and the bound address that requests may name
+    #: (a DNS name for the bound IP, the name a reverse proxy forwards).
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
 
     def __repr__(self) -> str:
         # The inline keys are secrets; keep them out of logs and tracebacks.
@@ -138,7 +141,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             f"GatewayConfig(host={self.host!r}, port={self.port!r}, "
             f"key={'***' if self.key else None}, key_env={self.key_env!r}, "
             f"admin_key={'***' if self.admin_key else None}, "
-            f"admin_key_env={self.admin_key_env!r})"
+            f"admin_key_env={self.admin_key_env!r}, allowed_hosts={self.allowed_hosts!r})"
         )
 
 

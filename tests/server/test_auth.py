@@ -336,6 +336,12 @@ def test_the_bound_host_name_and_allowed_hosts_are_accepted(make_gateway: MakeGa
         assert response.status_code == status, host
 
 
+def test_allowed_hosts_come_from_the_gateway_config_too(make_gateway: MakeGateway) -> None:
+    gateway = make_gateway('[gateway]\nallowed_hosts = ["llm.example.internal"]\n')
+    assert httpx.get(f"{gateway.url}/health", headers={"host": "llm.example.internal"}).is_success
+    assert httpx.get(f"{gateway.url}/health", headers={"host": "evil.example"}).status_code == 403
+
+
 def test_sdk_calls_are_unaffected(make_gateway: MakeGateway, upstream: FakeUpstream) -> None:
     gateway = make_gateway()
     upstream.route(

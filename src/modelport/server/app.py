@@ -165,8 +165,9 @@ def create_app(
     key is required (``ConfigError`` otherwise) and admin routes need the
     admin key. ``keys`` overrides the keys from config and environment.
     Requests must name a loopback host or ``host`` in their ``Host`` header
-    (against DNS rebinding); ``allowed_hosts`` adds names, such as the one a
-    reverse proxy forwards or ``testserver`` for an in-process test client.
+    (against DNS rebinding); ``allowed_hosts`` and ``[gateway] allowed_hosts``
+    add names, such as the one a reverse proxy forwards or ``testserver`` for
+    an in-process test client.
     ``keepalive_interval`` is the silence, in seconds, after which a stream
     gets a keep-alive frame. ``access_log`` is True (a :mod:`logging` record
     per request on ``modelport.access``), False, or a
@@ -211,7 +212,7 @@ def create_app(
             keys=keys,
             loopback=loopback,
             host=host,
-            allowed_hosts=tuple(allowed_hosts),
+            allowed_hosts=(*config.gateway.allowed_hosts, *allowed_hosts),
         ),
     ]
     app = _Gateway(
