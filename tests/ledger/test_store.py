@@ -192,6 +192,17 @@ class TestBackends:
         assert sorted(r.model for r in ledger.recent(10)) == ["m0", "m1", "m2"]
         assert (ledger.failed, ledger.dropped, ledger.written) == (1, 1, 3)
 
+    def test_a_value_the_driver_cannot_take_costs_one_record(self, ledger: Ledger) -> None:
+        # The rows are converted before the batch goes out; a row that cannot
+        # be (a started_at that is no datetime) must not take the others with it.
+        good = [call(model=f"m{i}") for i in range(2)]
+        bad = call(model="bad", started_at="yesterday")
+        for record in (good[0], bad, good[1]):
+            ledger.record(record)
+        assert ledger.flush(10)
+        assert sorted(r.model for r in ledger.recent(10)) == ["m0", "m1"]
+        assert (ledger.failed, ledger.written) == (1, 2)
+
     def test_bad_group_is_refused(self, ledger: Ledger) -> None:
         with pytest.raises(ValueError, match="by must be"):
             ledger.summary(by="colour")  # type: ignore[arg-type]
