@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from modelport.testing import FakeUpstream
 from tests._fixtures import FIXTURES
 
 _real_connect = socket.socket.connect
@@ -34,6 +36,13 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MODELPORT_HOME", str(tmp_path / "modelport-home"))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    """A fake upstream on 127.0.0.1 for the test; add routes with ``upstream.route``."""
+    with FakeUpstream() as server:
+        yield server
 
 
 @pytest.fixture

@@ -27,12 +27,6 @@ from tests._fixtures import FIXTURES, fixture_bytes
 STREAM_FIXTURE = "anthropic/messages-stream-text.sse"
 
 
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
 def _raw_exchange(url: str, request: bytes) -> bytes:
     """Send raw bytes and read until the server closes, to see the exact framing."""
     host, port = url.removeprefix("http://").split(":")

@@ -10,14 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-
-from modelport.testing import FakeUpstream
 
 
 @dataclass(frozen=True)
@@ -96,12 +94,6 @@ def write_config(home: Path) -> Callable[[str], Path]:
         return path
 
     return write
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

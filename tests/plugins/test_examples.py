@@ -28,12 +28,6 @@ def _config(name: str, base_url: str, *, key_env: str | None = "EXAMPLE_KEY"):
     return parse_config("\n".join(lines) + "\n")
 
 
-@pytest.fixture
-def upstream():
-    with FakeUpstream() as server:
-        yield server
-
-
 @pytest.mark.parametrize(("name", "language"), PLUGINS)
 def test_the_examples_are_what_the_scaffold_writes(name: str, language: str) -> None:
     for relative, text in render(language, name).items():  # type: ignore[arg-type]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -32,12 +32,6 @@ LONG_STREAM = "anthropic/messages-stream-thinking-long.sse"
 SLOW = [800] + [100] * 60
 
 Factory = Callable[..., AnthropicProvider]
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
 
 
 @pytest.fixture

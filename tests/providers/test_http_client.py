@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,12 +14,6 @@ from modelport.errors import NetworkError
 from modelport.providers._http import upstream_errors
 from modelport.providers._http_client import HttpClient, HttpResponse, StreamingResponse
 from modelport.testing import FakeUpstream, Reply
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
 
 
 @pytest.fixture

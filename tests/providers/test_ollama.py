@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -35,12 +35,6 @@ SLOW = [400] + [100] * 60
 KEY = "ollama-proxy-secret-0123456789"
 
 Factory = Callable[..., OllamaProvider]
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
 
 
 @pytest.fixture

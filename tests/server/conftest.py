@@ -108,12 +108,6 @@ def gateway_factory() -> Iterator[GatewayFactory]:
         gateway.stop()
 
 
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as server:
-        yield server
-
-
 def upstream_config(upstream: FakeUpstream, extra: str = "") -> Config:
     """Connections ``oai`` and ``ant`` pointing at ``upstream``, keys from the environment."""
     return parse_config(
