@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
+from modelport._redact import public_message
 from modelport.events import (
     ReasoningEvent,
     StreamEvent,
@@ -37,7 +38,6 @@ from modelport.events import (
     ToolCallStartEvent,
     UsageEvent,
 )
-from modelport.ledger._public import public_message
 from modelport.ledger._writer import BackgroundWriter
 from modelport.types import ModelPrices, Usage
 
@@ -61,7 +61,7 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     ``outcome`` is ``"ok"``, ``"cancelled"`` (the caller went away) or the class
     name of the error raised (``"RateLimitError"``); ``error`` is an excerpt of
-    its message without credentials (:func:`~modelport.ledger._public.public_message`).
+    its message without credentials (:func:`~modelport._redact.public_message`).
     ``ttft_ms`` runs to the first output (text, reasoning or a tool call) and is
     ``None`` when none arrived; ``cost`` is ``None`` when the model's prices are unknown.
     """

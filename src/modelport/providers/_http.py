@@ -16,10 +16,10 @@ import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from modelport._redact import public_url
 from modelport.aggregate import aggregate
 from modelport.config import check_base_url
 from modelport.errors import ConfigError, ModelportError, NetworkError, ParseError, UpstreamError
@@ -40,27 +40,11 @@ __all__ = [
     "upstream_errors",
 ]
 
+#: ``url`` without credentials, query or fragment (the one redaction, in ``modelport._redact``).
+redact_url = public_url
+
 #: What to check when a server cannot be reached.
 DEFAULT_HINT = "is the server running? is the URL right?"
-
-
-def redact_url(url: str) -> str:
-    """``url`` without ``user:password@``, the query or the fragment, safe for messages.
-
-    The query goes whole: ``?key=…``, ``?api-key=…`` and ``?token=…`` are how some
-    services take their keys, and no message needs the query to say what to check.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        # Not parseable: cut the same parts out by hand.
-        scheme, sep, rest = url.partition("://")
-        if sep:
-            authority, slash, path = rest.partition("/")
-            url = f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
-        return url.split("?", 1)[0].split("#", 1)[0]
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
 
 
 def _describe(exc: BaseException, target: str, timeout: float | None, hint: str) -> str:

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from modelport._redact import public_text, public_url
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.ledger._public import public_text, public_url
 from modelport.server._auth import MAX_BODY_BYTES, BodyTooLarge
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
@@ -235,7 +235,7 @@ def scrub_secrets(state: Any, exc: ModelportError) -> None:
     gateway knows the exact values (its own keys and the failing connection's
     upstream key), so it replaces them outright; then the message, body and
     URL go through the same redaction as ``/health`` and the ledger
-    (:mod:`modelport.ledger._public`): no query string, fragment or
+    (:mod:`modelport._redact`): no query string, fragment or
     ``user:password@`` part, nothing key-shaped.
     """
     secrets = [key.decode() for key in (state.keys.gateway, state.keys.admin) if key]

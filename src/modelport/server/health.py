@@ -17,6 +17,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelport._redact import public_message
 from modelport.errors import (
     AuthError,
     ConfigError,
@@ -27,7 +28,6 @@ from modelport.errors import (
     RateLimitError,
     UpstreamError,
 )
-from modelport.ledger._public import public_message
 
 __all__ = ["HealthTracker", "health_endpoint"]
 

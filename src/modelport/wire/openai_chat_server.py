@@ -32,10 +32,10 @@ from __future__ import annotations
 import random
 import time
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from modelport._redact import public_url
 from modelport.errors import (
     AuthError,
     ConfigError,
@@ -556,9 +556,5 @@ def _public_message(exc: ModelportError) -> str:
     if exc.model:
         context.append(f"model {exc.model!r}")
     if exc.url:
-        parts = urlsplit(exc.url)
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        context.append(f"url {urlunsplit((parts.scheme, host, parts.path, '', ''))}")
+        context.append(f"url {public_url(exc.url)}")
     return f"{exc.message} ({', '.join(context)})" if context else exc.message

@@ -1,12 +1,12 @@
-"""What of an error may be shown: the one redaction for health, error bodies and the ledger.
+"""What of an error may be shown: the one redaction for providers, the gateway and the ledger.
 
 Error messages are written to be secret-free, but an upstream's text travels
 in them ("invalid key sk-…"), and so do URLs, which may carry a key in their
 query (``?api-key=…``), a fragment, or a ``user:password@`` part.
 :func:`public_message` is what the gateway's ``/health``, its error bodies
 and the ledger's error excerpt show of an exception; :func:`public_url` is the
-URL part of it. It lives here, below the gateway, so the ledger (which the
-router uses without the gateway) needs nothing from ``modelport.server``.
+URL part of it, and what every upstream error message carries. It lives at
+the bottom of the package so providers, the ledger and the gateway share it.
 """
 
 from __future__ import annotations
@@ -37,18 +37,22 @@ def _mask(match: re.Match[str]) -> str:
 
 
 def public_url(url: str) -> str:
-    """``url`` without ``user:password@``, query or fragment."""
+    """``url`` without ``user:password@``, the query or the fragment, safe for messages.
+
+    The query goes whole: ``?key=…``, ``?api-key=…`` and ``?token=…`` are how some
+    services take their keys, and no message needs the query to say what to check.
+    """
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError:
-        return _URL_TAIL.sub(r"\1", url.split("?", 1)[0].split("#", 1)[0])
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if port is not None:
-        host = f"{host}:{port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+        # Not parseable: cut the same parts out by hand.
+        scheme, sep, rest = url.partition("://")
+        if sep:
+            authority, slash, path = rest.partition("/")
+            url = f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+        return url.split("?", 1)[0].split("#", 1)[0]
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
 
 
 def public_text(text: str) -> str:
