@@ -100,6 +100,7 @@ def serve(
             proxy_headers=False,
         )
     )
+    _tune_gc()
     try:
         server.run()
     finally:
@@ -107,6 +108,33 @@ def serve(
             access.flush()
     if not server.started:
         sys.exit(1)
+
+
+#: Collect the youngest generation after 50,000 net new container objects instead of
+#: CPython's 700, the middle one every 20 of those and the oldest every 100.
+_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the hot path of a long-running gateway.
+
+    With CPython's defaults the collector ran every few requests and took
+    13-22 % of the gateway's CPU under load (timed with ``gc.callbacks``,
+    64 connections, non-streaming): each run walks every object the
+    in-flight requests hold, although a request leaves next to no cyclic
+    garbage (refcounting frees it). Freezing what start-up built (modules,
+    classes, config) takes it out of every later full collection, and
+    collecting a hundred times less often cut the collector to under 1 % of
+    the CPU and the gateway's CPU per request by ~150 µs (paired runs, the
+    same build either way). This is the process's policy, so ``modelport
+    serve`` sets it, never ``create_app``: an application that mounts the
+    gateway keeps its own.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def _configure_logging(level: str) -> None:
