@@ -13,8 +13,9 @@ are importable from here too.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any, ClassVar, Protocol
 
 import msgspec
@@ -102,36 +103,71 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (aiohttp.ClientError, TimeoutError, OSError)
 
 
-@contextmanager
 def upstream_errors(
     *,
     url: str,
     connection: str | None = None,
     model: str | None = None,
-    target: str | None = None,
+    target: str | Callable[[], str] | None = None,
     timeout: float | None = None,
-    hint: str = DEFAULT_HINT,
-) -> Iterator[None]:
+    hint: str | Callable[[], str] = DEFAULT_HINT,
+) -> AbstractContextManager[None]:
     """The boundary around an upstream call.
 
     Transport exceptions become :class:`NetworkError` (``target`` — usually
     the base URL — names what could not be reached; ``hint`` says what to
     check when it is refused); any :class:`ModelportError` passing through
     gets ``connection``, ``url`` and ``model`` where it has none.
+
+    ``target`` and ``hint`` may be given as functions: the boundary is on
+    every request's path and the words are needed only when something failed.
     """
-    safe_url = redact_url(url)
-    try:
-        yield
-    except ModelportError as exc:
-        _fill(exc, connection=connection, url=safe_url, model=model)
-        raise
-    except _transport_errors() as exc:
+    return _UpstreamErrors(url, connection, model, target, timeout, hint)
+
+
+class _UpstreamErrors(AbstractContextManager[None]):
+    # A class rather than @contextmanager: no generator per request, and nothing is
+    # redacted or worded until an exception actually passes through.
+    __slots__ = ("_connection", "_hint", "_model", "_target", "_timeout", "_url")
+
+    def __init__(
+        self,
+        url: str,
+        connection: str | None,
+        model: str | None,
+        target: str | Callable[[], str] | None,
+        timeout: float | None,
+        hint: str | Callable[[], str],
+    ) -> None:
+        self._url = url
+        self._connection = connection
+        self._model = model
+        self._target = target
+        self._timeout = timeout
+        self._hint = hint
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            return
+        safe_url = redact_url(self._url)
+        if isinstance(exc, ModelportError):
+            _fill(exc, connection=self._connection, url=safe_url, model=self._model)
+            return
+        if not isinstance(exc, _transport_errors()):
+            return
         # Some aiohttp errors hold the request's headers (and so the key) and its full URL;
         # they travel on as our error's cause and context, so scrub them first.
         _scrub(exc)
-        message = _describe(exc, redact_url(target or url), timeout, hint)
+        target = self._target() if callable(self._target) else self._target
+        hint = self._hint() if callable(self._hint) else self._hint
+        message = _describe(exc, redact_url(target or self._url), self._timeout, hint)
         error_class = ConfigError if _is_invalid_url(exc) else NetworkError
-        error = error_class(message, connection=connection, url=safe_url, model=model)
+        error = error_class(message, connection=self._connection, url=safe_url, model=self._model)
         raise error from exc
 
 
@@ -235,9 +271,9 @@ class HttpProvider(BaseProvider):
             url=url,
             connection=self.settings.name,
             model=model,
-            target=self.base_url(),
+            target=self.base_url,
             timeout=self.settings.timeout,
-            hint=self.hint_for(model),
+            hint=lambda: self.hint_for(model),
         )
 
     def refine_error(self, error: ModelportError, model: str | None) -> ModelportError:
