@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -43,11 +43,14 @@ from modelport.errors import ConfigError
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
 
 __all__ = ["HttpClient", "HttpResponse", "StreamingResponse"]
 
 _USER_AGENT = "modelport"
 _LOOPBACK_HOSTS = frozenset({"localhost", "::1", "0.0.0.0"})
+#: How many URLs one client keeps parsed (a provider uses a handful; this only bounds memory).
+_MAX_TARGETS = 256
 
 
 class HttpResponse(msgspec.Struct, frozen=True):
@@ -73,7 +76,9 @@ class StreamingResponse:
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body's bytes, yielded as soon as each piece arrives (no buffering)."""
-        async for chunk in self._response.content.iter_any():
+        # readany() directly, not iter_any(): one coroutine layer less per chunk (~0.2 µs).
+        content = self._response.content
+        while chunk := await content.readany():
             yield chunk
         self.consumed = True
 
@@ -103,6 +108,7 @@ class HttpClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._proxies: dict[tuple[str, str], str | None] = {}
+        self._targets: dict[str, tuple[yarl.URL, str | None]] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -160,8 +166,52 @@ class HttpClient:
             self._proxies[key] = _environment_proxy(*key)
         return self._proxies[key]
 
-    @asynccontextmanager
-    async def stream(
+    def _target(self, url: str) -> tuple[yarl.URL | str, str | None]:
+        """``url`` parsed, with its proxy, both worked out once per URL (saves ~3 µs a request)."""
+        cached = self._targets.get(url)
+        if cached is None:
+            from yarl import URL
+
+            try:
+                parsed = URL(url)
+            except ValueError:  # aiohttp refuses the string next, as InvalidURL (a ConfigError)
+                return url, self._proxy_for(url)
+            if len(self._targets) >= _MAX_TARGETS:
+                self._targets.clear()
+            cached = self._targets[url] = (parsed, self._proxy_for(url))
+        return cached
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        json: Any,
+        timeout: float | None,
+    ) -> aiohttp.ClientResponse:
+        """Send a request; return aiohttp's response once its headers arrived."""
+        session = self._get_session()  # first, so that a missing aiohttp is a ConfigError
+        import aiohttp
+
+        target, proxy = self._target(url)
+        # The body as a ready payload that carries its own Content-Type: aiohttp adds that
+        # header unless the caller's headers have one, so theirs go in uncopied.
+        data = (
+            None
+            if json is None
+            else aiohttp.BytesPayload(msgspec.json.encode(json), content_type="application/json")
+        )
+        return await session.request(
+            method,
+            target,
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+            timeout=self._timeout(timeout),
+            proxy=proxy,
+        )
+
+    def stream(
         self,
         method: str,
         url: str,
@@ -169,8 +219,8 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         json: Any = None,
         timeout: float | None = None,
-    ) -> AsyncIterator[StreamingResponse]:
-        """Send a request; yield the response once its headers arrived.
+    ) -> _StreamContext:
+        """Send a request; ``async with`` it to get the response once its headers arrived.
 
         Transport failures surface as the HTTP library's own exceptions: call
         this inside :func:`~modelport.providers._http.upstream_errors`, which translates them.
@@ -179,24 +229,7 @@ class HttpClient:
         connection at once (cancellation must reach the upstream); a body read
         to its end returns the connection to the pool.
         """
-        session = self._get_session()
-        response = await session.request(
-            method,
-            url,
-            headers=_headers(headers, json),
-            data=None if json is None else msgspec.json.encode(json),
-            allow_redirects=False,
-            timeout=self._timeout(timeout),
-            proxy=self._proxy_for(url),
-        )
-        streaming = StreamingResponse(response)
-        try:
-            yield streaming
-        finally:
-            if streaming.consumed:
-                response.release()
-            else:
-                response.close()
+        return _StreamContext(self, method, url, headers, json, timeout)
 
     async def request(
         self,
@@ -208,9 +241,15 @@ class HttpClient:
         timeout: float | None = None,
     ) -> HttpResponse:
         """Send a request and read the whole response."""
-        async with self.stream(method, url, headers=headers, json=json, timeout=timeout) as r:
-            content = await r.aread()
-        return HttpResponse(status=r.status, headers=r.headers, content=content)
+        # Straight through, not via stream(): its context manager cost ~5 µs a request.
+        response = await self._send(method, url, headers, json, timeout)
+        try:
+            content = await response.read()
+        except BaseException:
+            response.close()
+            raise
+        _release(response)
+        return HttpResponse(status=response.status, headers=response.headers, content=content)
 
     async def aclose(self) -> None:
         """Close every pooled connection. The client may be used again afterwards."""
@@ -229,6 +268,50 @@ class HttpClient:
             session.detach()
 
 
+class _StreamContext:
+    """What :meth:`HttpClient.stream` returns (a class: ~5 µs cheaper than asynccontextmanager)."""
+
+    __slots__ = ("_client", "_args", "_streaming")
+
+    def __init__(
+        self,
+        client: HttpClient,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        json: Any,
+        timeout: float | None,
+    ) -> None:
+        self._client = client
+        self._args = (method, url, headers, json, timeout)
+        self._streaming: StreamingResponse | None = None
+
+    async def __aenter__(self) -> StreamingResponse:
+        self._streaming = StreamingResponse(await self._client._send(*self._args))
+        return self._streaming
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        streaming = self._streaming
+        if streaming is None:
+            return
+        if streaming.consumed:
+            _release(streaming._response)
+        else:
+            streaming._response.close()
+
+
+def _release(response: aiohttp.ClientResponse) -> None:
+    # A body read to its end has handed its connection back to the pool already
+    # (response.closed); release() would only cost another ~2 µs.
+    if not response.closed:
+        response.release()
+
+
 def _environment_proxy(scheme: str, host: str) -> str | None:
     import urllib.request  # aiohttp has imported it already
 
@@ -242,10 +325,3 @@ def _environment_proxy(scheme: str, host: str) -> str | None:
     if proxy and proxy.startswith(("http://", "https://")):
         return proxy
     return None
-
-
-def _headers(headers: Mapping[str, str] | None, json: Any) -> dict[str, str]:
-    merged = dict(headers or {})
-    if json is not None and not any(k.lower() == "content-type" for k in merged):
-        merged["Content-Type"] = "application/json"
-    return merged
