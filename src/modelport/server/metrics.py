@@ -97,11 +97,14 @@ class GatewayMetrics:
             ["model", "kind"],
             registry=r,
         )
-        self.in_flight = Gauge(
+        #: Requests being answered right now: a plain count, read by the gauge at each
+        #: scrape (Gauge.inc/dec take a lock on every request; only the event loop counts).
+        self.in_flight = 0
+        Gauge(
             "modelport_gateway_in_flight_requests",
             "Requests being answered right now (streams included).",
             registry=r,
-        )
+        ).set_function(lambda: self.in_flight)
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -222,12 +225,12 @@ class ObserveMiddleware:
                 status = message["status"]
             await send(message)
 
-        in_flight = self.metrics.in_flight
-        in_flight.inc()
+        metrics = self.metrics
+        metrics.in_flight += 1
         try:
             await self.app(scope, receive, observed_send)
         finally:
-            in_flight.dec()
+            metrics.in_flight -= 1
             seconds = time.perf_counter() - started
             route = _route_label(scope, self.known_paths)
             self.metrics.observe_request(route, scope["method"], status, seconds)
