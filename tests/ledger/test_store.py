@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -66,6 +67,32 @@ class TestBackends:
         ledger.record(record)
         assert ledger.flush(10)
         assert ledger.recent() == [record]
+
+    def test_a_batch_of_many_rows_round_trips_in_order(
+        self, ledger: Ledger, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # SQLite takes rows 32 to a statement: two whole statements and a 6-row remainder.
+        records = [
+            call(
+                started_at=NOW + timedelta(microseconds=i),
+                model=f"m{i}",
+                input_tokens=i,
+                cost=None if i % 3 else i / 7,
+                ttft_ms=None if i % 2 else float(i),
+                outcome="ok" if i % 5 else "RateLimitError",
+                error=None if i % 5 else f"slow down {i}",
+                request_id=f"req-{i}",
+            )
+            for i in range(70)
+        ]
+        with caplog.at_level(logging.WARNING, logger="modelport.ledger"):
+            for record in records:
+                ledger.record(record)
+            assert ledger.flush(10)
+        # In one batch, not rescued row by row after the batch failed.
+        assert "one by one" not in caplog.text
+        assert ledger.recent(100) == records[::-1]
+        assert (ledger.written, ledger.failed) == (70, 0)
 
     def test_times_are_stored_in_utc(self, ledger: Ledger) -> None:
         plus_two = timezone(timedelta(hours=2))
