@@ -44,6 +44,17 @@ class SSEDecoder:
         self._pending_cr = False
         buffer = self._buffer + chunk
         events: list[SSEEvent] = []
+        if b"\r" not in buffer:
+            # What every server we know sends: "\n" line ends only. One split in C instead
+            # of two finds and a slice per line (a streamed chunk is two or three lines).
+            lines = buffer.split(b"\n")
+            self._buffer = lines.pop()
+            line = self._line
+            for raw in lines:
+                line(raw, events)
+            if len(self._buffer) > MAX_LINE_BYTES:
+                raise ParseError("An event-stream line exceeded 16 MiB without ending")
+            return events
         start = 0
         length = len(buffer)
         while start < length:
@@ -84,9 +95,12 @@ class SSEDecoder:
             line = line.removeprefix("\ufeff")
         if not line:
             if self._has_data:
+                data = self._data
                 events.append(
                     SSEEvent(
-                        data="\n".join(self._data), event=self._event or "message", id=self._id
+                        data=data[0] if len(data) == 1 else "\n".join(data),
+                        event=self._event or "message",
+                        id=self._id,
                     )
                 )
             self._data = []
