@@ -83,7 +83,8 @@ class _Gateway(Starlette):
     two middlewares (metrics and access log, then the key check) to their
     handler, without Starlette's error middleware, router and per-route
     exception wrapper (~10 µs a request; the chat handlers answer their own
-    errors). The scope gets what Starlette's routing would give it (``app``,
+    errors, and :class:`~modelport.server.metrics.ObserveMiddleware` answers a
+    bug with a 500). The scope gets what Starlette's routing would give it (``app``,
     ``route``, ``endpoint``, ``path_params``). Everything else, lifespan
     included, is Starlette's.
     """
@@ -114,30 +115,6 @@ async def _call_chat(scope: Scope, receive: Receive, send: Send) -> None:
     request = Request(scope, receive, send)
     response = await scope["endpoint"](request)
     await response(scope, receive, send)
-
-
-class _ServerError:
-    """What Starlette's ``ServerErrorMiddleware`` does for the direct path: a 500
-    if nothing was sent yet, then the exception goes on to the server's log."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def watched_send(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watched_send)
-        except Exception:
-            if not started:
-                await Response("Internal Server Error", status_code=500)(scope, receive, send)
-            raise
 
 
 def create_app(
@@ -232,7 +209,7 @@ def create_app(
     direct: ASGIApp = _call_chat
     for cls, args, kwargs in reversed(middleware):
         direct = cls(direct, *args, **kwargs)
-    app._direct = _ServerError(direct)
+    app._direct = direct
     state = app.state
     state.config = config
     state.router = router

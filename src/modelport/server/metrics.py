@@ -193,6 +193,12 @@ class ObserveMiddleware:
 
     ``access_log`` is True (one :mod:`logging` record per request on
     ``modelport.access``), False (none), or a :class:`BufferedAccessLog`.
+
+    It also does what Starlette's ``ServerErrorMiddleware`` does for the chat
+    routes, which skip Starlette's stack: an exception before anything was sent
+    gets a plain 500, then goes on to the server's log. (It already watches
+    ``http.response.start``; a second wrapper would cost every streamed frame
+    another call.) Behind Starlette's own middleware nothing reaches it unsent.
     """
 
     def __init__(
@@ -217,7 +223,7 @@ class ObserveMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status = 0  # nothing sent yet
 
         async def observed_send(message: Message) -> None:
             nonlocal status
@@ -229,7 +235,13 @@ class ObserveMiddleware:
         metrics.in_flight += 1
         try:
             await self.app(scope, receive, observed_send)
+        except Exception:
+            if not status:
+                status = 500
+                await _internal_server_error(send)
+            raise
         finally:
+            status = status or 500
             metrics.in_flight -= 1
             seconds = time.perf_counter() - started
             route = _route_label(scope, self.known_paths)
@@ -239,6 +251,13 @@ class ObserveMiddleware:
                     self._access(scope, route, status, seconds)
                 else:
                     _log_access(scope, route, status, seconds)
+
+
+async def _internal_server_error(send: Send) -> None:
+    body = b"Internal Server Error"
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def access_fields(scope: Scope, route: str, status: int, seconds: float) -> dict[str, Any]:
