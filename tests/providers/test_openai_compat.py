@@ -23,7 +23,7 @@ from modelport.events import StreamEvent
 from modelport.providers import ConnectionSettings, load_factory
 from modelport.providers._http import HttpClient
 from modelport.providers.openai_compat import OpenAICompatProvider
-from modelport.testing import FakeUpstream, Reply
+from modelport.testing import FakeUpstream, Reply, fixtures_dir
 from modelport.types import ChatRequest, Message
 
 CHAT = "/v1/chat/completions"
@@ -97,6 +97,25 @@ async def test_stream_split_at_random_boundaries(
     response = aggregate(events, model="gpt-4o")
     assert (response.content, response.finish_reason) == (TEXT, "stop")
     assert (response.usage.input_tokens, response.usage.output_tokens) == (14, 30)
+
+
+async def test_stream_says_which_events_came_with_more_in_the_same_read(
+    upstream: FakeUpstream, make_provider: Factory
+) -> None:
+    from modelport._bursts import more_ready
+
+    body = (fixtures_dir() / TEXT_STREAM).read_bytes()
+    # The role chunk and two text chunks (the role chunk carries no event of its own).
+    first_read = 0
+    for _ in range(3):
+        first_read = body.index(b"\n\n", first_read) + 2
+    # A pause between the writes, so the provider sees two reads.
+    upstream.route("POST", CHAT, Reply.fixture(TEXT_STREAM, chunks=[first_read], chunk_delay=0.2))
+    flags = [more_ready.get() async for _event in make_provider().stream(_request())]
+    # Each read's events but its last say "more ready"; nothing is left saying so.
+    assert flags[:2] == [True, False]
+    assert flags[2:] == [True] * (len(flags) - 3) + [False]
+    assert not more_ready.get()
 
 
 async def test_stream_of_split_tool_call_arguments(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -259,3 +260,39 @@ def test_a_client_that_stops_reading_stops_the_upstream(gateway_factory: Gateway
     assert provider.pulled < provider.total // 10, provider.pulled
     sock.close()
     assert provider.closed.wait(timeout=3), "the upstream stream was not closed"
+
+
+async def test_events_of_one_upstream_read_go_out_in_one_write() -> None:
+    from modelport._bursts import more_ready
+    from modelport.server._streaming import EventStreamResponse
+    from modelport.wire import openai_chat_server
+
+    async def two_reads() -> AsyncIterator[StreamEvent]:
+        for read in (["a", "b", "c"], ["d", "e"]):
+            for position, text in enumerate(read):
+                more_ready.set(position < len(read) - 1)
+                yield TextEvent(text=text)
+        yield FinishEvent(reason="stop")
+
+    def encoder() -> openai_chat_server.StreamEncoder:
+        return openai_chat_server.StreamEncoder(model="m", id="chatcmpl-1", created=1)
+
+    writes: list[bytes] = []
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body":
+            writes.append(message["body"])  # type: ignore[arg-type]
+
+    async def receive() -> dict[str, object]:
+        await asyncio.Event().wait()  # the client never leaves
+        return {}
+
+    response = EventStreamResponse(
+        two_reads(), encoder(), error_response=openai_chat_server.encode_error, keepalive=b""
+    )
+    await response({"type": "http"}, receive, send)  # type: ignore[arg-type]
+    reference = encoder()
+    frames = [reference.encode(TextEvent(text=t)) for t in "abcde"]
+    finish = reference.encode(FinishEvent(reason="stop"))
+    # The finish event came on its own, so it went on its own; then the closing frames.
+    assert writes == [b"".join(frames[:3]), b"".join(frames[3:]), finish, reference.finish()]

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 import msgspec
 
+from modelport._bursts import more_ready
 from modelport._redact import public_url
 from modelport.aggregate import aggregate
 from modelport.config import check_base_url
@@ -351,9 +352,17 @@ class HttpProvider(BaseProvider):
                 async for chunk in response.aiter_bytes():
                     if len(head) < _HEAD:
                         head += chunk[: _HEAD - len(head)]
-                    for event in decoder.feed(chunk):
+                    events = decoder.feed(chunk)
+                    if events:
                         seen = True
-                        yield event
+                        # The read's events but its last are followed by more at once.
+                        last = events.pop()
+                        if events:
+                            more_ready.set(True)
+                            for event in events:
+                                yield event
+                            more_ready.set(False)
+                        yield last
                 try:
                     tail = decoder.close()
                 except NetworkError as exc:

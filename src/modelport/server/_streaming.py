@@ -4,8 +4,10 @@
 per-chunk task) tuned for the gateway's hot path:
 
 * **No buffering.** Each event is encoded and written as soon as the upstream
-  iterator yields it; an ``await send(...)`` per frame also gives us the
+  iterator yields it; an ``await send(...)`` per write also gives us the
   server's backpressure (uvicorn's ``send`` waits while the socket is full).
+  Events that came in the same upstream read are written together
+  (:mod:`modelport._bursts`): one socket write per read, not per event.
 * **Honest status codes.** Headers are held back until the encoder has bytes
   to write, so an upstream that fails before its first token (401, 429, an
   unknown model, an overloaded upstream) is answered with the proper HTTP
@@ -34,6 +36,7 @@ from typing import Any, Protocol
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from modelport._bursts import more_ready
 from modelport.errors import ModelportError
 from modelport.events import (
     ReasoningEvent,
@@ -53,6 +56,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("modelport.server")
+
+#: The most bytes of one read's frames held for one write.
+_MAX_HELD = 64 * 1024
 
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -173,6 +179,11 @@ class EventStreamResponse(Response):
         encoder = self._encoder
         outcome = self._outcome
         waiting = outcome is not None  # for the first output, to time it
+        # Frames of events that arrived in the same upstream read, written together
+        # (see modelport._bursts); never held past the read they came in.
+        held: list[bytes] = []
+        held_bytes = 0
+        more_ready.set(False)
         try:
             async for event in self._events:
                 if waiting and isinstance(event, OUTPUT_EVENTS) and outcome is not None:
@@ -181,8 +192,14 @@ class EventStreamResponse(Response):
                 if type(event) is UsageEvent:
                     self._usage = event
                 data = encoder.encode(event)
-                if not data:
+                if data:
+                    held.append(data)
+                    held_bytes += len(data)
+                if not held or (more_ready.get() and held_bytes < _MAX_HELD):
                     continue
+                data = held[0] if len(held) == 1 else b"".join(held)
+                held.clear()
+                held_bytes = 0
                 if not self._started:
                     await self._start(send, encoder.start() + data)
                 else:
@@ -194,6 +211,13 @@ class EventStreamResponse(Response):
                 self._scrub(failure)
             self._failure = failure
             self._done = True
+            if held:
+                # Whatever had arrived before the failure goes out first, as it would have.
+                data = b"".join(held)
+                if not self._started:
+                    await self._start(send, encoder.start() + data)
+                else:
+                    await self._write(send, data)
             if not self._started:
                 status, body, headers = self._error_response(failure)
                 await _send_whole(send, status, body, headers)
@@ -201,6 +225,7 @@ class EventStreamResponse(Response):
                 await self._write(send, encoder.error(failure), more_body=False)
             return
         self._done = True
+        tail = b"".join(held) + tail
         if not self._started:
             await self._start(send, encoder.start() + tail, more_body=False)
         else:
