@@ -95,8 +95,12 @@ def start_upstream(folder: Path) -> Process:
     return process
 
 
-def start_gateway(upstream_port: int, folder: Path, extra_args: list[str]) -> Process:
+def start_gateway(
+    upstream_port: int, folder: Path, extra_args: list[str], env: dict[str, str] | None = None
+) -> Process:
     """``modelport serve`` with a fresh MODELPORT_HOME that points at the upstream.
+
+    ``env`` adds to the environment (``PYTHONPATH`` to run another build).
 
     Readiness is timed from just before the process is spawned to the first
     ``200`` from ``GET /health``: interpreter start, imports, config, the
@@ -110,7 +114,7 @@ def start_gateway(upstream_port: int, folder: Path, extra_args: list[str]) -> Pr
         "max_retries = 0\n"
     )
     # cwd is the fresh home too, so no project .modelport/ is discovered.
-    env = dict(os.environ, MODELPORT_HOME=str(home))
+    env = dict(os.environ, **(env or {}), MODELPORT_HOME=str(home))
     port = free_port()
     log = home / "gateway.log"
     command = [sys.executable, "-m", "modelport", "serve", "--port", str(port), *extra_args]
