@@ -194,11 +194,12 @@ class ObserveMiddleware:
     ``access_log`` is True (one :mod:`logging` record per request on
     ``modelport.access``), False (none), or a :class:`BufferedAccessLog`.
 
-    It also does what Starlette's ``ServerErrorMiddleware`` does for the chat
+    It also does what Starlette's ``ServerErrorMiddleware`` does, for the chat
     routes, which skip Starlette's stack: an exception before anything was sent
     gets a plain 500, then goes on to the server's log. (It already watches
     ``http.response.start``; a second wrapper would cost every streamed frame
-    another call.) Behind Starlette's own middleware nothing reaches it unsent.
+    another call.) On the other routes Starlette's middleware, outside this
+    one, then sees a response already started and only re-raises.
     """
 
     def __init__(
