@@ -148,10 +148,18 @@ class _BatchInsert:
             return
         for start in range(0, len(batch), _ROWS_PER_STATEMENT):
             rows = batch[start : start + _ROWS_PER_STATEMENT]
-            conn.exec_driver_sql(self._statement(len(rows)), tuple(chain.from_iterable(rows)))
+            sql = self._statement(len(rows))
+            if sql:
+                conn.exec_driver_sql(sql, tuple(chain.from_iterable(rows)))
+            else:
+                conn.exec_driver_sql(self._sql, rows)
 
     def _statement(self, rows: int) -> str:
-        """The INSERT of ``rows`` rows; at most :data:`_ROWS_PER_STATEMENT` are ever compiled."""
+        """The INSERT of ``rows`` rows, or ``""`` if its parameters are not in the order
+        :meth:`execute` flattens them (then rows go one per step, as before).
+
+        At most :data:`_ROWS_PER_STATEMENT` statements are ever compiled.
+        """
         sql = self._multi_row.get(rows)
         if sql is None:
             compiled = (
@@ -159,11 +167,11 @@ class _BatchInsert:
                 .values([dict.fromkeys(RECORD_COLUMNS)] * rows)
                 .compile(dialect=self._dialect)
             )
-            # Row after row, each in the single-row order: what execute() flattens.
+            # Row after row, each in the single-row order. SQLAlchemy 2.0 names them so;
+            # should a release not, correctness wins over the saved GIL hand-overs.
             expected = [f"{name}_m{row}" for row in range(rows) for name in self._names]
-            if list(compiled.positiontup or ()) != expected:
-                raise RuntimeError(f"unexpected parameter order for a {rows}-row INSERT")
-            sql = self._multi_row[rows] = str(compiled)
+            ordered = list(compiled.positiontup or ()) == expected
+            sql = self._multi_row[rows] = str(compiled) if ordered else ""
         return sql
 
 
