@@ -73,14 +73,6 @@ def public_message(exc: BaseException) -> str:
 
     if not isinstance(exc, ModelportError):
         return public_text(str(exc) or type(exc).__name__)
-    context = []
-    if exc.connection:
-        context.append(f"connection {exc.connection!r}")
-    if exc.model:
-        context.append(f"model {exc.model!r}")
-    if exc.url:
-        context.append(f"url {public_url(exc.url)}")
-    if exc.status is not None:
-        context.append(f"status {exc.status}")
+    context = exc.context_parts(show_url=public_url)
     message = public_text(exc.message or type(exc).__name__)
     return f"{message} ({', '.join(context)})" if context else message

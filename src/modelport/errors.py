@@ -22,6 +22,7 @@ travel as JSON (:meth:`ModelportError.to_dict` / :func:`error_from_dict`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 __all__ = [
@@ -69,17 +70,28 @@ class ModelportError(Exception):
         self.body = body
         self.retry_after = retry_after
 
-    def _context(self) -> list[str]:
+    def context_parts(
+        self, *, show_url: Callable[[str], str] = str, status: bool = True
+    ) -> list[str]:
+        """``connection 'x'``, ``model 'y'``, ``url …``, ``status n``: what is known, in order.
+
+        ``show_url`` renders the URL (the public forms pass
+        :func:`modelport._redact.public_url`); ``status=False`` leaves the status
+        out where the answer carries it anyway.
+        """
         parts = []
         if self.connection:
             parts.append(f"connection {self.connection!r}")
         if self.model:
             parts.append(f"model {self.model!r}")
         if self.url:
-            parts.append(f"url {self.url}")
-        if self.status is not None:
+            parts.append(f"url {show_url(self.url)}")
+        if status and self.status is not None:
             parts.append(f"status {self.status}")
         return parts
+
+    def _context(self) -> list[str]:
+        return self.context_parts()
 
     def __str__(self) -> str:
         context = self._context()

@@ -550,11 +550,5 @@ def _classify(exc: ModelportError) -> tuple[int, _ErrorType, str | None, str | N
 
 def _public_message(exc: ModelportError) -> str:
     """The message with its context; a URL loses credentials, query and fragment."""
-    context = []
-    if exc.connection:
-        context.append(f"connection {exc.connection!r}")
-    if exc.model:
-        context.append(f"model {exc.model!r}")
-    if exc.url:
-        context.append(f"url {public_url(exc.url)}")
+    context = exc.context_parts(show_url=public_url, status=False)
     return f"{exc.message} ({', '.join(context)})" if context else exc.message
