@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-FIXTURES = Path(
-    os.environ.get(
-        "MODELPORT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-    )
-)
+FIXTURES = Path(os.environ.get("MODELPORT_FIXTURES", Path(__file__).resolve().parent / "fixtures"))
 
 
 def fixture_bytes(relative: str) -> bytes:

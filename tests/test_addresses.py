@@ -4,8 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelport.addresses import default_model, resolve_address, split_address
-from modelport.config import Config
+from modelport.config import Config, default_model, resolve_address, split_address
 from modelport.errors import ConfigError, ModelNotFoundError
 
 

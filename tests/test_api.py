@@ -17,9 +17,9 @@ from modelport.auth.keys import set_key
 from modelport.config import Config, modelport_home, set_connection
 from modelport.errors import AuthError, InvalidRequestError
 from modelport.events import FinishEvent, TextEvent, UsageEvent
-from modelport.plugins.host import PluginHost
+from modelport.plugin_host.host import PluginHost
 from modelport.providers import BUILTIN_PROVIDERS, ConnectionSettings
-from modelport.router import Router, plugin_host
+from modelport.routing import Router, plugin_host
 from modelport.testing import FakeProvider, FakeUpstream, Reply
 from modelport.types import (
     ChatResponse,

@@ -24,7 +24,7 @@ from modelport.config import (
     set_value,
 )
 from modelport.errors import ConfigError
-from modelport.plugins.trust import TrustStore, plugins_folder
+from modelport.trust import TrustStore, plugins_folder
 from modelport.types import ModelPrices
 
 
@@ -523,7 +523,7 @@ def test_an_untrusted_project_cannot_redirect_a_connection_or_read_keys(
     from keyring.backends import null
 
     from modelport.auth.keys import set_key
-    from modelport.router import Router
+    from modelport.routing import Router
     from modelport.testing import FakeUpstream, Reply
     from modelport.types import ChatRequest, Message
 

@@ -40,7 +40,7 @@ def test_import_modelport_is_fast() -> None:
 def test_the_lazy_names_load_on_first_use() -> None:
     probe = (
         "import sys, modelport; modelport.Router; modelport.complete_sync;"
-        "print('modelport.router' in sys.modules, 'modelport._api' in sys.modules)"
+        "print('modelport.routing' in sys.modules, 'modelport._api' in sys.modules)"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
@@ -50,7 +50,7 @@ def test_the_lazy_names_load_on_first_use() -> None:
 
 def test_the_router_module_does_not_need_the_http_stack_either() -> None:
     probe = (
-        "import sys, json, modelport.router, modelport._api, modelport.config;"
+        "import sys, json, modelport.routing, modelport._api, modelport.config;"
         "print(json.dumps(sorted(sys.modules)))"
     )
     result = subprocess.run(

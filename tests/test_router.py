@@ -22,7 +22,7 @@ from modelport.errors import (
 )
 from modelport.events import FinishEvent, StreamEvent, TextEvent, UsageEvent
 from modelport.providers import BUILTIN_PROVIDERS, ConnectionSettings
-from modelport.router import ConnectionModels, Router, UsageTracker, is_local_url
+from modelport.routing import ConnectionModels, Router, UsageTracker, is_local_url
 from modelport.testing import FakeProvider, FakeReply, FakeUpstream, Reply
 from modelport.types import ChatRequest, Message, ModelInfo, ModelPrices
 

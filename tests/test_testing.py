@@ -355,13 +355,13 @@ def test_a_stopped_upstream_can_start_again() -> None:
 
 
 def test_the_split_modules_keep_their_import_paths() -> None:
-    import modelport._config_write
-    import modelport._fake_upstream
     import modelport.config
+    import modelport.config._write
     import modelport.testing
+    import modelport.testing._fake_upstream
 
     for name in ("FakeUpstream", "Reply", "RecordedRequest", "fixtures_dir"):
-        assert getattr(modelport.testing, name) is getattr(modelport._fake_upstream, name)
+        assert getattr(modelport.testing, name) is getattr(modelport.testing._fake_upstream, name)
     for name in ("edit_config", "get_value", "set_value", "set_connection", "set_default_model"):
-        assert getattr(modelport.config, name) is getattr(modelport._config_write, name)
+        assert getattr(modelport.config, name) is getattr(modelport.config._write, name)
     assert set(modelport.testing.__all__) >= {"FakeProvider", "FakeUpstream", "Reply"}

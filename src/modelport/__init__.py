@@ -64,7 +64,7 @@ if TYPE_CHECKING:
         stream,
         stream_sync,
     )
-    from modelport.router import Router
+    from modelport.routing import Router
 
 __version__ = "0.1.0"
 
@@ -122,7 +122,7 @@ _LAZY = {
     "list_models_sync": "modelport._api",
     "stream": "modelport._api",
     "stream_sync": "modelport._api",
-    "Router": "modelport.router",
+    "Router": "modelport.routing",
 }
 
 

@@ -8,7 +8,7 @@
 
 Messages, tools and tool choices may be canonical values or the OpenAI-shaped
 dicts every SDK user already writes. Without ``router=``, calls share a default
-:class:`~modelport.router.Router` built from ``load_config()`` — one per event
+:class:`~modelport.routing.Router` built from ``load_config()`` — one per event
 loop, because pooled HTTP clients belong to the loop that opened them, and it
 is closed when that loop shuts down its async generators (as ``asyncio.run``
 does). The sync twins run on one background event loop in a daemon thread, so
@@ -45,7 +45,7 @@ from modelport.types import (
 )
 
 if TYPE_CHECKING:
-    from modelport.router import Router
+    from modelport.routing import Router
 
 __all__ = [
     "complete",
@@ -176,7 +176,7 @@ class _LoopPlugins:
     """
 
     def __init__(self, router: Router) -> None:
-        from modelport.plugins.host import PluginHost
+        from modelport.plugin_host.host import PluginHost
 
         self.host = PluginHost.from_config(router, router.config)
         self._guard: asyncio.Task[None] | None = None
@@ -220,7 +220,7 @@ async def _default_router() -> Router:
     loop = asyncio.get_running_loop()
     router = _routers.get(loop)
     if router is None:
-        from modelport.router import Router
+        from modelport.routing import Router
 
         router = Router(provider_source=_LoopPlugins)
         _routers[loop] = router

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modelport.plugins.trust import TrustStore, plugins_folder
 from modelport.testing import FakeUpstream, Reply
+from modelport.trust import TrustStore, plugins_folder
 from tests.cli.conftest import RunCli, refused_url
 from tests.test_api import PLUGIN_ID, install_example_plugin
 
@@ -254,7 +254,7 @@ def test_a_remote_connection_without_a_key_is_a_problem_even_if_it_lists_models(
     assert local.exit_code == 0, local.stdout  # on this machine, a keyless server is normal
 
     # The same server seen as remote (the test may only reach loopback).
-    monkeypatch.setattr("modelport.router.is_local_url", lambda url: False)
+    monkeypatch.setattr("modelport.routing.is_local_url", lambda url: False)
     result = cli("doctor")
 
     assert result.exit_code == 1, result.stdout

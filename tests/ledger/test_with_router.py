@@ -7,7 +7,7 @@ import pytest
 from modelport.errors import AuthError
 from modelport.events import FinishEvent, UsageEvent
 from modelport.ledger import open_ledger
-from modelport.router import Router
+from modelport.routing import Router
 from modelport.testing import FakeProvider, FakeReply
 from modelport.types import ChatRequest, Message, ModelInfo, ModelPrices
 

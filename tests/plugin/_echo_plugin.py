@@ -12,7 +12,7 @@ import asyncio
 import sys
 
 from modelport.errors import AuthError, RateLimitError
-from modelport.plugin import Request, llm_provider, plugin, send_chunk, send_error, send_reply
+from modelport.plugin_sdk import Request, llm_provider, plugin, send_chunk, send_error, send_reply
 
 
 class QuotaExceeded(RateLimitError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from modelport.plugin import Request, llm_provider, plugin
+from modelport.plugin_sdk import Request, llm_provider, plugin
 
 KIND = sys.argv[1]
 USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}

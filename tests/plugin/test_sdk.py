@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-import modelport.plugin as sdk
+import modelport.plugin_sdk as sdk
 from modelport.aggregate import aaggregate
 from modelport.config import parse_config
 from modelport.errors import AuthError, ModelNotFoundError, RateLimitError
 from modelport.events import FinishEvent, TextEvent, UsageEvent
-from modelport.plugin import ChunkAssembler
-from modelport.plugins.conformance import check_plugin
-from modelport.plugins.discovery import PluginDir
-from modelport.plugins.host import PluginHost
-from modelport.router import Router
+from modelport.plugin_host.conformance import check_plugin
+from modelport.plugin_host.discovery import PluginDir
+from modelport.plugin_host.host import PluginHost
+from modelport.plugin_sdk import ChunkAssembler
+from modelport.routing import Router
 from modelport.types import ChatRequest, Message
 
 ECHO = Path(__file__).with_name("_echo_plugin.py")
@@ -198,9 +198,9 @@ def test_importing_the_sdk_stays_light() -> None:
     import subprocess
 
     code = (
-        "import sys, modelport.plugin; "
-        "heavy = [m for m in ('httpx', 'starlette', 'modelport.plugins.host', 'modelport.router') "
-        "if m in sys.modules]; print(heavy)"
+        "import sys, modelport.plugin_sdk; "
+        "heavy = ('httpx', 'aiohttp', 'starlette', 'modelport.plugin_host', 'modelport.routing'); "
+        "print([m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from modelport.plugins.discovery import PluginDir
-from modelport.plugins.host import PluginHost
+from modelport.plugin_host.discovery import PluginDir
+from modelport.plugin_host.host import PluginHost
 
 # Fixtures shared with the CLI and gateway tests.
 from tests.cli.conftest import cli  # noqa: F401

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 
 from modelport.auth.keys import key_storage, keys_path, set_key
 from modelport.config import parse_config
-from modelport.plugins.discovery import PluginDir
+from modelport.plugin_host.discovery import PluginDir
 from modelport.server.admin import routes
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply

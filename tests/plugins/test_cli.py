@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from modelport.config import parse_config
-from modelport.plugins.trust import TrustStore
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
+from modelport.trust import TrustStore
 from tests.cli.conftest import RunCli
 from tests.plugins.conftest import scripted, write_plugin
 from tests.server.conftest import GatewayFactory

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelport.plugins.conformance import check_plugin
+from modelport.plugin_host.conformance import check_plugin
 from modelport.testing import FakeUpstream, Reply
 from tests.plugins.conftest import scripted, write_plugin
 

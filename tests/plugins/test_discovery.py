@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelport.plugins.discovery import PluginDir, default_dirs, discover
+from modelport.plugin_host.discovery import PluginDir, default_dirs, discover
 from tests.plugins.conftest import write_plugin
 
 

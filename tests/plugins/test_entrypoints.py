@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelport.errors import ConfigError
-from modelport.plugins.entrypoints import entry_point_plugins
+from modelport.plugin_host.entrypoints import entry_point_plugins
 from modelport.providers import load_factory
 
 
@@ -50,8 +50,8 @@ def test_load_factory_finds_the_good_one_and_names_the_broken_one(packages: Path
 def test_diagnose_reports_plugins_and_packages(packages: Path, tmp_path: Path) -> None:
     import sys
 
-    from modelport.plugins.diagnose import diagnose
-    from modelport.plugins.discovery import PluginDir
+    from modelport.plugin_host.diagnose import diagnose
+    from modelport.plugin_host.discovery import PluginDir
     from tests.plugins.conftest import write_plugin
 
     home, project = tmp_path / "h" / "plugins", tmp_path / "p" / ".modelport" / "plugins"

@@ -11,8 +11,8 @@ import pytest
 from modelport.aggregate import aaggregate
 from modelport.config import parse_config
 from modelport.errors import AuthError, NetworkError, RateLimitError
-from modelport.plugins.discovery import PluginDir
-from modelport.plugins.scaffold import render
+from modelport.plugin_host.discovery import PluginDir
+from modelport.plugin_host.scaffold import render
 from modelport.testing import FakeUpstream, Reply
 from modelport.types import ChatRequest, Message, ToolDefinition
 from tests.plugins.conftest import HostFactory

@@ -4,16 +4,16 @@ import json
 
 import pytest
 
+from modelport import plugin_protocol
 from modelport.errors import ContextTooLongError, PluginError, RateLimitError
-from modelport.plugins import jsonrpc
 
 
 def test_messages_are_one_line_each() -> None:
-    line = jsonrpc.encode(jsonrpc.request(1, "initialize", {"text": "a\u2028b\nc"}))
+    line = plugin_protocol.encode(plugin_protocol.request(1, "initialize", {"text": "a\u2028b\nc"}))
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert json.loads(line)["params"]["text"] == "a\u2028b\nc"
-    assert jsonrpc.response(3) == {"jsonrpc": "2.0", "id": 3, "result": {}}
-    assert "id" not in jsonrpc.notification("exit")
+    assert plugin_protocol.response(3) == {"jsonrpc": "2.0", "id": 3, "result": {}}
+    assert "id" not in plugin_protocol.notification("exit")
 
 
 @pytest.mark.parametrize(
@@ -31,31 +31,32 @@ def test_messages_are_one_line_each() -> None:
     ],
 )
 def test_bad_lines_are_protocol_errors(line: bytes, message: str) -> None:
-    with pytest.raises(jsonrpc.ProtocolError, match=message):
-        jsonrpc.parse_line(line)
+    with pytest.raises(plugin_protocol.ProtocolError, match=message):
+        plugin_protocol.parse_line(line)
 
 
 def test_errors_keep_class_status_and_retry_after_across_the_wire() -> None:
     error = RateLimitError("slow down", status=429, retry_after=2.5, connection="acme")
-    wire = json.loads(json.dumps(jsonrpc.error_to_rpc(error)))
-    back = jsonrpc.error_from_rpc(wire, plugin="p")
+    wire = json.loads(json.dumps(plugin_protocol.error_to_rpc(error)))
+    back = plugin_protocol.error_from_rpc(wire, plugin="p")
     assert type(back) is RateLimitError
     assert (back.message, back.status, back.retry_after) == ("slow down", 429, 2.5)
 
-    limit = jsonrpc.error_from_rpc(
-        jsonrpc.error_to_rpc(ContextTooLongError("too long", limit=10, actual=20)), plugin="p"
+    limit = plugin_protocol.error_from_rpc(
+        plugin_protocol.error_to_rpc(ContextTooLongError("too long", limit=10, actual=20)),
+        plugin="p",
     )
     assert isinstance(limit, ContextTooLongError) and (limit.limit, limit.actual) == (10, 20)
 
 
 def test_unnamed_errors_become_plugin_errors_naming_the_plugin() -> None:
-    plain = jsonrpc.error_from_rpc({"code": -32603, "message": "boom"}, plugin="p")
+    plain = plugin_protocol.error_from_rpc({"code": -32603, "message": "boom"}, plugin="p")
     assert isinstance(plain, PluginError) and plain.plugin == "p" and "-32603" in str(plain)
-    unknown = jsonrpc.error_from_rpc(
+    unknown = plugin_protocol.error_from_rpc(
         {"code": -32000, "message": "odd", "data": {"class": "NoSuchClass"}}, plugin="p"
     )
     assert isinstance(unknown, PluginError)
-    crashed = jsonrpc.error_to_rpc(ValueError("bad value"))
+    crashed = plugin_protocol.error_to_rpc(ValueError("bad value"))
     assert crashed["data"] == {"class": "PluginError"} and "bad value" in crashed["message"]
 
 
@@ -69,13 +70,15 @@ def test_unnamed_errors_become_plugin_errors_naming_the_plugin() -> None:
     ],
 )
 def test_error_fields_are_converted_or_dropped(data: dict, expected: tuple) -> None:
-    error = jsonrpc.error_from_rpc({"code": -32000, "message": "m", "data": data}, plugin="p")
+    error = plugin_protocol.error_from_rpc(
+        {"code": -32000, "message": "m", "data": data}, plugin="p"
+    )
     assert type(error).__name__ == data["class"]
     assert (error.status, error.retry_after) == expected
 
 
 def test_malformed_fields_still_make_a_well_formed_error() -> None:
-    error = jsonrpc.error_from_rpc(
+    error = plugin_protocol.error_from_rpc(
         {
             "code": -32000,
             "message": "m",
@@ -95,9 +98,11 @@ def test_a_subclass_travels_as_the_nearest_modelport_class() -> None:
     class Mine(ContextTooLongError):
         pass
 
-    wire = jsonrpc.error_to_rpc(QuotaExceeded("quota", retry_after=5))
+    wire = plugin_protocol.error_to_rpc(QuotaExceeded("quota", retry_after=5))
     assert wire["data"]["class"] == "RateLimitError"
-    back = jsonrpc.error_from_rpc(wire, plugin="p")
+    back = plugin_protocol.error_from_rpc(wire, plugin="p")
     assert type(back) is RateLimitError and back.retry_after == 5
-    nested = jsonrpc.error_from_rpc(jsonrpc.error_to_rpc(Mine("long", limit=3)), plugin="p")
+    nested = plugin_protocol.error_from_rpc(
+        plugin_protocol.error_to_rpc(Mine("long", limit=3)), plugin="p"
+    )
     assert type(nested) is ContextTooLongError and nested.limit == 3

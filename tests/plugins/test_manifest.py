@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from modelport.errors import ConfigError
-from modelport.plugins.manifest import ManifestError, load_manifest
+from modelport.plugin_host.manifest import ManifestError, load_manifest
 
 GOOD = """
 name = "my-llm-provider"

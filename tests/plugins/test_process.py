@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import PluginError
-from modelport.plugins.process import PluginProcess
+from modelport.plugin_host.process import PluginProcess
 
 
 class _Handler:

@@ -14,14 +14,14 @@ from modelport.errors import (
     RateLimitError,
     UpstreamError,
 )
-from modelport.plugins.discovery import PluginDir
-from modelport.plugins.host import PluginHost
-from modelport.plugins.provider import (
+from modelport.plugin_host.discovery import PluginDir
+from modelport.plugin_host.host import PluginHost
+from modelport.plugin_host.provider import (
     normalise_provider_id,
     parse_registration,
     resolve_provider_config,
 )
-from modelport.router import Router
+from modelport.routing import Router
 from modelport.types import ChatRequest, Message
 from tests.plugins.conftest import scripted, write_plugin
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from modelport.errors import ConfigError
-from modelport.plugins.discovery import PluginDir
-from modelport.plugins.trust import TrustStore, plugins_folder
+from modelport.plugin_host.discovery import PluginDir
+from modelport.trust import TrustStore, plugins_folder
 from tests.plugins.conftest import HostFactory, scripted, write_plugin
 
 

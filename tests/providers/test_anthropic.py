@@ -404,7 +404,7 @@ async def test_missing_key_through_the_router_names_the_configured_variable(
     upstream: FakeUpstream,
 ) -> None:
     from modelport.config import parse_config
-    from modelport.router import Router
+    from modelport.routing import Router
 
     config = parse_config(
         f"[connections.claude]\ncompat = 'anthropic'\nbase_url = '{upstream.url}'\n"

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelport.config import Config
-from modelport.router import Router
+from modelport.routing import Router
 from modelport.server._auth import GatewayKeys
 from modelport.server.app import create_app
 from modelport.testing import FakeProvider

@@ -270,7 +270,7 @@ def test_ttft_starts_at_the_first_token_not_a_leading_usage_event(
     from modelport.config import Config
     from modelport.events import FinishEvent, TextEvent, UsageEvent
     from modelport.ledger import open_ledger
-    from modelport.router import Router
+    from modelport.routing import Router
     from modelport.server.app import create_app
     from modelport.testing import FakeProvider, FakeReply
 
@@ -354,7 +354,7 @@ def test_health_and_error_bodies_never_show_a_url_query(
     from modelport.config import Config
     from modelport.errors import UpstreamError
     from modelport.ledger import open_ledger
-    from modelport.router import Router
+    from modelport.routing import Router
     from modelport.server.app import create_app
     from modelport.testing import FakeProvider
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from modelport.config import Config
-from modelport.router import Router
+from modelport.routing import Router
 from modelport.server.app import create_app
 from modelport.testing import FakeProvider
 

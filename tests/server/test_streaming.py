@@ -15,7 +15,7 @@ from openai.types.chat import ChatCompletionChunk
 from modelport.config import Config
 from modelport.events import FinishEvent, StreamEvent, TextEvent
 from modelport.providers import BaseProvider, ConnectionSettings
-from modelport.router import Router
+from modelport.routing import Router
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
 from modelport.types import ChatRequest

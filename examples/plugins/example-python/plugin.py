@@ -23,7 +23,7 @@ from modelport.errors import (
     RateLimitError,
     UpstreamError,
 )
-from modelport.plugin import Request, llm_provider, plugin
+from modelport.plugin_sdk import Request, llm_provider, plugin
 
 PROVIDER_ID = "example-python"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

@@ -33,7 +33,7 @@ from modelport.types import ChatRequest, ChatResponse, Message, Reasoning
 if TYPE_CHECKING:
     from modelport.config import Config
     from modelport.ledger import Ledger
-    from modelport.router import Router
+    from modelport.routing import Router
 
 __all__ = ["register"]
 
@@ -85,8 +85,7 @@ def chat(
     With neither a PROMPT nor piped input, starts an interactive session:
     /exit or Ctrl-D leaves, Ctrl-C cancels the answer in progress.
     """
-    from modelport.addresses import default_model
-    from modelport.config import load_config
+    from modelport.config import default_model, load_config
 
     config = load_config()
     address = model or default_model(config)
@@ -190,7 +189,7 @@ def _router(config: Config) -> tuple[Router, Ledger | None]:
     """A router that reaches plugin models and records calls in the usage ledger."""
     from modelport.errors import ModelportError
     from modelport.ledger import open_ledger
-    from modelport.router import Router, plugin_host
+    from modelport.routing import Router, plugin_host
 
     ledger: Ledger | None
     try:

@@ -17,7 +17,7 @@ from modelport.cli._output import err_console, exit_with, fail, out_console, pri
 
 if TYPE_CHECKING:
     from modelport.config import Config
-    from modelport.router import Router
+    from modelport.routing import Router
 
 __all__ = ["register"]
 
@@ -48,7 +48,7 @@ def _check_compat(value: str) -> str:
 def list_connections() -> None:
     """Show every connection: compat, base URL, and whether a key is available."""
     from modelport.config import load_config
-    from modelport.router import Router
+    from modelport.routing import Router
 
     config = load_config()
     if not config.connections:
@@ -211,7 +211,7 @@ def test(
 
 
 async def _probe(config: Config, name: str, model: str | None) -> int:
-    from modelport.router import Router
+    from modelport.routing import Router
     from modelport.types import ChatRequest, Message
 
     router = Router(config)

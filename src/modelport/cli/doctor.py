@@ -5,7 +5,7 @@ reachable, and the key accepted where listing needs one; many servers list
 models to anyone, so a remote connection with no key at all is a problem
 too) and, for the connection ``default_model``
 points at, checks the model is among them. Plugins are checked without
-starting them (:func:`modelport.plugins.diagnose.diagnose`: manifests,
+starting them (:func:`modelport.plugin_host.diagnose.diagnose`: manifests,
 programs, trust, provider packages), then started so that their providers
 are listed like connections. An untrusted project config is a warning. Each
 problem comes with one concrete command to fix it. Exit code 1 when anything
@@ -24,8 +24,8 @@ from modelport.cli._output import err_console, exit_with, out_console, redact
 
 if TYPE_CHECKING:
     from modelport.config import Config, ConnectionConfig
-    from modelport.plugins.diagnose import Finding
-    from modelport.router import ConnectionModels
+    from modelport.plugin_host.diagnose import Finding
+    from modelport.routing import ConnectionModels
 
 __all__ = ["register"]
 
@@ -67,8 +67,7 @@ def doctor() -> None:
 
     Exits 1 when something is broken.
     """
-    from modelport.addresses import default_model, resolve_address
-    from modelport.config import load_config
+    from modelport.config import default_model, load_config, resolve_address
     from modelport.errors import ModelportError
 
     report = _Report()
@@ -137,8 +136,8 @@ def doctor() -> None:
 def _check_plugins(report: _Report) -> None:
     """Plugin folders and provider packages, checked without starting anything."""
     from modelport.config import find_project_dir, modelport_home
-    from modelport.plugins.diagnose import diagnose
-    from modelport.plugins.discovery import default_dirs
+    from modelport.plugin_host.diagnose import diagnose
+    from modelport.plugin_host.discovery import default_dirs
 
     home = modelport_home()
     findings = diagnose(default_dirs(home, find_project_dir()), home)
@@ -212,7 +211,7 @@ def _check_all(config: Config, default_connection: str | None) -> dict[str, _Che
     preset, nor registered by a plugin.
     """
     from modelport.errors import ModelportError
-    from modelport.router import Router, is_local_url, plugin_host
+    from modelport.routing import Router, is_local_url, plugin_host
 
     async def _run() -> dict[str, _Checked]:
         router = Router(config, provider_source=plugin_host)

@@ -76,7 +76,7 @@ def list_() -> None:
     from modelport.auth.keys import get_key, key_storage
     from modelport.config import PRESETS, load_config
     from modelport.errors import ModelportError
-    from modelport.router import Router
+    from modelport.routing import Router
 
     config = load_config()
     router = Router(config)

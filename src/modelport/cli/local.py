@@ -18,7 +18,7 @@ from modelport.cli._output import err_console, exit_with, fail, out_console, red
 
 if TYPE_CHECKING:
     from modelport.config import Config, ConnectionConfig
-    from modelport.router import Router
+    from modelport.routing import Router
     from modelport.types import ModelInfo
 
 __all__ = ["register"]
@@ -219,7 +219,7 @@ def _models(config: Config, *, native: bool = False) -> list[ModelInfo]:
     Ollama's own list names every pulled model the way ``ollama list`` does;
     any other server (LM Studio, llama.cpp, vLLM) gets its ``/v1/models``.
     """
-    from modelport.router import Router
+    from modelport.routing import Router
 
     async def _run() -> list[ModelInfo]:
         router = Router(config)

@@ -20,7 +20,7 @@ from rich.table import Table
 from modelport.cli._output import err_console, error_hint, exit_with, out_console, redact
 
 if TYPE_CHECKING:
-    from modelport.router import ConnectionModels
+    from modelport.routing import ConnectionModels
     from modelport.types import ModelInfo
 
 __all__ = ["register"]
@@ -45,7 +45,7 @@ def models(
     only when every connection failed.
     """
     from modelport.config import load_config
-    from modelport.router import Router, plugin_host
+    from modelport.routing import Router, plugin_host
 
     async def _report() -> list[ConnectionModels]:
         router = Router(load_config(), provider_source=plugin_host)

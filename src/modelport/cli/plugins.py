@@ -98,8 +98,8 @@ def _admin(method: str, path: str, gateway: str | None) -> Any:
 
 def _local_host() -> Any:
     from modelport.config import find_project_dir, modelport_home
-    from modelport.plugins.discovery import default_dirs
-    from modelport.plugins.host import PluginHost
+    from modelport.plugin_host.discovery import default_dirs
+    from modelport.plugin_host.host import PluginHost
 
     home = modelport_home()
     return PluginHost(dirs=default_dirs(home, find_project_dir()), home=home)
@@ -124,7 +124,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List plugin folders and provider packages (live states with --gateway)."""
-    from modelport.plugins.entrypoints import entry_point_plugins
+    from modelport.plugin_host.entrypoints import entry_point_plugins
 
     if gateway is not None:
         plugins = _admin("GET", "/plugins", gateway)["plugins"]
@@ -234,7 +234,7 @@ def trust(
 ) -> None:
     """Trust the project's plugins and config.toml (as they are now) so that they apply."""
     from modelport.config import find_project_dir, modelport_home
-    from modelport.plugins.trust import TrustStore, config_hash, plugins_folder, project_config_file
+    from modelport.trust import TrustStore, config_hash, plugins_folder, project_config_file
 
     if path is None:
         project = find_project_dir()
@@ -278,7 +278,7 @@ def new(
     ] = None,
 ) -> None:
     """Write a working plugin that wraps an OpenAI-compatible API."""
-    from modelport.plugins.scaffold import LANGUAGES, new_plugin
+    from modelport.plugin_host.scaffold import LANGUAGES, new_plugin
 
     if lang not in LANGUAGES:
         fail(f"unknown language {lang!r}", f"Choose one of: {', '.join(LANGUAGES)}.")
@@ -305,7 +305,7 @@ def check(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per step.")] = 10.0,
 ) -> None:
     """Start the plugin in DIRECTORY and run the protocol conformance checks."""
-    from modelport.plugins.conformance import check_plugin
+    from modelport.plugin_host.conformance import check_plugin
 
     config: dict[str, str] = {}
     for item in settings or []:

@@ -2,7 +2,7 @@
 
 The gateway mounts :func:`routes` behind its admin key. Every handler reads the
 host from ``request.app.state.plugin_host`` (a
-:class:`~modelport.plugins.host.PluginHost`), so the routes hold no state of
+:class:`~modelport.plugin_host.host.PluginHost`), so the routes hold no state of
 their own and a test can hand any host to a bare Starlette app. The reload
 (``POST /plugins/load``) also makes ``request.app.state.router``, where there
 is one, read stored keys afresh.
@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 from modelport.errors import ConfigError, ModelportError, PluginError
 
 if TYPE_CHECKING:
-    from modelport.plugins.host import PluginHost
+    from modelport.plugin_host.host import PluginHost
 
 __all__ = ["routes"]
 

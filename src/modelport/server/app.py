@@ -46,8 +46,8 @@ from modelport.server.openapi import openapi_endpoint
 if TYPE_CHECKING:
     from modelport.config import Config
     from modelport.ledger import Ledger
-    from modelport.plugins.host import PluginHost
-    from modelport.router import Router
+    from modelport.plugin_host.host import PluginHost
+    from modelport.routing import Router
 
 __all__ = ["create_app"]
 
@@ -158,13 +158,13 @@ def create_app(
     check_binding(host, keys)
 
     if router is None:
-        from modelport.router import Router
+        from modelport.routing import Router
 
         if ledger is None:
             ledger = _open_ledger(config)
         router = Router(config, ledger=ledger or None)
         if plugin_host is None:
-            from modelport.plugins.host import PluginHost
+            from modelport.plugin_host.host import PluginHost
 
             plugin_host = PluginHost.from_config(router, config)
 

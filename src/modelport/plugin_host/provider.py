@@ -1,0 +1,333 @@
+"""A plugin's provider as a :class:`~modelport.providers.Provider`.
+
+:class:`PluginProvider` turns a :class:`~modelport.types.ChatRequest` into a
+``provider.stream`` / ``provider.complete`` call (the request in OpenAI form
+plus ``providerConfig``) and the ``provider.chunk`` notifications and final
+answer back into canonical events, through the one OpenAI chunk decoder in
+:mod:`modelport.wire.openai_chat`. A caller that goes away sends the plugin
+``$/cancelRequest``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelport import plugin_protocol
+from modelport.aggregate import aaggregate
+from modelport.errors import AuthError, InvalidRequestError, ModelportError, PluginError
+from modelport.events import FinishEvent, StreamEvent, UsageEvent
+from modelport.plugin_host.process import PluginProcess
+from modelport.plugin_protocol import ConfigField, RegisterParams
+from modelport.types import Capabilities, ChatRequest, ChatResponse, ModelInfo, ModelPrices
+
+__all__ = [
+    "PluginProvider",
+    "Registration",
+    "normalise_provider_id",
+    "parse_registration",
+    "resolve_provider_config",
+]
+
+_PROVIDER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_request_ids = itertools.count(1)
+
+
+def normalise_provider_id(raw: object) -> str:
+    """Lower case, spaces to ``-``; :class:`InvalidRequestError` for anything unusable."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidRequestError("provider.register needs a non-empty string 'providerId'")
+    provider_id = re.sub(r"\s+", "-", raw.strip().lower())
+    if not _PROVIDER_ID.match(provider_id):
+        raise InvalidRequestError(
+            f"Provider id {raw!r} may hold only letters, digits, '.', '_' and '-' "
+            "(it becomes the first part of model addresses such as '<providerId>/<model>')"
+        )
+    return provider_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registration:
+    """What a plugin declared in ``provider.register``."""
+
+    provider_id: str
+    plugin: str
+    name: str
+    description: str = ""
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    requires_key: bool = False
+    config_fields: tuple[ConfigField, ...] = ()
+    models: tuple[ModelInfo, ...] = ()
+
+
+def _pick(data: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if key in data:
+            return data[key]
+    return None
+
+
+def _model(data: Any, provider_id: str, defaults: Mapping[str, Any]) -> ModelInfo:
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
+        raise InvalidRequestError("each entry of 'models' needs a string 'id'")
+    prices = data.get("prices") or {}
+    caps = {**defaults, **(data.get("capabilities") or {})}
+    try:
+        return ModelInfo(
+            id=data["id"],
+            connection=provider_id,
+            name=data.get("name"),
+            context_window=_pick(data, "contextWindow", "context_window"),
+            max_output_tokens=_pick(data, "maxOutputTokens", "max_output_tokens"),
+            prices=ModelPrices(
+                input=prices.get("input"),
+                output=prices.get("output"),
+                cache_read=_pick(prices, "cacheRead", "cache_read"),
+                cache_write=_pick(prices, "cacheWrite", "cache_write"),
+            ),
+            capabilities=Capabilities(
+                **{
+                    name: bool(value)
+                    for name, value in (
+                        ("tools", caps.get("tools", True)),
+                        ("vision", caps.get("vision", False)),
+                        ("reasoning", caps.get("reasoning", False)),
+                        ("prompt_cache", _pick(caps, "promptCache", "prompt_cache") or False),
+                        ("streaming", caps.get("streaming", True)),
+                    )
+                }
+            ),
+        )
+    except (TypeError, AttributeError) as exc:
+        raise InvalidRequestError(f"model {data['id']!r} is malformed: {exc}") from exc
+
+
+def parse_registration(params: Any, *, plugin: str) -> Registration:
+    """Validate ``provider.register`` params (the plugin's input is untrusted)."""
+    if not isinstance(params, dict):
+        raise InvalidRequestError("provider.register params must be an object")
+    raw: RegisterParams = params  # type: ignore[assignment]
+    provider_id = normalise_provider_id(raw.get("providerId"))
+    fields = raw.get("configFields") or []
+    if not isinstance(fields, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("key"), str) and f.get("key") for f in fields
+    ):
+        raise InvalidRequestError("'configFields' must be a list of objects with a string 'key'")
+    models = raw.get("models") or []
+    if not isinstance(models, list):
+        raise InvalidRequestError("'models' must be a list")
+    capabilities = raw.get("capabilities")
+    capabilities = {} if capabilities is None else capabilities
+    if not isinstance(capabilities, dict):
+        raise InvalidRequestError("'capabilities' must be an object")
+    requires_key = bool(raw.get("requiresKey", False))
+    if requires_key and not any(f.get("type") == "password" for f in fields):
+        raise InvalidRequestError(
+            f"Provider {provider_id!r} sets requiresKey but declares no password field, so "
+            "no key could ever reach it: add a configFields entry such as "
+            '{"key": "apiKey", "label": "API key", "type": "password"}, '
+            "or drop requiresKey"
+        )
+    parsed = [_model(m, provider_id, capabilities) for m in models]
+    ids = [m.id for m in parsed]
+    if len(ids) != len(set(ids)):
+        raise InvalidRequestError(f"'models' lists a model id twice: {ids}")
+    return Registration(
+        provider_id=provider_id,
+        plugin=plugin,
+        name=str(raw.get("name") or provider_id),
+        description=str(raw.get("description") or ""),
+        capabilities=capabilities,
+        requires_key=requires_key,
+        config_fields=tuple(fields),
+        models=tuple(parsed),
+    )
+
+
+def resolve_provider_config(
+    registration: Registration,
+    options: Mapping[str, Any],
+    *,
+    get_key: Callable[[str], str | None],
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The ``providerConfig`` for one request, from ``[connections.<providerId>]``.
+
+    A password field comes from the environment variable ``<key>_env`` names
+    (the host fills that in from the connection's ``api_key_env``), else the
+    table itself, else the keyring (``get_key(providerId)``). A
+    provider with ``requiresKey`` and no password value fails with an
+    :class:`AuthError` that says what to fill in.
+    """
+    environ = os.environ if environ is None else environ
+    pid = registration.provider_id
+    config: dict[str, Any] = {}
+    missing: list[str] = []
+    passwords: list[str] = []
+    for spec in registration.config_fields:
+        key = spec["key"]
+        value: Any = options.get(key)
+        if spec.get("type") == "password":
+            passwords.append(key)
+            env_name = options.get(f"{key}_env")
+            if isinstance(env_name, str) and environ.get(env_name):
+                value = environ[env_name]
+            if value in (None, ""):
+                value = get_key(pid)
+        if value in (None, ""):
+            if spec.get("required"):
+                missing.append(key)
+            continue
+        config[key] = value
+    if registration.requires_key and not any(config.get(k) for k in passwords):
+        raise AuthError(
+            f"The provider {pid!r} (plugin {registration.plugin!r}) needs a key: run "
+            f"'modelport keys set {pid}', or name an environment variable with "
+            f'api_key_env = "VAR" under [connections.{pid}] in config.toml',
+            connection=pid,
+        )
+    if missing:
+        raise InvalidRequestError(
+            f"The provider {pid!r} needs {', '.join(missing)}: set "
+            + ", ".join(f"{k} = ..." for k in missing)
+            + f' under [connections.{pid}] (compat = "plugin:{pid}") in config.toml',
+            connection=pid,
+        )
+    return config
+
+
+class PluginProvider:
+    """One registered provider of one plugin, reached through ``process()``.
+
+    ``process`` returns the plugin's live process or raises :class:`PluginError`;
+    ``provider_config`` builds ``providerConfig`` (or raises :class:`AuthError`).
+    """
+
+    def __init__(
+        self,
+        registration: Registration,
+        *,
+        process: Callable[[], PluginProcess],
+        provider_config: Callable[[Registration], dict[str, Any]],
+        timeout: float = 120.0,
+    ) -> None:
+        self.registration = registration
+        self._process = process
+        self._provider_config = provider_config
+        self.timeout = timeout
+
+    @property
+    def provider_id(self) -> str:
+        return self.registration.provider_id
+
+    async def list_models(self) -> list[ModelInfo]:
+        return list(self.registration.models)
+
+    def _params(self, request: ChatRequest, *, stream: bool) -> tuple[str, dict[str, Any]]:
+        from modelport.wire.openai_chat import build_request
+
+        options = build_request(request, stream=stream)
+        options["providerConfig"] = self._provider_config(self.registration)
+        request_id = f"req-{next(_request_ids)}"
+        return request_id, {
+            "requestId": request_id,
+            "providerId": self.provider_id,
+            "options": options,
+        }
+
+    def _context(self, exc: ModelportError, request: ChatRequest) -> ModelportError:
+        exc.connection = exc.connection or self.provider_id
+        exc.model = exc.model or request.model
+        if isinstance(exc, PluginError) and exc.plugin is None:
+            exc.plugin = self.registration.plugin
+        return exc
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        from modelport.wire.openai_chat import StreamDecoder, decode_completion
+
+        try:
+            process = self._process()
+            request_id, params = self._params(request, stream=True)
+            call = await process.call(
+                plugin_protocol.PROVIDER_STREAM, params, request_id=request_id
+            )
+        except ModelportError as exc:
+            raise self._context(exc, request) from None
+        decoder = StreamDecoder()
+        finished = False
+        seen_chunk = seen_finish = seen_usage = False
+        try:
+            while True:
+                kind, value = await process.next(call, self.timeout)
+                if kind == "result":
+                    break
+                if not isinstance(value, dict):
+                    continue
+                seen_chunk = True
+                for event in decoder.feed_json(value):
+                    seen_finish |= isinstance(event, FinishEvent)
+                    seen_usage |= isinstance(event, UsageEvent)
+                    yield event
+            finished = True
+            final = value if isinstance(value, dict) else {}
+            if not seen_chunk:
+                # A plugin may answer provider.stream without streaming.
+                for event in decode_completion(final):
+                    yield event
+                return
+            for event in decoder.end():
+                seen_finish |= isinstance(event, FinishEvent)
+                seen_usage |= isinstance(event, UsageEvent)
+                yield event
+            if not (seen_finish and seen_usage) and final.get("choices"):
+                # Chunks without finish_reason or usage: take them from the final answer.
+                for event in decode_completion(final):
+                    if (isinstance(event, FinishEvent) and not seen_finish) or (
+                        isinstance(event, UsageEvent) and not seen_usage
+                    ):
+                        yield event
+        except ModelportError as exc:
+            raise self._context(exc, request) from None
+        finally:
+            if not finished:
+                await process.cancel(call)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        from modelport.wire.openai_chat import decode_completion
+
+        try:
+            process = self._process()
+            request_id, params = self._params(request, stream=False)
+            call = await process.call(
+                plugin_protocol.PROVIDER_COMPLETE, params, request_id=request_id
+            )
+        except ModelportError as exc:
+            raise self._context(exc, request) from None
+        done = False
+        try:
+            while True:
+                kind, value = await process.next(call, self.timeout)
+                if kind == "result":
+                    done = True
+                    break
+            body = value if isinstance(value, dict) else {}
+            events = decode_completion(body)
+        except ModelportError as exc:
+            raise self._context(exc, request) from None
+        finally:
+            if not done:
+                await process.cancel(call)
+
+        async def _replay() -> AsyncIterator[StreamEvent]:
+            for event in events:
+                yield event
+
+        response_id = body.get("id") if isinstance(body.get("id"), str) else None
+        return await aaggregate(_replay(), model=request.model, id=response_id)
+
+    async def aclose(self) -> None:
+        return None

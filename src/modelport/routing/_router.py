@@ -1,0 +1,452 @@
+"""The :class:`Router` facade: resolve an address, then stream or complete through its pieces."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from modelport.config import (
+    PRESETS,
+    Config,
+    ConnectionConfig,
+    load_config,
+    resolve_address,
+    split_address,
+)
+from modelport.errors import ModelNotFoundError, ModelportError
+from modelport.events import StreamEvent
+from modelport.providers import ConnectionSettings, Provider, ProviderFactory
+from modelport.providers._retry import RetryingProvider
+from modelport.routing._fallbacks import (
+    RouteChain,
+    complete_along,
+    fallback_chain,
+    overrides_at,
+    stream_along,
+)
+from modelport.routing._provider_source import (
+    PLUGIN_PREFIX,
+    LazySource,
+    ProviderSource,
+    ProviderSourceFactory,
+)
+from modelport.routing._route import ConnectionModels, Route
+from modelport.routing._route_cache import RouteCache
+from modelport.routing._settings import StoredKeys, ladder_stamp, resolve_settings
+from modelport.routing._usage import Attribution, UsageTracker, track_answer, track_events
+from modelport.types import ChatRequest, ChatResponse, ModelInfo, ModelPrices
+
+__all__ = ["Router"]
+
+logger = logging.getLogger("modelport.routing")
+
+
+class Router:
+    """Routes requests to providers; see :mod:`modelport.routing._settings` for the settings ladder.
+
+    ``config`` defaults to :func:`modelport.config.load_config`. ``env``
+    defaults to ``os.environ``, read at each call. ``sleep`` waits between
+    retries (tests pass one that records the delays). ``provider_source``
+    builds the source of run-time providers (:func:`plugin_host` for plugins),
+    started on first need. Providers are built once per (connection, settings)
+    and reused so HTTP connections are pooled — except for a call with its own
+    ``api_key`` or ``headers``, whose provider lives for that call alone (over
+    the connection's shared HTTP pool). A router belongs to one event loop, and
+    :meth:`aclose` closes what it built and its provider source.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        ledger: UsageTracker | None = None,
+        env: Mapping[str, str] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        provider_source: ProviderSourceFactory | None = None,
+    ) -> None:
+        self.config = config if config is not None else load_config()
+        self.ledger = ledger
+        self._env = env
+        self._sleep = sleep
+        self._source = LazySource(provider_source)
+        self._keys = StoredKeys()
+        self._cache = RouteCache()
+        self._seen_prices: dict[tuple[str, str], ModelPrices] = {}
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return os.environ if self._env is None else self._env
+
+    # --- connections and settings -------------------------------------------
+
+    def connection_names(self) -> list[str]:
+        """Configured connections and registered providers, sorted (presets left out)."""
+        return sorted({*self.config.connections, *self._cache.registered})
+
+    def _connection_config(self, name: str) -> ConnectionConfig:
+        if name in self._cache.registered and name not in self.config.connections:
+            # register_provider refuses preset names, so this never hides a preset (whose
+            # stored key would then go to whoever registered the name).
+            return ConnectionConfig(compat=f"{PLUGIN_PREFIX}{name}")
+        found = self.config.connection(name)
+        if found is not None:
+            return found
+        configured = ", ".join(self.connection_names()) or "none"
+        presets = ", ".join(sorted(PRESETS))
+        plugins = (
+            " No running plugin registered it either (see `modelport plugins list`)."
+            if self._source.factory is not None
+            else ""
+        )
+        raise ModelNotFoundError(
+            f"There is no connection named {name!r}. Configured: {configured}. "
+            f"Ready-made: {presets}. Add it under [connections.{name}] in config.toml.{plugins}",
+            connection=name,
+        )
+
+    def settings_for(
+        self,
+        connection: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ConnectionSettings:
+        """The settings one call to ``connection`` uses, after the precedence ladder."""
+        return resolve_settings(
+            connection,
+            self._connection_config(connection),
+            configured=self.config.connections.get(connection),
+            env=self.env,
+            stored_key=self._keys.get,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=headers,
+        )
+
+    def forget_keys(self) -> None:
+        """Drop cached stored keys, so the next call reads them again.
+
+        Call it after a key changed while the router runs (``modelport keys set``
+        or ``keys delete`` next to a running gateway, or an admin action that
+        stores a key); routes resolved with the old key are dropped too.
+        """
+        self._keys.forget()
+        self._cache.forget_routes()
+
+    # --- providers registered at run time ----------------------------------
+
+    def register_provider(
+        self,
+        name: str,
+        provider: Provider | ProviderFactory,
+        models: list[ModelInfo] | None = None,
+    ) -> None:
+        """Make ``provider`` addressable as ``<name>/<model>`` with no config.
+
+        ``provider`` is a ready provider, or a factory called with the settings
+        of connection ``name`` (so ``[connections.<name>]`` values and keys reach
+        it). ``models``, when given, is what :meth:`list_models` reports for it.
+        A name that shadows a configured connection (other than one with
+        ``compat = "plugin:<name>"``), a preset (:data:`~modelport.config.PRESETS`;
+        its stored key must never reach another provider) or another registered
+        provider raises ConfigError.
+        """
+        self._cache.register(name, provider, models, config=self.config)
+
+    def unregister_provider(self, name: str) -> None:
+        """Forget a registered provider and the providers built from it (unknown names: no-op)."""
+        self._cache.unregister(name)
+
+    # --- the provider source -----------------------------------------------
+
+    @property
+    def provider_source(self) -> ProviderSource | None:
+        """The run-time provider source, once a call needed it (``None`` before)."""
+        return self._source.source
+
+    def needs_provider_source(self, connection: str) -> bool:
+        """Whether ``connection`` can only come from the provider source (not started yet)."""
+        return self._source.needed_for(connection, self.config, self._cache.registered)
+
+    async def load_providers(self, connection: str | None = None) -> None:
+        """Start the provider source if ``connection`` needs it (``None``: in any case).
+
+        The source is built and started once per router; concurrent callers
+        wait for the same start. Without a ``provider_source`` this does nothing.
+        """
+        if connection is not None and not self.needs_provider_source(connection):
+            return
+        await self._source.start(self)
+
+    # --- resolving --------------------------------------------------------
+
+    def resolve(
+        self,
+        address: str | None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Route:
+        """Where ``address`` (an address, an alias, or ``None`` for the default) leads.
+
+        With an ``api_key`` or ``headers`` of its own, the route's provider is
+        built for this call alone (``Route.ephemeral``): close it after use.
+        Without any override the route is remembered until the config, the
+        environment it read, the stored keys or the registered providers change.
+        """
+        overrides = (api_key, base_url, timeout, max_retries, headers)
+        if all(value is None for value in overrides):
+            return self._remembered_route(address)
+        connection, model = split_address(resolve_address(address, self.config, env=self.env))
+        settings = self.settings_for(
+            connection,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=headers,
+        )
+        per_call = bool(api_key) or bool(headers)
+        return Route(
+            connection=connection,
+            model=model,
+            provider=self._cache.provider(settings, per_call=per_call),
+            settings=settings,
+            ephemeral=per_call and self._cache.is_ephemeral(settings),
+        )
+
+    def _remembered_route(self, address: str | None) -> Route:
+        found = self._cache.remembered(address, self.config, self._route_stamp)
+        if found is not None:
+            return found
+        connection, model = split_address(resolve_address(address, self.config, env=self.env))
+        settings = self.settings_for(connection)
+        route = Route(
+            connection=connection,
+            model=model,
+            provider=self._cache.provider(settings),
+            settings=settings,
+        )
+        self._cache.remember(address, self._route_stamp(address, connection), route)
+        return route
+
+    def _route_stamp(self, address: str | None, connection: str) -> tuple[object, ...]:
+        """What a remembered route was resolved from, beyond the config (a few dict reads)."""
+        configured = self.config.connections.get(connection)
+        compat = (configured.compat if configured is not None else None) or ""
+        registered = self._cache.registered
+        return (
+            self.env.get("MODELPORT_MODEL") if not address else None,
+            *ladder_stamp(connection, self.config, self.env, self._keys),
+            registered.get(connection),
+            registered.get(compat.removeprefix(PLUGIN_PREFIX)) if compat else None,
+        )
+
+    # --- calls ------------------------------------------------------------
+
+    def stream(
+        self,
+        request: ChatRequest,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        api: str = "python",
+        request_id: str | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream ``request`` (whose ``model`` is an address) through its provider.
+
+        Overrides apply to the requested connection; a configured fallback gets
+        only ``timeout`` and ``max_retries``, so a key never travels to another
+        connection. ``api`` (the front end: ``python``, ``cli``, ``openai``,
+        ``anthropic``) and ``request_id`` are what the ledger records the call under.
+        """
+        overrides: dict[str, Any] = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "headers": headers,
+        }
+        attribution = Attribution(api, request_id)
+        return stream_along(
+            self._routes_for(request, overrides),
+            lambda route: self._events(
+                route, msgspec.structs.replace(request, model=route.model), attribution
+            ),
+        )
+
+    async def _routes_for(self, request: ChatRequest, overrides: dict[str, Any]) -> RouteChain:
+        """Each route of the request's chain (the address, then configured fallbacks).
+
+        The second item is the address that comes next (``None`` for the last).
+        Stored keys are read off the event loop; a provider built for this call
+        alone is closed after it.
+        """
+        chain = fallback_chain(request.model, self.config, self.env)
+        for position, address in enumerate(chain):
+            connection = address.partition("/")[0]
+            await self.load_providers(connection)
+            await self._keys.load(connection)
+            route = self.resolve(address, **overrides_at(position, overrides))
+            try:
+                yield route, chain[position + 1] if position + 1 < len(chain) else None
+            finally:
+                if route.ephemeral:
+                    await _aclose(route.provider)
+
+    def _retrying(self, route: Route) -> RetryingProvider:
+        return RetryingProvider(
+            route.provider, max_retries=route.settings.max_retries, sleep=self._sleep
+        )
+
+    def _events(
+        self, route: Route, request: ChatRequest, attribution: Attribution
+    ) -> AsyncIterator[StreamEvent]:
+        events = self._retrying(route).stream(request)
+        if self.ledger is None:
+            return events
+        prices = self.prices_for(route.connection, route.model)
+        return track_events(self.ledger, route, events, prices=prices, attribution=attribution)
+
+    async def complete(
+        self,
+        request: ChatRequest,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        api: str = "python",
+        request_id: str | None = None,
+    ) -> ChatResponse:
+        """The whole answer at once, from the provider's ``complete`` (one non-streaming
+        upstream request where the provider has one); ``model`` is the address that
+        answered, ``id`` the upstream's where it gave one.
+
+        Retries, fallbacks and the ledger work as for :meth:`stream`; the ledger
+        records the call from the events the response stands for
+        (:func:`~modelport.aggregate.response_events`), so both paths record alike.
+        """
+        overrides: dict[str, Any] = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "headers": headers,
+        }
+        attribution = Attribution(api, request_id)
+        return await complete_along(
+            self._routes_for(request, overrides),
+            lambda route: self._complete_one(
+                route, msgspec.structs.replace(request, model=route.model), attribution
+            ),
+        )
+
+    async def _complete_one(
+        self, route: Route, request: ChatRequest, attribution: Attribution
+    ) -> ChatResponse:
+        provider = self._retrying(route)
+        if self.ledger is None:
+            return await provider.complete(request)
+        prices = self.prices_for(route.connection, route.model)
+        return await track_answer(
+            self.ledger, route, provider, request, prices=prices, attribution=attribution
+        )
+
+    # --- models and prices ------------------------------------------------
+
+    async def _models_of(self, connection: str) -> list[ModelInfo]:
+        await self._keys.load(connection)
+        settings = self.settings_for(connection)
+        registered = self._cache.registered_for(connection, settings.compat)
+        if registered is not None and registered.models is not None:
+            models = list(registered.models)
+        else:
+            provider = RetryingProvider(
+                self._cache.provider(settings), max_retries=settings.max_retries, sleep=self._sleep
+            )
+            models = await provider.list_models()
+        for model in models:
+            self._seen_prices[(connection, model.id)] = model.prices
+        return models
+
+    async def list_models_report(self, connection: str | None = None) -> list[ConnectionModels]:
+        """Each configured connection's (and registered provider's) models or error.
+
+        Connections are asked concurrently; one failing does not hide the others.
+        """
+        await self.load_providers(connection)
+        names = [connection] if connection is not None else self.connection_names()
+        results = await asyncio.gather(*(self._report_one(name) for name in names))
+        return list(results)
+
+    async def _report_one(self, connection: str) -> ConnectionModels:
+        try:
+            return ConnectionModels(connection=connection, models=await self._models_of(connection))
+        except ModelportError as error:
+            return ConnectionModels(connection=connection, models=[], error=error)
+        except Exception as exc:  # a third-party provider's bug must not hide the others
+            error = ModelportError(f"{type(exc).__name__}: {exc}", connection=connection)
+            error.__cause__ = exc
+            return ConnectionModels(connection=connection, models=[], error=error)
+
+    async def list_models(self, connection: str | None = None) -> list[ModelInfo]:
+        """Models of one connection (errors raise), or of all configured ones.
+
+        Across all connections, one that fails is logged and left out; if every
+        one fails, the first error is raised.
+        """
+        if connection is not None:
+            await self.load_providers(connection)
+            return await self._models_of(connection)
+        report = await self.list_models_report()
+        failures = [entry for entry in report if entry.error is not None]
+        for entry in failures:
+            logger.warning("listing models of %s failed: %s", entry.connection, entry.error)
+        if report and len(failures) == len(report):
+            assert failures[0].error is not None
+            raise failures[0].error
+        return [model for entry in report for model in entry.models]
+
+    def prices_for(self, connection: str, model: str) -> ModelPrices | None:
+        """Prices from config, else a registered provider's models, else models seen listed."""
+        configured = self.config.connections.get(connection)
+        if configured is not None and model in configured.prices:
+            return configured.prices[model]
+        registered = self._cache.registered.get(connection)
+        if registered is not None and registered.models:
+            for info in registered.models:
+                if info.id == model:
+                    return info.prices
+        return self._seen_prices.get((connection, model))
+
+    async def aclose(self) -> None:
+        """Close the provider source and every provider this router built.
+
+        Registered providers belong to their owner (the source closes its own).
+        """
+        await self._source.aclose()
+        await self._cache.aclose()
+
+
+async def _aclose(closeable: object) -> None:
+    close = getattr(closeable, "aclose", None)
+    if close is not None:
+        await close()

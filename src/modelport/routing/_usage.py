@@ -1,0 +1,104 @@
+"""Usage tracking around one call: what the router hands the ledger.
+
+A stream's events pass through :meth:`UsageTracker.track` as they arrive. A
+non-streaming call makes one non-streaming upstream request
+(``Provider.complete``), and the ledger sees the events its answer stands for
+(:func:`~modelport.aggregate.response_events`), so both paths record alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from modelport.aggregate import response_events
+from modelport.events import StreamEvent
+from modelport.providers import Provider
+from modelport.types import ChatRequest, ChatResponse, ModelPrices
+
+if TYPE_CHECKING:
+    from modelport.routing._route import Route
+
+__all__ = ["Attribution", "UsageTracker", "track_answer", "track_events"]
+
+
+@runtime_checkable
+class UsageTracker(Protocol):
+    """What the router needs from the usage ledger: wrap a stream, pass events through."""
+
+    def track(
+        self,
+        events: AsyncIterator[StreamEvent],
+        *,
+        connection: str,
+        model: str,
+        prices: ModelPrices | None,
+        api: str = "python",
+        request_id: str | None = None,
+    ) -> AsyncIterator[StreamEvent]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who made a call, for the ledger: the front end and its request id."""
+
+    api: str
+    request_id: str | None
+
+
+def track_events(
+    ledger: UsageTracker,
+    route: Route,
+    events: AsyncIterator[StreamEvent],
+    *,
+    prices: ModelPrices | None,
+    attribution: Attribution,
+) -> AsyncIterator[StreamEvent]:
+    """``events`` of a call on ``route``, recorded by ``ledger`` as they pass."""
+    return ledger.track(
+        events,
+        connection=route.connection,
+        model=route.model,
+        prices=prices,
+        api=attribution.api,
+        request_id=attribution.request_id,
+    )
+
+
+async def track_answer(
+    ledger: UsageTracker,
+    route: Route,
+    provider: Provider,
+    request: ChatRequest,
+    *,
+    prices: ModelPrices | None,
+    attribution: Attribution,
+) -> ChatResponse:
+    """``provider.complete(request)``, recorded by ``ledger`` from its answer's events."""
+    answer: list[ChatResponse] = []
+    events = track_events(
+        ledger,
+        route,
+        _answer_events(provider, request, answer),
+        prices=prices,
+        attribution=attribution,
+    )
+    try:
+        async for _event in events:
+            pass
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+    return answer[0]
+
+
+async def _answer_events(
+    provider: Provider, request: ChatRequest, answer: list[ChatResponse]
+) -> AsyncIterator[StreamEvent]:
+    """The events ``provider.complete(request)``'s response stands for."""
+    response = await provider.complete(request)
+    answer.append(response)
+    for event in response_events(response):
+        yield event
