@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelport.plugin_host.discovery import PluginDir, default_dirs, discover
-from tests.plugins.conftest import write_plugin
+from tests.plugin_host.conftest import write_plugin
 
 
 def test_later_folders_override_earlier_ones_by_name(tmp_path: Path) -> None:

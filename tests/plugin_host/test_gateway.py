@@ -13,7 +13,7 @@ import pytest
 from modelport.config import parse_config
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
-from tests.plugins.conftest import scripted, write_plugin
+from tests.plugin_host.conftest import scripted, write_plugin
 from tests.server.conftest import Gateway, GatewayFactory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"

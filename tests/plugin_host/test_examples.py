@@ -15,7 +15,7 @@ from modelport.plugin_host.discovery import PluginDir
 from modelport.plugin_host.scaffold import render
 from modelport.testing import FakeUpstream, Reply
 from modelport.types import ChatRequest, Message, ToolDefinition
-from tests.plugins.conftest import HostFactory
+from tests.plugin_host.conftest import HostFactory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 PLUGINS = [("example-python", "python"), ("example-node", "node")]

@@ -15,7 +15,7 @@ from modelport.aggregate import aaggregate
 from modelport.errors import ConfigError, PluginError, RateLimitError
 from modelport.events import FinishEvent, TextEvent
 from modelport.types import ChatRequest, Message
-from tests.plugins.conftest import FakeRegistry, HostFactory, scripted, write_plugin
+from tests.plugin_host.conftest import FakeRegistry, HostFactory, scripted, write_plugin
 
 
 def _request(model: str = "m1") -> ChatRequest:

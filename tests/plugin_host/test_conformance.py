@@ -8,7 +8,7 @@ import pytest
 
 from modelport.plugin_host.conformance import check_plugin
 from modelport.testing import FakeUpstream, Reply
-from tests.plugins.conftest import scripted, write_plugin
+from tests.plugin_host.conftest import scripted, write_plugin
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 

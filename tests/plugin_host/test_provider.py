@@ -23,7 +23,7 @@ from modelport.plugin_host.provider import (
 )
 from modelport.routing import Router
 from modelport.types import ChatRequest, Message
-from tests.plugins.conftest import scripted, write_plugin
+from tests.plugin_host.conftest import scripted, write_plugin
 
 FIELDS = [
     {"key": "apiKey", "label": "API key", "type": "password", "required": True},

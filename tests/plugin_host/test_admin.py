@@ -14,7 +14,7 @@ from modelport.plugin_host.discovery import PluginDir
 from modelport.server.admin import routes
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
-from tests.plugins.conftest import HostFactory, scripted, write_plugin
+from tests.plugin_host.conftest import HostFactory, scripted, write_plugin
 from tests.server.conftest import GatewayFactory
 
 

@@ -52,7 +52,7 @@ def test_diagnose_reports_plugins_and_packages(packages: Path, tmp_path: Path) -
 
     from modelport.plugin_host.diagnose import diagnose
     from modelport.plugin_host.discovery import PluginDir
-    from tests.plugins.conftest import write_plugin
+    from tests.plugin_host.conftest import write_plugin
 
     home, project = tmp_path / "h" / "plugins", tmp_path / "p" / ".modelport" / "plugins"
     write_plugin(home, "fine", [sys.executable, "x.py"])

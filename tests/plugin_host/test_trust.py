@@ -13,7 +13,7 @@ import pytest
 from modelport.errors import ConfigError
 from modelport.plugin_host.discovery import PluginDir
 from modelport.trust import TrustStore, plugins_folder
-from tests.plugins.conftest import HostFactory, scripted, write_plugin
+from tests.plugin_host.conftest import HostFactory, scripted, write_plugin
 
 
 def test_trust_is_by_path_and_manifest_hash(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
 from modelport.trust import TrustStore
 from tests.cli.conftest import RunCli
-from tests.plugins.conftest import scripted, write_plugin
+from tests.plugin_host.conftest import scripted, write_plugin
 from tests.server.conftest import GatewayFactory
 
 
