@@ -111,11 +111,18 @@ ContentPart = TextPart | ImagePart | ThinkingPart | RedactedThinkingPart
 
 
 class ToolCall(_Value, kw_only=True):
-    """A call the model made. ``arguments`` is the JSON text exactly as produced."""
+    """A call the model made. ``arguments`` is the JSON text exactly as produced.
+
+    ``signature`` is an opaque token some providers attach to the call itself
+    (Gemini's ``thoughtSignature``) and require back, verbatim, on the same
+    call in the next request; like a thinking part's signature, only the API
+    that minted it reads it.
+    """
 
     id: str
     name: str
     arguments: str = "{}"
+    signature: str | None = None
 
     def parsed_arguments(self) -> Any:
         """The arguments decoded from JSON (raises ``msgspec.DecodeError`` if invalid)."""

@@ -36,6 +36,8 @@ BUILTIN_PROVIDERS: dict[str, str] = {
     "openai": "modelport.providers.openai_compat:OpenAICompatProvider",
     "anthropic": "modelport.providers.anthropic:AnthropicProvider",
     "ollama": "modelport.providers.ollama:OllamaProvider",
+    "gemini": "modelport.providers.gemini:GeminiProvider",
+    "azure": "modelport.providers.azure:AzureProvider",
 }
 
 
