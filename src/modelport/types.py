@@ -28,6 +28,8 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "ContentPart",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
     "FinishReason",
     "ImagePart",
     "Message",
@@ -257,6 +259,30 @@ class ChatResponse(_Value, kw_only=True):
             parts.append(TextPart(text=self.content))
         content: str | list[ContentPart] = parts if self.thinking else self.content
         return Message(role="assistant", content=content, tool_calls=list(self.tool_calls))
+
+
+class EmbeddingRequest(_Value, kw_only=True):
+    """Texts to turn into vectors.
+
+    ``input`` holds strings, or token arrays where the API takes them
+    (OpenAI's); ``model`` is an address, then the bare id, as in
+    :class:`ChatRequest`. ``dimensions`` asks for shorter vectors where the
+    model can give them. ``vendor`` and ``extra`` work as in :class:`ChatRequest`.
+    """
+
+    model: str
+    input: list[str | list[int]]
+    dimensions: int | None = None
+    vendor: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class EmbeddingResponse(_Value, kw_only=True):
+    """One vector per input, in the order of the inputs; ``usage.input_tokens`` where known."""
+
+    model: str
+    embeddings: list[list[float]]
+    usage: Usage = msgspec.field(default_factory=Usage)
 
 
 class ModelPrices(_Value, kw_only=True):

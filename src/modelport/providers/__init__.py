@@ -17,15 +17,23 @@ import msgspec
 from modelport.aggregate import aaggregate
 from modelport.errors import ConfigError
 from modelport.events import StreamEvent
-from modelport.types import ChatRequest, ChatResponse, ModelInfo
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+)
 
 __all__ = [
     "BUILTIN_PROVIDERS",
     "BaseProvider",
     "ConnectionSettings",
+    "Embedder",
     "Provider",
     "ProviderFactory",
     "load_factory",
+    "offers_embeddings",
 ]
 
 #: Entry-point group through which Python packages add provider factories.
@@ -76,13 +84,31 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 @runtime_checkable
 class Provider(Protocol):
-    """What every adapter implements. ``request.model`` is the bare model id."""
+    """What every adapter implements. ``request.model`` is the bare model id.
+
+    A provider that can embed also has ``async def embed(request:
+    EmbeddingRequest) -> EmbeddingResponse`` (:class:`Embedder`); it is
+    optional, so a provider without it is still a provider, and a call for
+    embeddings to it fails with a clear error (:func:`offers_embeddings`).
+    """
 
     async def list_models(self) -> list[ModelInfo]: ...
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """The optional part of :class:`Provider`: turning texts into vectors."""
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse: ...
+
+
+def offers_embeddings(provider: object) -> bool:
+    """Whether ``provider`` has an ``embed`` method (see :class:`Provider`)."""
+    return callable(getattr(provider, "embed", None))
 
 
 ProviderFactory = Callable[[ConnectionSettings], Provider]

@@ -29,7 +29,14 @@ from modelport.errors import ConfigError, ModelportError, NetworkError, ParseErr
 from modelport.events import StreamEvent
 from modelport.providers import BaseProvider, ConnectionSettings
 from modelport.providers._http_client import HttpClient, HttpResponse, StreamingResponse
-from modelport.types import ChatRequest, ChatResponse, ModelInfo
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+    Usage,
+)
 from modelport.wire._errors import excerpt
 
 __all__ = [
@@ -429,6 +436,42 @@ class HttpProvider(BaseProvider):
                 return aggregate(events, model=request.model, id=getattr(decoder, "id", None))
             events = self._json_events(response.content)
             return aggregate(events, model=request.model, id=_response_id(response.content))
+
+    async def post_json(self, url: str, body: dict[str, Any], model: str | None) -> bytes:
+        """One plain JSON request (embeddings): the answer's body, or the mapped error."""
+        with self._errors(url, model):
+            response = await self.client.request(
+                "POST", url, headers=self.auth_headers(), json=body, timeout=self.settings.timeout
+            )
+            self._check(response.status, response.content, response.headers, model)
+            media_type = _media_type(response.headers)
+            if media_type in _WEB_PAGES:
+                raise self._not_an_answer(media_type, response.content)
+            return response.content
+
+    async def embed_batches(
+        self,
+        request: EmbeddingRequest,
+        calls: list[tuple[str, dict[str, Any]]],
+        decode: Callable[[bytes], Any],
+    ) -> EmbeddingResponse:
+        """Post each ``(url, body)`` in turn; the vectors of all, checked against the inputs."""
+        vectors: list[list[float]] = []
+        tokens = 0
+        for url, body in calls:
+            embedded = decode(await self.post_json(url, body, request.model))
+            vectors.extend(embedded.vectors)
+            tokens += embedded.usage.input_tokens
+        if len(vectors) != len(request.input):
+            raise ParseError(
+                f"{self.base_url()} answered {len(vectors)} embeddings for "
+                f"{len(request.input)} inputs",
+                connection=self.settings.name,
+                model=request.model,
+            )
+        return EmbeddingResponse(
+            model=request.model, embeddings=vectors, usage=Usage(input_tokens=tokens)
+        )
 
     async def aclose(self) -> None:
         if self._owns_client:

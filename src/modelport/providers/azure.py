@@ -14,6 +14,7 @@ reads Azure's content-filter results) but differs in how it is reached:
   With an older one ``stream_options`` is left out: versions before
   2024-09-01 refuse it.
 * **Key** in the ``api-key`` header.
+* **Embeddings** go to the deployment's ``/embeddings`` in the same form.
 * **Models.** No data-plane call lists deployments, so a connection may name
   them (``deployments = ["gpt-4o-prod", …]``); the listing then checks the
   resource answers (``/openai/models``) and reports those names. Without
@@ -28,8 +29,8 @@ from urllib.parse import quote
 from modelport.errors import AuthError, ConfigError
 from modelport.providers import ConnectionSettings
 from modelport.providers._http import HttpClient, HttpProvider, WireModule, check_options
-from modelport.types import ChatRequest, ModelInfo
-from modelport.wire import openai_chat
+from modelport.types import ChatRequest, EmbeddingRequest, EmbeddingResponse, ModelInfo
+from modelport.wire import embeddings, openai_chat
 
 __all__ = ["DEFAULT_API_VERSION", "AzureProvider"]
 
@@ -98,10 +99,20 @@ class AzureProvider(HttpProvider):
         return f"{self.base_url()}/chat/completions{self._query()}"
 
     def request_url(self, model: str, *, stream: bool) -> str:
+        return self._url(model, "chat/completions")
+
+    def _url(self, deployment: str, operation: str) -> str:
         if self.v1:
-            return self.chat_url()
-        deployment = quote(model, safe="")
-        return f"{self.base_url()}/openai/deployments/{deployment}/chat/completions{self._query()}"
+            return f"{self.base_url()}/{operation}{self._query()}"
+        name = quote(deployment, safe="")
+        return f"{self.base_url()}/openai/deployments/{name}/{operation}{self._query()}"
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The deployment's ``/embeddings`` (or ``/openai/v1/embeddings``)."""
+        url = self._url(request.model, "embeddings")
+        return await self.embed_batches(
+            request, [(url, embeddings.openai_body(request))], embeddings.decode_openai
+        )
 
     def models_url(self) -> str:
         root = self.base_url() if self.v1 else f"{self.base_url()}/openai"

@@ -1,7 +1,8 @@
 """Google's Gemini API (``generativelanguage.googleapis.com/v1beta``).
 
 Chats go to ``models/{model}:streamGenerateContent?alt=sse`` (streamed) or
-``models/{model}:generateContent``, models are listed at ``GET /models``,
+``models/{model}:generateContent``, embeddings to ``:embedContent`` /
+``:batchEmbedContents``, models are listed at ``GET /models``,
 and the key travels in ``x-goog-api-key`` (never in the URL, where it would
 end up in logs). :mod:`modelport.wire.gemini` speaks the format.
 """
@@ -14,7 +15,8 @@ from urllib.parse import quote
 from modelport.errors import AuthError
 from modelport.providers import ConnectionSettings
 from modelport.providers._http import HttpClient, HttpProvider, WireModule, check_options
-from modelport.wire import gemini
+from modelport.types import EmbeddingRequest, EmbeddingResponse
+from modelport.wire import embeddings, gemini
 
 __all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "model_path"]
 
@@ -63,6 +65,18 @@ class GeminiProvider(HttpProvider):
 
     def models_url(self) -> str:
         return f"{self.base_url()}/models?pageSize={_PAGE_SIZE}"
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """``embedContent`` for one text, ``batchEmbedContents`` (100 at a time) for more."""
+        texts = embeddings.gemini_texts(request)
+        path = model_path(request.model)
+        calls = []
+        for start in range(0, len(texts), embeddings.GEMINI_BATCH):
+            batch = texts[start : start + embeddings.GEMINI_BATCH]
+            method = "embedContent" if len(batch) == 1 else "batchEmbedContents"
+            body = embeddings.gemini_body(request, batch, path)
+            calls.append((f"{self.base_url()}/{path}:{method}", body))
+        return await self.embed_batches(request, calls, embeddings.decode_gemini)
 
     def auth_headers(self) -> dict[str, str]:
         if not self.settings.api_key:

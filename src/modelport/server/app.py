@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server import anthropic_routes, openai_routes
+from modelport.server import anthropic_routes, embedding_routes, openai_routes
 from modelport.server._auth import (
     AuthMiddleware,
     GatewayKeys,
@@ -171,6 +171,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *openai_routes.routes(),
         *anthropic_routes.routes(),
+        *embedding_routes.routes(),
         Route("/health", health_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
