@@ -8,6 +8,7 @@ adapters come in through the same door as third-party ones: a name mapped to
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
@@ -154,7 +155,9 @@ def load_factory(compat: str) -> ProviderFactory:
                     f"({entry_point.value}): {exc}"
                 ) from exc
     known = ", ".join(sorted(BUILTIN_PROVIDERS))
+    close = difflib.get_close_matches(compat, sorted(BUILTIN_PROVIDERS), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ConfigError(
-        f"Unknown compat {compat!r}. Use one of {known}, 'plugin:<provider id>', "
+        f"Unknown compat {compat!r}.{hint} Use one of {known}, 'plugin:<provider id>', "
         "or install a package that provides it."
     )
