@@ -47,7 +47,7 @@ def serve(
     from modelport.cli._output import fail
     from modelport.config import load_config
     from modelport.errors import ConfigError
-    from modelport.server._auth import check_binding, resolve_keys
+    from modelport.server._keys import check_binding, resolve_keys
 
     config = load_config()
     host = host or config.gateway.host

@@ -2,38 +2,36 @@
 
 ``POST /v1/chat/completions`` and ``POST /v1/messages`` differ only in their
 wire module; everything else is here: reading the JSON body (within
-:data:`~modelport.server._auth.MAX_BODY_BYTES`), attributing the call to the
+:data:`~modelport.server._errors.MAX_BODY_BYTES`), attributing the call to the
 ledger (``api`` and the response id), forwarding an Anthropic client's beta
 flags to an Anthropic upstream, cancelling a non-streamed call whose client
-left, and making every error safe to show before it is encoded.
+left, and making every error safe to show before it is encoded
+(:func:`~modelport.server._errors.scrub_secrets`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from modelport._redact import public_text, public_url
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server._auth import MAX_BODY_BYTES, BodyTooLarge
+from modelport.server._errors import (
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    ServerWire,
+    json_error,
+    scrub_secrets,
+)
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
 
-__all__ = [
-    "ServerWire",
-    "answer_chat",
-    "forwarded_headers",
-    "json_error",
-    "read_json",
-    "reject",
-    "scrub_secrets",
-]
+__all__ = ["answer_chat", "forwarded_headers", "read_json", "reject"]
 
 
 class _ChatOutcome:
@@ -64,23 +62,6 @@ class _ChatOutcome:
         self._metrics.observe_error(error)
         self._health.record(self._address, error)
         self._scope.setdefault("state", {})["error"] = type(error).__name__
-
-
-class ServerWire(Protocol):
-    """The server half of a wire module (``modelport.wire.*_server``)."""
-
-    def encode_response(self, response: ChatResponse) -> bytes: ...
-
-    def encode_error(self, exc: ModelportError) -> tuple[int, bytes, dict[str, str]]: ...
-
-
-def json_error(wire: ServerWire, exc: ModelportError) -> Response:
-    """A complete error answer in ``wire``'s shape."""
-    status, body, headers = wire.encode_error(exc)
-    response = Response(body, status_code=status, headers=headers, media_type="application/json")
-    if isinstance(exc, BodyTooLarge):
-        response.status_code = 413
-    return response
 
 
 async def answer_chat(
@@ -224,41 +205,6 @@ def forwarded_headers(router: Any, address: str, headers: Any) -> dict[str, str]
     return {"anthropic-beta": ",".join(sorted(flags))}
 
 
-# --- making errors safe to show ------------------------------------------------------------
-
-
-def scrub_secrets(state: Any, exc: ModelportError) -> None:
-    """Make ``exc`` safe to encode: no key this gateway holds, no URL query, no credential.
-
-    Errors are written to be secret-free, but an upstream may echo the key it
-    was sent ("invalid key sk-…") and that text travels in the message. The
-    gateway knows the exact values (its own keys and the failing connection's
-    upstream key), so it replaces them outright; then the message, body and
-    URL go through the same redaction as ``/health`` and the ledger
-    (:mod:`modelport._redact`): no query string, fragment or
-    ``user:password@`` part, nothing key-shaped.
-    """
-    secrets = [key.decode() for key in (state.keys.gateway, state.keys.admin) if key]
-    if exc.connection:
-        try:
-            upstream_key = state.router.settings_for(exc.connection).api_key
-        except Exception:  # an unknown or broken connection has no key to hide
-            upstream_key = None
-        if upstream_key:
-            secrets.append(upstream_key)
-    for secret in secrets:
-        if len(secret) < 4:
-            continue  # masking "ab" everywhere would garble the message, not protect it
-        exc.message = exc.message.replace(secret, "***")
-        if exc.body:
-            exc.body = exc.body.replace(secret, "***")
-    exc.message = public_text(exc.message)
-    if exc.body:
-        exc.body = public_text(exc.body)
-    if exc.url:
-        exc.url = public_url(exc.url)
-
-
 # --- reading the request -------------------------------------------------------------------
 
 
@@ -273,8 +219,8 @@ def reject(request: Request, wire: ServerWire, exc: Exception) -> Response:
 async def read_json(request: Request, *, limit: int = MAX_BODY_BYTES) -> Any:
     """The request body as JSON.
 
-    :class:`~modelport.server._auth.BodyTooLarge` past ``limit`` bytes (the
-    key check refuses a declared length over it; this catches a chunked body),
+    :class:`~modelport.server._errors.BodyTooLarge` past ``limit`` bytes (the
+    guard refuses a declared length over it; this catches a chunked body),
     :class:`InvalidRequestError` when it is not JSON.
     """
     # Straight from receive(), not request.stream(): an async generator costs ~2 µs a

@@ -15,19 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from modelport.errors import ModelportError
-from modelport.server._chat import answer_chat, json_error, read_json, reject
+from modelport.server._chat import answer_chat, read_json, reject
 from modelport.wire import anthropic_messages_server as wire
 
-__all__ = ["KEEPALIVE", "error_response", "routes"]
+__all__ = ["KEEPALIVE", "routes"]
 
 #: Anthropic's own keep-alive: a ``ping`` event, which its SDKs skip.
 KEEPALIVE = b'event: ping\ndata: {"type": "ping"}\n\n'
-
-
-def error_response(exc: ModelportError) -> Response:
-    """``exc`` as the status and ``{"type": "error", ...}`` body the Anthropic SDK maps."""
-    return json_error(wire, exc)
 
 
 async def messages(request: Request) -> Response:

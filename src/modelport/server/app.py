@@ -4,8 +4,9 @@
 once: the router, the usage ledger and the plugin host are made here and
 shared by every request (nothing is loaded per request), and the lifespan
 closes them. The middleware stack is two pure ASGI layers, metrics and access
-log outside, the key check inside; the routes live in small modules
-(``openai_routes``, ``anthropic_routes``, ``admin``, ``health``, ``metrics``).
+log outside, the guard inside (``_guard``: host, origin, body, key); the
+routes live in small modules (``openai_routes``, ``anthropic_routes``,
+``admin``, ``health``, ``metrics``).
 """
 
 from __future__ import annotations
@@ -26,14 +27,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.server import anthropic_routes, openai_routes
-from modelport.server._auth import (
-    AuthMiddleware,
-    GatewayKeys,
-    check_binding,
-    error_response_for_path,
-    is_loopback,
-    resolve_keys,
-)
+from modelport.server._errors import error_response_for_path
+from modelport.server._guard import GuardMiddleware
+from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
 from modelport.server.health import HealthTracker, health_endpoint
 from modelport.server.metrics import (
     BufferedAccessLog,
@@ -80,7 +76,7 @@ class _Gateway(Starlette):
     """Starlette, with a direct path for the two chat routes.
 
     ``POST /v1/chat/completions`` and ``POST /v1/messages`` go through the same
-    two middlewares (metrics and access log, then the key check) to their
+    two middlewares (metrics and access log, then the guard) to their
     handler, without Starlette's error middleware, router and per-route
     exception wrapper (~10 µs a request; the chat handlers answer their own
     errors, and :class:`~modelport.server.metrics.ObserveMiddleware` answers a
@@ -185,7 +181,7 @@ def create_app(
             known_paths=frozenset(r.path for r in routes if isinstance(r, Route)),
         ),
         Middleware(
-            AuthMiddleware,
+            GuardMiddleware,
             keys=keys,
             loopback=loopback,
             host=host,

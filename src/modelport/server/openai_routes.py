@@ -16,21 +16,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from modelport.errors import ModelportError
-from modelport.server._chat import answer_chat, json_error, read_json, reject
+from modelport.server._chat import answer_chat, read_json, reject
 from modelport.types import ModelInfo
 from modelport.wire import anthropic_messages_server as anthropic_wire
 from modelport.wire import openai_chat_server as wire
 
-__all__ = ["KEEPALIVE", "error_response", "routes"]
+__all__ = ["KEEPALIVE", "routes"]
 
 #: An SSE comment: every SSE client skips it, and it keeps proxies from timing out.
 KEEPALIVE = b": keep-alive\n\n"
-
-
-def error_response(exc: ModelportError) -> Response:
-    """``exc`` as the status and ``{"error": {...}}`` body the OpenAI SDK maps to its class."""
-    return json_error(wire, exc)
 
 
 def _include_usage(payload: dict[str, Any]) -> bool:
