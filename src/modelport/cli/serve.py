@@ -60,8 +60,8 @@ def serve(
 
     import uvicorn
 
+    from modelport.server.access_log import BufferedAccessLog
     from modelport.server.app import create_app
-    from modelport.server.metrics import BufferedAccessLog
 
     _configure_logging(log_level)
     # Our own access lines, formatted as the log format below and written in

@@ -4,8 +4,8 @@
 once: the router, the usage ledger and the plugin host are made here and
 shared by every request (nothing is loaded per request), and the lifespan
 closes them. The middleware stack is two pure ASGI layers, metrics and access
-log outside, the guard inside (``_guard``: host, origin, body, key); the
-routes live in small modules (``openai_routes``, ``anthropic_routes``,
+log outside (``_observe``), the guard inside (``_guard``: host, origin, body,
+key); the routes live in small modules (``openai_routes``, ``anthropic_routes``,
 ``admin``, ``health``, ``metrics``).
 """
 
@@ -30,13 +30,10 @@ from modelport.server import anthropic_routes, openai_routes
 from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
+from modelport.server._observe import ObserveMiddleware
+from modelport.server.access_log import BufferedAccessLog
 from modelport.server.health import HealthTracker, health_endpoint
-from modelport.server.metrics import (
-    BufferedAccessLog,
-    GatewayMetrics,
-    ObserveMiddleware,
-    metrics_endpoint,
-)
+from modelport.server.metrics import GatewayMetrics, metrics_endpoint
 from modelport.server.openapi import openapi_endpoint
 
 if TYPE_CHECKING:
@@ -79,7 +76,7 @@ class _Gateway(Starlette):
     two middlewares (metrics and access log, then the guard) to their
     handler, without Starlette's error middleware, router and per-route
     exception wrapper (~10 µs a request; the chat handlers answer their own
-    errors, and :class:`~modelport.server.metrics.ObserveMiddleware` answers a
+    errors, and :class:`~modelport.server._observe.ObserveMiddleware` answers a
     bug with a 500). The scope gets what Starlette's routing would give it (``app``,
     ``route``, ``endpoint``, ``path_params``). Everything else, lifespan
     included, is Starlette's.
@@ -144,7 +141,7 @@ def create_app(
     ``keepalive_interval`` is the silence, in seconds, after which a stream
     gets a keep-alive frame. ``access_log`` is True (a :mod:`logging` record
     per request on ``modelport.access``), False, or a
-    :class:`~modelport.server.metrics.BufferedAccessLog` (what ``modelport
+    :class:`~modelport.server.access_log.BufferedAccessLog` (what ``modelport
     serve`` uses; the lifespan flushes it).
     """
     if config is None:
