@@ -6,7 +6,7 @@ shared by every request (nothing is loaded per request), and the lifespan
 closes them. The middleware stack is two pure ASGI layers, metrics and access
 log outside (``_observe``), the guard inside (``_guard``: host, origin, body,
 key); the routes live in small modules (``openai_routes``, ``anthropic_routes``,
-``admin``, ``health``, ``metrics``).
+``admin``, ``health``, ``metrics``, ``openapi``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server import anthropic_routes, openai_routes
+from modelport.server import admin, anthropic_routes, openai_routes
 from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
@@ -45,12 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 logger = logging.getLogger("modelport.server")
-
-
-def _admin_routes() -> list[BaseRoute]:
-    from modelport.server.admin import routes
-
-    return routes()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -167,7 +161,7 @@ def create_app(
         Route("/health", health_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
-        *_admin_routes(),
+        *admin.routes(),
     ]
     metrics = GatewayMetrics()
     middleware = [
