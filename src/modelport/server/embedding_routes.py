@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from modelport.errors import ModelportError
-from modelport.server._chat import json_error, read_json, reject, scrub_secrets
+from modelport.server._chat import read_json, reject
+from modelport.server._errors import json_error, scrub_secrets
 from modelport.server._streaming import internal_error
 from modelport.wire import openai_embeddings_server as wire
 
