@@ -63,7 +63,6 @@ from modelport.errors import (
     ContextTooLongError,
     ModelNotFoundError,
     ModelportError,
-    NetworkError,
     ParseError,
     UpstreamError,
 )
@@ -78,11 +77,12 @@ from modelport.events import (
 )
 from modelport.types import Capabilities, FinishReason, ModelInfo
 from modelport.wire import _gemini_shapes as _shapes
-from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._errors import error_for_status, excerpt, truncated_stream
 from modelport.wire._gemini_args import ArgumentWriter
 from modelport.wire._gemini_request import EFFORT_BUDGETS, SKIP_SIGNATURE, build_request
 from modelport.wire._json import decode
-from modelport.wire._sse import SSEDecoder, SSEEvent
+from modelport.wire._sse import SSEEvent
+from modelport.wire._sse_stream import SSEStreamDecoder
 
 __all__ = [
     "EFFORT_BUDGETS",
@@ -263,7 +263,7 @@ def _usage(metadata: _shapes.UsageMetadata | None) -> UsageEvent | None:
 # --- streaming ------------------------------------------------------------------------
 
 
-class StreamDecoder:
+class StreamDecoder(SSEStreamDecoder):
     """``streamGenerateContent?alt=sse`` bytes → canonical events; any split, same events.
 
     Events decoded before an in-band error in the same :meth:`feed` are
@@ -271,23 +271,13 @@ class StreamDecoder:
     """
 
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._turn = _Turn()
-        self._done = False
-        self._deferred: ModelportError | None = None
 
     @property
     def id(self) -> str | None:
         """The upstream's ``responseId``, once a chunk gave it."""
         return self._turn.id
-
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """The events completed by these bytes. Raises in-band errors and ``ParseError``."""
-        self._raise_deferred()
-        out: list[StreamEvent] = []
-        if not self._done:
-            self._dispatch(self._sse.feed(chunk), out)
-        return out
 
     def close(self) -> list[StreamEvent]:
         """End of the body. Raises ``NetworkError`` if the answer never finished."""
@@ -300,17 +290,11 @@ class StreamDecoder:
                 self._raise_deferred()
             except ParseError as exc:
                 if not self._turn.finished:
-                    raise NetworkError("The upstream closed the stream before it finished") from exc
+                    raise truncated_stream() from exc
                 raise
         if not self._turn.finished:
-            raise NetworkError("The upstream closed the stream before it finished")
+            raise truncated_stream()
         return out
-
-    def _raise_deferred(self) -> None:
-        if self._deferred is not None:
-            error, self._deferred = self._deferred, None
-            self._done = True
-            raise error
 
     def _dispatch(self, events: list[SSEEvent], out: list[StreamEvent]) -> None:
         for sse in events:
@@ -319,14 +303,10 @@ class StreamDecoder:
             if not sse.data or sse.data.isspace():
                 continue
             try:
-                self._turn.chunk(
-                    decode(_shapes.RESPONSE, sse.data, "Gemini sent a stream chunk"), out
-                )
+                chunk = decode(_shapes.RESPONSE, sse.data, "Gemini sent a stream chunk")
+                self._turn.chunk(chunk, out)
             except ModelportError as exc:
-                if not out:
-                    self._done = True
-                    raise
-                self._deferred = exc
+                self._defer(exc, out)
                 return
 
 
