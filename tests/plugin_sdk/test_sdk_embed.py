@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from modelport.config import parse_config
@@ -107,6 +109,12 @@ def test_the_openai_sdk_embeds_with_a_plugin_model(
     monkeypatch.setenv("MODELPORT_HOME", str(home))
     monkeypatch.chdir(tmp_path)
     gateway = gateway_factory(create_app(parse_config(CONFIG), ledger=False))
+    # Startup plugins start behind the gateway; its connection names the provider, so
+    # a call before the plugin registered it would fail (as it should): wait for it.
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{gateway.url}/plugins/vectors").json()["state"] != "running":
+        assert time.monotonic() < deadline, "the plugin did not start"
+        time.sleep(0.05)
     with gateway.openai() as client:
         floats = client.embeddings.create(
             model="vectors/vec-1", input=["four", "five six"], encoding_format="float"
