@@ -170,3 +170,19 @@ def test_each_call_is_a_row_in_the_ledger(
     assert row.cost == pytest.approx(8 * 0.02 / 1e6)
     assert row.request_id and row.request_id.startswith("embd-")
     assert json.loads(upstream.requests[0].body)["model"] == "text-embedding-3-small"
+
+
+def test_the_gateway_key_guards_embeddings(
+    upstream: FakeUpstream, make_gateway: Callable[..., Gateway]
+) -> None:
+    from modelport.server._keys import GatewayKeys
+
+    upstream.route("POST", "/v1/embeddings", Reply.json(ANSWER))
+    gateway = make_gateway(keys=GatewayKeys("gw-key-0123456789"))
+    with pytest.raises(openai.AuthenticationError):
+        gateway.openai().embeddings.create(model="oai/m", input=["a", "b"])
+    assert upstream.requests == []
+    result = gateway.openai(api_key="gw-key-0123456789").embeddings.create(
+        model="oai/m", input=["a", "b"]
+    )
+    assert len(result.data) == 2
