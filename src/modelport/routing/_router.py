@@ -281,13 +281,15 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
+        key_id: str | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``request`` (whose ``model`` is an address) through its provider.
 
         Overrides apply to the requested connection; a configured fallback gets
         only ``timeout`` and ``max_retries``, so a key never travels to another
         connection. ``api`` (the front end: ``python``, ``cli``, ``openai``,
-        ``anthropic``) and ``request_id`` are what the ledger records the call under.
+        ``anthropic``), ``request_id`` and ``key_id`` (the gateway's virtual key) are
+        what the ledger records the call under.
         """
         overrides: dict[str, Any] = {
             "api_key": api_key,
@@ -296,7 +298,7 @@ class Router:
             "max_retries": max_retries,
             "headers": headers,
         }
-        attribution = Attribution(api, request_id)
+        attribution = Attribution(api, request_id, key_id)
         return stream_along(
             self._routes_for(request, overrides),
             lambda route: self._events(
@@ -348,6 +350,7 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
+        key_id: str | None = None,
     ) -> ChatResponse:
         """The whole answer at once, from the provider's ``complete`` (one non-streaming
         upstream request where the provider has one); ``model`` is the address that
@@ -364,7 +367,7 @@ class Router:
             "max_retries": max_retries,
             "headers": headers,
         }
-        attribution = Attribution(api, request_id)
+        attribution = Attribution(api, request_id, key_id)
         return await complete_along(
             self._routes_for(request, overrides),
             lambda route: self._complete_one(
@@ -394,6 +397,7 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
+        key_id: str | None = None,
     ) -> EmbeddingResponse:
         """Embed ``request.input`` with the model its address leads to.
 
@@ -436,7 +440,7 @@ class Router:
                     route,
                     lambda: provider.embed(bare),
                     prices=self.prices_for(route.connection, route.model),
-                    attribution=Attribution(api, request_id),
+                    attribution=Attribution(api, request_id, key_id),
                 )
         finally:
             if route.ephemeral:

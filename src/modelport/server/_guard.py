@@ -14,6 +14,9 @@ name. So, before any key is checked, :class:`GuardMiddleware` refuses
   than :data:`~modelport.server._errors.MAX_BODY_BYTES` (413).
 
 Then the key the path needs (:func:`~modelport.server._keys.key_refusal`).
+Once the gateway has issued virtual keys (:mod:`modelport.governance`), a
+model route (``/v1/…``) takes one of those instead of the gateway key: the
+key found goes to the route as ``scope["state"]["vkey"]``.
 A refusal is answered in the shape of the API the path belongs to.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -98,9 +102,12 @@ class GuardMiddleware:
         host: str = "127.0.0.1",
         max_body: int = MAX_BODY_BYTES,
         allowed_hosts: Iterable[str] = (),
+        governance: Any = None,
     ) -> None:
         self.app = app
         self.keys = keys
+        #: The team gateway's gate (:class:`~modelport.governance.Governance`), if any.
+        self.governance = governance
         self.loopback = loopback
         self.max_body = max_body
         bound = _host_name(host)
@@ -149,6 +156,13 @@ class GuardMiddleware:
             body = self._body_refusal(request)
             if body is not None:
                 return body
+        governance = self.governance
+        if governance is not None and governance.active and scope["path"].startswith("/v1/"):
+            found = governance.authenticate(request.keys)
+            if isinstance(found, AuthError):
+                return 401, found
+            scope.setdefault("state", {})["vkey"] = found
+            return None
         return key_refusal(self.keys, scope["path"], request.keys, loopback=self.loopback)
 
     def _body_refusal(self, request: _Request) -> tuple[int, ModelportError] | None:

@@ -26,7 +26,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server import admin, anthropic_routes, embedding_routes, openai_routes
+from modelport.server import (
+    admin,
+    anthropic_routes,
+    embedding_routes,
+    governance_routes,
+    openai_routes,
+)
 from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
@@ -38,6 +44,7 @@ from modelport.server.openapi import openapi_endpoint
 
 if TYPE_CHECKING:
     from modelport.config import Config
+    from modelport.governance import Governance
     from modelport.ledger import Ledger
     from modelport.plugin_host.host import PluginHost
     from modelport.routing import Router
@@ -115,6 +122,7 @@ def create_app(
     keys: GatewayKeys | None = None,
     access_log: bool | BufferedAccessLog = True,
     allowed_hosts: Iterable[str] = (),
+    governance: Governance | None | Literal[False] = None,
 ) -> Starlette:
     """Build the gateway.
 
@@ -137,6 +145,11 @@ def create_app(
     per request on ``modelport.access``), False, or a
     :class:`~modelport.server.access_log.BufferedAccessLog` (what ``modelport
     serve`` uses; the lifespan flushes it).
+    ``governance`` is the team gateway's gate (virtual keys, budgets, rate
+    limits: :func:`modelport.governance.open_governance`); ``None`` opens it on
+    the ledger's database (and ``redis_url``), ``False`` runs without. A
+    database that cannot be read raises ``ConfigError``: the gateway cannot know
+    whether it has keys to enforce, so it does not start open.
     """
     if config is None:
         config = router.config if router is not None else _load_config()
@@ -155,6 +168,12 @@ def create_app(
 
             plugin_host = PluginHost.from_config(router, config)
 
+    if governance is None:
+        from modelport.governance import open_governance
+
+        governance = open_governance(config)
+    governance = governance or None
+
     routes: list[BaseRoute] = [
         *openai_routes.routes(),
         *anthropic_routes.routes(),
@@ -163,6 +182,7 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         *admin.routes(),
+        *governance_routes.routes(),
     ]
     metrics = GatewayMetrics()
     middleware = [
@@ -178,6 +198,7 @@ def create_app(
             loopback=loopback,
             host=host,
             allowed_hosts=(*config.gateway.allowed_hosts, *allowed_hosts),
+            governance=governance,
         ),
     ]
     app = _Gateway(
@@ -204,6 +225,7 @@ def create_app(
     state.ledger = ledger or None
     _watch_ledger(metrics, state.ledger or router.ledger)
     state.plugin_host = plugin_host or None
+    state.governance = governance
     state.metrics = metrics
     state.health = HealthTracker(router.connection_names)
     state.keepalive_interval = keepalive_interval
@@ -247,6 +269,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state = app.state
     host = state.plugin_host
     starting: asyncio.Task[None] | None = None
+    if state.governance is not None:
+        # Refuses (ConfigError) to run beside instances it cannot share counters with.
+        await state.governance.start()
     if host is not None:
         # Discovery is a quick folder scan; starting the plugins is not, and the
         # gateway must answer /health within a second, so that runs behind us.
@@ -275,7 +300,7 @@ async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
     access_log = getattr(state, "access_log", None)
     if access_log is not None:
         access_log.flush()
-    for name in ("plugin_host", "router", "ledger"):
+    for name in ("plugin_host", "router", "governance", "ledger"):
         resource = getattr(state, name, None)
         if resource is None:
             continue
