@@ -131,7 +131,9 @@ async def test_requests_and_tokens_per_minute_are_exact(governance: Any) -> None
             lease = await admit(governance, key, chat())
         except RateLimitError:
             return False
-        governance.finish(lease, usage=Usage(input_tokens=5, output_tokens=5), prices=PRICES, outcome="ok")
+        governance.finish(
+            lease, usage=Usage(input_tokens=5, output_tokens=5), prices=PRICES, outcome="ok"
+        )
         return True
 
     results = await asyncio.gather(*(one() for _ in range(30)))

@@ -78,7 +78,9 @@ def test_the_gateway_key_works_until_a_virtual_key_is_issued(
     upstream.route("POST", "/v1/chat/completions", Reply.json(completion()))
     gateway, governance = governed(keys=GatewayKeys("gw-key-0123456789"))
     client = gateway.openai(api_key="gw-key-0123456789")
-    client.chat.completions.create(model="oai/gpt-test", messages=[{"role": "user", "content": "a"}])
+    client.chat.completions.create(
+        model="oai/gpt-test", messages=[{"role": "user", "content": "a"}]
+    )
     key, secret = issue(governance)
     with pytest.raises(openai.AuthenticationError, match="virtual key"):
         client.chat.completions.create(
@@ -263,7 +265,9 @@ def test_admin_routes_issue_list_rotate_and_revoke_with_an_audit_trail(
         assert actions == ["key.revoke", "budget.set", "key.rotate", "key.create"]
         assert admin.get("/admin/keys/vk_nope").status_code == 404
         # A virtual key is no admin key.
-        refused = httpx.get(f"{gateway.url}/admin/keys", headers={"authorization": f"Bearer {secret}"})
+        refused = httpx.get(
+            f"{gateway.url}/admin/keys", headers={"authorization": f"Bearer {secret}"}
+        )
         assert refused.status_code == 401
     finally:
         admin.close()
