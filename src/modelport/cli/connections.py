@@ -23,7 +23,16 @@ __all__ = ["register"]
 
 _COMPATS = ("openai", "anthropic", "ollama")
 #: Every key ``add`` may write, cleared first when ``--force`` replaces a connection.
-_CONNECTION_KEYS = ("base_url", "api_key_env", "timeout", "max_retries", "headers", "prices")
+_CONNECTION_KEYS = (
+    "base_url",
+    "api_key_env",
+    "timeout",
+    "max_retries",
+    "headers",
+    "prices",
+    "auth",
+    "oauth",
+)
 
 connections_app = typer.Typer(
     name="connections",
