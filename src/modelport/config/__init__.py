@@ -45,6 +45,7 @@ from modelport.config._load import (
     parse_config,
     project_config_path,
 )
+from modelport.config._oauth import parse_oauth
 from modelport.config._write import (
     edit_config,
     get_value,
@@ -72,6 +73,7 @@ __all__ = [
     "load_config",
     "modelport_home",
     "parse_config",
+    "parse_oauth",
     "project_config_path",
     "remove_connection",
     "resolve_address",
