@@ -38,7 +38,7 @@ from modelport.types import ModelInfo
 
 if TYPE_CHECKING:
     from modelport.auth.session import TokenBroker
-    from modelport.config import Config
+    from modelport.config import Config, OAuthConfig
 
 __all__ = ["PluginHost", "PluginState", "ProviderRegistry"]
 
@@ -462,6 +462,14 @@ class PluginHost:
             # A plugin may print what it was given; no secret of ours leaves through its log.
             info["stderr"] = [scrub(line) for line in plugin.stderr]
         return info
+
+    def oauth_config(self, provider_id: str) -> OAuthConfig | None:
+        """Where the users of a registered provider log in (``modelport login <id>``):
+        ``[connections.<id>.oauth]``, else its registration's ``oauth`` block."""
+        provider = self._table.providers.get(provider_id)
+        if provider is None:
+            return None
+        return self._table.oauth_config(provider.registration)
 
     def describe_all(self) -> list[dict[str, Any]]:
         return [self.describe(name) for name in self.names]
