@@ -1,6 +1,6 @@
-"""A plugin written with the SDK whose provider logs in with OAuth: ``python _oauth_plugin.py URL``.
+"""An SDK plugin whose provider logs in with OAuth: ``python _oauth_plugin.py URL [ID]``.
 
-It registers ``acme`` with an ``oauth`` block pointing at the test authorization
+It registers ``acme`` (or ID) with an ``oauth`` block pointing at the test authorization
 server at URL, a config field of type ``oauth`` (``token``) and a password field
 (``apiKey``, the dual mode), and answers each request by calling that server's
 API itself with whichever credential ``providerConfig`` carries, as a real
@@ -20,12 +20,13 @@ from modelport.errors import AuthError
 from modelport.plugin_sdk import Request, llm_provider, plugin
 
 SERVER = sys.argv[1]
+PROVIDER = sys.argv[2] if len(sys.argv) > 2 else "acme"
 
 
 @plugin.on_start
 async def start(info):
     await llm_provider.register(
-        "acme",
+        PROVIDER,
         name="Acme LLM",
         models=[{"id": "corp-large"}],
         config_fields=[

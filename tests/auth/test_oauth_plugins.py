@@ -30,12 +30,12 @@ PLUGIN = Path(__file__).with_name("_oauth_plugin.py")
 EXPIRES_IN = 600
 
 
-def _install(server: OAuthTestServer) -> None:
-    folder = modelport_home() / "plugins" / "acme-plugin"
+def _install(server: OAuthTestServer, provider: str = "acme") -> None:
+    folder = modelport_home() / "plugins" / f"{provider}-plugin"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "modelport-plugin.toml").write_text(
-        'name = "acme-plugin"\nversion = "1.0.0"\ntype = "llm-provider"\n'
-        f'command = ["{sys.executable}", "{PLUGIN}", "{server.url}"]\n'
+        f'name = "{provider}-plugin"\nversion = "1.0.0"\ntype = "llm-provider"\n'
+        f'command = ["{sys.executable}", "{PLUGIN}", "{server.url}", "{provider}"]\n'
         'triggers = ["startup"]\n'
     )
 
