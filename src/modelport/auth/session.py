@@ -31,12 +31,16 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from modelport.auth.oauth import OAuthClient, login_hint
 from modelport.auth.tokens import TokenSet, load_tokens, save_tokens
 from modelport.config import OAuthConfig
 from modelport.errors import AuthError
-from modelport.providers._http_client import HttpClient
+
+if TYPE_CHECKING:
+    # Imported when a session first renews a login: every router holds a broker, and
+    # most never use it, so `modelport serve` does not pay for the OAuth client at start.
+    from modelport.providers._http_client import HttpClient
 
 __all__ = ["OAuthSession", "TokenBroker"]
 
@@ -105,6 +109,8 @@ class OAuthSession:
             task.exception()  # retrieved here, so an error nobody awaited is not logged
 
     async def _renew_once(self, rejected: str | None) -> str:
+        from modelport.auth.oauth import OAuthClient, login_hint
+
         stored = await asyncio.to_thread(load_tokens, self.name)
         if stored is None:
             raise AuthError(
@@ -141,6 +147,8 @@ class OAuthSession:
 
 
 def _refused_error(name: str) -> AuthError:
+    from modelport.auth.oauth import login_hint
+
     return AuthError(
         f"The authorization server refused to renew the login of {name!r} "
         f"(the refresh token was revoked or has expired); {login_hint(name)}",
@@ -173,6 +181,8 @@ class TokenBroker:
         if found is not None and found.config == config:
             return found
         if self._http is None:
+            from modelport.providers._http_client import HttpClient
+
             self._http = HttpClient(timeout=30.0)
         session = OAuthSession(name, config, http=self._http, env=self._env, clock=self._clock)
         self._sessions[name] = session
