@@ -1,115 +1,43 @@
+"""What only the Anthropic adapter does: its wire, its version and beta headers, its
+missing-key messages, its overloaded status. The scenarios every adapter shares are in
+`test_adapters.py`."""
+
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from modelport.aggregate import aggregate
-from modelport.errors import (
-    AuthError,
-    ContextTooLongError,
-    ModelNotFoundError,
-    ModelportError,
-    NetworkError,
-    RateLimitError,
-    UpstreamError,
-)
-from modelport.events import StreamEvent
-from modelport.providers import ConnectionSettings, load_factory
+from modelport.errors import AuthError, NetworkError, UpstreamError
+from modelport.providers import ConnectionSettings
+from modelport.providers._retry import RetryingProvider
 from modelport.providers.anthropic import AnthropicProvider
 from modelport.testing import FakeUpstream, Reply
 from modelport.types import ChatRequest, Message
+from tests.providers._adapters import ANTHROPIC, Adapter
+from tests.providers.conftest import ProviderFactory, collect
 
-MESSAGES = "/v1/messages"
-KEY = "sk-ant-test-secret-0123456789"
-MODEL = "claude-haiku-4-5"
-LONG_STREAM = "anthropic/messages-stream-thinking-long.sse"
-#: Events arrive in the first write; then one more piece a second, long enough to interrupt.
-SLOW = [800] + [100] * 60
-
-Factory = Callable[..., AnthropicProvider]
+MESSAGES = ANTHROPIC.chat_path
+KEY = ANTHROPIC.key
+MODEL = ANTHROPIC.model
+_request = ANTHROPIC.request
 
 
 @pytest.fixture
-async def make_provider(upstream: FakeUpstream) -> AsyncIterator[Factory]:
-    made: list[AnthropicProvider] = []
-
-    def make(**overrides: Any) -> AnthropicProvider:
-        fields: dict[str, Any] = {
-            "name": "anthropic",
-            "compat": "anthropic",
-            "base_url": upstream.url,
-            "api_key": KEY,
-        }
-        fields.update(overrides)
-        provider = AnthropicProvider(ConnectionSettings(**fields))
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
-
-
-def _request() -> ChatRequest:
-    return ChatRequest(
-        model=MODEL,
-        messages=[
-            Message(role="system", content="Be brief."),
-            Message(role="user", content="Hello"),
-        ],
-        max_tokens=100,
-    )
-
-
-async def _collect(stream: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
-    return [event async for event in stream]
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _assert_no_secret(error: BaseException) -> None:
-    assert KEY not in str(error)
-    assert KEY not in repr(error)
-    assert KEY not in repr(getattr(error, "__dict__", {}))
-
-
-def _error(kind: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": kind, "message": message}}
-
-
-def test_registered_as_the_anthropic_compat() -> None:
-    assert load_factory("anthropic") is AnthropicProvider
+def adapter() -> Adapter:
+    return ANTHROPIC
 
 
 # --- success paths --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_stream_split_at_random_boundaries(
-    upstream: FakeUpstream, make_provider: Factory, seed: int
-) -> None:
-    fixture = "anthropic/messages-stream-text.sse"
-    upstream.route("POST", MESSAGES, Reply.fixture(fixture, chunks="random", split_seed=seed))
-    response = aggregate(await _collect(make_provider().stream(_request())), model=MODEL)
-    assert (response.content, response.finish_reason) == ("Hello", "stop")
-    assert (response.usage.input_tokens, response.usage.output_tokens) == (10, 4)
-
-
 async def test_stream_of_thinking_then_tool_use(
-    upstream: FakeUpstream, make_provider: Factory
+    upstream: FakeUpstream, make_provider: ProviderFactory
 ) -> None:
     fixture = "anthropic/messages-stream-thinking-then-tool_use.sse"
     upstream.route("POST", MESSAGES, Reply.fixture(fixture, chunks="random", split_seed=4))
-    response = aggregate(await _collect(make_provider().stream(_request())), model=MODEL)
+    response = aggregate(await collect(make_provider().stream(_request())), model=MODEL)
     assert response.reasoning.startswith("The user wants me to:")
     [thinking] = response.thinking
     assert thinking.signature is not None and thinking.signature.startswith("EoQDCm0I")
@@ -124,17 +52,17 @@ async def test_stream_of_thinking_then_tool_use(
 
 
 async def test_stream_sends_the_request_the_upstream_expects(
-    upstream: FakeUpstream, make_provider: Factory
+    upstream: FakeUpstream, make_provider: ProviderFactory
 ) -> None:
+    # Extra headers: test_adapters.py::test_the_key_and_extra_headers_go_upstream.
     upstream.route("POST", MESSAGES, Reply.fixture("anthropic/messages-stream-text.sse"))
-    await _collect(make_provider(headers={"X-Team": "blue"}).stream(_request()))
+    await collect(make_provider().stream(_request()))
     [sent] = upstream.requests
     assert (sent.method, sent.path) == ("POST", MESSAGES)
     assert sent.headers["x-api-key"] == KEY
     assert sent.headers["anthropic-version"] == "2023-06-01"
     assert "anthropic-beta" not in sent.headers
     assert "authorization" not in sent.headers
-    assert sent.headers["x-team"] == "blue"
     assert sent.json() == {
         "model": MODEL,
         "system": "Be brief.",
@@ -152,19 +80,13 @@ async def test_stream_sends_the_request_the_upstream_expects(
     ],
 )
 async def test_version_and_beta_from_options(
-    upstream: FakeUpstream, make_provider: Factory, beta: Any, header: str
+    upstream: FakeUpstream, make_provider: ProviderFactory, beta: Any, header: str
 ) -> None:
     upstream.route("POST", MESSAGES, Reply.fixture("anthropic/messages-stream-text.sse"))
     options = {"anthropic_version": "2099-01-01", "anthropic_beta": beta}
-    await _collect(make_provider(options=options).stream(_request()))
+    await collect(make_provider(options=options).stream(_request()))
     assert upstream.requests[0].headers["anthropic-version"] == "2099-01-01"
     assert upstream.requests[0].headers["anthropic-beta"] == header
-
-
-async def test_base_url_with_v1_suffix(upstream: FakeUpstream, make_provider: Factory) -> None:
-    upstream.route("POST", MESSAGES, Reply.fixture("anthropic/messages-stream-text.sse"))
-    await _collect(make_provider(base_url=f"{upstream.url}/v1/").stream(_request()))
-    assert upstream.requests[0].path == MESSAGES
 
 
 def test_default_base_url() -> None:
@@ -173,7 +95,9 @@ def test_default_base_url() -> None:
     assert provider.models_url() == "https://api.anthropic.com/v1/models"
 
 
-async def test_complete_from_a_json_body(upstream: FakeUpstream, make_provider: Factory) -> None:
+async def test_complete_from_a_json_body(
+    upstream: FakeUpstream, make_provider: ProviderFactory
+) -> None:
     upstream.route("POST", MESSAGES, Reply.fixture("anthropic/message-text.json"))
     response = await make_provider().complete(_request())
     assert response.content.startswith("Hello! I'm doing well, thanks for asking.")
@@ -184,7 +108,7 @@ async def test_complete_from_a_json_body(upstream: FakeUpstream, make_provider: 
     assert upstream.requests[0].headers["x-api-key"] == KEY
 
 
-async def test_list_models(upstream: FakeUpstream, make_provider: Factory) -> None:
+async def test_list_models(upstream: FakeUpstream, make_provider: ProviderFactory) -> None:
     body = {
         "data": [
             {
@@ -209,14 +133,17 @@ async def test_list_models(upstream: FakeUpstream, make_provider: Factory) -> No
     assert upstream.requests[0].headers["anthropic-version"] == "2023-06-01"
 
 
+# --- a missing key ------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("call", ["stream", "complete", "list_models"])
 async def test_missing_key_fails_before_any_request(
-    upstream: FakeUpstream, make_provider: Factory, call: str
+    upstream: FakeUpstream, make_provider: ProviderFactory, call: str
 ) -> None:
     provider = make_provider(api_key=None)
     with pytest.raises(AuthError) as caught:
         if call == "stream":
-            await _collect(provider.stream(_request()))
+            await collect(provider.stream(_request()))
         elif call == "complete":
             await provider.complete(_request())
         else:
@@ -227,156 +154,8 @@ async def test_missing_key_fails_before_any_request(
     assert upstream.requests == []
 
 
-# --- error statuses ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("path", ["stream", "complete"])
-@pytest.mark.parametrize(
-    ("reply", "error_class", "status"),
-    [
-        (Reply.json(_error("authentication_error", "invalid x-api-key"), 401), AuthError, 401),
-        (
-            Reply.fixture("anthropic/error-404-not_found_error.sorted.json", status=404),
-            ModelNotFoundError,
-            404,
-        ),
-        (
-            Reply.json(
-                _error(
-                    "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"
-                ),
-                400,
-            ),
-            ContextTooLongError,
-            400,
-        ),
-        (Reply.json(_error("api_error", "Internal server error"), 500), UpstreamError, 500),
-        (Reply.json(_error("overloaded_error", "Overloaded"), 529), UpstreamError, 529),
-    ],
-)
-async def test_error_statuses(
-    upstream: FakeUpstream,
-    make_provider: Factory,
-    path: str,
-    reply: Reply,
-    error_class: type[ModelportError],
-    status: int,
-) -> None:
-    upstream.route("POST", MESSAGES, reply)
-    provider = make_provider()
-    with pytest.raises(error_class) as caught:
-        if path == "stream":
-            await _collect(provider.stream(_request()))
-        else:
-            await provider.complete(_request())
-    error = caught.value
-    assert error.status == status
-    assert (error.connection, error.model) == ("anthropic", MODEL)
-    assert error.url == f"{upstream.url}{MESSAGES}"
-    _assert_no_secret(error)
-
-
-async def test_overloaded_is_retryable(upstream: FakeUpstream, make_provider: Factory) -> None:
-    upstream.route("POST", MESSAGES, Reply.json(_error("overloaded_error", "Overloaded"), 529))
-    with pytest.raises(UpstreamError) as caught:
-        await _collect(make_provider().stream(_request()))
-    assert caught.value.retryable
-
-
-async def test_rate_limit_carries_retry_after(
-    upstream: FakeUpstream, make_provider: Factory
-) -> None:
-    reply = Reply.json(_error("rate_limit_error", "slow down"), 429, headers={"retry-after": "12"})
-    upstream.route("POST", MESSAGES, reply)
-    with pytest.raises(RateLimitError) as caught:
-        await _collect(make_provider().stream(_request()))
-    assert caught.value.retry_after == 12.0
-
-
-async def test_in_band_error_event(upstream: FakeUpstream, make_provider: Factory) -> None:
-    body = (
-        b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1",'
-        b'"type":"message","role":"assistant","content":[],"model":"m","usage":'
-        b'{"input_tokens":1,"output_tokens":1}}}\n\n'
-        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
-        b'"message":"Overloaded"}}\n\n'
-    )
-    upstream.route("POST", MESSAGES, Reply(body=body, content_type="text/event-stream", chunks=[7]))
-    with pytest.raises(ModelportError, match="Overloaded") as caught:
-        await _collect(make_provider().stream(_request()))
-    assert (caught.value.connection, caught.value.model) == ("anthropic", MODEL)
-
-
-# --- the network -------------------------------------------------------------------
-
-
-async def test_connection_refused_raises_on_first_anext(make_provider: Factory) -> None:
-    base = f"http://127.0.0.1:{_closed_port()}"
-    stream = make_provider(base_url=base).stream(_request())
-    with pytest.raises(NetworkError) as caught:
-        await anext(stream)
-    assert f"Cannot reach {base} (connection refused)" in str(caught.value)
-    assert caught.value.url == f"{base}/v1/messages"
-    assert (caught.value.connection, caught.value.model) == ("anthropic", MODEL)
-    _assert_no_secret(caught.value)
-
-
-@pytest.mark.parametrize("drop_after", [0, 500, 5000])
-async def test_dropped_connection_mid_stream(
-    upstream: FakeUpstream, make_provider: Factory, drop_after: int
-) -> None:
-    upstream.route(
-        "POST", MESSAGES, Reply.fixture(LONG_STREAM, chunks=[300], drop_after=drop_after)
-    )
-    received: list[StreamEvent] = []
-    with pytest.raises(NetworkError, match="closed mid-response"):
-        async for event in make_provider().stream(_request()):
-            received.append(event)
-    assert not any(event.type == "finish" for event in received)
-
-
-async def test_hang_times_out_naming_the_setting(
-    upstream: FakeUpstream, make_provider: Factory
-) -> None:
-    upstream.route("POST", MESSAGES, Reply(hang=True))
-    with pytest.raises(NetworkError) as caught:
-        await make_provider(timeout=0.25).complete(_request())
-    assert "0.25 s" in str(caught.value) and "`timeout`" in str(caught.value)
-    _assert_no_secret(caught.value)
-
-
-async def test_cancelling_the_consumer_closes_the_upstream(
-    upstream: FakeUpstream, make_provider: Factory
-) -> None:
-    upstream.route("POST", MESSAGES, Reply.fixture(LONG_STREAM, chunks=SLOW, chunk_delay=1.0))
-    first = asyncio.Event()
-
-    async def consume() -> None:
-        async for _event in make_provider().stream(_request()):
-            first.set()
-
-    task = asyncio.create_task(consume())
-    await asyncio.wait_for(first.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert await upstream.requests[0].wait_closed(0.5)
-
-
-async def test_aclose_on_the_generator_closes_the_upstream(
-    upstream: FakeUpstream, make_provider: Factory
-) -> None:
-    upstream.route("POST", MESSAGES, Reply.fixture(LONG_STREAM, chunks=SLOW, chunk_delay=1.0))
-    stream = make_provider().stream(_request())
-    await anext(stream)
-    started = time.monotonic()
-    await stream.aclose()
-    assert await upstream.requests[0].wait_closed(1)
-    assert time.monotonic() - started < 0.5
-
-
 async def test_missing_key_of_another_connection_does_not_name_the_vendor_variable(
-    upstream: FakeUpstream, make_provider: Factory
+    upstream: FakeUpstream, make_provider: ProviderFactory
 ) -> None:
     provider = make_provider(name="claude", api_key=None)
     with pytest.raises(AuthError) as caught:
@@ -389,7 +168,7 @@ async def test_missing_key_of_another_connection_does_not_name_the_vendor_variab
 
 
 async def test_missing_key_names_the_variable_the_settings_name(
-    upstream: FakeUpstream, make_provider: Factory
+    upstream: FakeUpstream, make_provider: ProviderFactory
 ) -> None:
     provider = make_provider(name="claude", api_key=None, api_key_env="CLAUDE_KEY")
     with pytest.raises(AuthError) as caught:
@@ -426,12 +205,30 @@ async def test_missing_key_through_the_router_names_the_configured_variable(
     assert upstream.requests == []
 
 
-async def test_a_stream_that_ends_after_message_start_is_retried(
-    upstream: FakeUpstream, make_provider: Factory
-) -> None:
-    from modelport.errors import NetworkError
-    from modelport.providers._retry import RetryingProvider
+# --- error statuses ----------------------------------------------------------------
 
+
+async def test_overloaded_is_retryable(
+    upstream: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    upstream.route(
+        "POST",
+        MESSAGES,
+        Reply.json(
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, 529
+        ),
+    )
+    with pytest.raises(UpstreamError) as caught:
+        await collect(make_provider().stream(_request()))
+    assert caught.value.retryable
+
+
+# --- retries --------------------------------------------------------------------
+
+
+async def test_a_stream_that_ends_after_message_start_is_retried(
+    upstream: FakeUpstream, make_provider: ProviderFactory
+) -> None:
     start = (
         b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1",'
         b'"model":"m","content":[],"usage":{"input_tokens":3}}}\n\n'
@@ -442,7 +239,7 @@ async def test_a_stream_that_ends_after_message_start_is_retried(
     )
     provider = RetryingProvider(make_provider(), max_retries=1, sleep=_no_sleep)
     with pytest.raises(NetworkError, match="before it finished"):
-        await _collect(provider.stream(_request()))
+        await collect(provider.stream(_request()))
     assert len(upstream.requests) == 2
 
 

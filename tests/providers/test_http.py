@@ -1,9 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import socket
-from collections.abc import AsyncIterator
-
 import pytest
 
 from modelport.errors import (
@@ -20,19 +16,7 @@ from modelport.providers._http import (
     upstream_errors,
 )
 from modelport.testing import FakeUpstream, Reply
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[HttpClient]:
-    http = HttpClient(timeout=5)
-    yield http
-    await http.aclose()
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.providers.conftest import RawServer
 
 
 @pytest.mark.parametrize(
@@ -54,8 +38,8 @@ def test_redact_url(url: str, expected: str) -> None:
 # --- upstream_errors --------------------------------------------------------------
 
 
-async def test_refused_connection_message(client: HttpClient) -> None:
-    base = f"http://127.0.0.1:{_closed_port()}/v1"
+async def test_refused_connection_message(client: HttpClient, closed_port: int) -> None:
+    base = f"http://127.0.0.1:{closed_port}/v1"
     with pytest.raises(NetworkError) as caught:
         with upstream_errors(url=f"{base}/models", connection="local", model="m", target=base):
             await client.request("GET", f"{base}/models")
@@ -66,8 +50,10 @@ async def test_refused_connection_message(client: HttpClient) -> None:
     assert isinstance(error.__cause__, Exception)
 
 
-async def test_credentials_in_the_url_never_reach_the_message(client: HttpClient) -> None:
-    url = f"http://admin:hunter2@127.0.0.1:{_closed_port()}/v1"
+async def test_credentials_in_the_url_never_reach_the_message(
+    client: HttpClient, closed_port: int
+) -> None:
+    url = f"http://admin:hunter2@127.0.0.1:{closed_port}/v1"
     with pytest.raises(NetworkError) as caught:
         with upstream_errors(url=url):
             await client.request("GET", url)
@@ -82,41 +68,24 @@ async def test_dropped_body_is_a_network_error(upstream: FakeUpstream, client: H
             await client.request("GET", f"{upstream.url}/d")
 
 
-async def test_dropped_content_length_body_is_a_network_error(client: HttpClient) -> None:
-    async def short_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
-        await writer.drain()
-        writer.close()
-        await writer.wait_closed()
-
-    server = await asyncio.start_server(short_body, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
-    try:
-        with pytest.raises(NetworkError, match="closed mid-response"):
-            with upstream_errors(url=url):
-                await client.request("GET", url)
-    finally:
-        server.close()
-        await server.wait_closed()
+async def test_dropped_content_length_body_is_a_network_error(
+    client: HttpClient, raw_server: RawServer
+) -> None:
+    short_body = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this"
+    url = f"http://127.0.0.1:{await raw_server(short_body)}/x"
+    with pytest.raises(NetworkError, match="closed mid-response"):
+        with upstream_errors(url=url):
+            await client.request("GET", url)
 
 
-async def test_tls_failure_names_the_scheme(client: HttpClient) -> None:
-    async def plain_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-        await writer.wait_closed()
-
-    server = await asyncio.start_server(plain_http, "127.0.0.1", 0)
-    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/models"
-    try:
-        with pytest.raises(NetworkError) as caught:
-            with upstream_errors(url=url):
-                await client.request("GET", url)
-    finally:
-        server.close()
-        await server.wait_closed()
+async def test_tls_failure_names_the_scheme(client: HttpClient, raw_server: RawServer) -> None:
+    # Plain HTTP at once: a TLS client hello is no HTTP request to read first.
+    plain_http = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"
+    port = await raw_server(plain_http, read_request=False)
+    url = f"https://127.0.0.1:{port}/v1/models"
+    with pytest.raises(NetworkError) as caught:
+        with upstream_errors(url=url):
+            await client.request("GET", url)
     assert "TLS failed" in str(caught.value)
     assert "http:// or https://" in str(caught.value)
 
@@ -127,8 +96,8 @@ async def test_invalid_url_is_a_config_error(client: HttpClient) -> None:
             await client.request("GET", "http://")
 
 
-async def test_hint_is_used_for_refusals(client: HttpClient) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/api/tags"
+async def test_hint_is_used_for_refusals(client: HttpClient, closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}/api/tags"
     with pytest.raises(NetworkError, match="ollama serve"):
         with upstream_errors(url=url, hint="is Ollama running (`ollama serve`)?"):
             await client.request("GET", url)
@@ -162,23 +131,14 @@ def test_other_exceptions_pass_through() -> None:
     assert caught.value is error and error.connection == "c"
 
 
-async def test_garbage_response_is_a_network_error_without_the_key(client: HttpClient) -> None:
-    async def not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-        await writer.drain()
-        writer.close()
-        await writer.wait_closed()
-
-    server = await asyncio.start_server(not_http, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/models"
-    try:
-        with pytest.raises(NetworkError) as caught:
-            with upstream_errors(url=url):
-                await client.request("GET", url, headers={"x-api-key": "sk-very-secret"})
-    finally:
-        server.close()
-        await server.wait_closed()
+async def test_garbage_response_is_a_network_error_without_the_key(
+    client: HttpClient, raw_server: RawServer
+) -> None:
+    port = await raw_server(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+    url = f"http://127.0.0.1:{port}/v1/models"
+    with pytest.raises(NetworkError) as caught:
+        with upstream_errors(url=url):
+            await client.request("GET", url, headers={"x-api-key": "sk-very-secret"})
     assert "did not answer with valid HTTP" in str(caught.value)
     assert "is the URL right?" in str(caught.value)
     error = caught.value

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,19 +12,6 @@ from modelport.errors import NetworkError
 from modelport.providers._http import upstream_errors
 from modelport.providers._http_client import HttpClient, HttpResponse, StreamingResponse
 from modelport.testing import FakeUpstream, Reply
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[HttpClient]:
-    http = HttpClient(timeout=5)
-    yield http
-    await http.aclose()
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_the_provider_module_still_exports_the_client() -> None:
@@ -148,9 +133,9 @@ async def test_environment_proxy_is_used_for_remote_hosts(
 
 
 async def test_loopback_never_goes_through_a_proxy(
-    upstream: FakeUpstream, client: HttpClient, monkeypatch: pytest.MonkeyPatch
+    upstream: FakeUpstream, client: HttpClient, monkeypatch: pytest.MonkeyPatch, closed_port: int
 ) -> None:
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port}")
     upstream.route("GET", "/v1/models", Reply.json({"data": []}))
     response = await client.request("GET", f"{upstream.url}/v1/models")
     assert response.status == 200

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from modelport.config import Config
 from modelport.routing import Router
-from modelport.server._auth import GatewayKeys
+from modelport.server._keys import GatewayKeys
 from modelport.server.app import create_app
 from modelport.testing import FakeProvider
 from tests.server._sse import sse_events

@@ -1,12 +1,9 @@
-"""Operations: /health, /metrics, /openapi.json, the access log and `modelport serve`."""
+"""Operations: /health, /metrics, /openapi.json, the ledger and `modelport serve`."""
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -17,26 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from modelport.server.openapi import openapi_document
 from modelport.testing import FakeUpstream, Reply
+from tests.server._metrics import scrape_metrics
 from tests.server.conftest import Gateway
 
 USER = [{"role": "user", "content": "hi"}]
-
-
-def _metrics(gateway: Gateway) -> dict[str, float]:
-    time.sleep(0.05)  # requests are counted just after their last byte went out
-    response = httpx.get(f"{gateway.url}/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {}
-    for line in response.text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
 
 
 def test_health_lists_connections_with_their_state(
@@ -84,7 +68,7 @@ def test_metrics_count_requests_errors_latency_ttft_and_tokens(
         f"{gateway.url}/v1/messages", json={"model": "ant/m", "max_tokens": 5, "messages": USER}
     )
     assert rate_limited.status_code == 429
-    samples = _metrics(gateway)
+    samples = scrape_metrics(gateway)
     route = 'method="POST",route="/v1/chat/completions",status="200"'
     assert samples[f"modelport_gateway_requests_total{{{route}}}"] == 2
     assert (
@@ -120,66 +104,6 @@ def test_unknown_routes_answer_in_the_api_shape(gateway: Gateway) -> None:
     wrong_method = httpx.get(f"{gateway.url}/v1/messages")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["type"] == "error"
-
-
-def test_access_log_is_structured(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="modelport.access")
-    httpx.get(f"{gateway.url}/health?token=abc")
-    # The line is written once the response has gone out, so it may trail the client.
-    deadline = time.monotonic() + 3
-    while not any(r.name == "modelport.access" for r in caplog.records):
-        assert time.monotonic() < deadline, "no access log line"
-        time.sleep(0.01)
-    record = next(r for r in caplog.records if r.name == "modelport.access")
-    fields = record.access  # type: ignore[attr-defined]
-    assert fields["method"] == "GET" and fields["path"] == "/health"
-    assert fields["status"] == 200 and fields["route"] == "/health"
-    assert fields["duration_ms"] >= 0
-    assert "abc" not in record.getMessage()
-
-
-def test_serve_access_log_writes_the_same_line_in_batches(
-    make_gateway: Callable[..., Gateway], upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
-) -> None:
-    from modelport.server.metrics import BufferedAccessLog
-
-    caplog.set_level(logging.INFO, logger="modelport.access")  # as `modelport serve` sets it
-    stream = io.StringIO()
-    gateway = make_gateway(access_log=BufferedAccessLog(stream, max_lines=1000, interval=0.2))
-    upstream.route(
-        "POST", "/v1/chat/completions", Reply.fixture("openai/chat-stream-text-include-usage.sse")
-    )
-    gateway.openai().chat.completions.create(model="oai/gpt-4o", messages=USER)  # type: ignore[arg-type]
-    httpx.get(f"{gateway.url}/health?token=abc", headers={"x-api-key": "sk-secret-header"})
-    # Held, then written by the timer (or the lifespan's flush at shutdown).
-    deadline = time.monotonic() + 3
-    while stream.getvalue().count("\n") < 2:
-        assert time.monotonic() < deadline, "the access lines were never written"
-        time.sleep(0.02)
-    lines = stream.getvalue().splitlines()
-    pattern = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO modelport\.access: method=POST "
-    assert re.match(pattern, lines[0]), lines[0]
-    assert "route=/v1/chat/completions status=200" in lines[0]
-    assert "model=oai/gpt-4o" in lines[0]
-    assert "path=/health route=/health status=200" in lines[1]
-    assert "abc" not in stream.getvalue() and "sk-secret" not in stream.getvalue()
-    # Whatever is still held when the gateway stops is written then.
-    httpx.get(f"{gateway.url}/health")
-    gateway.stop()
-    assert stream.getvalue().count("\n") == 3
-
-
-def test_serve_access_log_follows_the_loggers_level(
-    make_gateway: Callable[..., Gateway], caplog: pytest.LogCaptureFixture
-) -> None:
-    from modelport.server.metrics import BufferedAccessLog
-
-    caplog.set_level(logging.WARNING, logger="modelport.access")
-    stream = io.StringIO()
-    gateway = make_gateway(access_log=BufferedAccessLog(stream))
-    assert httpx.get(f"{gateway.url}/health").status_code == 200
-    gateway.stop()
-    assert stream.getvalue() == ""
 
 
 def _free_port() -> int:
@@ -284,7 +208,7 @@ def test_ttft_starts_at_the_first_token_not_a_leading_usage_event(
     gateway = gateway_factory(create_app(router=router, plugin_host=False, ledger=ledger))
     request = {"model": "fake/m", "max_tokens": 5, "messages": USER, "stream": True}
     assert httpx.post(f"{gateway.url}/v1/messages", json=request).status_code == 200
-    samples = _metrics(gateway)
+    samples = scrape_metrics(gateway)
     assert samples['modelport_gateway_time_to_first_token_seconds_sum{model="fake/m"}'] >= 0.28
     (record,) = _recorded(ledger, 1)
     assert record.ttft_ms is not None and record.ttft_ms >= 280
@@ -306,7 +230,7 @@ def test_ledger_losses_are_counted_in_metrics(
     # A record the database refuses (NOT NULL), on its own in a batch: one lost.
     ledger.record(CallRecord(started_at=None, connection="c", model="m"))  # type: ignore[arg-type]
     assert ledger.flush(5)
-    samples = _metrics(gateway)
+    samples = scrape_metrics(gateway)
     assert samples["modelport_ledger_records_written_total"] == 1
     assert samples["modelport_ledger_records_dropped_total"] == 1
     assert samples["modelport_ledger_records_failed_total"] == 1
@@ -389,24 +313,3 @@ def test_health_and_error_bodies_never_show_a_url_query(
     for text in seen:
         for secret in (*secrets, "BODY-QUERY-SECRET"):
             assert secret not in text
-
-
-def test_a_chat_handler_that_raises_gets_a_500_and_is_counted(
-    gateway: Gateway, caplog: pytest.LogCaptureFixture
-) -> None:
-    # The chat routes are dispatched without Starlette's error middleware; the
-    # direct path must still answer a bug with a 500 and count it.
-    from starlette.routing import Route
-
-    async def boom(request: Any) -> Any:
-        raise RuntimeError("a bug")
-
-    gateway.app._chat["/v1/chat/completions"] = Route(  # type: ignore[attr-defined]
-        "/v1/chat/completions", boom, methods=["POST"]
-    )
-    caplog.set_level(logging.CRITICAL, logger="uvicorn.error")  # the traceback it logs
-    response = httpx.post(f"{gateway.url}/v1/chat/completions", json={"model": "oai/x"})
-    assert response.status_code == 500
-    samples = _metrics(gateway)
-    route = 'method="POST",route="/v1/chat/completions",status="500"'
-    assert samples[f"modelport_gateway_requests_total{{{route}}}"] == 1

@@ -47,7 +47,7 @@ def serve(
     from modelport.cli._output import fail
     from modelport.config import load_config
     from modelport.errors import ConfigError
-    from modelport.server._auth import check_binding, resolve_keys
+    from modelport.server._keys import check_binding, resolve_keys
 
     config = load_config()
     host = host or config.gateway.host
@@ -60,8 +60,8 @@ def serve(
 
     import uvicorn
 
+    from modelport.server.access_log import BufferedAccessLog
     from modelport.server.app import create_app
-    from modelport.server.metrics import BufferedAccessLog
 
     _configure_logging(log_level)
     # Our own access lines, formatted as the log format below and written in

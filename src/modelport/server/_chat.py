@@ -1,39 +1,91 @@
-"""The glue both chat routes share: read the body, call the router, answer or stream.
+"""The one chat handler both chat APIs share: read the body, call the router, answer or stream.
 
-``POST /v1/chat/completions`` and ``POST /v1/messages`` differ only in their
-wire module; everything else is here: reading the JSON body (within
-:data:`~modelport.server._auth.MAX_BODY_BYTES`), attributing the call to the
-ledger (``api`` and the response id), forwarding an Anthropic client's beta
-flags to an Anthropic upstream, cancelling a non-streamed call whose client
-left, and making every error safe to show before it is encoded.
+``POST /v1/chat/completions`` and ``POST /v1/messages`` differ only in what a
+:class:`ChatSurface` describes (the wire module, the answer's id, the stream
+encoder's options, the keep-alive frame, the name the ledger records);
+:func:`chat_endpoint` makes the handler for one. Everything else is here:
+reading the JSON body (within :data:`~modelport.server._errors.MAX_BODY_BYTES`),
+attributing the call to the ledger (``api`` and the response id), forwarding
+an Anthropic client's beta flags (:mod:`modelport.server._anthropic_betas`),
+cancelling a non-streamed call whose client left, and making every error safe
+to show before it is encoded (:func:`~modelport.server._errors.scrub_secrets`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from modelport._redact import public_text, public_url
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server._auth import MAX_BODY_BYTES, BodyTooLarge
+from modelport.server._anthropic_betas import forwarded_headers
+from modelport.server._errors import (
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    ServerWire,
+    json_error,
+    scrub_secrets,
+)
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
 
-__all__ = [
-    "ServerWire",
-    "answer_chat",
-    "forwarded_headers",
-    "json_error",
-    "read_json",
-    "reject",
-    "scrub_secrets",
-]
+__all__ = ["ChatSurface", "answer_chat", "chat_endpoint", "read_json", "reject"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatSurface:
+    """What one chat API brings to the shared handler; the rest is the same for both."""
+
+    #: What the ledger records the call under (``openai``, ``anthropic``).
+    api: str
+    #: The server half of its wire module: parses the request, encodes the answer and errors.
+    wire: ServerWire
+    #: The answer's id as a ``%`` template of one random integer of ``id_bits``
+    #: bits (``"msg_%024x"`` with 96). Data, not a function: ``%`` costs less
+    #: than a call, and less than an f-string.
+    id_template: str
+    id_bits: int
+    #: ``(chat, id, payload) -> StreamEncoder`` for a request that asked for a stream;
+    #: the payload is the request body, for the API's own stream options.
+    stream_encoder: Callable[[ChatRequest, str, dict[str, Any]], StreamEncoder]
+    #: The frame a silent stream gets, one that the API's SDKs skip.
+    keepalive: bytes
+
+
+def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Response]]:
+    """The ``POST`` handler for ``surface``'s chat route."""
+    wire = surface.wire
+    id_template = surface.id_template
+    id_bits = surface.id_bits
+    stream_encoder = surface.stream_encoder
+    getrandbits = random.getrandbits
+
+    async def chat_handler(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            payload = await read_json(request)
+            chat = wire.parse_request(payload)
+        except Exception as exc:
+            return reject(request, wire, exc)
+        # The id the client sees, streamed or not, is the one the ledger records.
+        # Random bits, as uuid4's hex but without its os.urandom call (~3 µs).
+        request_id = id_template % getrandbits(id_bits)
+        encoder = None
+        if payload.get("stream") is True:
+            encoder = stream_encoder(chat, request_id, payload)
+        return await answer_chat(
+            request, chat, surface, encoder=encoder, started=started, request_id=request_id
+        )
+
+    return chat_handler
 
 
 class _ChatOutcome:
@@ -66,45 +118,27 @@ class _ChatOutcome:
         self._scope.setdefault("state", {})["error"] = type(error).__name__
 
 
-class ServerWire(Protocol):
-    """The server half of a wire module (``modelport.wire.*_server``)."""
-
-    def encode_response(self, response: ChatResponse) -> bytes: ...
-
-    def encode_error(self, exc: ModelportError) -> tuple[int, bytes, dict[str, str]]: ...
-
-
-def json_error(wire: ServerWire, exc: ModelportError) -> Response:
-    """A complete error answer in ``wire``'s shape."""
-    status, body, headers = wire.encode_error(exc)
-    response = Response(body, status_code=status, headers=headers, media_type="application/json")
-    if isinstance(exc, BodyTooLarge):
-        response.status_code = 413
-    return response
-
-
 async def answer_chat(
     request: Request,
     chat: ChatRequest,
+    surface: ChatSurface,
     *,
-    wire: ServerWire,
     encoder: StreamEncoder | None,
-    keepalive: bytes,
     started: float,
-    api: str,
     request_id: str,
 ) -> Response:
     """Run ``chat`` through the router: a stream when ``encoder`` is given, else one JSON body.
 
-    ``api`` (``openai``/``anthropic``) and ``request_id`` (the id the client
-    sees in the answer) are what the ledger records the call under.
+    ``surface.api`` (``openai``/``anthropic``) and ``request_id`` (the id the
+    client sees in the answer) are what the ledger records the call under.
     """
+    wire = surface.wire
     state = request.app.state
     address = chat.model
     scope = request.scope
     scope.setdefault("state", {})["model"] = address
     outcome = _ChatOutcome(state, address, scope, started)
-    options: dict[str, Any] = {"api": api, "request_id": request_id}
+    options: dict[str, Any] = {"api": surface.api, "request_id": request_id}
     headers = forwarded_headers(state.router, address, request.headers)
     if headers:
         options["headers"] = headers
@@ -124,7 +158,7 @@ async def answer_chat(
             events,
             encoder,
             error_response=wire.encode_error,
-            keepalive=keepalive,
+            keepalive=surface.keepalive,
             keepalive_interval=state.keepalive_interval,
             outcome=outcome,
             scrub=scrub,
@@ -166,99 +200,6 @@ async def _cancel_on_disconnect(
         task.cancel()
 
 
-# --- what an Anthropic client may pass through ---------------------------------------------
-
-#: Beta flags an Anthropic client may have forwarded to an Anthropic upstream. A
-#: fixed list, not whatever a client sends: each distinct header set is a provider
-#: (and a connection pool) of its own, and these are the ones that change a chat.
-ANTHROPIC_BETAS = frozenset(
-    {
-        "code-execution-2025-05-22",
-        "computer-use-2024-10-22",
-        "computer-use-2025-01-24",
-        "computer-use-2025-11-24",
-        "context-1m-2025-08-07",
-        "context-management-2025-06-27",
-        "dev-full-thinking-2025-05-14",
-        "effort-2025-11-24",
-        "extended-cache-ttl-2025-04-11",
-        "files-api-2025-04-14",
-        "fine-grained-tool-streaming-2025-05-14",
-        "interleaved-thinking-2025-05-14",
-        "mcp-client-2025-04-04",
-        "mcp-client-2025-11-20",
-        "model-context-window-exceeded-2025-08-26",
-        "output-128k-2025-02-19",
-        "pdfs-2024-09-25",
-        "prompt-caching-2024-07-31",
-        "structured-outputs-2025-11-13",
-        "token-efficient-tools-2025-02-19",
-    }
-)
-
-
-def forwarded_headers(router: Any, address: str, headers: Any) -> dict[str, str] | None:
-    """The client's ``anthropic-beta`` flags, when ``address`` leads to an Anthropic upstream.
-
-    Only known flags (:data:`ANTHROPIC_BETAS`) travel, merged with any the
-    connection configures; ``anthropic-version`` never does (the provider speaks
-    the version it was written for), nor does anything for another compat.
-    """
-    sent = headers.get("anthropic-beta")
-    if not sent:
-        return None
-    flags = {flag.strip() for flag in sent.split(",")} & ANTHROPIC_BETAS
-    if not flags:
-        return None
-    try:
-        settings = router.resolve(address).settings
-    except Exception:  # the call itself will say what is wrong with the address
-        return None
-    if settings.compat != "anthropic":
-        return None
-    configured = settings.headers.get("anthropic-beta") or settings.options.get("anthropic_beta")
-    if isinstance(configured, str):
-        flags.update(f.strip() for f in configured.split(",") if f.strip())
-    elif configured:
-        flags.update(str(f) for f in configured)
-    return {"anthropic-beta": ",".join(sorted(flags))}
-
-
-# --- making errors safe to show ------------------------------------------------------------
-
-
-def scrub_secrets(state: Any, exc: ModelportError) -> None:
-    """Make ``exc`` safe to encode: no key this gateway holds, no URL query, no credential.
-
-    Errors are written to be secret-free, but an upstream may echo the key it
-    was sent ("invalid key sk-…") and that text travels in the message. The
-    gateway knows the exact values (its own keys and the failing connection's
-    upstream key), so it replaces them outright; then the message, body and
-    URL go through the same redaction as ``/health`` and the ledger
-    (:mod:`modelport._redact`): no query string, fragment or
-    ``user:password@`` part, nothing key-shaped.
-    """
-    secrets = [key.decode() for key in (state.keys.gateway, state.keys.admin) if key]
-    if exc.connection:
-        try:
-            upstream_key = state.router.settings_for(exc.connection).api_key
-        except Exception:  # an unknown or broken connection has no key to hide
-            upstream_key = None
-        if upstream_key:
-            secrets.append(upstream_key)
-    for secret in secrets:
-        if len(secret) < 4:
-            continue  # masking "ab" everywhere would garble the message, not protect it
-        exc.message = exc.message.replace(secret, "***")
-        if exc.body:
-            exc.body = exc.body.replace(secret, "***")
-    exc.message = public_text(exc.message)
-    if exc.body:
-        exc.body = public_text(exc.body)
-    if exc.url:
-        exc.url = public_url(exc.url)
-
-
 # --- reading the request -------------------------------------------------------------------
 
 
@@ -273,8 +214,8 @@ def reject(request: Request, wire: ServerWire, exc: Exception) -> Response:
 async def read_json(request: Request, *, limit: int = MAX_BODY_BYTES) -> Any:
     """The request body as JSON.
 
-    :class:`~modelport.server._auth.BodyTooLarge` past ``limit`` bytes (the
-    key check refuses a declared length over it; this catches a chunked body),
+    :class:`~modelport.server._errors.BodyTooLarge` past ``limit`` bytes (the
+    guard refuses a declared length over it; this catches a chunked body),
     :class:`InvalidRequestError` when it is not JSON.
     """
     # Straight from receive(), not request.stream(): an async generator costs ~2 µs a

@@ -58,6 +58,31 @@ def _openai_message(role: str, required: tuple[str, ...], **properties: Any) -> 
     return _object({"role": {"const": role}, **properties}, ("role", *required))
 
 
+def chat_completion(
+    kind: str, choice: dict[str, Any], choice_required: tuple[str, ...], *, usage_required: bool
+) -> dict[str, Any]:
+    """A ``chat.completion`` or a ``chat.completion.chunk``: one envelope, different choices.
+
+    ``choice`` holds a choice's properties after its ``index`` (the message or
+    the delta, ``finish_reason`` …); a chunk's ``usage`` is optional.
+    """
+    required = ("id", "object", "created", "model", "choices")
+    return _object(
+        {
+            "id": _string(),
+            "object": {"const": kind},
+            "created": {"type": "integer"},
+            "model": _string(),
+            "choices": {
+                "type": "array",
+                "items": _object({"index": {"type": "integer"}, **choice}, choice_required),
+            },
+            "usage": _ref("ChatUsage"),
+        },
+        (*required, "usage") if usage_required else required,
+    )
+
+
 _OPENAI_SCHEMAS: dict[str, Any] = {
     "ChatMessage": {
         "oneOf": [
@@ -157,51 +182,37 @@ _OPENAI_SCHEMAS: dict[str, Any] = {
         ("model", "messages"),
         description="Other fields (`seed`, `user`, `n` …) are passed on to OpenAI upstreams",
     ),
-    "ChatCompletion": _object(
+    "ChatCompletion": chat_completion(
+        "chat.completion",
         {
-            "id": _string(),
-            "object": {"const": "chat.completion"},
-            "created": {"type": "integer"},
-            "model": _string(),
-            "choices": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "index": {"type": "integer"},
-                        "message": _object(
+            "message": _object(
+                {
+                    "role": {"const": "assistant"},
+                    "content": _NULLABLE_STRING,
+                    "refusal": _NULLABLE_STRING,
+                    "reasoning_content": _string(),
+                    "tool_calls": {
+                        "type": "array",
+                        "items": _object(
                             {
-                                "role": {"const": "assistant"},
-                                "content": _NULLABLE_STRING,
-                                "refusal": _NULLABLE_STRING,
-                                "reasoning_content": _string(),
-                                "tool_calls": {
-                                    "type": "array",
-                                    "items": _object(
-                                        {
-                                            "id": _string(),
-                                            "type": {"const": "function"},
-                                            "function": _object(
-                                                {"name": _string(), "arguments": _string()},
-                                                ("name", "arguments"),
-                                            ),
-                                        },
-                                        ("id", "type", "function"),
-                                    ),
-                                },
+                                "id": _string(),
+                                "type": {"const": "function"},
+                                "function": _object(
+                                    {"name": _string(), "arguments": _string()},
+                                    ("name", "arguments"),
+                                ),
                             },
-                            ("role", "content", "refusal"),
+                            ("id", "type", "function"),
                         ),
-                        "finish_reason": {
-                            "enum": ["stop", "length", "tool_calls", "content_filter"]
-                        },
-                        "logprobs": {"type": "null"},
                     },
-                    ("index", "message", "finish_reason"),
-                ),
-            },
-            "usage": _ref("ChatUsage"),
+                },
+                ("role", "content", "refusal"),
+            ),
+            "finish_reason": {"enum": ["stop", "length", "tool_calls", "content_filter"]},
+            "logprobs": {"type": "null"},
         },
-        ("id", "object", "created", "model", "choices", "usage"),
+        ("index", "message", "finish_reason"),
+        usage_required=True,
     ),
     "ChatUsage": _object(
         {

@@ -10,6 +10,7 @@ from modelport.server._openapi_builders import (
     _ref,
     _string,
 )
+from modelport.server._openapi_openai import chat_completion
 
 
 def _json_data(schema: dict[str, Any]) -> dict[str, Any]:
@@ -27,35 +28,21 @@ _CHUNK_TOOL_CALL = _object(
     ("index", "function"),
 )
 _STREAM_SCHEMAS: dict[str, Any] = {
-    "ChatCompletionChunk": _object(
+    "ChatCompletionChunk": chat_completion(
+        "chat.completion.chunk",
         {
-            "id": _string(),
-            "object": {"const": "chat.completion.chunk"},
-            "created": {"type": "integer"},
-            "model": _string(),
-            "choices": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "index": {"type": "integer"},
-                        "delta": _object(
-                            {
-                                "role": {"const": "assistant"},
-                                "content": _string(),
-                                "reasoning_content": _string(),
-                                "tool_calls": {"type": "array", "items": _CHUNK_TOOL_CALL},
-                            }
-                        ),
-                        "finish_reason": {
-                            "enum": ["stop", "length", "tool_calls", "content_filter", None]
-                        },
-                    },
-                    ("index", "delta", "finish_reason"),
-                ),
-            },
-            "usage": _ref("ChatUsage"),
+            "delta": _object(
+                {
+                    "role": {"const": "assistant"},
+                    "content": _string(),
+                    "reasoning_content": _string(),
+                    "tool_calls": {"type": "array", "items": _CHUNK_TOOL_CALL},
+                }
+            ),
+            "finish_reason": {"enum": ["stop", "length", "tool_calls", "content_filter", None]},
         },
-        ("id", "object", "created", "model", "choices"),
+        ("index", "delta", "finish_reason"),
+        usage_required=False,
     ),
     "ChatCompletionEvent": _object(
         {

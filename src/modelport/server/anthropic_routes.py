@@ -3,57 +3,41 @@
 Parsing and every byte of output go through
 :mod:`modelport.wire.anthropic_messages_server`, so an Anthropic SDK sees
 ``message_start``, ``content_block_*``, ``message_delta`` and ``message_stop``
-whichever provider the model lives on.
+whichever provider the model lives on. The handler is the shared one
+(:mod:`modelport.server._chat`); this module says what is Anthropic's.
 """
 
 from __future__ import annotations
 
-import random
-import time
+from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from modelport.errors import ModelportError
-from modelport.server._chat import answer_chat, json_error, read_json, reject
+from modelport.server._chat import ChatSurface, chat_endpoint
+from modelport.types import ChatRequest
 from modelport.wire import anthropic_messages_server as wire
 
-__all__ = ["KEEPALIVE", "error_response", "routes"]
+__all__ = ["ANTHROPIC_CHAT", "KEEPALIVE", "routes"]
 
 #: Anthropic's own keep-alive: a ``ping`` event, which its SDKs skip.
 KEEPALIVE = b'event: ping\ndata: {"type": "ping"}\n\n'
 
 
-def error_response(exc: ModelportError) -> Response:
-    """``exc`` as the status and ``{"type": "error", ...}`` body the Anthropic SDK maps."""
-    return json_error(wire, exc)
+def _stream_encoder(
+    chat: ChatRequest, message_id: str, payload: dict[str, Any]
+) -> wire.StreamEncoder:
+    return wire.StreamEncoder(model=chat.model, id=message_id)
 
 
-async def messages(request: Request) -> Response:
-    started = time.perf_counter()
-    try:
-        payload = await read_json(request)
-        chat = wire.parse_request(payload)
-    except Exception as exc:
-        return reject(request, wire, exc)
-    # The id the client sees, streamed or not, is the one the ledger records.
-    # 96 random bits, as uuid4().hex[:24] but without its os.urandom call (~3 µs).
-    message_id = f"msg_{random.getrandbits(96):024x}"
-    encoder = None
-    if payload.get("stream") is True:
-        encoder = wire.StreamEncoder(model=chat.model, id=message_id)
-    return await answer_chat(
-        request,
-        chat,
-        wire=wire,
-        encoder=encoder,
-        keepalive=KEEPALIVE,
-        started=started,
-        api="anthropic",
-        request_id=message_id,
-    )
+ANTHROPIC_CHAT = ChatSurface(
+    api="anthropic",
+    wire=wire,
+    id_template="msg_%024x",  # 96 bits, as uuid4().hex[:24]
+    id_bits=96,
+    stream_encoder=_stream_encoder,
+    keepalive=KEEPALIVE,
+)
 
 
 def routes() -> list[BaseRoute]:
-    return [Route("/v1/messages", messages, methods=["POST"])]
+    return [Route("/v1/messages", chat_endpoint(ANTHROPIC_CHAT), methods=["POST"], name="messages")]

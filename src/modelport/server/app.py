@@ -4,8 +4,9 @@
 once: the router, the usage ledger and the plugin host are made here and
 shared by every request (nothing is loaded per request), and the lifespan
 closes them. The middleware stack is two pure ASGI layers, metrics and access
-log outside, the key check inside; the routes live in small modules
-(``openai_routes``, ``anthropic_routes``, ``admin``, ``health``, ``metrics``).
+log outside (``_observe``), the guard inside (``_guard``: host, origin, body,
+key); the routes live in small modules (``openai_routes``, ``anthropic_routes``,
+``admin``, ``health``, ``metrics``, ``openapi``).
 """
 
 from __future__ import annotations
@@ -25,22 +26,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server import anthropic_routes, openai_routes
-from modelport.server._auth import (
-    AuthMiddleware,
-    GatewayKeys,
-    check_binding,
-    error_response_for_path,
-    is_loopback,
-    resolve_keys,
-)
+from modelport.server import admin, anthropic_routes, openai_routes
+from modelport.server._errors import error_response_for_path
+from modelport.server._guard import GuardMiddleware
+from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
+from modelport.server._observe import ObserveMiddleware
+from modelport.server.access_log import BufferedAccessLog
 from modelport.server.health import HealthTracker, health_endpoint
-from modelport.server.metrics import (
-    BufferedAccessLog,
-    GatewayMetrics,
-    ObserveMiddleware,
-    metrics_endpoint,
-)
+from modelport.server.metrics import GatewayMetrics, metrics_endpoint
 from modelport.server.openapi import openapi_endpoint
 
 if TYPE_CHECKING:
@@ -52,12 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 logger = logging.getLogger("modelport.server")
-
-
-def _admin_routes() -> list[BaseRoute]:
-    from modelport.server.admin import routes
-
-    return routes()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -80,10 +67,10 @@ class _Gateway(Starlette):
     """Starlette, with a direct path for the two chat routes.
 
     ``POST /v1/chat/completions`` and ``POST /v1/messages`` go through the same
-    two middlewares (metrics and access log, then the key check) to their
+    two middlewares (metrics and access log, then the guard) to their
     handler, without Starlette's error middleware, router and per-route
     exception wrapper (~10 µs a request; the chat handlers answer their own
-    errors, and :class:`~modelport.server.metrics.ObserveMiddleware` answers a
+    errors, and :class:`~modelport.server._observe.ObserveMiddleware` answers a
     bug with a 500). The scope gets what Starlette's routing would give it (``app``,
     ``route``, ``endpoint``, ``path_params``). Everything else, lifespan
     included, is Starlette's.
@@ -148,7 +135,7 @@ def create_app(
     ``keepalive_interval`` is the silence, in seconds, after which a stream
     gets a keep-alive frame. ``access_log`` is True (a :mod:`logging` record
     per request on ``modelport.access``), False, or a
-    :class:`~modelport.server.metrics.BufferedAccessLog` (what ``modelport
+    :class:`~modelport.server.access_log.BufferedAccessLog` (what ``modelport
     serve`` uses; the lifespan flushes it).
     """
     if config is None:
@@ -174,7 +161,7 @@ def create_app(
         Route("/health", health_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
-        *_admin_routes(),
+        *admin.routes(),
     ]
     metrics = GatewayMetrics()
     middleware = [
@@ -185,7 +172,7 @@ def create_app(
             known_paths=frozenset(r.path for r in routes if isinstance(r, Route)),
         ),
         Middleware(
-            AuthMiddleware,
+            GuardMiddleware,
             keys=keys,
             loopback=loopback,
             host=host,

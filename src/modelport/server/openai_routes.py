@@ -3,66 +3,45 @@
 Handlers parse with :mod:`modelport.wire.openai_chat_server`, hand the
 canonical request to the router and encode what comes back with the same
 module: no OpenAI JSON is written here by hand, so a model behind any
-provider answers exactly as the OpenAI SDK expects.
+provider answers exactly as the OpenAI SDK expects. The chat handler is the
+shared one (:mod:`modelport.server._chat`); this module says what is OpenAI's.
 """
 
 from __future__ import annotations
 
-import random
-import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from modelport.errors import ModelportError
-from modelport.server._chat import answer_chat, json_error, read_json, reject
-from modelport.types import ModelInfo
+from modelport.server._chat import ChatSurface, chat_endpoint, reject
+from modelport.types import ChatRequest, ModelInfo
 from modelport.wire import anthropic_messages_server as anthropic_wire
 from modelport.wire import openai_chat_server as wire
 
-__all__ = ["KEEPALIVE", "error_response", "routes"]
+__all__ = ["KEEPALIVE", "OPENAI_CHAT", "routes"]
 
 #: An SSE comment: every SSE client skips it, and it keeps proxies from timing out.
 KEEPALIVE = b": keep-alive\n\n"
 
 
-def error_response(exc: ModelportError) -> Response:
-    """``exc`` as the status and ``{"error": {...}}`` body the OpenAI SDK maps to its class."""
-    return json_error(wire, exc)
-
-
-def _include_usage(payload: dict[str, Any]) -> bool:
+def _stream_encoder(
+    chat: ChatRequest, completion_id: str, payload: dict[str, Any]
+) -> wire.StreamEncoder:
     options = payload.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return wire.StreamEncoder(model=chat.model, id=completion_id, include_usage=include_usage)
 
 
-async def chat_completions(request: Request) -> Response:
-    started = time.perf_counter()
-    try:
-        payload = await read_json(request)
-        chat = wire.parse_request(payload)
-    except Exception as exc:
-        return reject(request, wire, exc)
-    # The id the client sees, streamed or not, is the one the ledger records.
-    # 128 random bits, as uuid4's hex but without its os.urandom call (~3 µs).
-    completion_id = f"chatcmpl-{random.getrandbits(128):032x}"
-    encoder = None
-    if payload.get("stream") is True:
-        encoder = wire.StreamEncoder(
-            model=chat.model, id=completion_id, include_usage=_include_usage(payload)
-        )
-    return await answer_chat(
-        request,
-        chat,
-        wire=wire,
-        encoder=encoder,
-        keepalive=KEEPALIVE,
-        started=started,
-        api="openai",
-        request_id=completion_id,
-    )
+OPENAI_CHAT = ChatSurface(
+    api="openai",
+    wire=wire,
+    id_template="chatcmpl-%032x",  # 128 bits, as uuid4's hex
+    id_bits=128,
+    stream_encoder=_stream_encoder,
+    keepalive=KEEPALIVE,
+)
 
 
 async def list_models(request: Request) -> Response:
@@ -81,6 +60,11 @@ async def list_models(request: Request) -> Response:
 
 def routes() -> list[BaseRoute]:
     return [
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route(
+            "/v1/chat/completions",
+            chat_endpoint(OPENAI_CHAT),
+            methods=["POST"],
+            name="chat_completions",
+        ),
         Route("/v1/models", list_models, methods=["GET"]),
     ]

@@ -39,7 +39,7 @@ from typing import Any
 
 import msgspec
 
-from modelport.errors import ModelportError, NetworkError, ParseError
+from modelport.errors import ModelportError, ParseError
 from modelport.events import (
     FinishEvent,
     ReasoningEvent,
@@ -51,9 +51,10 @@ from modelport.events import (
 )
 from modelport.types import Capabilities, FinishReason, ModelInfo, ModelPrices
 from modelport.wire import _openai_shapes as _shapes
-from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._errors import error_for_status, excerpt, truncated_stream
 from modelport.wire._openai_request import build_request, effort_for_budget
-from modelport.wire._sse import SSEDecoder, SSEEvent
+from modelport.wire._sse import SSEEvent
+from modelport.wire._sse_stream import SSEStreamDecoder
 
 __all__ = [
     "StreamDecoder",
@@ -173,7 +174,7 @@ class _Call:
         self.pending: list[str] = []
 
 
-class StreamDecoder:
+class StreamDecoder(SSEStreamDecoder):
     """``chat.completion.chunk`` stream → canonical events.
 
     Feed raw body bytes with :meth:`feed` and end with :meth:`close`, or feed
@@ -182,23 +183,12 @@ class StreamDecoder:
     """
 
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
-        self._done = False
+        super().__init__()
         self._finished = False
         self._refused = False
         self._calls: dict[int, _Call] = {}
         self._used: set[int] = set()
         self._last_usage: UsageEvent | None = None
-        self._deferred: ModelportError | None = None
-
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """The events completed by these bytes. Raises in-band errors and ``ParseError``."""
-        self._raise_deferred()
-        if self._done:
-            return []
-        out: list[StreamEvent] = []
-        self._dispatch(self._sse.feed(chunk), out)
-        return out
 
     def close(self) -> list[StreamEvent]:
         """End of the body. Raises ``NetworkError`` if the stream stopped before it finished."""
@@ -211,10 +201,10 @@ class StreamDecoder:
                 self._raise_deferred()
             except ParseError as exc:
                 if not self._finished:
-                    raise self._truncated() from exc
+                    raise truncated_stream() from exc
                 raise
         if not (self._done or self._finished):
-            raise self._truncated()
+            raise truncated_stream()
         self._check_calls_named()
         return out
 
@@ -236,16 +226,6 @@ class StreamDecoder:
         self._check_calls_named()
         return out
 
-    @staticmethod
-    def _truncated() -> NetworkError:
-        return NetworkError("The upstream closed the stream before it finished")
-
-    def _raise_deferred(self) -> None:
-        if self._deferred is not None:
-            error, self._deferred = self._deferred, None
-            self._done = True
-            raise error
-
     def _dispatch(self, events: list[SSEEvent], out: list[StreamEvent]) -> None:
         for sse in events:
             data = sse.data
@@ -260,10 +240,7 @@ class StreamDecoder:
                     raise error_for_status(500, excerpt(data, 300))
                 self._process(chunk, out)
             except ModelportError as exc:
-                if not out:
-                    self._done = True
-                    raise
-                self._deferred = exc
+                self._defer(exc, out)
                 return
 
     def _process(self, chunk: _shapes.Chunk, out: list[StreamEvent]) -> None:

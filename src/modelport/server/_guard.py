@@ -1,21 +1,9 @@
-"""Who may call the gateway: the gateway key, the admin key and the loopback rule.
-
-* Bound to loopback with no key configured, anyone on this machine may call.
-* Bound to anything else, the gateway refuses to start without a gateway key
-  (:func:`check_binding`).
-* A configured key is always required, whatever the binding. It is accepted as
-  ``Authorization: Bearer <key>`` (what the OpenAI SDK sends) or ``x-api-key``
-  (what the Anthropic SDK sends); the SHA-256 digests of what was sent and what
-  is expected are compared with :func:`hmac.compare_digest`, so neither the
-  key nor its length leaks through timing.
-* Admin routes (``/plugins…``) take the admin key when one is set. Without
-  one they follow the gateway key on loopback and are closed elsewhere: a
-  key handed to every tool must not also start and stop processes.
+"""The guard in front of every route: where a request comes from, what body it sends, which key.
 
 Web pages must not use a keyless loopback gateway on the visitor's behalf.
 A browser lets any site send a "simple" cross-site POST (``text/plain``, no
 preflight), and a DNS-rebinding page reaches 127.0.0.1 under its own host
-name. So, before any key is checked, :class:`AuthMiddleware` refuses
+name. So, before any key is checked, :class:`GuardMiddleware` refuses
 
 * a ``Host`` that is neither loopback (``127.0.0.0/8``, ``::1``, ``localhost``)
   nor the host name the gateway was bound to (a wildcard binding, which
@@ -23,116 +11,24 @@ name. So, before any key is checked, :class:`AuthMiddleware` refuses
 * a request carrying an ``Origin`` that is not loopback (browsers send it on
   every cross-site request; SDKs and command-line tools send none);
 * a ``POST`` body that is not ``application/json`` (415), or that is larger
-  than :data:`MAX_BODY_BYTES` (413).
+  than :data:`~modelport.server._errors.MAX_BODY_BYTES` (413).
 
-Keys live only in :class:`GatewayKeys` (whose ``repr`` hides them) and are
-never logged or echoed: a refusal names the header to send, not what was sent.
+Then the key the path needs (:func:`~modelport.server._keys.key_refusal`).
+A refusal is answered in the shape of the API the path belongs to.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
-import os
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelport.errors import AuthError, ConfigError, InvalidRequestError, ModelportError
+from modelport.errors import AuthError, InvalidRequestError, ModelportError
+from modelport.server._errors import MAX_BODY_BYTES, BodyTooLarge, error_response_for_path
+from modelport.server._keys import GatewayKeys, is_loopback, key_refusal
 
-__all__ = [
-    "ADMIN_PREFIXES",
-    "MAX_BODY_BYTES",
-    "AuthMiddleware",
-    "BodyTooLarge",
-    "GatewayKeys",
-    "check_binding",
-    "error_response_for_path",
-    "is_loopback",
-    "resolve_keys",
-]
-
-#: Paths that administer the gateway rather than use a model.
-ADMIN_PREFIXES = ("/plugins",)
-
-#: The largest request body the gateway reads (a long chat with images fits well within).
-MAX_BODY_BYTES = 32 * 1024 * 1024
-
-GATEWAY_KEY_ENV = "MODELPORT_GATEWAY_KEY"
-ADMIN_KEY_ENV = "MODELPORT_ADMIN_KEY"
-
-
-class GatewayKeys:
-    """The gateway and admin keys as bytes, with their SHA-256 digests for comparison."""
-
-    __slots__ = ("admin", "admin_digest", "gateway", "gateway_digest")
-
-    def __init__(self, gateway: str | None = None, admin: str | None = None) -> None:
-        self.gateway = gateway.encode() if gateway else None
-        self.admin = admin.encode() if admin else None
-        self.gateway_digest = _digest(self.gateway) if self.gateway else None
-        self.admin_digest = _digest(self.admin) if self.admin else None
-
-    def __repr__(self) -> str:
-        gateway = "'***'" if self.gateway else "None"
-        admin = "'***'" if self.admin else "None"
-        return f"GatewayKeys(gateway={gateway}, admin={admin})"
-
-
-def _digest(value: bytes) -> bytes:
-    return hashlib.sha256(value).digest()
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` only accepts connections from this machine."""
-    if host in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-
-
-def _from(table: Any, key: str, env_key: str, default_env: str, environ: Mapping[str, str]) -> str:
-    value = getattr(table, key, None) if table is not None else None
-    if value:
-        return str(value)
-    env_name = getattr(table, env_key, None) if table is not None else None
-    if env_name and environ.get(env_name):
-        return environ[env_name]
-    return environ.get(default_env, "")
-
-
-def resolve_keys(config: Any = None, *, environ: Mapping[str, str] | None = None) -> GatewayKeys:
-    """The keys from ``[gateway] key``/``key_env`` (and ``admin_key``/``admin_key_env``),
-    else ``MODELPORT_GATEWAY_KEY`` / ``MODELPORT_ADMIN_KEY``."""
-    environ = os.environ if environ is None else environ
-    table = getattr(config, "gateway", None)
-    gateway = _from(table, "key", "key_env", GATEWAY_KEY_ENV, environ)
-    admin = _from(table, "admin_key", "admin_key_env", ADMIN_KEY_ENV, environ)
-    return GatewayKeys(gateway or None, admin or None)
-
-
-def check_binding(host: str, keys: GatewayKeys) -> None:
-    """Refuse to serve beyond this machine without a gateway key."""
-    if keys.gateway is None and not is_loopback(host):
-        raise ConfigError(
-            f"Refusing to listen on {host}: beyond loopback the gateway needs a key. "
-            f"Set {GATEWAY_KEY_ENV}, or `key_env` (or `key`) under [gateway] in config.toml, "
-            "or bind 127.0.0.1."
-        )
-
-
-def _matches(presented: list[bytes], expected_digest: bytes) -> bool:
-    ok = False
-    for candidate in presented:
-        # Digests of equal length: the comparison tells nothing about the key's
-        # length, and no short-circuit: every presented key is compared.
-        ok |= hmac.compare_digest(_digest(candidate), expected_digest)
-    return ok
+__all__ = ["GuardMiddleware"]
 
 
 def _host_name(value: str) -> str:
@@ -185,7 +81,7 @@ def _is_json(content_type: bytes) -> bool:
     return media_type == b"application/json"
 
 
-class AuthMiddleware:
+class GuardMiddleware:
     """Pure ASGI guard in front of every route: where from, what body, which key.
 
     ``host`` is the address the gateway is bound to: besides loopback names it
@@ -253,7 +149,7 @@ class AuthMiddleware:
             body = self._body_refusal(request)
             if body is not None:
                 return body
-        return self._key_refusal(scope["path"], request.keys)
+        return key_refusal(self.keys, scope["path"], request.keys, loopback=self.loopback)
 
     def _body_refusal(self, request: _Request) -> tuple[int, ModelportError] | None:
         length = request.content_length
@@ -272,35 +168,6 @@ class AuthMiddleware:
                 return 413, BodyTooLarge(self.max_body)
         return None
 
-    def _key_refusal(self, path: str, presented: list[bytes]) -> tuple[int, ModelportError] | None:
-        if path.startswith(ADMIN_PREFIXES):
-            expected = self.keys.admin_digest
-            if expected is None:
-                if not self.loopback:
-                    return 403, AuthError(_ADMIN_CLOSED)
-                expected = self.keys.gateway_digest
-            label = "admin key"
-        else:
-            expected = self.keys.gateway_digest
-            label = "gateway key"
-        if expected is None:
-            return None
-        if not presented:
-            return 401, AuthError(_missing(label))
-        if not _matches(presented, expected):
-            return 401, AuthError(f"The {label} sent is not valid.")
-        return None
-
-
-class BodyTooLarge(InvalidRequestError):
-    """A request body over the gateway's limit (answered with 413)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"The request body is larger than this gateway accepts ({limit // (1024 * 1024)} MiB)."
-        )
-        self.limit = limit
-
 
 _FOREIGN_HOST = (
     "This gateway answers only to its own host name (127.0.0.1, localhost or the "
@@ -313,19 +180,6 @@ _FOREIGN_ORIGIN = (
 _NOT_JSON = "Send the request body as JSON, with `Content-Type: application/json`."
 
 
-_ADMIN_CLOSED = (
-    f"Admin routes are closed on a gateway that listens beyond loopback without an admin key; "
-    f"set {ADMIN_KEY_ENV} (or [gateway] admin_key_env) to use them."
-)
-
-
-def _missing(label: str) -> str:
-    return (
-        f"This gateway requires its {label}: send it as `Authorization: Bearer <key>` "
-        "or in the `x-api-key` header."
-    )
-
-
 async def _refuse(scope: Scope, send: Send, status: int, error: ModelportError) -> None:
     if scope["type"] == "websocket":
         # 1008: policy violation. The handshake is refused before it is accepted.
@@ -335,15 +189,6 @@ async def _refuse(scope: Scope, send: Send, status: int, error: ModelportError) 
     response = error_response_for_path(scope["path"], error)
     response.status_code = status
     await response(scope, _no_receive, send)
-
-
-def error_response_for_path(path: str, exc: ModelportError) -> Response:
-    """The error in the shape of the API that ``path`` belongs to (Anthropic or OpenAI)."""
-    if path.startswith("/v1/messages"):
-        from modelport.server.anthropic_routes import error_response
-    else:
-        from modelport.server.openai_routes import error_response
-    return error_response(exc)
 
 
 async def _no_receive() -> Message:

@@ -1,0 +1,68 @@
+"""Which ``anthropic-beta`` flags an Anthropic client may have passed on to its upstream.
+
+An Anthropic SDK sends beta flags (``anthropic-beta: a,b``) to switch on
+features that change a chat. The gateway forwards the known ones, and only
+when the model's address leads to an Anthropic upstream; anything else the
+client sent stays with the gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ANTHROPIC_BETAS", "forwarded_headers"]
+
+#: Beta flags an Anthropic client may have forwarded to an Anthropic upstream. A
+#: fixed list, not whatever a client sends: each distinct header set is a provider
+#: (and a connection pool) of its own, and these are the ones that change a chat.
+ANTHROPIC_BETAS = frozenset(
+    {
+        "code-execution-2025-05-22",
+        "computer-use-2024-10-22",
+        "computer-use-2025-01-24",
+        "computer-use-2025-11-24",
+        "context-1m-2025-08-07",
+        "context-management-2025-06-27",
+        "dev-full-thinking-2025-05-14",
+        "effort-2025-11-24",
+        "extended-cache-ttl-2025-04-11",
+        "files-api-2025-04-14",
+        "fine-grained-tool-streaming-2025-05-14",
+        "interleaved-thinking-2025-05-14",
+        "mcp-client-2025-04-04",
+        "mcp-client-2025-11-20",
+        "model-context-window-exceeded-2025-08-26",
+        "output-128k-2025-02-19",
+        "pdfs-2024-09-25",
+        "prompt-caching-2024-07-31",
+        "structured-outputs-2025-11-13",
+        "token-efficient-tools-2025-02-19",
+    }
+)
+
+
+def forwarded_headers(router: Any, address: str, headers: Any) -> dict[str, str] | None:
+    """The client's ``anthropic-beta`` flags, when ``address`` leads to an Anthropic upstream.
+
+    Only known flags (:data:`ANTHROPIC_BETAS`) travel, merged with any the
+    connection configures; ``anthropic-version`` never does (the provider speaks
+    the version it was written for), nor does anything for another compat.
+    """
+    sent = headers.get("anthropic-beta")
+    if not sent:
+        return None
+    flags = {flag.strip() for flag in sent.split(",")} & ANTHROPIC_BETAS
+    if not flags:
+        return None
+    try:
+        settings = router.resolve(address).settings
+    except Exception:  # the call itself will say what is wrong with the address
+        return None
+    if settings.compat != "anthropic":
+        return None
+    configured = settings.headers.get("anthropic-beta") or settings.options.get("anthropic_beta")
+    if isinstance(configured, str):
+        flags.update(f.strip() for f in configured.split(",") if f.strip())
+    elif configured:
+        flags.update(str(f) for f in configured)
+    return {"anthropic-beta": ",".join(sorted(flags))}

@@ -1,0 +1,125 @@
+"""The access log: one line per HTTP request, with no header, no query string and no body.
+
+:func:`access_fields` picks what a line holds and :func:`access_message`
+writes it as ``key=value`` pairs; two writers share them:
+
+* :func:`log_access`, the default: one :mod:`logging` record per request on
+  the ``modelport.access`` logger, with the fields as ``record.access`` for
+  an embedder's handlers (a JSON formatter, say);
+* :class:`BufferedAccessLog`, what ``modelport serve`` uses: the same line,
+  formatted here and written to a stream in batches, without the logging
+  machinery's cost per request.
+
+Both are an :data:`AccessLogWriter`, called by
+:class:`~modelport.server._observe.ObserveMiddleware` once the response has
+gone out, and only while ``modelport.access`` is enabled for ``INFO``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from starlette.types import Scope
+
+__all__ = [
+    "AccessLogWriter",
+    "BufferedAccessLog",
+    "access_fields",
+    "access_logger",
+    "access_message",
+    "log_access",
+]
+
+access_logger = logging.getLogger("modelport.access")
+
+#: ``(scope, route, status, seconds)``: writes one request's line.
+AccessLogWriter = Callable[[Scope, str, int, float], None]
+
+
+def access_fields(scope: Scope, route: str, status: int, seconds: float) -> dict[str, Any]:
+    """One request's access-log fields: no header, no query string, no body."""
+    client = scope.get("client")
+    state = scope.get("state") or {}
+    return {
+        "method": scope["method"],
+        "path": scope["path"],  # never the query string: some clients put keys there
+        "route": route,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+        "client": f"{client[0]}:{client[1]}" if client else None,
+        "model": state.get("model"),
+        "error": state.get("error"),
+    }
+
+
+def access_message(fields: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+
+
+def log_access(scope: Scope, route: str, status: int, seconds: float) -> None:
+    """One :mod:`logging` record on ``modelport.access``, the fields as ``record.access``."""
+    fields = access_fields(scope, route, status, seconds)
+    access_logger.info(access_message(fields), extra={"access": fields})
+
+
+class BufferedAccessLog:
+    """The access log without the logging machinery: for ``modelport serve``.
+
+    A :class:`logging.LogRecord` per request, passed through the handlers and
+    written with a flush each, cost the event loop ~75 µs a request. This
+    formats the same line as the serve log format
+    (``%(asctime)s %(levelname)s %(name)s: %(message)s``) and writes lines
+    in batches: every ``max_lines`` lines, ``interval`` seconds after the
+    first unwritten line, and on :meth:`flush` (the app's shutdown). It honours
+    the ``modelport.access`` logger's level, so ``--log-level warning`` still
+    silences it. Embedders keep the default: one record per request through
+    :mod:`logging`.
+    """
+
+    def __init__(self, stream: IO[str], *, max_lines: int = 256, interval: float = 0.5) -> None:
+        self._stream = stream
+        self._max_lines = max_lines
+        self._interval = interval
+        self._lines: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._stamp = ""
+
+    def __call__(self, scope: Scope, route: str, status: int, seconds: float) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        message = access_message(access_fields(scope, route, status, seconds))
+        millis = int((now - second) * 1000)
+        lines = self._lines
+        lines.append(f"{self._stamp},{millis:03d} INFO modelport.access: {message}\n")
+        if len(lines) >= self._max_lines:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._timer = loop.call_later(self._interval, self.flush)
+
+    def flush(self) -> None:
+        """Write every line held so far."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._lines:
+            return
+        text = "".join(self._lines)
+        self._lines.clear()
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):  # a closed stderr must not fail a request
+            pass
