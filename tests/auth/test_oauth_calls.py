@@ -389,3 +389,26 @@ def test_an_oauth_token_is_a_bearer_token_whatever_the_adapter(tmp_path: Path) -
     keyed = AnthropicProvider(ConnectionSettings(name="claude", compat="anthropic", api_key="k"))
     assert keyed.request_headers()["x-api-key"] == "k"
     assert "Authorization" not in keyed.request_headers()
+
+
+async def test_a_login_that_cannot_be_stored_still_serves_this_process(
+    server: OAuthTestServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import modelport.auth.session as session_module
+    from modelport.errors import ConfigError
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ConfigError("Cannot write /home/x/tokens.json: No space left on device")
+
+    monkeypatch.setattr(session_module, "save_tokens", broken)
+    router = _router(server)
+    try:
+        server.clock.advance(EXPIRES_IN)
+        assert (await router.complete(_request())).content == "Hello from corp"
+        assert (await router.complete(_request())).content == "Hello from corp"
+    finally:
+        await router.aclose()
+    assert server.refreshes == 1
+    assert "could not store the renewed login of 'corp'" in caplog.text
+    assert "No space left on device" in caplog.text
+    assert server.current().refresh_token not in caplog.text

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from modelport.auth.tokens import TokenSet, load_tokens, save_tokens
 from modelport.config import OAuthConfig
-from modelport.errors import AuthError
+from modelport.errors import AuthError, ConfigError
 
 if TYPE_CHECKING:
     # Imported when a session first renews a login: every router holds a broker, and
@@ -135,7 +135,18 @@ class OAuthSession:
                 self._refused = stored.refresh_token
             raise
         # Saved before anyone uses it: with rotation, the old refresh token is dead now.
-        await asyncio.to_thread(save_tokens, self.name, fresh)
+        try:
+            await asyncio.to_thread(save_tokens, self.name, fresh)
+        except ConfigError as exc:
+            # Storage broke (a full disk, a read-only home): this process keeps the login
+            # in memory rather than failing the call, and says what will be lost.
+            logger.warning(
+                "could not store the renewed login of %r (%s); it lasts until this process "
+                "stops, then run `modelport login %s`",
+                self.name,
+                exc.message,
+                self.name,
+            )
         self._tokens = fresh
         logger.info("renewed the OAuth login of %r", self.name)
         return fresh.access_token
