@@ -370,6 +370,7 @@ class OAuthTestServer:
                 Route("/token", self._token, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             ]
         )
 
@@ -426,6 +427,23 @@ class OAuthTestServer:
         if not self._valid_access(request.headers.get("authorization", "")):
             return self._unauthorized()
         return JSONResponse({"object": "list", "data": [{"id": "corp-large", "object": "model"}]})
+
+    async def _embeddings(self, request: Request) -> Response:
+        if not self._valid_access(request.headers.get("authorization", "")):
+            return self._unauthorized()
+        body = await request.json()
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(text)), 0.5]}
+            for i, text in enumerate(body["input"])
+        ]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": 2, "total_tokens": 2},
+            }
+        )
 
     async def _chat(self, request: Request) -> Response:
         if not self._valid_access(request.headers.get("authorization", "")):

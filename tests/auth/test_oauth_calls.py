@@ -412,3 +412,20 @@ async def test_a_login_that_cannot_be_stored_still_serves_this_process(
     assert "could not store the renewed login of 'corp'" in caplog.text
     assert "No space left on device" in caplog.text
     assert server.current().refresh_token not in caplog.text
+
+
+async def test_embeddings_go_through_the_same_login(server: OAuthTestServer) -> None:
+    from modelport.types import EmbeddingRequest
+
+    router = _router(server)
+    try:
+        request = EmbeddingRequest(model="corp/embed-small", input=["hello", "hi"])
+        first = await router.embed(request)
+        server.expire_access_tokens()  # a 401, answered by a refresh and one retry
+        second = await router.embed(request)
+    finally:
+        await router.aclose()
+    assert first.embeddings == second.embeddings == [[5.0, 0.5], [2.0, 0.5]]
+    assert server.refreshes == 1
+    stored = load_tokens("corp")
+    assert stored is not None and server.state.api_tokens[-1] == stored.access_token

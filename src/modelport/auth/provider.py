@@ -26,7 +26,13 @@ from modelport.auth.session import OAuthSession
 from modelport.errors import AuthError
 from modelport.events import StreamEvent
 from modelport.providers import Provider
-from modelport.types import ChatRequest, ChatResponse, ModelInfo
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+)
 
 __all__ = ["OAuthProvider", "is_token_rejection"]
 
@@ -43,7 +49,9 @@ class OAuthProvider:
 
     ``key_provider``, when given, is asked at each call for the provider to use
     with a key instead (the dual mode of a plugin: its key when one is set,
-    else OAuth); it returns ``None`` when there is no key.
+    else OAuth); it returns ``None`` when there is no key. ``embeds`` says
+    whether the providers ``build`` makes offer embeddings: only then does this
+    one have an ``embed`` method (:func:`~modelport.providers.offers_embeddings`).
     """
 
     def __init__(
@@ -52,11 +60,14 @@ class OAuthProvider:
         build: Callable[[str], Provider],
         *,
         key_provider: Callable[[], Provider | None] | None = None,
+        embeds: bool = False,
     ) -> None:
         self.session = session
         self._build = build
         self._key_provider = key_provider
         self._inner: tuple[str, Provider] | None = None
+        if embeds:
+            self.embed = self._embed
 
     def _for(self, token: str) -> Provider:
         # One provider per token, rebuilt only when the token changes.
@@ -89,6 +100,9 @@ class OAuthProvider:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         return await self._call(lambda provider: provider.complete(request))
+
+    async def _embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        return await self._call(lambda provider: provider.embed(request))  # type: ignore[attr-defined]
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         keyed = self._keyed()

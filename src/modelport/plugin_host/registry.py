@@ -263,7 +263,9 @@ class ProviderTable:
             def key_provider() -> PluginProvider | None:
                 return provider if self._has_key(registration) else None
 
-        return OAuthProvider(session, provider.with_access_token, key_provider=key_provider)
+        return OAuthProvider(
+            session, provider.with_access_token, key_provider=key_provider, embeds=True
+        )
 
     def _broker(self) -> TokenBroker:
         if self._tokens is None:

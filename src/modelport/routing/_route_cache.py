@@ -39,6 +39,7 @@ from modelport.providers import (
     Provider,
     ProviderFactory,
     load_factory,
+    offers_embeddings,
 )
 from modelport.routing._provider_source import PLUGIN_PREFIX
 from modelport.types import ModelInfo
@@ -168,11 +169,17 @@ class RouteCache:
             from modelport.auth.provider import OAuthProvider
 
             session = self.tokens.session(settings.name, settings.oauth)
+            factory = (
+                registered.factory
+                if registered is not None and registered.factory is not None
+                else load_factory(settings.compat)
+            )
             return OAuthProvider(  # type: ignore[return-value]
                 session,
                 lambda token: self._build_plain(
                     msgspec.structs.replace(settings, api_key=token), registered, shared_client=True
                 ),
+                embeds=offers_embeddings(factory),
             )
         return self._build_plain(settings, registered, shared_client=shared_client)
 
