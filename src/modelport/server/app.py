@@ -166,7 +166,7 @@ def create_app(
         if plugin_host is None:
             from modelport.plugin_host.host import PluginHost
 
-            plugin_host = PluginHost.from_config(router, config)
+            plugin_host = PluginHost.from_config(router, config, tokens=router.tokens)
 
     if governance is None:
         from modelport.governance import open_governance
