@@ -53,6 +53,7 @@ def pg_url() -> Iterator[str]:
 
 # The gateway fixtures of tests/server, for the tests that drive a real gateway.
 from tests.server.conftest import (  # noqa: E402, F401
+    gateway,  # noqa: E402, F401
     gateway_factory,
     make_gateway,
     upstream_keys,

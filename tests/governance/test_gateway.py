@@ -271,3 +271,45 @@ def test_admin_routes_issue_list_rotate_and_revoke_with_an_audit_trail(
         assert refused.status_code == 401
     finally:
         admin.close()
+
+
+def test_plugin_models_pass_the_same_gate(
+    gateway_factory: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    from modelport.config import Config
+    from modelport.routing import Router
+    from modelport.server.app import create_app
+    from modelport.testing import FakeProvider
+
+    # A provider registered at run time, as the plugin host registers a plugin's.
+    router = Router(Config())
+    router.register_provider("plug", FakeProvider())
+    governance = open_governance(url=f"sqlite:///{tmp_path / 'gov.db'}")
+    key, secret = issue(governance)
+    governance.catalog.set_limit(scope="model", subject="plug/echo", rpm=1, actor="test")
+    governance.reload()
+    app = create_app(router=router, plugin_host=False, ledger=False, governance=governance)
+    gateway = gateway_factory(app)
+    client = gateway.openai(api_key=secret)
+    client.chat.completions.create(model="plug/echo", messages=[{"role": "user", "content": "a"}])
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(
+            model="plug/echo", messages=[{"role": "user", "content": "a"}]
+        )
+    with pytest.raises(anthropic.RateLimitError):
+        gateway.anthropic(api_key=secret).messages.create(
+            model="plug/echo", max_tokens=5, messages=[{"role": "user", "content": "a"}]
+        )
+    with pytest.raises(openai.AuthenticationError):
+        gateway.openai(api_key="nope").chat.completions.create(
+            model="plug/echo", messages=[{"role": "user", "content": "a"}]
+        )
+
+
+def test_the_admin_routes_are_in_the_openapi_document(gateway: Gateway) -> None:
+    document = httpx.get(f"{gateway.url}/openapi.json").json()
+    paths = document["paths"]
+    assert {"post", "get"} <= set(paths["/admin/keys"])
+    assert "put" in paths["/admin/budgets"] and "put" in paths["/admin/limits"]
+    assert "post" in paths["/admin/keys/{id}/revoke"]
+    assert "IssuedVirtualKey" in document["components"]["schemas"]
