@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelport.governance._pricing import Charge
 
@@ -113,6 +113,8 @@ class Lease:
     windows: tuple[int, ...]
     max_output: int
     settled: bool = False
+    #: The timer that renews the lease while the call runs (cancelled when it settles).
+    renewal: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,13 +159,22 @@ class BudgetState:
     held_cost: int = 0
     held_tokens: int = 0
     holds: dict[str, Hold] = field(default_factory=dict)
+    #: No hold expires before this (a lower bound: renewals only move expiries later).
+    next_expiry: int = 1 << 62
 
     def purge(self, now_ms: int) -> None:
         """Drop holds whose lease ran out: their request's instance stopped renewing them."""
-        for lease_id in [k for k, hold in self.holds.items() if hold.expires_ms <= now_ms]:
-            hold = self.holds.pop(lease_id)
-            self.held_cost -= hold.cost
-            self.held_tokens -= hold.tokens
+        if now_ms < self.next_expiry:
+            return
+        soonest = 1 << 62
+        for lease_id, hold in list(self.holds.items()):
+            if hold.expires_ms <= now_ms:
+                del self.holds[lease_id]
+                self.held_cost -= hold.cost
+                self.held_tokens -= hold.tokens
+            elif hold.expires_ms < soonest:
+                soonest = hold.expires_ms
+        self.next_expiry = soonest
 
 
 @dataclass(slots=True)
@@ -216,6 +227,8 @@ def decide(
         state.held_cost += cost
         state.held_tokens += tokens
         state.holds[lease_id] = Hold(cost, tokens, expires)
+        if expires < state.next_expiry:
+            state.next_expiry = expires
     for _line, state in rates:
         state.count += 1
         state.held += tokens

@@ -319,6 +319,8 @@ class Governance:
         if lease.settled:
             return
         lease.settled = True
+        if lease.renewal is not None:
+            lease.renewal.cancel()
         if outcome == "failed":
             cost, tokens = 0, 0
         elif outcome == "ok" and usage is not None:
@@ -364,9 +366,9 @@ class Governance:
             if lease.settled:
                 return
             self._spawn(self._renew(lease))
-            loop.call_later(self.hold_seconds / 3, renew)
+            lease.renewal = loop.call_later(self.hold_seconds / 3, renew)
 
-        loop.call_later(self.hold_seconds / 3, renew)
+        lease.renewal = loop.call_later(self.hold_seconds / 3, renew)
 
     async def _renew(self, lease: Lease) -> None:
         try:

@@ -114,7 +114,9 @@ class PostgresCounters:
             found = self._select_budgets(conn, names)
         holds = conn.execute(sa.select(_H).where(_H.c.counter.in_(names)))
         for row in holds:
-            found[row.counter].holds[row.lease] = Hold(row.cost, row.tokens, row.expires_ms)
+            state = found[row.counter]
+            state.holds[row.lease] = Hold(row.cost, row.tokens, row.expires_ms)
+            state.next_expiry = min(state.next_expiry, row.expires_ms)
         return found
 
     def _select_budgets(self, conn: Connection, names: list[str]) -> dict[str, BudgetState]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from modelport.ledger import compute_cost
 from modelport.types import ChatRequest, EmbeddingRequest, ImagePart, ModelPrices, Usage
 
 __all__ = [
@@ -113,7 +114,5 @@ class Charge:
 
 def actual_nanos(usage: Usage, prices: ModelPrices | None) -> int:
     """What a finished call costs in nano-dollars (0 when its prices are unknown)."""
-    from modelport.ledger import compute_cost
-
     cost = compute_cost(usage, prices)
     return 0 if cost is None else nanos(cost)
