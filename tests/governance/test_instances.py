@@ -84,3 +84,24 @@ def _request():  # type: ignore[no-untyped-def]
     from modelport.types import EmbeddingRequest
 
     return EmbeddingRequest(model="a/b", input=["x"])
+
+
+async def test_unreachable_counters_fail_closed(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket closes
+    governance = open_governance(
+        url=f"sqlite:///{tmp_path / 'gov.db'}", redis_url=f"redis://127.0.0.1:{port}/0"
+    )
+    try:
+        key, _ = governance.catalog.create_key(name="k", actor="test")
+        governance.catalog.set_limit(scope="key", subject=key.id, rpm=5, actor="test")
+        governance.reload()
+        plan = governance.plan(governance.snapshot.keys[0], "a/b")
+        with pytest.raises(UpstreamError, match="cannot reach its budget and rate counters") as e:
+            await governance.admit(plan, governance.embedding_charge(plan, _request(), None, "a/b"))
+        assert e.value.status == 503
+    finally:
+        await governance.aclose()
