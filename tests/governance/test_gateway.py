@@ -313,3 +313,23 @@ def test_the_admin_routes_are_in_the_openapi_document(gateway: Gateway) -> None:
     assert "put" in paths["/admin/budgets"] and "put" in paths["/admin/limits"]
     assert "post" in paths["/admin/keys/{id}/revoke"]
     assert "IssuedVirtualKey" in document["components"]["schemas"]
+
+
+def test_a_key_lists_only_the_models_it_may_use(
+    gateway_factory: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    from modelport.config import Config
+    from modelport.routing import Router
+    from modelport.server.app import create_app
+    from modelport.testing import FakeProvider
+    from modelport.types import ModelInfo
+
+    router = Router(Config())
+    models = [ModelInfo(id="a", connection="plug"), ModelInfo(id="b", connection="plug")]
+    router.register_provider("plug", FakeProvider(), models)
+    governance = open_governance(url=f"sqlite:///{tmp_path / 'gov.db'}")
+    _, secret = issue(governance, models=["plug/b"])
+    app = create_app(router=router, plugin_host=False, ledger=False, governance=governance)
+    gateway = gateway_factory(app)
+    listed = gateway.openai(api_key=secret).models.list()
+    assert [model.id for model in listed.data] == ["plug/b"]
