@@ -263,16 +263,14 @@ async def _check_counters(deployment: str, limit: Any) -> None:
     redis = RedisConnection(parse_redis_url(REDIS_URL))
     prefix = f"mp:{{{deployment}}}:"
     try:
-        _, budgets = await redis.call("SCAN", 0, "MATCH", prefix + "b:*", "COUNT", 10_000)
+        budgets = await _scan(redis, prefix + "b:*")
         budget_hashes = [k for k in budgets if not k.endswith((b":l", b":a"))]
         assert budget_hashes
         for key in budget_hashes:
             fields = dict(zip(*[iter(await redis.call("HGETALL", key))] * 2, strict=True))
             assert int(fields[b"sc"]) <= BUDGET * 1e9
             assert int(fields[b"hc"]) == 0  # every hold settled
-        _, windows = await redis.call(
-            "SCAN", 0, "MATCH", f"{prefix}r:{limit.id}:*", "COUNT", 10_000
-        )
+        windows = await _scan(redis, f"{prefix}r:{limit.id}:*")
         assert windows
         for key in windows:
             fields = dict(zip(*[iter(await redis.call("HGETALL", key))] * 2, strict=True))
@@ -281,3 +279,14 @@ async def _check_counters(deployment: str, limit: Any) -> None:
             assert int(fields[b"h"]) == 0
     finally:
         await redis.aclose()
+
+
+async def _scan(redis: Any, pattern: str) -> list[bytes]:
+    """Every key matching ``pattern`` (SCAN until its cursor comes back to 0)."""
+    found: list[bytes] = []
+    cursor: Any = 0
+    while True:
+        cursor, keys = await redis.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+        found += keys
+        if int(cursor) == 0:
+            return found
