@@ -173,7 +173,7 @@ def test_three_instances_keep_budgets_and_limits_exact(
         # Both teams' calls get through, and both kinds of limit refuse some.
         for team in (0, 1):
             mine = statuses[team::2]
-            assert mine.count(200) >= 20 and 429 in mine, mine
+            assert mine.count(200) >= 10 and 429 in mine, mine
         assert set(statuses) <= {200, 429, -1}, statuses
         revoked_in = asyncio.run(_revoke_and_probe(catalog, probe.id, probe_secret, ports))
         assert revoked_in < 1.0, f"a revoked key still worked after {revoked_in:.2f} s"

@@ -127,7 +127,7 @@ class _Protocol(asyncio.Protocol):
 class RedisConnection:
     """One pipelined connection to ``address``, opened on first use."""
 
-    def __init__(self, address: RedisAddress, *, timeout: float = 2.0) -> None:
+    def __init__(self, address: RedisAddress, *, timeout: float = 5.0) -> None:
         self.address = address
         self.timeout = timeout
         self._hiredis = _hiredis()
