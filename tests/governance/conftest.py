@@ -33,6 +33,19 @@ BACKENDS = [
 ]
 
 
+def fresh_minute(margin: float = 15.0) -> None:
+    """Wait for the next minute if this one has less than ``margin`` seconds left.
+
+    Rate limits count in clock minutes; a test that checks a limit must not
+    straddle two of them, or the second minute's allowance would pass.
+    """
+    import time
+
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.05)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str | None]]:
     """``(database_url, redis_url)`` for one backend."""

@@ -20,6 +20,7 @@ import pytest
 from modelport.governance import open_governance
 from modelport.server._keys import GatewayKeys
 from modelport.testing import FakeUpstream, Reply
+from tests.governance.conftest import fresh_minute
 from tests.server.conftest import Gateway
 
 PRICES = """
@@ -168,6 +169,7 @@ def test_requests_per_minute_are_refused_past_the_limit(
     key, secret = issue(governance)
     governance.catalog.set_limit(scope="key", subject=key.id, rpm=2, actor="test")
     governance.reload()
+    fresh_minute()
     client = gateway.openai(api_key=secret)
     for _ in range(2):
         client.chat.completions.create(
@@ -213,6 +215,7 @@ async def test_embeddings_pass_the_same_gate(
     key, secret = issue(governance)
     governance.catalog.set_limit(scope="key", subject=key.id, rpm=1, actor="test")
     governance.reload()
+    fresh_minute()
     client = gateway.openai(api_key=secret)
     client.embeddings.create(model="oai/emb", input=["x"], encoding_format="float")
     with pytest.raises(openai.RateLimitError):
@@ -291,6 +294,7 @@ def test_plugin_models_pass_the_same_gate(
     app = create_app(router=router, plugin_host=False, ledger=False, governance=governance)
     gateway = gateway_factory(app)
     client = gateway.openai(api_key=secret)
+    fresh_minute()
     client.chat.completions.create(model="plug/echo", messages=[{"role": "user", "content": "a"}])
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(
