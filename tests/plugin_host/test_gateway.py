@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -144,3 +145,39 @@ def test_openai_sdk_gets_tool_calls_from_the_node_example(
             assert names == {0: "GetWeatherArgs", 1: "get_stock_price"}
             assert finish == "tool_calls"
         assert upstream.requests[0].headers["authorization"] == "Bearer sk-node"
+
+
+def test_admin_posts_with_an_empty_body_take_any_content_type(
+    gateway_factory: GatewayFactory, plugins_home: Path
+) -> None:
+    # Python's urllib sends `application/x-www-form-urlencoded` with any body, even b"".
+    import urllib.error
+    import urllib.request
+
+    write_plugin(plugins_home / "plugins", "p", scripted("ok"))
+    gateway = gateway_factory(create_app(parse_config(""), ledger=False))
+
+    def post(path: str, **headers: str) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"{gateway.url}{path}", data=b"", method="POST", headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, started = post("/plugins/p/start")
+    assert status == 200 and started["state"] == "running"
+    status, stopped = post("/plugins/p/stop", **{"Content-Type": "text/plain"})
+    assert status == 200 and stopped["state"] == "stopped"
+    assert post("/plugins/load")[0] == 200
+    # A page on another site is still refused, with or without a body.
+    assert post("/plugins/p/start", Origin="http://evil.example")[0] == 403
+    form = httpx.post(
+        f"{gateway.url}/plugins/p/start",
+        content=b"a=1",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 415
+    assert httpx.get(f"{gateway.url}/plugins/p").json()["state"] == "stopped"
