@@ -105,7 +105,7 @@ class RegisterParams(TypedDict):
     providerId: str
     name: NotRequired[str]
     description: NotRequired[str]
-    capabilities: NotRequired[dict[str, Any]]
+    capabilities: NotRequired[list[str] | dict[str, bool]]
     requiresKey: NotRequired[bool]
     configFields: NotRequired[list[ConfigField]]
     models: NotRequired[list[dict[str, Any]]]

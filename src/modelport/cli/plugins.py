@@ -112,9 +112,9 @@ def _trusted_cell(info: dict[str, Any]) -> str:
 
 
 def _note(info: dict[str, Any]) -> str:
-    """The error, then any registration problems (a refused provider id, say)."""
+    """The error, then any other problems (a refused provider id, an unknown capability)."""
     notes = [info["error"]] if info.get("error") else []
-    notes += [f"provider.register refused: {p}" for p in info.get("problems") or []]
+    notes += [p for p in info.get("problems") or [] if p not in notes]
     return "; ".join(notes)
 
 

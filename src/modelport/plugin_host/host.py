@@ -63,6 +63,7 @@ class _Plugin:
         self.exit_code: int | None = None
         self.started_at = 0.0
         self.restart_task: asyncio.Task[None] | None = None
+        self.refused_in_run = 0  # the run in which the host last refused a provider.register
         self.lock = asyncio.Lock()
 
     @property
@@ -281,6 +282,13 @@ class PluginHost:
                 plugin.state = "crashed"
                 plugin.exit_code = process.returncode
                 plugin.error = f"initialize failed: {exc}"
+                if plugin.refused_in_run == plugin.runs:
+                    # It failed because the host refused its registration: the same
+                    # registration would be refused again, so this is not retried.
+                    plugin.error += "; its provider.register was refused, so restarting cannot help"
+                    raise ConfigError(
+                        f"The plugin {plugin.name!r} failed to start: {plugin.error}"
+                    ) from exc
                 raise PluginError(
                     f"The plugin failed to start: {exc.message}", plugin=plugin.name
                 ) from exc
@@ -395,9 +403,14 @@ class PluginHost:
             provider = self._table.register(plugin.name, params, lambda: self._live_process(plugin))
         except ModelportError as exc:
             logger.warning("plugin %s: provider.register refused: %s", plugin.name, exc.message)
-            plugin.problems.append(exc.message)
+            plugin.refused_in_run = plugin.runs
+            plugin.problems.append(f"provider.register refused: {exc.message}")
             plugin.stderr.append(f"[modelport] provider.register refused: {exc.message}")
             raise
+        for warning in provider.registration.warnings:
+            logger.warning("plugin %s: provider.register: %s", plugin.name, warning)
+            plugin.problems.append(f"provider.register: {warning}")
+            plugin.stderr.append(f"[modelport] provider.register: {warning}")
         plugin.providers[provider.provider_id] = provider
         return {}
 
@@ -447,6 +460,7 @@ class PluginHost:
                     "name": p.registration.name,
                     "description": p.registration.description,
                     "requires_key": p.registration.requires_key,
+                    "capabilities": list(p.registration.capabilities),
                     "config_fields": list(p.registration.config_fields),
                     "models": [m.id for m in p.registration.models],
                 }
