@@ -28,6 +28,7 @@ __all__ = [
     "LOG",
     "MANIFEST_NAME",
     "METHOD_NOT_FOUND",
+    "PACKAGE_JSON",
     "PARSE_ERROR",
     "PROTOCOL_VERSION",
     "PROVIDER_CHUNK",
@@ -57,6 +58,8 @@ PROTOCOL_VERSION = "1"
 
 #: The file that makes a folder a plugin.
 MANIFEST_NAME = "modelport-plugin.toml"
+#: A Node plugin may declare itself here instead, in a "modelport": {"plugin": {...}} section.
+PACKAGE_JSON = "package.json"
 
 # Host → plugin.
 INITIALIZE = "initialize"

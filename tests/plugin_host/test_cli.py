@@ -13,7 +13,7 @@ from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
 from modelport.trust import TrustStore
 from tests.cli.conftest import RunCli
-from tests.plugin_host.conftest import scripted, write_plugin
+from tests.plugin_host.conftest import scripted, write_garbage_plugins, write_plugin
 from tests.server.conftest import GatewayFactory
 
 
@@ -137,3 +137,19 @@ def test_list_shows_registration_problems_in_the_note_column(
     listed = cli("plugins", "list", "--gateway", gateway.url)
     [row] = [line for line in listed.stdout.splitlines() if " p " in line]
     assert "provider.register refused: Provider id 'scripted' is taken" in row
+
+
+def test_list_says_why_a_folder_was_skipped_and_shows_broken_manifests(
+    cli: RunCli, home: Path
+) -> None:
+    write_garbage_plugins(home / "plugins")
+    write_plugin(home / "plugins", "good", scripted("ok"))
+    result = cli("plugins", "list")
+    assert result.exit_code == 0, result.stderr
+    skipped = home / "plugins" / "a-library"
+    assert f"skipped {skipped}: " in result.stderr.replace("\n", " ")
+    assert "not a modelport plugin" in result.stderr.replace("\n", " ")
+    listed = json.loads(cli("plugins", "list", "--json").stdout)
+    states = {p["name"]: p["state"] for p in listed["plugins"]}
+    assert states["good"] == "loaded" and states["objects"] == "invalid"
+    assert listed["skipped"][0]["reason"].startswith(str(skipped / "package.json"))

@@ -14,7 +14,7 @@ import pytest
 from modelport.config import parse_config
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
-from tests.plugin_host.conftest import scripted, write_plugin
+from tests.plugin_host.conftest import scripted, write_garbage_plugins, write_plugin
 from tests.server.conftest import Gateway, GatewayFactory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
@@ -181,3 +181,25 @@ def test_admin_posts_with_an_empty_body_take_any_content_type(
     )
     assert form.status_code == 415
     assert httpx.get(f"{gateway.url}/plugins/p").json()["state"] == "stopped"
+
+
+def test_garbage_manifests_beside_a_plugin_change_nothing_for_it(
+    gateway_factory: GatewayFactory, plugins_home: Path
+) -> None:
+    write_garbage_plugins(plugins_home / "plugins")
+    write_plugin(plugins_home / "plugins", "p", scripted("ok", "Scripted"), triggers=["startup"])
+    gateway = gateway_factory(create_app(parse_config(""), ledger=False))
+    assert _wait_running(gateway, "p")["state"] == "running"
+    with gateway.openai() as client:
+        completion = client.chat.completions.create(
+            model="scripted/m1", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert completion.choices[0].message.content == "Hello"
+    listing = httpx.get(f"{gateway.url}/plugins").json()
+    states = {p["name"]: p["state"] for p in listing["plugins"]}
+    assert states.pop("p") == "running"
+    assert set(states.values()) == {"invalid"} and len(states) == 8
+    assert all(p["problems"] for p in listing["plugins"] if p["name"] != "p")
+    assert [s["dir"].rsplit("/", 1)[1] for s in listing["skipped"]] == ["a-library"]
+    started = httpx.post(f"{gateway.url}/plugins/objects/start")
+    assert started.status_code == 409 and "'triggers' must be" in started.text

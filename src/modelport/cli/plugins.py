@@ -127,16 +127,21 @@ def list_(
     from modelport.plugin_host.entrypoints import entry_point_plugins
 
     if gateway is not None:
-        plugins = _admin("GET", "/plugins", gateway)["plugins"]
+        listing = _admin("GET", "/plugins", gateway)
+        plugins, skipped = listing["plugins"], listing.get("skipped", [])
     else:
         host = _local_host()
         asyncio.run(host.load())
-        plugins = host.describe_all()
+        plugins, skipped = host.describe_all(), host.describe_skipped()
     packages = [vars(p) for p in entry_point_plugins()]
     if as_json:
-        out_console().print_json(json.dumps({"plugins": plugins, "packages": packages}))
+        out_console().print_json(
+            json.dumps({"plugins": plugins, "skipped": skipped, "packages": packages})
+        )
         return
     console = out_console()
+    for folder in skipped:
+        err_console().print(f"skipped {folder['dir']}: {folder['reason']}", markup=False)
     if not plugins and not packages:
         err_console().print(
             "No plugins. Create one with `modelport plugins new NAME` and put it in "

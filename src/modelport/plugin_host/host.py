@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modelport import plugin_protocol
 from modelport.errors import ConfigError, ModelportError, PluginError
-from modelport.plugin_host.discovery import DiscoveredPlugin, PluginDir, default_dirs, discover
+from modelport.plugin_host.discovery import (
+    DiscoveredPlugin,
+    PluginDir,
+    SkippedFolder,
+    default_dirs,
+    scan,
+)
 from modelport.plugin_host.manifest import Manifest, ManifestError, load_manifest
 from modelport.plugin_host.process import MethodNotFound, PluginProcess, minimal_env
 from modelport.plugin_host.provider import PluginProvider
@@ -57,6 +63,8 @@ class _Plugin:
         self.providers: dict[str, PluginProvider] = {}
         self.stderr: deque[str] = deque(maxlen=stderr_lines)
         self.problems: deque[str] = deque(maxlen=20)
+        if found.error:
+            self.problems.append(found.error)
         self.restarts = 0
         self.crashes = 0
         self.runs = 0
@@ -116,6 +124,7 @@ class PluginHost:
         self.stderr_lines = stderr_lines
         self._sleep = sleep  # waits before a restart; tests pass one that records the delays
         self._plugins: dict[str, _Plugin] = {}
+        self._skipped: list[SkippedFolder] = []
         self._loaded = False
         self._ids = itertools.count(1)  # JSON-RPC ids, unique across every plugin of this host
 
@@ -148,7 +157,9 @@ class PluginHost:
     async def load(self) -> list[str]:
         """Discover plugins again: add new ones, replace changed ones, drop removed ones."""
         self._loaded = True
-        found = {plugin.name: plugin for plugin in discover(self.dirs)}
+        scanned = scan(self.dirs)
+        self._skipped = scanned.skipped
+        found = {plugin.name: plugin for plugin in scanned.plugins}
         for name in [n for n in self._plugins if n not in found]:
             await self.stop(name)
             del self._plugins[name]
@@ -247,6 +258,12 @@ class PluginHost:
             if plugin.state in ("starting", "running"):
                 return
             manifest = self._reload_manifest(plugin)
+            if manifest.entry is not None and not (manifest.dir / manifest.entry).is_file():
+                plugin.error = (
+                    f"its main file {manifest.entry} does not exist: build the plugin first "
+                    "(npm install, then npm run build)"
+                )
+                raise ConfigError(f"The plugin {plugin.name!r} cannot start: {plugin.error}")
             if not self._trusted(plugin.found):
                 raise ConfigError(
                     f"The project plugin {plugin.name!r} ({plugin.found.dir}) is not trusted: "
@@ -473,6 +490,14 @@ class PluginHost:
 
     def describe_all(self) -> list[dict[str, Any]]:
         return [self.describe(name) for name in self.names]
+
+    def describe_skipped(self) -> list[dict[str, Any]]:
+        """Folders that look like plugins but are not (a ``package.json`` without a
+        plugin section), each with the reason."""
+        return [
+            {"dir": str(s.dir), "source": s.origin.source, "reason": s.reason}
+            for s in self._skipped
+        ]
 
 
 class _Handler:
