@@ -261,15 +261,17 @@ def trust(
         fail(f"{folder.parent} holds neither plugins nor a config.toml to trust")
     trusted = store.trust(folder)
     if not trusted and not has_config:
-        fail(f"{folder} holds no plugins (folders with modelport-plugin.toml)")
+        fail(f"{folder} holds no plugins (folders with modelport-plugin.toml or package.json)")
     for name, digest in trusted.items():
-        out_console().print(f"trusted {name} (manifest sha256 {digest[:12]})", markup=False)
+        out_console().print(
+            f"trusted {name} (manifest sha256 {digest[:12]}, and its files)", markup=False
+        )
     if has_config and config is not None:
         digest = config_hash(config.read_bytes())
         out_console().print(f"trusted {config} (sha256 {digest[:12]})", markup=False)
     err_console().print(
-        "A changed manifest or config, or a plugin added later, needs "
-        "`modelport plugins trust` again.",
+        "A changed manifest, plugin file or config, or a plugin added later, needs "
+        "`modelport plugins trust` again (.git, node_modules and virtualenvs excepted).",
         markup=False,
     )
 

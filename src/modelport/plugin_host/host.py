@@ -39,7 +39,7 @@ from modelport.plugin_host.manifest import Manifest, ManifestError, load_manifes
 from modelport.plugin_host.process import MethodNotFound, PluginProcess, minimal_env
 from modelport.plugin_host.provider import PluginProvider
 from modelport.plugin_host.registry import ProviderRegistry, ProviderTable
-from modelport.trust import TrustStore
+from modelport.trust import TrustCheck, TrustStore, plugin_files
 from modelport.types import ModelInfo
 
 if TYPE_CHECKING:
@@ -72,6 +72,9 @@ class _Plugin:
         self.started_at = 0.0
         self.restart_task: asyncio.Task[None] | None = None
         self.refused_in_run = 0  # the run in which the host last refused a provider.register
+        # A project plugin's files as last read (at load and at each start): what
+        # trust is checked against, so that listing plugins does not hash folders.
+        self.files: dict[str, str] | None = None
         self.lock = asyncio.Lock()
 
     @property
@@ -171,18 +174,23 @@ class PluginHost:
             if current is not None:
                 await self.stop(name)
             self._plugins[name] = _Plugin(plugin, self.stderr_lines)
+        for record in self._plugins.values():
+            if record.found.origin.needs_trust and record.found.manifest is not None:
+                record.files = await asyncio.to_thread(plugin_files, record.found.dir)
         return self.names
 
     def is_trusted(self, name: str) -> bool:
-        """Whether the plugin may run the manifest the host parsed (not whatever is on disk)."""
-        return self._trusted(self._plugins[name].found)
+        """Whether the plugin may run the manifest and files the host read (not whatever
+        is on disk now: a start reads both again)."""
+        return self._trust_check(self._plugins[name]).trusted
 
-    def _trusted(self, found: DiscoveredPlugin) -> bool:
+    def _trust_check(self, plugin: _Plugin) -> TrustCheck:
+        found = plugin.found
         if not found.origin.needs_trust:
-            return True
+            return TrustCheck(True)
         if found.manifest is None:
-            return False
-        return self.trust.is_trusted(found.dir, found.manifest.hash)
+            return TrustCheck(False, "its manifest is invalid")
+        return self.trust.check(found.dir, found.manifest.hash, plugin.files or {})
 
     def _reload_manifest(self, plugin: _Plugin) -> Manifest:
         """Read the manifest again, so that a start runs what is on disk now, and only
@@ -264,10 +272,14 @@ class PluginHost:
                     "(npm install, then npm run build)"
                 )
                 raise ConfigError(f"The plugin {plugin.name!r} cannot start: {plugin.error}")
-            if not self._trusted(plugin.found):
+            if plugin.found.origin.needs_trust:
+                plugin.files = await asyncio.to_thread(plugin_files, manifest.dir)
+            verdict = self._trust_check(plugin)
+            if not verdict.trusted:
                 raise ConfigError(
                     f"The project plugin {plugin.name!r} ({plugin.found.dir}) is not trusted: "
-                    f"review it, then run 'modelport plugins trust {plugin.found.origin.path}'"
+                    f"{verdict.reason}; review it, then run "
+                    f"'modelport plugins trust {plugin.found.origin.path}'"
                 )
             plugin.state = "starting"
             plugin.error = None
