@@ -12,6 +12,7 @@ from modelport.config import parse_config
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
 from modelport.trust import TrustStore
+from tests._node import build
 from tests.cli.conftest import RunCli
 from tests.plugin_host.conftest import scripted, write_garbage_plugins, write_plugin
 from tests.server.conftest import GatewayFactory
@@ -32,12 +33,16 @@ def _cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return work
 
 
-@pytest.mark.parametrize("lang", ["python", "node"])
+@pytest.mark.parametrize("lang", ["python", "node", "ts"])
 def test_new_writes_a_plugin_that_passes_check(cli: RunCli, tmp_path: Path, lang: str) -> None:
     target = tmp_path / f"acme-{lang}"
     result = cli("plugins", "new", "acme", "--lang", lang, "--dir", str(target))
     assert result.exit_code == 0, result.stderr
-    assert (target / "modelport-plugin.toml").is_file()
+    manifest = "modelport-plugin.toml" if lang == "python" else "package.json"
+    assert (target / manifest).is_file()
+    if lang == "ts":
+        assert "npm run build" in result.stderr
+        build(target)
     again = cli("plugins", "new", "acme", "--lang", lang, "--dir", str(target))
     assert again.exit_code == 1 and "not empty" in again.stderr
 

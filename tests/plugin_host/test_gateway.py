@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from modelport.config import parse_config
+from modelport.plugin_host.scaffold import install_sdk
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
 from tests.plugin_host.conftest import scripted, write_garbage_plugins, write_plugin
@@ -112,6 +113,7 @@ def test_openai_sdk_gets_tool_calls_from_the_node_example(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shutil.copytree(EXAMPLES / "example-node", plugins_home / "plugins" / "example-node")
+    install_sdk(plugins_home / "plugins" / "example-node")
     monkeypatch.setenv("NODE_EXAMPLE_KEY", "sk-node")
     with FakeUpstream() as upstream:
         upstream.route(

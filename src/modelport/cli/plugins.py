@@ -279,7 +279,7 @@ def trust(
 @plugins_app.command()
 def new(
     name: Annotated[str, typer.Argument(help="Plugin name (also its provider id).")],
-    lang: Annotated[str, typer.Option("--lang", help="python or node.")] = "python",
+    lang: Annotated[str, typer.Option("--lang", help="python, node or ts (TypeScript).")] = "python",
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Where to write it (default: ./NAME).")
     ] = None,
@@ -293,6 +293,12 @@ def new(
     written = new_plugin(target, name, lang)  # type: ignore[arg-type]
     for path in written:
         out_console().print(str(path), markup=False)
+    if lang == "ts":
+        err_console().print(
+            f"Build it first: `cd {target} && npm install && npm run build` (the SDK is "
+            "vendored; npm fetches only TypeScript).",
+            markup=False,
+        )
     err_console().print(
         f"Next: `modelport plugins check {target} --set apiKey=... --set baseUrl=...`, then "
         f"copy it into MODELPORT_HOME/plugins/ and set its key with "

@@ -444,6 +444,8 @@ class PluginHost:
         return {}
 
     def _unregister(self, plugin: _Plugin, params: Any) -> dict[str, Any]:
+        if plugin.state == "stopping":
+            return {}  # its providers went when the stop began (an onStop may unregister)
         pid = self._table.owned_id(plugin.name, params)
         plugin.providers.pop(pid, None)
         self._table.drop(pid)
