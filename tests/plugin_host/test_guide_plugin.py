@@ -92,9 +92,8 @@ def test_the_guides_plugin_serves_the_openai_sdk_beside_broken_manifests(
                 model="my-provider/my-model-fast", messages=[{"role": "user", "content": "hi"}]
             )
             expected = json.loads((fixtures_dir() / COMPLETION).read_text())
-            assert completion.choices[0].message.content == (
-                expected["choices"][0]["message"]["content"]
-            )
+            [choice] = expected["choices"]
+            assert completion.choices[0].message.content == choice["message"]["content"]
         sent = [request.json() for request in upstream.requests]
         assert [body["model"] for body in sent] == ["my-model-v1", "my-model-fast"]
         assert sent[0]["stream"] is True and "stream" not in sent[1]

@@ -279,7 +279,9 @@ def trust(
 @plugins_app.command()
 def new(
     name: Annotated[str, typer.Argument(help="Plugin name (also its provider id).")],
-    lang: Annotated[str, typer.Option("--lang", help="python, node or ts (TypeScript).")] = "python",
+    lang: Annotated[
+        str, typer.Option("--lang", help="python, node or ts (TypeScript).")
+    ] = "python",
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Where to write it (default: ./NAME).")
     ] = None,
