@@ -108,3 +108,9 @@ def test_the_guides_plugin_serves_the_openai_sdk_beside_broken_manifests(
         stopped = httpx.post(f"{gateway.url}/plugins/my-llm-provider/stop").json()
         assert stopped["state"] == "stopped" and stopped["exit_code"] == 0
         assert "[MyProvider] Unregistered" in stopped["stderr"]
+
+
+def test_the_docs_show_the_example_as_it_is() -> None:
+    docs = (GUIDE.parents[2] / "docs" / "plugins.md").read_text("utf-8")
+    for name, fence in (("src/index.ts", "ts"), ("package.json", "json")):
+        assert f"```{fence}\n{(GUIDE / name).read_text('utf-8')}```" in docs, name
