@@ -303,3 +303,25 @@ def test_a_trust_record_from_before_files_were_covered_needs_trust_again(
     store.path.write_text(json.dumps({"folders": {str(folder.resolve()): {"p": digest}}}))
     check = store.check(plugin)
     assert not check and "before trust covered a plugin's files" in check.reason
+
+
+def test_a_package_json_plugin_is_trusted_with_its_files(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "proj"
+    plugin = project / ".modelport" / "plugins" / "node-plugin"
+    plugin.mkdir(parents=True)
+    (plugin / "package.json").write_text(
+        '{"name": "node-plugin", "version": "1.0.0", "main": "dist/index.js",'
+        ' "modelport": {"plugin": {"type": "llmProvider"}}}'
+    )
+    (plugin / "dist").mkdir()
+    (plugin / "dist" / "index.js").write_text("// built\\n")
+    monkeypatch.chdir(project)
+    result = cli("plugins", "trust")
+    assert result.exit_code == 0, result.stderr
+    assert "trusted node-plugin (manifest sha256" in result.stdout
+    store = TrustStore(Path(os.environ["MODELPORT_HOME"]))
+    assert store.check(plugin).trusted
+    (plugin / "dist" / "index.js").write_text("// rebuilt after a pull\\n")
+    assert store.check(plugin).reason == "dist/index.js changed since you trusted it"

@@ -235,6 +235,7 @@ test("the real stdio plugin sends console.log to stderr, not into the protocol",
     const plugin = require(${JSON.stringify(path.resolve(__dirname, ".."))});
     plugin.onStart(() => { console.log("hello from console.log"); });
     console.log("also after first use");
+    Promise.reject(new Error("a stray rejection"));
   `;
   const child = spawn(process.execPath, ["-e", script], { stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
@@ -249,6 +250,7 @@ test("the real stdio plugin sends console.log to stderr, not into the protocol",
   assert.deepEqual(stdout.trim().split("\n").map((line) => JSON.parse(line)), [{ jsonrpc: "2.0", id: 1, result: {} }]);
   assert.match(stderr, /also after first use/);
   assert.match(stderr, /hello from console.log/);
+  assert.match(stderr, /unhandled rejection: Error: a stray rejection/); // logged, still serving
 });
 
 test("the ES module face has the same names", async () => {
