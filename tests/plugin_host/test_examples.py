@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import shutil
+import re
 import socket
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -54,6 +59,41 @@ def test_the_examples_are_what_the_scaffold_writes(name: str, language: str) -> 
         if path.is_file() and not {"node_modules", "dist", "__pycache__"} & set(path.parts)
     }
     assert present == set(rendered)  # nothing else: the SDK copy is made by `plugins new`
+
+
+def _runtime_imports() -> set[str]:
+    """The import names of modelport's runtime dependencies (not its test extra)."""
+    project = tomllib.loads((EXAMPLES.parents[1] / "pyproject.toml").read_text())["project"]
+    wanted = {
+        re.split(r"[\[<>=!~; ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+        for spec in project["dependencies"]
+    }
+    return {
+        module
+        for module, distributions in importlib.metadata.packages_distributions().items()
+        if any(d.lower().replace("_", "-") in wanted for d in distributions)
+    } | {"modelport"}
+
+
+def test_the_python_scaffold_imports_only_what_modelport_installs() -> None:
+    # It runs on modelport's own interpreter (its manifest says "python"), so an import
+    # of a test-only package (httpx, say) would work here and fail for every user.
+    tree = ast.parse(render("python", "any-name")["plugin.py"])
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level
+    }
+    tops = {name.split(".")[0] for name in imported}
+    outside = tops - set(sys.stdlib_module_names) - _runtime_imports() - {"__future__"}
+    assert outside == set()
+    assert "aiohttp" in tops  # the check above did see the plugin's HTTP client
 
 
 @pytest.mark.parametrize(("name", "language"), PLUGINS)
