@@ -77,6 +77,8 @@ export interface ProviderRequest {
   body: Omit<RequestOptions, "providerConfig">;
   /** Aborted when the host cancels the request or stops the plugin. */
   signal: AbortSignal;
+  /** For provider.embed: the texts (or token arrays) to embed. */
+  inputs: Array<string | number[]>;
 }
 
 /** A handler answers with sendReply/sendError, or returns the chat.completion; an async
@@ -88,6 +90,8 @@ export interface LlmProvider {
   unregister(providerId: string): Promise<{}>;
   onCompletionRequest(handler: RequestHandler): void;
   onStreamRequest(handler: RequestHandler): void;
+  /** provider.embed: return one vector per `req.inputs`, or a whole embeddings list. */
+  onEmbedRequest(handler: (request: ProviderRequest) => unknown): void;
   /** One chat.completion.chunk (or plain text) for a request. */
   sendChunk(requestId: string, chunk: Record<string, any> | string): void;
   /** The answer: a chat.completion, the last chunk, or nothing (the chunks added up);

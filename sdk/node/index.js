@@ -66,6 +66,7 @@ function makeRequest(method, params, signal) {
     }
   }
   const { providerConfig: _omitted, ...body } = options;
+  const input = options.input;
   return {
     requestId: String(params.requestId),
     providerId: String(params.providerId),
@@ -74,7 +75,24 @@ function makeRequest(method, params, signal) {
     options,
     body,
     signal,
+    // What a provider.embed request asks to embed: texts (or token arrays).
+    inputs: input === undefined || input === null ? [] : typeof input === "string" ? [input] : [...input],
   };
+}
+
+/** An embed handler's result as an OpenAI embeddings list: the whole object, or one
+ * vector per input (wrapped, with no usage). */
+function embeddingsAnswer(produced, request) {
+  if (produced && typeof produced === "object" && !Array.isArray(produced)) return produced;
+  if (Array.isArray(produced) && produced.every((vector) => Array.isArray(vector))) {
+    return {
+      object: "list",
+      data: produced.map((embedding, index) => ({ object: "embedding", index, embedding })),
+      model: String(request.options.model || ""),
+      usage: { prompt_tokens: 0, total_tokens: 0 },
+    };
+  }
+  throw new errors.PluginError("An embed handler must return an embeddings list object or one vector per input");
 }
 
 class Runtime {
@@ -237,6 +255,11 @@ class Runtime {
       return;
     }
     try {
+      if (method === protocol.PROVIDER_EMBED) {
+        const vectors = await handler(request);
+        if (this.open.has(rid)) this.sendReply(rid, embeddingsAnswer(vectors, request), true);
+        return;
+      }
       const produced = handler(request);
       if (!produced || typeof produced.then !== "function") {
         // A plain function answers through sendReply/sendError, now or later.
@@ -331,6 +354,12 @@ function createPlugin({ input, output, exit = () => {}, onFirstUse } = {}) {
     onStreamRequest(handler) {
       runtime.use();
       runtime.requestHandlers.set(protocol.PROVIDER_STREAM, handler);
+    },
+    /** provider.embed: return one vector per `req.inputs`, or a whole embeddings list.
+     * Without it the plugin answers -32601, which the host reads as "no embeddings". */
+    onEmbedRequest(handler) {
+      runtime.use();
+      runtime.requestHandlers.set(protocol.PROVIDER_EMBED, handler);
     },
     sendChunk: (requestId, chunk) => runtime.sendChunk(requestId, chunk),
     sendReply: (requestId, response, success = true) => runtime.sendReply(requestId, response, success),

@@ -13,6 +13,7 @@ exports.PACKAGE_JSON = "package.json";
 exports.INITIALIZE = "initialize";
 exports.PROVIDER_COMPLETE = "provider.complete";
 exports.PROVIDER_STREAM = "provider.stream";
+exports.PROVIDER_EMBED = "provider.embed";
 exports.CANCEL_REQUEST = "$/cancelRequest";
 exports.SHUTDOWN = "shutdown";
 exports.EXIT = "exit";

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import json
-import shutil
 import re
+import shutil
 import socket
 import sys
 import tomllib

@@ -259,3 +259,17 @@ test("the ES module face has the same names", async () => {
   assert.equal(esm.llmProvider, sdk.llmProvider);
   assert.equal(esm.RateLimitError, sdk.RateLimitError);
 });
+
+test("onEmbedRequest answers provider.embed; without it the method is not found", async () => {
+  const { plugin, host } = harness();
+  acme(plugin);
+  await host.initialize();
+  const embed = { requestId: "e-1", providerId: "acme", options: { model: "m1", input: ["a", "bb"] } };
+  host.send({ id: 2, method: "provider.embed", params: embed });
+  assert.equal((await host.next()).error.code, protocol.METHOD_NOT_FOUND);
+  plugin.llmProvider.onEmbedRequest(async (req) => req.inputs.map((text) => [text.length, 0.5]));
+  host.send({ id: 3, method: "provider.embed", params: { ...embed, requestId: "e-2" } });
+  const answer = (await host.next()).result;
+  assert.equal(answer.object, "list");
+  assert.deepEqual(answer.data.map((d) => [d.index, d.embedding]), [[0, [1, 0.5]], [1, [2, 0.5]]]);
+});
