@@ -11,7 +11,8 @@ export interface PluginContext {
 export interface ConfigField {
   key: string;
   label?: string;
-  type?: "text" | "password";
+  /** An "oauth" field receives the access token when the host runs the login. */
+  type?: "text" | "password" | "oauth";
   required?: boolean;
 }
 
@@ -46,6 +47,17 @@ export interface ProviderSpec {
   requiresKey?: boolean;
   configFields?: ConfigField[];
   models: ModelSpec[];
+  /** Where users log in (the host runs the login and keeps tokens fresh); see docs/oauth.md. */
+  oauth?: {
+    authorizeUrl: string;
+    tokenUrl: string;
+    clientId: string;
+    scopes?: string[];
+    redirectPort?: number;
+    redirectPath?: string;
+    redirectHost?: string;
+    params?: Record<string, string>;
+  };
 }
 
 /** The request in OpenAI Chat Completions form, plus `providerConfig`. */

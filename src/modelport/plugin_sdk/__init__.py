@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from modelport import plugin_protocol
-from modelport.plugin_protocol import ConfigField
+from modelport.plugin_protocol import ConfigField, OAuthBlock
 from modelport.plugin_sdk._assemble import ChunkAssembler
 from modelport.plugin_sdk._runtime import InitializeInfo, Request, Runtime, normalise_id
 
@@ -101,14 +101,23 @@ class LLMProvider:
         config_fields: Sequence[ConfigField] = (),
         requires_key: bool = False,
         capabilities: Sequence[str] | dict[str, Any] | None = None,
+        oauth: OAuthBlock | None = None,
     ) -> None:
         """Register a provider; its models become ``<provider_id>/<model id>`` at once.
 
         Also takes the whole registration as one dict, as the protocol spells it
         (``register({"providerId": "acme", "capabilities": ["chat", "streaming"],
         "models": [...]})``). ``capabilities`` is a list of names or an object
-        of booleans. Raises the host's refusal (a clash with another provider,
-        a bad id) as an :class:`~modelport.errors.InvalidRequestError`.
+        of booleans.
+
+        ``oauth`` says where users log in (``authorizeUrl``, ``tokenUrl``,
+        ``clientId``, ``scopes`` …): the host runs the login (``modelport login
+        <provider_id>``), keeps the tokens fresh and puts the access token in
+        ``request.config`` under the ``configFields`` entry of type ``oauth``
+        (``accessToken`` when there is none) on every request.
+
+        Raises the host's refusal (a clash with another provider, a bad id) as
+        an :class:`~modelport.errors.InvalidRequestError`.
         """
         if isinstance(provider_id, dict):
             params = dict(provider_id)
@@ -122,6 +131,8 @@ class LLMProvider:
                 "configFields": list(config_fields),
                 "models": list(models),
             }
+            if oauth is not None:
+                params["oauth"] = dict(oauth)
         await self._runtime.call(plugin_protocol.PROVIDER_REGISTER, params)
         self._runtime.registered.add(normalise_id(str(params.get("providerId", ""))))
 
