@@ -36,6 +36,7 @@ BUILTIN_PROVIDERS: dict[str, str] = {
     "openai": "modelport.providers.openai_compat:OpenAICompatProvider",
     "anthropic": "modelport.providers.anthropic:AnthropicProvider",
     "ollama": "modelport.providers.ollama:OllamaProvider",
+    "openai-responses": "modelport.providers.openai_responses:OpenAIResponsesProvider",
 }
 
 
