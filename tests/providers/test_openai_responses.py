@@ -12,7 +12,7 @@ from modelport.providers.openai_responses import DEFAULT_BASE_URL, OpenAIRespons
 from modelport.testing import FakeUpstream, Reply
 from modelport.types import ChatRequest, Message, ToolCall, ToolDefinition
 from tests.providers._adapters import OPENAI_RESPONSES, Adapter
-from tests.providers.conftest import ProviderFactory, collect
+from tests.providers.conftest import ProviderFactory
 
 
 @pytest.fixture
