@@ -204,7 +204,8 @@ def test_a_stream_that_breaks_ends_with_error_and_response_failed(
     assert kinds[-2:] == ["error", "response.failed"]
     assert "response.completed" not in kinds
     assert events[-1]["response"]["status"] == "failed"
-    assert events[-1]["response"]["error"]["code"] == "upstream_unreachable"
+    assert events[-2]["code"] == "upstream_unreachable"
+    assert events[-1]["response"]["error"]["code"] == "server_error"
 
 
 def test_accept_encoding_zstd_gzip_is_answered_plainly(

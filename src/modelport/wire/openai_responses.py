@@ -20,7 +20,8 @@ it). Choices this module makes:
   :class:`~modelport.errors.RateLimitError`). A body that ends before any of
   them raises :class:`~modelport.errors.NetworkError`.
 * **Usage**: ``input_tokens`` already includes ``cached_tokens`` (the cache
-  read) and ``output_tokens`` includes ``reasoning_tokens``, as canonically.
+  read) and ``cache_write_tokens``, and ``output_tokens`` includes
+  ``reasoning_tokens``, as canonically.
 * **Request** (:mod:`modelport.wire._responses_request`): see there.
 """
 
@@ -64,11 +65,13 @@ _STARTS = frozenset({"response.created", "response.in_progress", "response.queue
 def _usage_event(usage: _shapes.Usage) -> UsageEvent:
     input_details, output_details = usage.input_tokens_details, usage.output_tokens_details
     cached = input_details.cached_tokens if input_details else None
+    written = input_details.cache_write_tokens if input_details else None
     reasoning = output_details.reasoning_tokens if output_details else None
     return UsageEvent(
         input_tokens=usage.input_tokens or 0,
         output_tokens=usage.output_tokens or 0,
         cache_read_tokens=cached or 0,
+        cache_write_tokens=written or 0,
         reasoning_tokens=reasoning or 0,
     )
 
@@ -100,7 +103,8 @@ class StreamDecoder:
         self.id: str | None = None
         self._done = False
         self._refused = False
-        self._calls: dict[str, int] = {}  # item id (or output index) → call index
+        self._calls: dict[str, int] = {}  # item id, and "#<output index>" → call index
+        self._call_count = 0
         self._argued: set[int] = set()  # calls whose arguments have been sent
         self._streamed: set[str] = set()  # message/reasoning items that sent deltas
         self._summary_index: int | None = None
@@ -191,7 +195,7 @@ class StreamDecoder:
             response = event.response or _shapes.Response()
             if response.usage is not None:
                 out.append(_usage_event(response.usage))
-            out.append(FinishEvent(reason=_finish(response, bool(self._calls), self._refused)))
+            out.append(FinishEvent(reason=_finish(response, self._call_count > 0, self._refused)))
             self._done = True
         elif kind == "response.failed":
             info = event.response.error if event.response is not None else None
@@ -204,7 +208,8 @@ class StreamDecoder:
     ) -> int:
         if not item.name:
             raise ParseError("The upstream streamed a function call that has no name")
-        index = len(self._calls)
+        index = self._call_count
+        self._call_count += 1
         for key in (item.id, None if output_index is None else f"#{output_index}"):
             if key is not None:
                 self._calls[key] = index

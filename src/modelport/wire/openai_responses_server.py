@@ -52,7 +52,7 @@ from typing import Any
 import msgspec
 
 from modelport.aggregate import Aggregator
-from modelport.errors import ModelportError
+from modelport.errors import InvalidRequestError, ModelportError, RateLimitError
 from modelport.events import (
     FinishEvent,
     ReasoningEvent,
@@ -181,7 +181,10 @@ def _custom_input(arguments: str) -> str:
 def _usage(usage: Usage) -> dict[str, Any]:
     return {
         "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
         "output_tokens": usage.output_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.input_tokens + usage.output_tokens,
@@ -419,7 +422,9 @@ class StreamEncoder:
         if opened.kind == "message":
             item = _message_item(opened.id, text)
             part = item["content"][0]
-            out = self._event("response.output_text.done", **where, content_index=0, text=text)
+            out = self._event(
+                "response.output_text.done", **where, content_index=0, text=text, logprobs=[]
+            )
             out += self._event("response.content_part.done", **where, content_index=0, part=part)
         else:
             item = self._echo.reasoning_item(opened.id, text, signature)
@@ -475,9 +480,18 @@ class StreamEncoder:
         out = self._event("error", **error)
         output = [item for item in self._items if item is not None]
         failed = self._echo.response(
-            "failed", output, error={"code": error["code"], "message": error["message"]}
+            "failed", output, error={"code": _failed_code(exc), "message": error["message"]}
         )
         return out + self._event("response.failed", response=failed)
+
+
+def _failed_code(exc: ModelportError) -> str:
+    """``response.failed`` takes one of a fixed list of codes (the ``error`` event says more)."""
+    if isinstance(exc, RateLimitError):
+        return "rate_limit_exceeded"
+    if isinstance(exc, InvalidRequestError):
+        return "invalid_prompt"  # Codex does not retry it, as it should not
+    return "server_error"
 
 
 def _encode_error_fields(exc: ModelportError) -> dict[str, Any]:
