@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -144,3 +145,48 @@ def test_openai_sdk_gets_tool_calls_from_the_node_example(
             assert names == {0: "GetWeatherArgs", 1: "get_stock_price"}
             assert finish == "tool_calls"
         assert upstream.requests[0].headers["authorization"] == "Bearer sk-node"
+
+
+def test_the_responses_api_through_a_plugin(
+    gateway_factory: GatewayFactory, plugins_home: Path
+) -> None:
+    write_plugin(plugins_home / "plugins", "p", scripted("tools"), triggers=["startup"])
+    gateway = gateway_factory(create_app(parse_config(""), ledger=False))
+    assert _wait_running(gateway, "p")["state"] == "running"
+    shell = {
+        "type": "function",
+        "name": "shell",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}}},
+    }
+    with gateway.openai() as client:
+        with client.responses.stream(model="scripted/m1", input="hi") as stream:
+            assert stream.get_final_response().output_text == "pong"
+        assert client.responses.create(model="scripted/m1", input="hi").output_text == "pong"
+
+        # A function-tool turn, streamed, then its result by previous_response_id ...
+        events = list(
+            client.responses.create(
+                model="scripted/m1", input="RUN: echo hi", tools=[shell], stream=True
+            )
+        )
+        [call] = [e.item for e in events if e.type == "response.output_item.done"]
+        assert call.type == "function_call" and call.name == "shell"
+        assert json.loads(call.arguments)["command"] == "echo hi"
+        completed = events[-1].response
+        result = {"type": "function_call_output", "call_id": call.call_id, "output": "hi"}
+        answer = client.responses.create(
+            model="scripted/m1", input=[result], previous_response_id=completed.id, tools=[shell]
+        )
+        assert answer.output_text == "tool said: hi"
+        # ... and by sending the items back.
+        answer = client.responses.create(
+            model="scripted/m1",
+            input=[
+                {"role": "user", "content": "RUN: echo hi"},
+                call.model_dump(exclude_none=True),
+                result,
+            ],
+            tools=[shell],
+            store=False,
+        )
+        assert answer.output_text == "tool said: hi"

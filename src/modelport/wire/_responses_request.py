@@ -41,6 +41,7 @@ from modelport.types import (
     ToolDefinition,
 )
 from modelport.wire._openai_request import effort_for_budget
+from modelport.wire._vendor import note_unsent
 
 __all__ = ["VENDOR", "build_request"]
 
@@ -50,6 +51,7 @@ VENDOR = "openai-responses"
 
 def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The ``POST /responses`` body for ``request`` (whose ``model`` is the bare id)."""
+    note_unsent(request, VENDOR)
     body: dict[str, Any] = {"model": request.model, "input": _input(request.messages)}
     vendor = dict(request.vendor.get(VENDOR, {}))
     tools = [_tool(tool) for tool in request.tools]
