@@ -15,7 +15,7 @@ unknown methods or unknown providers; streams through a ``$/cancelRequest``),
 ``string_fields`` (errors whose numbers are strings or junk, picked by the message),
 ``requires_key_no_field`` (requiresKey with only a text field), ``tools`` (when the last
 user message says ``RUN: <command>`` and tools are offered, calls the one that message
-names, else the first, with ``command`` and ``cmd`` set to the command; answers a tool's
+names, else the first, with the command as its ``command`` or ``cmd``; answers a tool's
 result with ``tool said: <result>``, anything else with ``pong``).
 """
 
@@ -117,7 +117,11 @@ def tool_turn(method: str, id: int, rid: str, options: dict) -> None:
         return
     name = next((tool for tool in tools if tool in said), tools[0])
     command = said.split("RUN:", 1)[1].strip()
-    arguments = json.dumps({"command": command, "cmd": command})
+    schema = next(t["function"] for t in options["tools"] if t["function"]["name"] == name)
+    known = (schema.get("parameters") or {}).get("properties") or {}
+    # The command under whichever of these names the tool takes (both when it says none).
+    fields = [key for key in ("command", "cmd") if key in known] or ["command", "cmd"]
+    arguments = json.dumps(dict.fromkeys(fields, command))
     call = {"id": "call_scripted", "type": "function", "function": {"name": name}}
     if method == "provider.stream":
         chunk(rid, {"role": "assistant", "tool_calls": [{"index": 0, **call}]})
