@@ -297,3 +297,39 @@ def test_codex_tool_turn(agent_gateway: tuple[str, Gateway], upstream: FakeUpstr
 def test_head_of_the_root_answers_without_a_body(gateway: Gateway) -> None:
     response = replay(gateway, "claude-code-plain/1-head.json")
     assert (response.status_code, response.content) == (200, b"")
+
+
+def test_claude_code_on_a_model_that_cannot_think(
+    upstream: FakeUpstream, home: Path, gateway_factory: GatewayFactory
+) -> None:
+    # Ollama refuses `think` for a model without thinking; Claude Code's adaptive thinking
+    # leaves that to the model, so the gateway asks again without it. An explicit
+    # reasoning_effort from a Chat Completions client is the client's to see refused.
+    refusal = Reply.json({"error": '"llama3.1:8b" does not support thinking'}, status=400)
+    upstream.route(
+        "POST",
+        "/api/chat",
+        refusal,
+        Reply.fixture("ollama/api-chat-stream.ndjson", chunks="random"),
+        refusal,
+    )
+    config = parse_config(
+        f'[connections.local]\ncompat = "ollama"\nbase_url = "{upstream.url}"\nmax_retries = 0\n'
+    )
+    gateway = gateway_factory(create_app(config, plugin_host=False, ledger=False))
+
+    events = anthropic_stream(replay(gateway, "claude-code-plain/2-messages.json"))
+    assert any(e["type"] == "content_block_delta" for e in events)
+    first, second = (r.json() for r in upstream.requests)
+    assert first["think"] == "high" and "think" not in second
+
+    explicit = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={
+            "model": "local/x",
+            "messages": [{"role": "user", "content": "hi"}],
+            "reasoning_effort": "high",
+        },
+    )
+    assert explicit.status_code == 400 and "does not support thinking" in explicit.text
+    assert len(upstream.requests) == 3

@@ -25,13 +25,13 @@ def _parse(**fields: Any) -> Any:
 @pytest.mark.parametrize(
     ("fields", "reasoning"),
     [
-        ({"thinking": {"type": "adaptive"}}, Reasoning(effort="high")),
+        ({"thinking": {"type": "adaptive"}}, Reasoning(effort="high", adaptive=True)),
         (
             {"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}},
-            Reasoning(effort="low"),
+            Reasoning(effort="low", adaptive=True),
         ),
-        ({"output_config": {"effort": "max"}}, Reasoning(effort="high")),
-        ({"output_config": {"effort": "xhigh"}}, Reasoning(effort="high")),
+        ({"output_config": {"effort": "max"}}, Reasoning(effort="high", adaptive=True)),
+        ({"output_config": {"effort": "xhigh"}}, Reasoning(effort="high", adaptive=True)),
         ({"thinking": {"type": "disabled"}, "output_config": {"effort": "high"}}, None),
         (
             {

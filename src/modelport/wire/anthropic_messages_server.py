@@ -21,9 +21,10 @@ Choices this module makes where the API leaves room:
   are the canonical reasoning effort (``xhigh`` and ``max`` are ``high``;
   adaptive thinking without an effort is ``high``, the API's default);
   ``output_config.format`` (or the older ``output_format``) is a JSON-schema
-  ``response_format``; ``metadata.user_id`` is OpenAI's ``user``. Anthropic-defined tools (a ``tools`` entry with a
-  ``type`` such as ``web_search_20250305`` or ``bash_20250124``) go there too,
-  under ``tools``; a model behind any other API does not get them.
+  ``response_format``; ``metadata.user_id`` is OpenAI's ``user``.
+* Anthropic-defined tools (a ``tools`` entry with a ``type`` such as
+  ``web_search_20250305`` or ``bash_20250124``) go to ``vendor["anthropic"]``
+  too, under ``tools``; a model behind any other API does not get them.
 * Content blocks are read by their ``type``: each kind takes its own fields
   and ignores the rest (a ``data`` key on a text block is not an error), and
   a kind the canonical types cannot hold (``document``, ``search_result`` …)
@@ -253,7 +254,8 @@ def _reasoning(thinking: dict[str, Any] | None, output_config: Any) -> Reasoning
     """Extended or adaptive thinking, and ``output_config.effort``, as a canonical reasoning.
 
     An effort beyond ``high`` (``xhigh``, ``max``) is ``high``; adaptive thinking
-    without one is ``high``, the API's default.
+    without one is ``high``, the API's default. Both are ``adaptive``: a model
+    that cannot think answers without thinking, as it would on Anthropic.
     """
     kind = thinking.get("type") if thinking is not None else None
     if kind == "disabled":
@@ -264,8 +266,8 @@ def _reasoning(thinking: dict[str, Any] | None, output_config: Any) -> Reasoning
     if isinstance(budget, int) and not isinstance(budget, bool):
         return Reasoning(budget_tokens=budget, effort=effort)
     if kind == "adaptive":
-        return Reasoning(effort=effort or "high")
-    return Reasoning(effort=effort) if effort is not None else None
+        return Reasoning(effort=effort or "high", adaptive=True)
+    return Reasoning(effort=effort, adaptive=True) if effort is not None else None
 
 
 def _response_format(output_config: Any, output_format: Any) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import msgspec
 
-from modelport.errors import ModelportError, NetworkError, ParseError
+from modelport.errors import ModelportError, ParseError
 from modelport.events import (
     FinishEvent,
     ReasoningEvent,
@@ -41,9 +41,10 @@ from modelport.events import (
 )
 from modelport.types import FinishReason
 from modelport.wire import _responses_shapes as _shapes
-from modelport.wire._errors import error_for_status, excerpt, status_for_code
+from modelport.wire._errors import error_for_status, excerpt, status_for_code, truncated_stream
 from modelport.wire._responses_request import build_request
-from modelport.wire._sse import SSEDecoder, SSEEvent
+from modelport.wire._sse import SSEEvent
+from modelport.wire._sse_stream import SSEStreamDecoder
 from modelport.wire.openai_chat import decode_models, error_from_response
 
 __all__ = [
@@ -92,32 +93,21 @@ def _finish(response: _shapes.Response, calls: bool, refused: bool) -> FinishRea
     return "refusal" if refused else "stop"
 
 
-class StreamDecoder:
+class StreamDecoder(SSEStreamDecoder):
     """A Responses API event stream → canonical events; any split of the bytes, same events.
 
     ``id`` is the response's id once ``response.created`` has been read.
     """
 
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self.id: str | None = None
-        self._done = False
         self._refused = False
         self._calls: dict[str, int] = {}  # item id, and "#<output index>" → call index
         self._call_count = 0
         self._argued: set[int] = set()  # calls whose arguments have been sent
         self._streamed: set[str] = set()  # message/reasoning items that sent deltas
         self._summary_index: int | None = None
-        self._deferred: ModelportError | None = None
-
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """The events completed by these bytes. Raises in-band errors and ``ParseError``."""
-        self._raise_deferred()
-        if self._done:
-            return []
-        out: list[StreamEvent] = []
-        self._dispatch(self._sse.feed(chunk), out)
-        return out
 
     def close(self) -> list[StreamEvent]:
         """End of the body. Raises ``NetworkError`` if the stream stopped before it finished."""
@@ -129,16 +119,10 @@ class StreamDecoder:
                 self._dispatch(self._sse.feed(b"\n\n"), out)
                 self._raise_deferred()
             except ParseError as exc:
-                raise NetworkError("The upstream closed the stream before it finished") from exc
+                raise truncated_stream() from exc
         if not self._done:
-            raise NetworkError("The upstream closed the stream before it finished")
+            raise truncated_stream()
         return out
-
-    def _raise_deferred(self) -> None:
-        if self._deferred is not None:
-            error, self._deferred = self._deferred, None
-            self._done = True
-            raise error
 
     def _dispatch(self, events: list[SSEEvent], out: list[StreamEvent]) -> None:
         for sse in events:
@@ -148,11 +132,7 @@ class StreamDecoder:
             try:
                 self._event(_decode_event(data), out)
             except ModelportError as exc:
-                if not out:
-                    self._done = True
-                    raise
-                # Deliver what came before the error first; raise it on the next call.
-                self._deferred = exc
+                self._defer(exc, out)
                 return
             if self._done:
                 return
