@@ -29,7 +29,7 @@ from modelport.types import (
 from modelport.wire._json import convert_request, request_object, whole_number
 from modelport.wire._responses_request import VENDOR
 
-__all__ = ["REDACTED_PREFIX", "ROUTE_FIELDS", "ToolNames", "parse_request"]
+__all__ = ["ITEM_KINDS", "REDACTED_PREFIX", "ROUTE_FIELDS", "ToolNames", "parse_request"]
 
 logger = logging.getLogger("modelport.wire")
 
@@ -136,6 +136,21 @@ class _Namespace(msgspec.Struct, tag="namespace", tag_field="type"):
     description: str | None = None
 
 
+#: Item types that are read (or refused); any other names the record of a hosted tool's
+#: call, dropped. The OpenAPI document lists them.
+ITEM_KINDS = frozenset(
+    {
+        "message",
+        "function_call",
+        "custom_tool_call",
+        "function_call_output",
+        "custom_tool_call_output",
+        "reasoning",
+        "item_reference",
+    }
+)
+
+
 class _Part(msgspec.Struct):
     type: str
     text: str | None = None
@@ -169,7 +184,7 @@ class _ReasoningItem(msgspec.Struct):
 
 class _Request(msgspec.Struct):
     model: str
-    input: str | list[dict[str, Any]] = ""
+    input: str | list[dict[str, Any]] | None = None
     instructions: str | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -180,6 +195,11 @@ class _Request(msgspec.Struct):
     reasoning: dict[str, Any] | None = None
     text: dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    # Read by the route; declared so that a value of the wrong type is refused here.
+    stream: bool | None = None
+    store: bool | None = None
+    previous_response_id: str | None = None
+    include: list[str] | None = None
 
 
 # --- parsing --------------------------------------------------------------------
@@ -195,16 +215,19 @@ def parse_request(body: Any) -> ChatRequest:
     request: _Request = convert_request(data, _Request)
     names = ToolNames.of(request.tools)
     tools, hosted = _tools(request.tools or [], names)
+    if not request.input and request.previous_response_id is None:
+        raise InvalidRequestError(
+            "'input' must be a text or hold at least one item (or continue a response: "
+            "previous_response_id)"
+        )
     messages: list[Message] = []
     if request.instructions:
         messages.append(Message(role="system", content=request.instructions))
     if isinstance(request.input, str):
         if request.input:
             messages.append(Message(role="user", content=request.input))
-    else:
+    elif request.input:
         messages.extend(_items(request.input, names))
-    if not messages and data.get("previous_response_id") is None:
-        raise InvalidRequestError("'input' must hold at least one item")
 
     passthrough = {
         key: value
@@ -269,12 +292,20 @@ def _tools(
     for position, tool in enumerate(tools):
         kind = tool.get("type")
         where = f"tools[{position}]"
+        if not isinstance(kind, str) or not kind:
+            raise InvalidRequestError(
+                f"Invalid request: every tool needs a `type` - at `$.{where}`"
+            )
         if kind == "function":
             out.append(_function(convert_request(tool, _Function, where), None, names))
         elif kind == "custom":
             out.append(_custom(convert_request(tool, _Custom, where), None, names))
         elif kind == "namespace":
             group: _Namespace = convert_request(tool, _Namespace, where)
+            if not group.name:
+                raise InvalidRequestError(
+                    f"Invalid request: a namespace needs a name - at `$.{where}`"
+                )
             for inner in group.tools:
                 if isinstance(inner, _Function):
                     out.append(_function(inner, group.name, names))
@@ -296,6 +327,8 @@ def _function(tool: _Function, namespace: str | None, names: ToolNames) -> ToolD
 
 
 def _custom(tool: _Custom, namespace: str | None, names: ToolNames) -> ToolDefinition:
+    if not tool.name:
+        raise InvalidRequestError("Every custom tool needs a name")
     return ToolDefinition(
         name=names.flat(namespace, tool.name),
         description=tool.description or "",
@@ -332,10 +365,14 @@ def _items(items: list[dict[str, Any]], names: ToolNames) -> list[Message]:
         where = f"input[{position}]"
         if not isinstance(item, dict):
             raise InvalidRequestError(f"Invalid request: Expected `object` - at `$.{where}`")
-        kind = item.get("type") or ("message" if "role" in item else None)
+        kind = item["type"] if "type" in item else ("message" if "role" in item else None)
+        if not isinstance(kind, str) or not kind:
+            raise InvalidRequestError(
+                f"Invalid request: an input item needs a `type` (or a `role`) - at `$.{where}`"
+            )
         if kind == "message" and item.get("role") == "assistant":
             turn = turn or _Turn()
-            turn.text(convert_request(item, _MessageItem, where))
+            turn.text(convert_request(item, _MessageItem, where), where)
         elif kind in ("function_call", "custom_tool_call"):
             turn = turn or _Turn()
             turn.call(convert_request(item, _CallItem, where), names)
@@ -365,14 +402,12 @@ class _Turn:
         self.texts: list[str] = []
         self.calls: list[ToolCall] = []
 
-    def text(self, item: _MessageItem) -> None:
-        if isinstance(item.content, str):
-            self.texts.append(item.content)
+    def text(self, item: _MessageItem, where: str) -> None:
+        content = _content(item.content, where)
+        if isinstance(content, str):
+            self.texts.append(content)
             return
-        for part in item.content:
-            text = part.refusal if part.type == "refusal" else part.text
-            if text:
-                self.texts.append(text)
+        self.texts.extend(part.text for part in content if isinstance(part, TextPart))
 
     def call(self, item: _CallItem, names: ToolNames) -> None:
         if item.input is not None and item.arguments is None:  # a custom tool's call
