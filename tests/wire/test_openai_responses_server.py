@@ -383,6 +383,10 @@ def test_instructions_and_a_string_input() -> None:
         ({"model": "m", "input": "x", "tool_choice": "sometimes"}, "tool_choice"),
         ({"model": "m", "input": "x", "max_output_tokens": 1.5}, "whole number"),
         ({"model": "m", "input": [{"type": "function_call", "name": "f"}]}, "call_id"),
+        ({"model": "m", "input": [{"content": "no role, no type"}]}, "needs a `type`"),
+        ({"model": "m", "input": "x", "tools": [{"name": "f"}]}, "every tool needs a `type`"),
+        ({"model": "m", "input": "x", "stream": "yes"}, "stream"),
+        ({"model": "m", "input": [{"role": "assistant", "content": [{"type": "x"}]}]}, "'x'"),
     ],
 )
 def test_bad_requests_name_their_field(body: dict[str, Any], message: str) -> None:
