@@ -33,6 +33,8 @@ _OPERATIONS = [
     ("POST", "/v1/messages"),
     ("GET", "/health"),
     ("GET", "/metrics"),
+    ("GET", "/admin/models"),
+    ("GET", "/admin/connections"),
 ]
 
 

@@ -29,6 +29,11 @@ def _compat(router: Any, name: str) -> str | None:
         return None
 
 
+def _fields(value: msgspec.Struct) -> dict[str, Any]:
+    # Every field, defaults included (the values omit defaults when encoded).
+    return {name: getattr(value, name) for name in value.__struct_fields__}
+
+
 def _model(info: Any) -> dict[str, Any]:
     return {
         "address": info.address,
@@ -36,8 +41,8 @@ def _model(info: Any) -> dict[str, Any]:
         "name": info.name,
         "context_window": info.context_window,
         "max_output_tokens": info.max_output_tokens,
-        "prices": msgspec.to_builtins(info.prices),
-        "capabilities": msgspec.to_builtins(info.capabilities),
+        "prices": _fields(info.prices),
+        "capabilities": _fields(info.capabilities),
     }
 
 
