@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["COMPATS", "ConnectionUpdate", "apply_config", "routes"]
 
 #: The built-in wire formats; ``plugin:<provider id>`` reaches a plugin's provider.
-COMPATS = ("openai", "anthropic", "ollama")
+COMPATS = ("openai", "anthropic", "ollama", "gemini", "azure")
 #: Option names whose values are never sent to a browser (a key put inline in the table).
 _SECRET_NAME = re.compile(r"(?i)(key|token|secret|password|credential)")
 

@@ -33,6 +33,7 @@ from modelport.server import (
     admin_models,
     admin_usage,
     anthropic_routes,
+    embedding_routes,
     openai_routes,
     ui,
 )
@@ -168,6 +169,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *openai_routes.routes(),
         *anthropic_routes.routes(),
+        *embedding_routes.routes(),
         Route("/health", health_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
