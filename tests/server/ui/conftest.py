@@ -89,6 +89,11 @@ def streamed_reply(pieces: list[str], *, delay: float = 0.0, **more: Any) -> Rep
     )
 
 
+def last_chat(upstream: FakeUpstream) -> Any:
+    """The last chat request the upstream got (the UI also lists models meanwhile)."""
+    return [r for r in upstream.requests if r.path == "/v1/chat/completions"][-1]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -198,8 +203,10 @@ def write_home(home: Path, upstream: FakeUpstream, *, plugin_triggers: str = '["
         (plugin / relative).write_text(text, "utf-8")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running on
+    # this thread while it is open, which would break every asyncio test after it.
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():

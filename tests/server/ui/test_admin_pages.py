@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from modelport.testing import FakeUpstream
-from tests.server.ui.conftest import PLUGIN, Served, screenshot, streamed_reply
+from tests.server.ui.conftest import PLUGIN, Served, last_chat, screenshot, streamed_reply
 
 SECRET = "sk-typed-into-the-ui-0123456789abcdef"
 
@@ -135,7 +135,7 @@ def test_a_connection_added_in_settings_is_used_by_the_running_gateway(
     page.get_by_label("Message", exact=True).fill("hi work")
     page.get_by_role("button", name="Send").click()
     page.locator("#chat-log .message.assistant").get_by_text("from work").wait_for()
-    assert upstream.requests[-1].headers["authorization"] == f"Bearer {SECRET}"
+    assert last_chat(upstream).headers["authorization"] == f"Bearer {SECRET}"
 
     # Edit: the key is kept when the field stays empty; delete removes the table.
     page.goto("/#/settings")

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from modelport.testing import FakeUpstream, Reply
-from tests.server.ui.conftest import Served, chunk, screenshot, sse, streamed_reply
+from tests.server.ui.conftest import Served, chunk, last_chat, screenshot, sse, streamed_reply
 
 
 def _answer(page: Any) -> Any:
@@ -43,7 +43,7 @@ def test_a_model_picked_on_the_models_page_streams_token_by_token(
     partial = [text.strip() for text in seen if text.strip() != final]
     assert len(partial) >= 3, seen
     assert all(final.startswith(text) for text in partial)
-    body = upstream.requests[-1].json()
+    body = last_chat(upstream).json()
     assert body["model"] == "m1" and body["stream"] is True
     assert body["messages"] == [{"role": "user", "content": "Say hello"}]
     screenshot(page, "chat")
@@ -64,7 +64,7 @@ def test_stop_aborts_and_the_upstream_sees_the_disconnect(
     assert stop.is_enabled()
     stop.click()
     _answer(page).get_by_text("Stopped.").wait_for()
-    request = upstream.requests[-1]
+    request = last_chat(upstream)
     # The gateway cancelled the upstream request: its connection closed long before
     # the 18 s the whole answer takes.
     assert request.closed.wait(5)
@@ -171,7 +171,7 @@ def test_the_conversation_stays_in_the_browser_until_cleared(
     page.get_by_label("Message", exact=True).fill("and again")
     page.get_by_role("button", name="Send").click()
     page.locator("#chat-log .message.assistant").nth(1).get_by_text("Kept here.").wait_for()
-    assert [m["content"] for m in upstream.requests[-1].json()["messages"]] == [
+    assert [m["content"] for m in last_chat(upstream).json()["messages"]] == [
         "remember me",
         "Kept here.",
         "and again",
