@@ -86,15 +86,20 @@ class ConnectionReport:
 @dataclass(frozen=True, slots=True)
 class Probe:
     """One connection's listing: its models (or error), whether a key is available,
-    and whether it lies beyond this machine (``None``: unknown)."""
+    whether it lies beyond this machine (``None``: unknown), and, for one that logs
+    in with OAuth, its login (``logged in as … / expires in … / refresh available``)."""
 
     result: ConnectionModels
     has_key: bool | None
     remote: bool | None = None
+    login: str | None = None
 
 
 async def probe_connections(router: Router, names: list[str] | None = None) -> dict[str, Probe]:
     """List the models of ``names`` (every connection when ``None``) through ``router``."""
+    import asyncio
+
+    from modelport.auth.tokens import load_tokens, login_status
     from modelport.routing import is_local_url
 
     if names is None:
@@ -102,21 +107,28 @@ async def probe_connections(router: Router, names: list[str] | None = None) -> d
     else:
         reports = [entry for name in names for entry in await router.list_models_report(name)]
     probes = {}
+    host = router.provider_source
+    oauth_config = getattr(host, "oauth_config", None)
     for result in reports:
         has_key: bool | None = None  # the listing already failed with the reason
         remote: bool | None = None
+        login: str | None = None
+        configured = router.config.connection(result.connection)
+        oauth_plugin = oauth_config is not None and oauth_config(result.connection) is not None
+        if oauth_plugin or (configured is not None and configured.auth in ("oauth", "auto")):
+            login = login_status(await asyncio.to_thread(load_tokens, result.connection))
         try:
             settings = router.settings_for(result.connection)
         except ModelportError:
             pass
         else:
-            has_key = settings.api_key is not None
+            has_key = settings.api_key is not None or settings.auth == "oauth"
             plugin = settings.compat.startswith("plugin:")
             local = is_local_url(settings.base_url) or (
                 settings.compat == "ollama" and settings.base_url is None
             )
             remote = None if plugin else not local
-        probes[result.connection] = Probe(result, has_key, remote)
+        probes[result.connection] = Probe(result, has_key, remote, login)
     return probes
 
 
@@ -137,7 +149,9 @@ def check_probe(
         where="a plugin" if plugin else connection.base_url or "its default URL",
     )
     add = report.checks.append
-    if probe.has_key is not None:
+    if probe.login is not None:
+        add(Check("info", probe.login, label="login"))
+    elif probe.has_key is not None:
         add(Check("info", "present" if probe.has_key else "none", label="key"))
     result = probe.result
     error = result.error
@@ -177,6 +191,14 @@ def check_probe(
         )
     elif isinstance(error, NetworkError):
         add(Check("problem", f"{name}: {message}", _unreachable_fix(name, connection)))
+    elif isinstance(error, AuthError) and probe.login is not None:
+        add(
+            Check(
+                "problem",
+                f"{name}: login missing or refused: {message}",
+                f"`modelport login {name}`",
+            )
+        )
     elif isinstance(error, AuthError):
         add(
             Check(

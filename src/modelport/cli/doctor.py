@@ -164,6 +164,7 @@ def _plugin_fix(finding: Finding) -> str:
 
 def _print_locations(report: _Report) -> None:
     from modelport.auth.keys import key_storage
+    from modelport.auth.tokens import token_storage
     from modelport.config import find_project_dir, global_config_path, modelport_home
 
     report.console.print("modelport", style="bold", markup=False)
@@ -176,6 +177,7 @@ def _print_locations(report: _Report) -> None:
         report.info("project", str(project))
         report.info("project config", _described(project / ".modelport" / "config.toml"))
     report.info("keys", str(key_storage()))
+    report.info("OAuth tokens", token_storage())
 
 
 def _described(path: Path) -> str:

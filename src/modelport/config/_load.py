@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from modelport.config._inline_secrets import refuse_inline_secrets
+from modelport.config._oauth import OAuthConfig, check_auth, parse_oauth
 from modelport.errors import ConfigError
 from modelport.types import ModelPrices
 
@@ -25,6 +27,7 @@ __all__ = [
     "ConnectionConfig",
     "GatewayConfig",
     "IgnoredSettings",
+    "OAuthConfig",
     "check_base_url",
     "find_project_dir",
     "global_config_path",
@@ -53,7 +56,8 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     ``plugin:<provider id>`` or the name of an installed ``modelport.providers``
     entry point.
     ``options`` holds every other key of the table, untouched (provider-specific
-    settings, a plugin's ``configFields`` values).
+    settings, a plugin's ``configFields`` values). ``auth`` (``key``, ``oauth``,
+    ``auto``) and ``oauth`` say how the connection logs in (:mod:`._oauth`).
     """
 
     compat: str | None = None
@@ -64,6 +68,8 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+    auth: str | None = None
+    oauth: OAuthConfig | None = None
 
 
 class _ConnectionFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -74,6 +80,8 @@ class _ConnectionFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     max_retries: _Retries | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
+    auth: str | None = None
+    oauth: OAuthConfig | None = None
 
 
 _CONNECTION_KEYS = frozenset(_ConnectionFields.__struct_fields__)
@@ -449,6 +457,15 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 raise ConfigError(
                     f"{path}: [{where}]: unknown key {key!r}. Did you mean {close[0]!r}?"
                 )
+        refuse_inline_secrets(name, table, path)
+        compat = table.get("compat")
+        plugin = isinstance(compat, str) and compat.startswith("plugin:")
+        try:
+            check_auth(name, table, plugin=plugin)
+            if "oauth" in table:
+                parse_oauth(table["oauth"], f"[{where}.oauth]")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.message}", connection=name) from None
         known = {k: v for k, v in table.items() if k in _CONNECTION_KEYS}
         try:
             msgspec.convert(known, _ConnectionFields)

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from modelport.auth.session import TokenBroker
 from modelport.config import (
     PRESETS,
     Config,
@@ -69,7 +70,9 @@ class Router:
     started on first need. Providers are built once per (connection, settings)
     and reused so HTTP connections are pooled — except for a call with its own
     ``api_key`` or ``headers``, whose provider lives for that call alone (over
-    the connection's shared HTTP pool). A router belongs to one event loop, and
+    the connection's shared HTTP pool). ``tokens`` holds the OAuth sessions of
+    connections that log in with OAuth (a :class:`~modelport.auth.session.TokenBroker`
+    of its own by default). A router belongs to one event loop, and
     :meth:`aclose` closes what it built and its provider source.
     """
 
@@ -81,6 +84,7 @@ class Router:
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         provider_source: ProviderSourceFactory | None = None,
+        tokens: TokenBroker | None = None,
     ) -> None:
         self.config = config if config is not None else load_config()
         self.ledger = ledger
@@ -88,7 +92,9 @@ class Router:
         self._sleep = sleep
         self._source = LazySource(provider_source)
         self._keys = StoredKeys()
-        self._cache = RouteCache()
+        #: The OAuth sessions of this router's connections (and its plugins').
+        self.tokens = tokens if tokens is not None else TokenBroker(env=lambda: self.env)
+        self._cache = RouteCache(self.tokens)
         self._seen_prices: dict[tuple[str, str], ModelPrices] = {}
 
     @property
@@ -151,9 +157,11 @@ class Router:
 
         Call it after a key changed while the router runs (``modelport keys set``
         or ``keys delete`` next to a running gateway, or an admin action that
-        stores a key); routes resolved with the old key are dropped too.
+        stores a key); routes resolved with the old key are dropped too, and
+        OAuth tokens held in memory are read from storage again.
         """
         self._keys.forget()
+        self.tokens.forget()
         self._cache.forget_routes()
 
     # --- providers registered at run time ----------------------------------
@@ -517,6 +525,7 @@ class Router:
         """
         await self._source.aclose()
         await self._cache.aclose()
+        await self.tokens.aclose()
 
 
 async def _aclose(closeable: object) -> None:
