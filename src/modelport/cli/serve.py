@@ -42,6 +42,12 @@ def serve(
         bool, typer.Option("--access-log/--no-access-log", help="One log line per request.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Gateway processes on the one port (one core each; see docs/gateway.md)."
+        ),
+    ] = 1,
 ) -> None:
     """Run the OpenAI- and Anthropic-compatible gateway (http://127.0.0.1:4848/v1)."""
     from modelport.cli._output import fail
@@ -58,30 +64,28 @@ def serve(
     except ConfigError as exc:
         fail(str(exc), "Keys are read from the environment or config.toml, never from the flags.")
 
+    _configure_logging(log_level)
+    if workers > 1:
+        from modelport.cli._serve_workers import WorkerOptions, run_workers
+
+        _log_url(host, port, bool(keys.gateway), workers)
+        options = WorkerOptions(host, port, keepalive, access_log, log_level)
+        if not run_workers(config, options, workers=workers, grace=grace):
+            sys.exit(1)
+        return
+
     import uvicorn
 
     from modelport.server.access_log import BufferedAccessLog
     from modelport.server.app import create_app
 
-    _configure_logging(log_level)
     # Our own access lines, formatted as the log format below and written in
     # batches: a logging record per request cost the event loop ~75 µs.
     access = BufferedAccessLog(sys.stderr) if access_log else None
     app = create_app(
         config, host=host, keys=keys, keepalive_interval=keepalive, access_log=access or False
     )
-    shown = f"[{host}]" if ":" in host else host
-    logging.getLogger("modelport.server").info(
-        "modelport gateway on http://%s:%d — OpenAI base URL http://%s:%d/v1, "
-        "Anthropic base URL http://%s:%d%s",
-        shown,
-        port,
-        shown,
-        port,
-        shown,
-        port,
-        " (gateway key required)" if keys.gateway else "",
-    )
+    _log_url(host, port, bool(keys.gateway), 1)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -108,6 +112,22 @@ def serve(
             access.flush()
     if not server.started:
         sys.exit(1)
+
+
+def _log_url(host: str, port: int, keyed: bool, workers: int) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    logging.getLogger("modelport.server").info(
+        "modelport gateway on http://%s:%d — OpenAI base URL http://%s:%d/v1, "
+        "Anthropic base URL http://%s:%d%s%s",
+        shown,
+        port,
+        shown,
+        port,
+        shown,
+        port,
+        " (gateway key required)" if keyed else "",
+        f" ({workers} worker processes)" if workers > 1 else "",
+    )
 
 
 #: Collect the youngest generation after 50,000 net new container objects instead of

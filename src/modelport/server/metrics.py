@@ -25,6 +25,8 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelport.server._metrics_shared import SharedFigures, multiprocess_dir
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -90,11 +92,18 @@ class GatewayMetrics:
         #: Requests being answered right now: a plain count, read by the gauge at each
         #: scrape (Gauge.inc/dec take a lock on every request; only the event loop counts).
         self.in_flight = 0
-        Gauge(
-            "modelport_gateway_in_flight_requests",
-            "Requests being answered right now (streams included).",
-            registry=r,
-        ).set_function(lambda: self.in_flight)
+        #: Requests answered by this process (per worker under ``serve --workers``).
+        self.answered = 0
+        self._shared: SharedFigures | None = None
+        if multiprocess_dir() is None:
+            Gauge(
+                "modelport_gateway_in_flight_requests",
+                "Requests being answered right now (streams included).",
+                registry=r,
+            ).set_function(lambda: self.in_flight)
+        else:
+            # One of several workers: the plain numbers are mirrored, the scrape sums files.
+            self._shared = SharedFigures(r, self)
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -105,6 +114,7 @@ class GatewayMetrics:
         return child
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.answered += 1
         self._child(self.requests, route, method, str(status)).inc()
         self._child(self.latency, route).observe(seconds)
 
@@ -131,9 +141,14 @@ class GatewayMetrics:
 
     def watch_ledger(self, ledger: Ledger) -> None:
         """Export the ledger's counters, read at each scrape (its losses are otherwise silent)."""
+        if self._shared is not None:
+            self._shared.ledger = ledger
+            return
         self.registry.register(_LedgerCollector(ledger))
 
     def render(self) -> bytes:
+        if self._shared is not None:
+            return self._shared.render()
         return generate_latest(self.registry)
 
 
