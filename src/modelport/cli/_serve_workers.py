@@ -15,9 +15,9 @@ parent leaves in ``MODELPORT_WORKER_OPTIONS``. What they share:
 * **the ledger**: each worker writes its own rows to the one database;
   SQLite in WAL mode with a busy timeout (``modelport.ledger``) takes
   writers from several processes, PostgreSQL anyway.
-* **metrics**: prometheus-client's multiprocess mode, in a folder the parent
-  makes and removes (``server._metrics_shared``); any worker's ``/metrics``
-  sums all of them.
+* **metrics**: each worker writes its exposition once a second into a folder
+  the parent makes and removes, and any worker's ``/metrics`` sums them all
+  (``server._metrics_shared``).
 * **governance**: the workers are one instance group (``workers_group``): on
   Redis or PostgreSQL their counters are shared as between instances; on
   SQLite without Redis they go to the database file, one locked transaction
@@ -96,11 +96,12 @@ def run_workers(config: Config, options: WorkerOptions, *, workers: int, grace: 
     from uvicorn.supervisors import Multiprocess
 
     from modelport.cli.serve import _http, _loop
+    from modelport.server._metrics_shared import WORKER_METRICS_ENV
 
     options = msgspec.structs.replace(options, group=secrets.token_hex(4))
     metrics_dir = tempfile.mkdtemp(prefix="modelport-metrics-")
-    # Inherited by the spawned workers, read by prometheus-client when they import it.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    # Inherited by the spawned workers.
+    os.environ[WORKER_METRICS_ENV] = metrics_dir
     os.environ[OPTIONS_ENV] = msgspec.json.encode(options).decode()
     _drop_stale_counters(config, options.group)
     server_config = uvicorn.Config(

@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelport.server._metrics_shared import SharedFigures, multiprocess_dir
+from modelport.server._metrics_shared import WorkerExposition, worker_metrics_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -94,16 +94,14 @@ class GatewayMetrics:
         self.in_flight = 0
         #: Requests answered by this process (per worker under ``serve --workers``).
         self.answered = 0
-        self._shared: SharedFigures | None = None
-        if multiprocess_dir() is None:
-            Gauge(
-                "modelport_gateway_in_flight_requests",
-                "Requests being answered right now (streams included).",
-                registry=r,
-            ).set_function(lambda: self.in_flight)
-        else:
-            # One of several workers: the plain numbers are mirrored, the scrape sums files.
-            self._shared = SharedFigures(r, self)
+        Gauge(
+            "modelport_gateway_in_flight_requests",
+            "Requests being answered right now (streams included).",
+            registry=r,
+        ).set_function(lambda: self.in_flight)
+        folder = worker_metrics_dir()
+        #: One of the workers of ``serve --workers N``: a scrape sums them all.
+        self._workers = WorkerExposition(r, self, folder) if folder is not None else None
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -141,14 +139,11 @@ class GatewayMetrics:
 
     def watch_ledger(self, ledger: Ledger) -> None:
         """Export the ledger's counters, read at each scrape (its losses are otherwise silent)."""
-        if self._shared is not None:
-            self._shared.ledger = ledger
-            return
         self.registry.register(_LedgerCollector(ledger))
 
     def render(self) -> bytes:
-        if self._shared is not None:
-            return self._shared.render()
+        if self._workers is not None:
+            return self._workers.render()
         return generate_latest(self.registry)
 
 
