@@ -136,6 +136,8 @@ def _drop_stale_counters(config: Config, group: str) -> None:
     from modelport.governance import open_governance
     from modelport.governance._sqlite import SqliteCounters
 
+    if getattr(config, "redis_url", None):
+        return  # the counters are in Redis, shared with whoever else counts there
     try:
         governance = open_governance(config, workers_group=group)
     except ModelportError:
