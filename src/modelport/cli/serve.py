@@ -45,7 +45,8 @@ def serve(
     workers: Annotated[
         int,
         typer.Option(
-            min=1, help="Gateway processes on the one port (one core each; see docs/gateway.md)."
+            min=1,
+            help="Gateway processes on the one port, one core each (sharing ledger and limits).",
         ),
     ] = 1,
 ) -> None:
