@@ -122,6 +122,7 @@ def test_a_key_issued_in_the_ui_works_with_the_sdk_until_revoked_there(
     row.get_by_role("button", name=f"Revoke ci job ({key_id})").click()
     row.locator(".badge").get_by_text("revoked").wait_for()
     assert row.get_by_role("button", name=f"Revoke ci job ({key_id})").is_disabled()
+    assert page.evaluate("document.activeElement.id") == "team-status"
     with pytest.raises(openai.AuthenticationError, match="revoked"):
         _ask(served, secret)
 
@@ -271,3 +272,17 @@ def test_the_team_page_passes_axe_with_keys_budgets_and_a_secret_shown(
     page.keyboard.press("Enter")
     page.locator("#key-secret-title").get_by_text("Issued by keyboard").wait_for()
     assert page.evaluate("document.activeElement.id") == "key-secret-copy"
+
+
+def test_a_key_past_its_expiry_date_shows_expired_and_is_refused(
+    page: Any, served: Served, upstream: FakeUpstream
+) -> None:
+    upstream.route("POST", "/v1/chat/completions", Reply.json(COMPLETION))
+    page.goto("/#/team")
+    secret = _issue_in_the_ui(page, "old", **{"Expires on": "2020-01-31"})
+    key = httpx.get(f"{served.url}/admin/keys").json()["keys"][0]
+    assert key["expires_at"].startswith("2020-01-31T00:00:00")
+    row = _key_row(page, key["id"])
+    row.locator(".badge").get_by_text("expired").wait_for()
+    with pytest.raises(openai.AuthenticationError):
+        _ask(served, secret)

@@ -29,7 +29,7 @@ let auditLast = null;
 let keys = [];
 
 export function init(section) {
-  status = h("p", { class: "muted", role: "status", id: "team-status" });
+  status = h("p", { class: "muted", role: "status", id: "team-status", tabindex: "-1" });
   keyTable = h("div", { id: "key-table" });
   secretPanel = h("section", {
     id: "key-secret", class: "card secret", hidden: true, "aria-labelledby": "key-secret-title",
@@ -222,6 +222,7 @@ async function revoke(key) {
     toast(`Revoked ${key.name}.`);
     status.textContent = `Revoked ${key.name} (${key.id}).`;
     await refresh();
+    status.focus(); // its row was drawn again: keep the keyboard where the news is
   } catch (error) {
     status.textContent = error.message;
   }
