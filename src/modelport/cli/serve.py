@@ -2,8 +2,11 @@
 
 The command reads the same configuration as every other command
 (``MODELPORT_HOME/config.toml`` and the project's), refuses to listen beyond
-loopback without a gateway key, prints the URL to point tools at, and lets
-in-flight streams finish for ``--grace`` seconds on shutdown.
+loopback without a gateway key, prints the URL to point tools at, and on
+SIGTERM (or Ctrl-C) stops accepting, lets in-flight calls finish for up to
+``--drain-timeout`` seconds (``[gateway] drain_timeout``, 30 by default), ends
+the rest with an error event, writes the usage ledger and stops the plugins
+(:mod:`modelport.server._drain`).
 """
 
 from __future__ import annotations
@@ -32,9 +35,16 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on ([gateway] port, else 4848).")
     ] = None,
-    grace: Annotated[
-        float, typer.Option(help="Seconds in-flight streams get to finish on shutdown.")
-    ] = 30.0,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--drain-timeout",
+            "--grace",
+            min=0,
+            help="Seconds in-flight calls get to finish on shutdown before they end with an "
+            "error ([gateway] drain_timeout, else 30).",
+        ),
+    ] = None,
     keepalive: Annotated[
         float, typer.Option(help="Seconds of upstream silence before a keep-alive frame.")
     ] = 15.0,
@@ -52,6 +62,8 @@ def serve(
     config = load_config()
     host = host or config.gateway.host
     port = port if port is not None else config.gateway.port
+    if drain_timeout is None:
+        drain_timeout = config.gateway.drain_timeout
     keys = resolve_keys(config)
     try:
         check_binding(host, keys)
@@ -60,6 +72,7 @@ def serve(
 
     import uvicorn
 
+    from modelport.server._serving import GatewayServer, uvicorn_timeout
     from modelport.server.access_log import BufferedAccessLog
     from modelport.server.app import create_app
 
@@ -82,7 +95,7 @@ def serve(
         port,
         " (gateway key required)" if keys.gateway else "",
     )
-    server = uvicorn.Server(
+    server = GatewayServer(
         uvicorn.Config(
             app,
             host=host,
@@ -93,12 +106,15 @@ def serve(
             access_log=False,  # ours is structured and leaves keys and queries out
             log_config=None,
             log_level=log_level,
-            timeout_graceful_shutdown=grace,
+            # The drain ends the calls it can; uvicorn's timeout is the backstop.
+            timeout_graceful_shutdown=uvicorn_timeout(drain_timeout),
             server_header=False,
             # The gateway reads no X-Forwarded-* header (the Host check uses the
             # real Host), so uvicorn need not parse them on every request.
             proxy_headers=False,
-        )
+        ),
+        drain=app.state.drain,
+        drain_timeout=drain_timeout,
     )
     _tune_gc()
     try:

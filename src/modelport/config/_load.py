@@ -43,6 +43,7 @@ _UNTRUSTED_KEYS = frozenset({"default_model", "aliases"})
 _Timeout = Annotated[float, msgspec.Meta(gt=0)]
 _Retries = Annotated[int, msgspec.Meta(ge=0)]
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+_Seconds = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +94,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: Host names beyond loopback and the bound address that requests may name
     #: (a DNS name for the bound IP, the name a reverse proxy forwards).
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    #: Seconds in-flight calls get to finish on shutdown before they end with an error.
+    drain_timeout: _Seconds = 30.0
 
     def __repr__(self) -> str:
         # The inline keys are secrets; keep them out of logs and tracebacks.
@@ -100,7 +103,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             f"GatewayConfig(host={self.host!r}, port={self.port!r}, "
             f"key={'***' if self.key else None}, key_env={self.key_env!r}, "
             f"admin_key={'***' if self.admin_key else None}, "
-            f"admin_key_env={self.admin_key_env!r}, allowed_hosts={self.allowed_hosts!r})"
+            f"admin_key_env={self.admin_key_env!r}, allowed_hosts={self.allowed_hosts!r}, "
+            f"drain_timeout={self.drain_timeout!r})"
         )
 
 

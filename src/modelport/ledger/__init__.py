@@ -246,8 +246,11 @@ class Ledger:
                 if isinstance(event, UsageEvent):
                     usage = event
                 yield event
-        except (GeneratorExit, asyncio.CancelledError):
+        except (GeneratorExit, asyncio.CancelledError) as exc:
             outcome = "cancelled"
+            # A cancellation may say why (the gateway's shutdown does): keep that.
+            if exc.args and isinstance(exc.args[0], str):
+                error = exc.args[0][:_MAX_ERROR]
             raise
         except BaseException as exc:
             outcome = type(exc).__name__

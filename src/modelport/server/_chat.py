@@ -162,11 +162,14 @@ async def answer_chat(
             keepalive_interval=state.keepalive_interval,
             outcome=outcome,
             scrub=scrub,
+            drain=state.drain,
         )
     task = asyncio.current_task()
     assert task is not None
     left = asyncio.Event()
     watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, task, left))
+    drain = state.drain
+    call = drain.enter()
     try:
         response: ChatResponse = await state.router.complete(chat, **options)
         body = wire.encode_response(msgspec.structs.replace(response, model=address, id=request_id))
@@ -175,6 +178,10 @@ async def answer_chat(
             # The client is gone and the upstream call with it; nobody reads this answer.
             outcome.finished(None, asyncio.CancelledError())
             return Response(status_code=499)
+        if call.ended is not None and task.uncancel() == 0:
+            # The gateway is shutting down and this call outlived the drain timeout.
+            outcome.finished(None, call.ended)
+            return json_error(wire, call.ended)
         raise
     except Exception as exc:
         failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
@@ -183,6 +190,7 @@ async def answer_chat(
         return json_error(wire, failure)
     finally:
         watcher.cancel()
+        drain.leave(call)
     outcome.finished(response.usage, None)
     return Response(body, media_type="application/json")
 

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.server import admin, anthropic_routes, openai_routes
+from modelport.server._drain import Drain
 from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
@@ -206,6 +207,7 @@ def create_app(
     state.metrics = metrics
     state.health = HealthTracker(router.connection_names)
     state.keepalive_interval = keepalive_interval
+    state.drain = Drain()
     state.keys = keys
     state.ready = False
     state.access_log = access_log if isinstance(access_log, BufferedAccessLog) else None
@@ -266,7 +268,16 @@ async def _start_plugins(host: Any) -> None:
         logger.exception("starting the startup plugins failed")
 
 
+#: Seconds the lifespan waits for calls that are still tidying up (recording their usage).
+_SETTLE = 2.0
+
+
 async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
+    # A call that uvicorn cancelled at its own shutdown timeout still has to run its
+    # finally clauses (the ledger record among them) before the ledger closes.
+    drain: Drain | None = getattr(state, "drain", None)
+    if drain is not None and not await drain.wait_idle(_SETTLE):
+        logger.warning("%d call(s) still running as the gateway closes", len(drain))
     if starting is not None and not starting.done():
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
