@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from modelport.errors import ConfigError
+from modelport.ledger._writer import StoreUnavailable
 
 __all__ = ["SQLStore", "normalize_url"]
 
@@ -175,6 +176,25 @@ class _BatchInsert:
         return sql
 
 
+def _unreachable(exc: sa.exc.SQLAlchemyError) -> bool:
+    """Whether ``exc`` says the database cannot take writes now (down, unreachable,
+    locked, out of connections), as opposed to refusing this data."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sa.exc.OperationalError
+        | sa.exc.InterfaceError
+        | sa.exc.DisconnectionError
+        | sa.exc.TimeoutError,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def normalize_url(url: str) -> str:
     """Pick the driver we ship for a PostgreSQL URL; leave anything else alone.
 
@@ -273,44 +293,49 @@ class SQLStore:
 
         Strings too long for their column are cut to fit (PostgreSQL would
         refuse them; a client chooses the model name). If the batch fails
-        anyway, each row is tried on its own, so one bad row costs one record:
-        the answer is how many rows were lost. A database that is down fails
-        the first row too, and then raises.
+        because of its data, each row is tried on its own, so one bad row
+        costs one record: the answer is how many rows were lost. If it fails
+        because the database cannot be reached (or is locked), nothing is
+        lost: :class:`~modelport.ledger._writer.StoreUnavailable` says how many
+        rows were dealt with first, and the writer keeps the rest for later.
         """
         statement = self._batch_insert
-        batch: list[tuple[Any, ...] | dict[str, Any]] = []
-        unconvertible = 0
+        prepared: list[tuple[Any, ...] | dict[str, Any] | None] = []
         for row in rows:
             try:
-                batch.append(statement.parameters(_fit(row)))
+                prepared.append(statement.parameters(_fit(row)))
             except Exception:  # a value its column cannot take: that record alone is lost
-                unconvertible += 1
+                prepared.append(None)
                 logger.warning("usage ledger could not convert a record", exc_info=True)
+        batch = [parameters for parameters in prepared if parameters is not None]
+        unconvertible = len(prepared) - len(batch)
         if not batch:
             return unconvertible
         try:
             self._execute(batch)
             return unconvertible
-        except sa.exc.SQLAlchemyError:
-            if len(batch) == 1:
-                raise
-            logger.warning(
-                "usage ledger: a batch of %d failed; writing its rows one by one",
-                len(batch),
-                exc_info=True,
-            )
+        except sa.exc.SQLAlchemyError as exc:
+            if _unreachable(exc):
+                raise StoreUnavailable(_first_line(exc)) from exc
+            if len(batch) > 1:
+                logger.warning(
+                    "usage ledger: a batch of %d failed; writing its rows one by one",
+                    len(batch),
+                    exc_info=True,
+                )
         lost = 0
-        for index, parameters in enumerate(batch):
+        for index, parameters in enumerate(prepared):
+            if parameters is None:
+                lost += 1
+                continue
             try:
                 self._execute([parameters])
-            except sa.exc.OperationalError:
-                if index == lost:
-                    raise  # nothing got through: the database itself is failing
-                lost += 1
-            except sa.exc.SQLAlchemyError:
+            except sa.exc.SQLAlchemyError as exc:
+                if _unreachable(exc):
+                    raise StoreUnavailable(_first_line(exc), done=index, lost=lost) from exc
                 lost += 1
                 logger.warning("usage ledger could not write a record", exc_info=True)
-        return unconvertible + lost
+        return lost
 
     def _execute(self, batch: list[tuple[Any, ...] | dict[str, Any]]) -> None:
         with self._engine.begin() as conn:

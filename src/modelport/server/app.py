@@ -253,6 +253,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         # gateway must answer /health within a second, so that runs behind us.
         await host.load()
         starting = asyncio.create_task(_start_plugins(host))
+    start_ledger = getattr(getattr(state, "ledger", None), "start", None)
+    if start_ledger is not None:
+        start_ledger()  # writes what a previous run left in the outage spool
     state.ready = True
     try:
         yield

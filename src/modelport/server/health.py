@@ -5,7 +5,8 @@ liveness check as slow as the slowest server and hammer them on every poll.
 Instead the chat routes report each call's outcome to a :class:`HealthTracker`
 and ``/health`` shows what the last real call saw. The route answers 200 as
 soon as the app has started; a connection that is failing turns the overall
-``status`` to ``degraded`` without making the gateway look dead.
+``status`` to ``degraded`` without making the gateway look dead, as does a
+usage ledger whose database is unreachable (its records wait meanwhile).
 """
 
 from __future__ import annotations
@@ -144,19 +145,31 @@ def _plugins(host: Any) -> list[dict[str, Any]]:
 _PLUGIN_ERROR = "The plugin failed; GET /plugins/{name} (admin key) shows why."
 
 
+def _ledger(state: Any) -> dict[str, Any] | None:
+    # The usage ledger's own report (ok, or degraded while its database is away);
+    # a router handed in may record through a ledger of its own.
+    ledger = getattr(state, "ledger", None) or getattr(state.router, "ledger", None)
+    health = getattr(ledger, "health", None)
+    return health() if callable(health) else None
+
+
 async def health_endpoint(request: Request) -> Response:
-    """``GET /health``: 200 with each connection's and plugin's state."""
+    """``GET /health``: 200 with each connection's, plugin's and the ledger's state."""
     state = request.app.state
     tracker: HealthTracker = state.health
     connections = tracker.snapshot(sorted(state.router.connection_names()))
     plugins = _plugins(getattr(state, "plugin_host", None))
-    degraded = any(c["state"] == "error" for c in connections) or any(
-        p["state"] == "crashed" for p in plugins
+    ledger = _ledger(state)
+    degraded = (
+        any(c["state"] == "error" for c in connections)
+        or any(p["state"] == "crashed" for p in plugins)
+        or (ledger is not None and ledger["state"] != "ok")
     )
     body = {
         "status": "degraded" if degraded else "ok",
         "uptime_s": round(time.time() - tracker.started_at, 3),
         "connections": connections,
         "plugins": plugins,
+        "ledger": ledger,
     }
     return Response(msgspec.json.encode(body), media_type="application/json")

@@ -19,7 +19,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -152,13 +152,29 @@ class _LedgerCollector(Collector):
         )
         yield CounterMetricFamily(
             "modelport_ledger_records_dropped",
-            "Usage records lost: the write queue was full, or the database refused them.",
+            "Usage records lost: past the bounds of the write queue and the outage spool, "
+            "or refused by the database.",
             value=ledger.dropped,
         )
         yield CounterMetricFamily(
             "modelport_ledger_records_failed",
             "Of the records dropped, those the database refused (see the log for why).",
             value=ledger.failed,
+        )
+        yield GaugeMetricFamily(
+            "modelport_ledger_records_pending",
+            "Usage records not written yet: queued, or waiting out a database outage.",
+            value=ledger.pending,
+        )
+        yield GaugeMetricFamily(
+            "modelport_ledger_records_spooled",
+            "Of the pending records, those kept on disk until the database is back.",
+            value=ledger.spooled,
+        )
+        yield GaugeMetricFamily(
+            "modelport_ledger_degraded",
+            "1 while the ledger's database cannot take records (they wait), else 0.",
+            value=1 if ledger.degraded else 0,
         )
 
 
