@@ -12,6 +12,7 @@ are importable from here too.
 
 from __future__ import annotations
 
+import errno
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager
@@ -77,6 +78,11 @@ def _describe(exc: BaseException, target: str, timeout: float | None, hint: str)
         if isinstance(cause, ConnectionRefusedError):
             return f"Cannot reach {target} (connection refused) — {hint}"
         return f"Cannot reach {target} ({_reason(cause)}) — {hint}"
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+        return (
+            f"The connection to {target} was reset before the answer was complete — the "
+            "server (or a proxy in between) may have crashed or restarted; try again"
+        )
     if isinstance(
         exc,
         aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | ConnectionResetError,
