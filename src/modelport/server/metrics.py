@@ -10,6 +10,7 @@ routes add errors, time to first token and tokens.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -95,6 +96,11 @@ class GatewayMetrics:
             "Requests being answered right now (streams included).",
             registry=r,
         ).set_function(lambda: self.in_flight)
+        Gauge(
+            "modelport_gateway_asyncio_tasks",
+            "asyncio tasks alive on the gateway's event loop (a leak shows as growth at rest).",
+            registry=r,
+        ).set_function(_task_count)
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -135,6 +141,14 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _task_count() -> int:
+    # Read at scrape time, on the loop that serves /metrics; 0 from any other thread.
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:
+        return 0
 
 
 class _LedgerCollector(Collector):
