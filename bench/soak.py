@@ -18,19 +18,21 @@ plugin         20 %  a streamed chat through the plugin's process, read to the e
 Every ``--sample`` seconds it reads the gateway's resident memory, CPU time and
 open file descriptors (``/proc/PID``) and its asyncio task count (the
 ``modelport_gateway_asyncio_tasks`` gauge of ``/metrics``), and keeps each
-window's latencies. Warm-up (caches, pools and the allocator's arenas fill)
-ends at the first sample past a quarter of the time once 3,000 requests were
-sent, and at half the time at the latest; the report compares what follows:
+window's latencies. It first sends ``--warmup-requests`` requests (3,000, or
+as many as ``--warmup-max`` seconds allow) of the same mix: the gateway's
+memory rises over its first few thousand requests and then levels off
+(``docs/reliability.md`` has the curve). The ``--seconds`` that follow are
+measured, and the report compares them:
 
-* **RSS growth after warm-up**: the last sample minus the first one after
-  warm-up, and per 1,000 requests (the slope of a line fitted through the
-  samples against the request count), which is what a leak shows;
+* **RSS growth after warm-up**: the last sample minus the first measured one,
+  and per 1,000 requests (the slope of a line fitted through the samples
+  against the request count), which is what a leak shows;
 * **open descriptors and tasks at rest**: before the load and 8 s after it
   (past uvicorn's 5 s and aiohttp's 4 s keep-alive), when every connection
   the load opened has been closed;
 * **p99 drift**: the median of the windows' 99th percentile latency in the
-  last third after warm-up against the first third; and the gateway's CPU
-  per request the same way, which a busy machine disturbs less than latency;
+  last third of the measured time against the first third; and the gateway's
+  CPU per request the same way, which a busy machine disturbs less than latency;
 * **the ledger**: after a graceful stop (SIGTERM), one row per request sent.
 
 It exits 1 when a figure is past its limit (the limits, and why, are in
@@ -83,13 +85,11 @@ class Limits:
     cpu_ratio: float = 2.0
 
 
-#: Warm-up ends once this many requests were sent (and a quarter of the time passed).
-WARMUP_REQUESTS = 3000
-
-
 @dataclass
 class Sample:
     at: float
+    #: Taken after warm-up.
+    measured: bool
     rss_mb: float
     cpu_s: float
     fds: int
@@ -103,6 +103,7 @@ class Report:
     seconds: float
     concurrency: int
     warmup_s: float = 0.0
+    warmup_requests: int = 0
     requests: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
@@ -201,15 +202,35 @@ class _Load:
         self.window: list[float] = []
         #: (when it ended, kind, seconds) of every request, for the report's medians.
         self.done: list[tuple[float, str, float]] = []
+        #: When the measured time began (None: still warming up), and how many came before.
+        self.measured_from: float | None = None
+        self.warmed_with = 0
+        self.warm_until = 0.0
+        self.warmup_requests = 0
+        self.seconds = 0.0
 
-    async def run(self, until: float) -> None:
+    async def run(self, warmup_requests: int, warmup_max: float, seconds: float) -> None:
+        """Warm up (``warmup_requests``, at most ``warmup_max`` s), then ``seconds`` measured."""
+        now = time.monotonic()
+        self.warm_until = now + warmup_max
+        self.warmup_requests = warmup_requests
+        self.seconds = seconds
         limits = httpx.Limits(max_connections=self.concurrency * 2)
         async with httpx.AsyncClient(base_url=self.url, timeout=30, limits=limits) as client:
-            workers = [self._worker(client, until) for _ in range(self.concurrency)]
-            await asyncio.gather(*workers)
+            await asyncio.gather(*(self._worker(client) for _ in range(self.concurrency)))
 
-    async def _worker(self, client: httpx.AsyncClient, until: float) -> None:
-        while time.monotonic() < until:
+    def _going(self) -> bool:
+        now = time.monotonic()
+        if self.measured_from is None:
+            sent = sum(self.sent.values())
+            if sent < self.warmup_requests and now < self.warm_until:
+                return True
+            self.measured_from = now
+            self.warmed_with = sent
+        return now < self.measured_from + self.seconds
+
+    async def _worker(self, client: httpx.AsyncClient) -> None:
+        while self._going():
             kind = self.random.choice(self.kinds)
             self.sent[kind] += 1
             began = time.perf_counter()
@@ -277,15 +298,12 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
 
 
-def _warmup_end(samples: list[Sample], seconds: float) -> float:
-    """The first sample past a quarter of the time with WARMUP_REQUESTS sent, at the
-    latest the first past half of it."""
-    for sample in samples:
-        if sample.at >= seconds / 4 and sample.requests >= WARMUP_REQUESTS:
-            return sample.at
-        if sample.at >= seconds / 2:
-            return sample.at
-    return samples[-1].at if samples else 0.0
+def _measured(report: Report) -> list[Sample]:
+    """The samples of the measured time: the last one taken during warm-up (its end),
+    and those after."""
+    samples = report.samples
+    first = next((i for i, s in enumerate(samples) if s.measured), len(samples))
+    return samples[max(0, first - 1) :]
 
 
 def _thirds(values: list[float]) -> tuple[float, float]:
@@ -306,14 +324,16 @@ async def _soak(args: argparse.Namespace, folder: Path) -> Report:
             report.rest_before = await _at_rest(probe, gateway.pid)
             load = _Load(url, args.concurrency, args.seed)
             began = time.monotonic()
-            until = began + args.seconds
-            running = asyncio.create_task(load.run(until))
+            running = asyncio.create_task(
+                load.run(args.warmup_requests, args.warmup_max, args.seconds)
+            )
             while not running.done():
                 await asyncio.wait({running}, timeout=args.sample)
                 window, load.window = load.window, []
                 report.samples.append(
                     Sample(
                         at=round(time.monotonic() - began, 1),
+                        measured=load.measured_from is not None,
                         rss_mb=round(_rss_mb(gateway.pid), 2),
                         cpu_s=round(gateway.cpu_seconds(), 3),
                         fds=_fds(gateway.pid),
@@ -328,8 +348,10 @@ async def _soak(args: argparse.Namespace, folder: Path) -> Report:
             report.rest_after = await _at_rest(probe, gateway.pid)
         report.requests = dict(load.sent)
         report.failures = dict(load.failed)
-        report.warmup_s = _warmup_end(report.samples, args.seconds)
-        warm = began + report.warmup_s
+        assert load.measured_from is not None
+        report.warmup_s = round(load.measured_from - began, 1)
+        report.warmup_requests = load.warmed_with
+        warm = load.measured_from
         for kind, _ in MIX:
             times = [t for end, k, t in load.done if k == kind and end >= warm]
             if times:
@@ -347,7 +369,8 @@ async def _soak(args: argparse.Namespace, folder: Path) -> Report:
 def _progress(sample: Sample) -> None:
     p99 = "-" if sample.p99_ms is None else f"{sample.p99_ms:.0f} ms"
     print(
-        f"  {sample.at:6.1f} s  {sample.requests:7d} requests  RSS {sample.rss_mb:6.1f} MB  "
+        f"  {'measured' if sample.measured else 'warm-up '} {sample.at:6.1f} s  "
+        f"{sample.requests:7d} requests  RSS {sample.rss_mb:6.1f} MB  "
         f"fds {sample.fds:4d}  tasks {sample.tasks:4d}  p99 {p99}",
         file=sys.stderr,
         flush=True,
@@ -355,7 +378,7 @@ def _progress(sample: Sample) -> None:
 
 
 def _judge(report: Report, limits: Limits) -> None:
-    after = [s for s in report.samples if s.at >= report.warmup_s]
+    after = _measured(report)
     if len(after) < 3:
         report.problems.append("too few samples after warm-up: run longer")
         return
@@ -363,7 +386,8 @@ def _judge(report: Report, limits: Limits) -> None:
     report.rss_mb_per_1k_requests = round(_slope([(s.requests / 1000, s.rss_mb) for s in after]), 3)
     p99s = [s.p99_ms for s in after if s.p99_ms is not None]
     if p99s:
-        report.p99_first_ms, report.p99_last_ms = _thirds(p99s)
+        first, last = _thirds(p99s)
+        report.p99_first_ms, report.p99_last_ms = round(first, 1), round(last, 1)
     cpu = [
         (b.cpu_s - a.cpu_s) / (b.requests - a.requests) * 1e6
         for a, b in zip(after, after[1:], strict=False)
@@ -406,11 +430,12 @@ def _judge(report: Report, limits: Limits) -> None:
 def _render(report: Report) -> str:
     sent = sum(report.requests.values())
     kinds = ", ".join(f"{kind} {report.requests.get(kind, 0):,}" for kind, _ in MIX)
-    after = [s for s in report.samples if s.at >= report.warmup_s]
+    after = _measured(report)
     lines = [
-        f"soak: {report.seconds:g} s ({report.warmup_s:g} s warm-up), {report.concurrency} workers",
-        f"requests: {sent:,} ({kinds}), {sent / report.seconds:.0f}/s; "
-        f"not as expected: {sum(report.failures.values())}",
+        f"soak: {report.seconds:g} s measured after a warm-up of "
+        f"{report.warmup_requests:,} requests ({report.warmup_s:g} s), "
+        f"{report.concurrency} workers",
+        f"requests: {sent:,} in all ({kinds}); not as expected: {sum(report.failures.values())}",
     ]
     if after:
         lines.append(
@@ -446,7 +471,13 @@ def _parser() -> argparse.ArgumentParser:
         "--seconds",
         type=float,
         default=float(os.environ.get("SOAK_SECONDS", "300")),
-        help="how long the load runs ($SOAK_SECONDS, else 300)",
+        help="how long the measured load runs, after warm-up ($SOAK_SECONDS, else 300)",
+    )
+    parser.add_argument(
+        "--warmup-requests", type=int, default=3000, help="requests before measuring (3000)"
+    )
+    parser.add_argument(
+        "--warmup-max", type=float, default=180.0, help="seconds the warm-up may take (180)"
     )
     parser.add_argument("--concurrency", type=int, default=8, help="workers (8)")
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples (5)")
