@@ -30,12 +30,14 @@ what the user *configured*; :meth:`Config.connection` fills in the preset.
 from modelport.config._addresses import default_model, resolve_address, split_address
 from modelport.config._load import (
     CONFIG_FILE,
+    PRESET_KEY_FALLBACKS,
     PRESETS,
     PROJECT_DIR,
     Config,
     ConnectionConfig,
     GatewayConfig,
     IgnoredSettings,
+    OAuthConfig,
     check_base_url,
     find_project_dir,
     global_config_path,
@@ -44,6 +46,7 @@ from modelport.config._load import (
     parse_config,
     project_config_path,
 )
+from modelport.config._oauth import parse_oauth
 from modelport.config._write import (
     edit_config,
     get_value,
@@ -56,11 +59,13 @@ from modelport.config._write import (
 __all__ = [
     "CONFIG_FILE",
     "PRESETS",
+    "PRESET_KEY_FALLBACKS",
     "PROJECT_DIR",
     "Config",
     "ConnectionConfig",
     "GatewayConfig",
     "IgnoredSettings",
+    "OAuthConfig",
     "check_base_url",
     "default_model",
     "edit_config",
@@ -70,6 +75,7 @@ __all__ = [
     "load_config",
     "modelport_home",
     "parse_config",
+    "parse_oauth",
     "project_config_path",
     "remove_connection",
     "resolve_address",

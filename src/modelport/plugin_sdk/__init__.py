@@ -19,8 +19,9 @@ A stream handler may be an async generator of chunks (plain text or
 ``chat.completion.chunk`` dicts), or a coroutine that calls :func:`send_chunk`
 and returns nothing (the SDK replies with the assembled response) or a
 ``chat.completion`` dict. A completion handler returns a ``chat.completion``
-(without one, the stream handler answers completions too). Raise a
-:class:`modelport.errors.ModelportError` subclass (``AuthError``,
+(without one, the stream handler answers completions too). An embed handler
+(``on_embed_request``, optional) returns one vector per ``request.inputs``
+item. Raise a :class:`modelport.errors.ModelportError` subclass (``AuthError``,
 ``RateLimitError(..., retry_after=5)``, ...) and the host raises the same class.
 """
 
@@ -30,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from modelport import plugin_protocol
-from modelport.plugin_protocol import ConfigField
+from modelport.plugin_protocol import ConfigField, OAuthBlock
 from modelport.plugin_sdk._assemble import ChunkAssembler
 from modelport.plugin_sdk._runtime import InitializeInfo, Request, Runtime, normalise_id
 
@@ -100,24 +101,31 @@ class LLMProvider:
         config_fields: Sequence[ConfigField] = (),
         requires_key: bool = False,
         capabilities: dict[str, Any] | None = None,
+        oauth: OAuthBlock | None = None,
     ) -> None:
         """Register a provider; its models become ``<provider_id>/<model id>`` at once.
+
+        ``oauth`` says where users log in (``authorizeUrl``, ``tokenUrl``,
+        ``clientId``, ``scopes`` …): the host runs the login (``modelport login
+        <provider_id>``), keeps the tokens fresh and puts the access token in
+        ``request.config`` under the ``configFields`` entry of type ``oauth``
+        (``accessToken`` when there is none) on every request.
 
         Raises the host's refusal (a clash with another provider, a bad id) as
         an :class:`~modelport.errors.InvalidRequestError`.
         """
-        await self._runtime.call(
-            plugin_protocol.PROVIDER_REGISTER,
-            {
-                "providerId": provider_id,
-                "name": name or provider_id,
-                "description": description,
-                "capabilities": capabilities or {},
-                "requiresKey": requires_key,
-                "configFields": list(config_fields),
-                "models": list(models),
-            },
-        )
+        params: dict[str, Any] = {
+            "providerId": provider_id,
+            "name": name or provider_id,
+            "description": description,
+            "capabilities": capabilities or {},
+            "requiresKey": requires_key,
+            "configFields": list(config_fields),
+            "models": list(models),
+        }
+        if oauth is not None:
+            params["oauth"] = dict(oauth)
+        await self._runtime.call(plugin_protocol.PROVIDER_REGISTER, params)
         self._runtime.registered.add(normalise_id(provider_id))
 
     async def unregister(self, provider_id: str) -> None:
@@ -133,6 +141,15 @@ class LLMProvider:
     def on_completion_request(self, handler: F) -> F:
         """Handle ``provider.complete``: ``handler(request)`` returns a ``chat.completion``."""
         self._runtime.complete_handler = handler
+        return handler
+
+    def on_embed_request(self, handler: F) -> F:
+        """Handle ``provider.embed``: ``handler(request)`` returns one vector per
+        ``request.inputs`` item, or a whole OpenAI embeddings ``list`` (with usage).
+
+        Without it the plugin offers no embeddings (the host is told so).
+        """
+        self._runtime.embed_handler = handler
         return handler
 
 

@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 from modelport.errors import ModelportError
 from modelport.events import StreamEvent
 from modelport.providers import Provider
-from modelport.types import ChatRequest, ChatResponse, ModelInfo
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+)
 
 __all__ = ["RetryingProvider", "backoff_delay"]
 
@@ -103,6 +109,11 @@ class RetryingProvider:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         return await self._call(lambda: self.inner.complete(request))
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The inner provider's ``embed``, retried (check ``offers_embeddings(inner)`` first)."""
+        embed = self.inner.embed  # type: ignore[attr-defined]
+        return await self._call(lambda: embed(request))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         retry = 0

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server import admin, anthropic_routes, openai_routes
+from modelport.server import admin, anthropic_routes, embedding_routes, openai_routes
 from modelport.server._drain import Drain
 from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
@@ -154,11 +154,12 @@ def create_app(
         if plugin_host is None:
             from modelport.plugin_host.host import PluginHost
 
-            plugin_host = PluginHost.from_config(router, config)
+            plugin_host = PluginHost.from_config(router, config, tokens=router.tokens)
 
     routes: list[BaseRoute] = [
         *openai_routes.routes(),
         *anthropic_routes.routes(),
+        *embedding_routes.routes(),
         Route("/health", health_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),

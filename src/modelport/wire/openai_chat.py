@@ -18,6 +18,12 @@ each with a dialect. Choices this module makes where they differ:
 * **Usage**: ``prompt_tokens_details.cached_tokens``, or DeepSeek's
   ``prompt_cache_hit_tokens``, is the cache read; OpenRouter's ``usage.cost`` is
   kept; Groq's ``x_groq.usage`` is read when ``usage`` is absent.
+* **Azure OpenAI** opens a stream with a chunk of ``prompt_filter_results``
+  and no choices, and may send choices whose ``delta`` is empty but for
+  ``content_filter_results``: neither is an event. Its ``finish_reason:
+  "content_filter"`` is ``content_filter``; a prompt its filter refused is a
+  400 with ``code: "content_filter"`` (an ``InvalidRequestError`` whose
+  message names the filtered categories from ``innererror``).
 * **Errors in the stream** (``data: {"error": ...}``) take their status from an
   integer ``code``, else from a well-known ``code``/``type`` string, else 500.
   Events decoded before the error in the same :meth:`StreamDecoder.feed` are
@@ -157,7 +163,24 @@ def _error_message(error: _shapes.ErrorDetail) -> str:
         if isinstance(raw, str) and raw and raw not in message:
             source = f"{provider}: " if isinstance(provider, str) else ""
             message = f"{message} ({source}{excerpt(raw, 300)})"
+    filtered = _filtered_categories(error.innererror)
+    if filtered:
+        message = f"{message} (Azure content filter: {filtered})"
     return message
+
+
+def _filtered_categories(inner: object) -> str:
+    """``hate (high), jailbreak`` from Azure's ``innererror.content_filter_result``."""
+    result = inner.get("content_filter_result") if isinstance(inner, dict) else None
+    if not isinstance(result, dict):
+        return ""
+    names = []
+    for category, verdict in result.items():
+        if isinstance(verdict, dict) and verdict.get("filtered") is True:
+            severity = verdict.get("severity")
+            shown = severity if isinstance(severity, str) and severity != "safe" else None
+            names.append(f"{category} ({shown})" if shown else str(category))
+    return ", ".join(names)
 
 
 # --- streaming --------------------------------------------------------------
