@@ -172,9 +172,11 @@ def test_the_gateway_serves_through_an_outage_and_says_the_ledger_is_degraded(
     )
     body = {"model": "oai/gpt-4o", "messages": USER, "stream": True}
 
-    def call() -> None:
-        answer = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=10)
+    def call() -> float:
+        began = time.monotonic()
+        answer = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=30)
         assert answer.status_code == 200 and answer.text.endswith("data: [DONE]\n\n")
+        return time.monotonic() - began
 
     for _ in range(5):
         call()
@@ -182,10 +184,9 @@ def test_the_gateway_serves_through_an_outage_and_says_the_ledger_is_degraded(
     assert httpx.get(f"{gateway.url}/health").json()["ledger"]["state"] == "ok"
 
     postgres.stop()
-    began = time.monotonic()
-    for _ in range(100):
-        call()  # served as before
-    assert time.monotonic() - began < 30
+    slowest = max(call() for _ in range(100))  # served as before
+    # No call waits on the database (a wait would be its 10 s connect timeout, or more).
+    assert slowest < 5, slowest
     # Up to 20 held in memory, two files of 10 on disk, the rest past the bound.
     _wait_for(lambda: ledger.dropped >= 60)
     health = httpx.get(f"{gateway.url}/health").json()
