@@ -383,7 +383,7 @@ def test_nothing_in_flight_shuts_down_at_once(
     assert time.monotonic() - began < 1.0
 
 
-def test_drain_timeout_comes_from_the_gateway_table(tmp_path: Path) -> None:
+def test_drain_timeout_is_a_gateway_setting_of_at_least_zero() -> None:
     from modelport.config import parse_config
 
     assert parse_config("[gateway]\ndrain_timeout = 7.5\n").gateway.drain_timeout == 7.5
