@@ -339,6 +339,32 @@ def test_an_anthropic_sdk_stream_cut_by_the_drain_raises_not_ends(
     assert "shutting down" in str(result["error"])
 
 
+def test_a_responses_api_stream_cut_by_the_drain_ends_with_response_failed(
+    draining_gateway: Callable[..., tuple[Gateway, Callable[[], None]]], upstream: FakeUpstream
+) -> None:
+    """The Responses API's in-band error is its ``response.failed`` event, last."""
+    upstream.route("POST", "/v1/chat/completions", _slow_reply(100, 0.05))
+    gateway, shut_down = draining_gateway()
+    client = gateway.openai()
+    texts: list[str] = []
+    events: list[Any] = []
+
+    def consume() -> None:
+        for event in client.responses.create(model="oai/m", input="hi", stream=True):
+            events.append(event)
+            if event.type == "response.output_text.delta":
+                texts.append(event.delta)
+
+    thread, result = _in_background(consume)
+    _wait_for(lambda: len(texts) >= 2)
+    shut_down()
+    thread.join(timeout=15)
+    assert "error" not in result, result
+    assert events[-1].type == "response.failed"
+    assert "shutting down" in events[-1].response.error.message
+    assert not any(e.type == "response.completed" for e in events)
+
+
 def test_a_call_still_waiting_for_its_answer_gets_a_503(
     draining_gateway: Callable[..., tuple[Gateway, Callable[[], None]]], upstream: FakeUpstream
 ) -> None:
