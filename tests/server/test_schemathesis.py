@@ -35,6 +35,8 @@ _OPERATIONS = [
     ("POST", "/v1/responses"),
     ("GET", "/health"),
     ("GET", "/metrics"),
+    ("GET", "/admin/models"),
+    ("GET", "/admin/connections"),
 ]
 
 
