@@ -268,6 +268,9 @@ def test_max_tokens_and_stop_list() -> None:
     assert (request.max_tokens, request.stop, request.vendor) == (9, ["a", "b"], {})
 
 
+_ONE: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -299,12 +302,28 @@ def test_max_tokens_and_stop_list() -> None:
             },
             "needs a function name",
         ),
+        # Numbers out of range and overlong names stop at the edge, naming the field.
+        ({**_ONE, "max_tokens": 10**400}, "<= 2147483647 - at `$.max_tokens`"),
+        ({**_ONE, "max_completion_tokens": 0}, ">= 1 - at `$.max_completion_tokens`"),
+        ({**_ONE, "reasoning": {"max_tokens": 1e300}}, "at `$.reasoning.max_tokens`"),
+        ({**_ONE, "temperature": 1e300}, "<= 2.0 - at `$.temperature`"),
+        ({**_ONE, "top_p": 1.5}, "at `$.top_p`"),
+        ({**_ONE, "seed": 10**30}, "at `$.seed`"),
+        ({**_ONE, "n": 10**6}, "at `$.n`"),
+        ({**_ONE, "presence_penalty": -3}, "at `$.presence_penalty`"),
+        ({**_ONE, "model": "x" * 5_000_000}, "length <= 256 - at `$.model`"),
     ],
 )
 def test_bad_requests_say_what_is_wrong(body: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         parse_request(body)
     assert message in caught.value.message
+
+
+def test_a_refused_name_is_not_echoed() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_request({**_ONE, "model": "x" * 5_000_000})
+    assert len(caught.value.message) < 200
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", "null", 5, None])

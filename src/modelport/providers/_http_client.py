@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from modelport.errors import ConfigError
+from modelport.errors import ConfigError, InvalidRequestError
+from modelport.wire._json import NESTED_TOO_DEEPLY
 
 if TYPE_CHECKING:
     import aiohttp
@@ -188,7 +189,7 @@ class HttpClient:
         data = (
             None
             if json is None
-            else aiohttp.BytesPayload(msgspec.json.encode(json), content_type="application/json")
+            else aiohttp.BytesPayload(_encode_body(json), content_type="application/json")
         )
         return await session.request(
             method,
@@ -292,6 +293,18 @@ class _StreamContext:
             _release(streaming._response)
         else:
             streaming._response.close()
+
+
+def _encode_body(body: Any) -> bytes:
+    """``body`` as JSON; a body nested too deeply to encode is the caller's mistake, not a bug.
+
+    A gateway client's JSON can be read when its nesting is just within Python's
+    recursion limit and still fail here, deeper in the stack.
+    """
+    try:
+        return msgspec.json.encode(body)
+    except RecursionError:
+        raise InvalidRequestError(NESTED_TOO_DEEPLY) from None
 
 
 def _release(response: aiohttp.ClientResponse) -> None:

@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from modelport.errors import InvalidRequestError, ModelportError
+from modelport.errors import ModelportError
 from modelport.server._anthropic_betas import forwarded_headers
 from modelport.server._errors import (
     MAX_BODY_BYTES,
@@ -36,6 +36,7 @@ from modelport.server._errors import (
 )
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
+from modelport.wire._json import decode_request
 
 __all__ = ["ChatSurface", "answer_chat", "chat_endpoint", "read_json", "reject"]
 
@@ -234,8 +235,4 @@ async def read_json(request: Request, *, limit: int = MAX_BODY_BYTES) -> Any:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    return decode_request(chunks[0] if len(chunks) == 1 else b"".join(chunks))

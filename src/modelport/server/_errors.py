@@ -25,8 +25,10 @@ from modelport.wire import anthropic_messages_server, openai_chat_server
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_ERROR_TEXT",
     "BodyTooLarge",
     "ServerWire",
+    "cap_error_text",
     "error_response_for_path",
     "json_error",
     "scrub_secrets",
@@ -56,8 +58,23 @@ class ServerWire(Protocol):
     def encode_error(self, exc: ModelportError) -> tuple[int, bytes, dict[str, str]]: ...
 
 
+#: The most of an error's message (and body excerpt) a client is sent. A message may
+#: quote what the client or an upstream chose (a model name, an upstream's own
+#: error text), so it is cut here rather than trusted to be short.
+MAX_ERROR_TEXT = 2_000
+
+
+def cap_error_text(exc: ModelportError) -> None:
+    """Cut ``exc``'s message and body to :data:`MAX_ERROR_TEXT` characters (``…`` marks it)."""
+    if len(exc.message) > MAX_ERROR_TEXT:
+        exc.message = exc.message[:MAX_ERROR_TEXT] + "…"
+    if exc.body and len(exc.body) > MAX_ERROR_TEXT:
+        exc.body = exc.body[:MAX_ERROR_TEXT] + "…"
+
+
 def json_error(wire: ServerWire, exc: ModelportError) -> Response:
     """A complete error answer in ``wire``'s shape."""
+    cap_error_text(exc)
     status, body, headers = wire.encode_error(exc)
     response = Response(body, status_code=status, headers=headers, media_type="application/json")
     if isinstance(exc, BodyTooLarge):
@@ -102,3 +119,4 @@ def scrub_secrets(state: Any, exc: ModelportError) -> None:
         exc.body = public_text(exc.body)
     if exc.url:
         exc.url = public_url(exc.url)
+    cap_error_text(exc)  # also on the way into a stream's in-band error

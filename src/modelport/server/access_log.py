@@ -18,7 +18,9 @@ gone out, and only while ``modelport.access`` is enabled for ``INFO``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -40,24 +42,52 @@ access_logger = logging.getLogger("modelport.access")
 AccessLogWriter = Callable[[Scope, str, int, float], None]
 
 
+#: The most of a path or model name a line holds; the rest is cut (with ``…``).
+MAX_FIELD = 512
+
+# A value written as it is: printable ASCII without a space, a quote or a backslash.
+# Anything else (CR, LF, ESC, NUL, a space that would start a forged field) is quoted.
+_PLAIN = re.compile(r"[!#-\[\]-~]*")
+
+
 def access_fields(scope: Scope, route: str, status: int, seconds: float) -> dict[str, Any]:
-    """One request's access-log fields: no header, no query string, no body."""
+    """One request's access-log fields: no header, no query string, no body.
+
+    The path and the model name are the client's choice: each is cut to
+    :data:`MAX_FIELD` characters here and escaped by :func:`access_message`.
+    """
     client = scope.get("client")
     state = scope.get("state") or {}
+    model = state.get("model")
     return {
         "method": scope["method"],
-        "path": scope["path"],  # never the query string: some clients put keys there
+        "path": _capped(scope["path"]),  # never the query string: some clients put keys there
         "route": route,
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
         "client": f"{client[0]}:{client[1]}" if client else None,
-        "model": state.get("model"),
+        "model": _capped(model) if model is not None else None,
         "error": state.get("error"),
     }
 
 
+def _capped(value: str) -> str:
+    return value if len(value) <= MAX_FIELD else value[:MAX_FIELD] + "…"
+
+
 def access_message(fields: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    """The fields as ``key=value`` pairs; a value that is not plain is written as a JSON string.
+
+    So no client can end a line, start a forged one, colour a terminal or add a
+    field of its own: ``path=/a%0ab`` is logged as ``path="/a\\nb"``.
+    """
+    return " ".join(f"{k}={_escaped(v)}" for k, v in fields.items() if v is not None)
+
+
+def _escaped(value: Any) -> Any:
+    if type(value) is not str or _PLAIN.fullmatch(value):
+        return value
+    return json.dumps(value)  # ASCII only: \n, \r, \u001b, \u0000, \u2028 …
 
 
 def log_access(scope: Scope, route: str, status: int, seconds: float) -> None:

@@ -72,6 +72,14 @@ from modelport.types import (
     Usage,
 )
 from modelport.wire._json import convert_request, request_object, whole_number
+from modelport.wire._limits import (
+    MAX_TOKEN_COUNT,
+    ModelName,
+    Probability,
+    TokenBudget,
+    TokenCount,
+    UnitTemperature,
+)
 
 __all__ = ["StreamEncoder", "encode_error", "encode_models", "encode_response", "parse_request"]
 
@@ -153,21 +161,23 @@ class _ToolChoice(msgspec.Struct):
 
 
 class _Request(msgspec.Struct):
-    model: str
-    max_tokens: int | float  # 1024.0 is read as 1024
+    model: ModelName
+    max_tokens: TokenCount  # 1024.0 is read as 1024
     messages: list[_Message]
     system: str | list[_Text] | None = None
     tools: list[_Tool] | None = None
     tool_choice: _ToolChoice | None = None
     stop_sequences: list[str] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: UnitTemperature | None = None
+    top_p: Probability | None = None
     thinking: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     stream: bool = False
+    # Read only to check its range; it travels in ``vendor["anthropic"]`` as sent.
+    top_k: TokenBudget | None = None
 
 
-_KNOWN_FIELDS = frozenset(_Request.__struct_fields__)
+_KNOWN_FIELDS = frozenset(_Request.__struct_fields__) - {"top_k"}
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
 
 
@@ -190,6 +200,10 @@ def parse_request(body: Any) -> ChatRequest:
     if request.thinking is not None:
         kind = request.thinking.get("type")
         budget = request.thinking.get("budget_tokens")
+        if isinstance(budget, int) and not 0 <= budget <= MAX_TOKEN_COUNT:
+            raise InvalidRequestError(
+                f"thinking.budget_tokens must be between 0 and {MAX_TOKEN_COUNT}"
+            )
         if kind == "enabled" and isinstance(budget, int):
             reasoning = Reasoning(budget_tokens=budget)
         if kind != "disabled" and set(request.thinking) - {"type", "budget_tokens"}:
