@@ -19,6 +19,7 @@ import pytest
 
 from modelport.server.access_log import BufferedAccessLog
 from modelport.testing import FakeUpstream, Reply
+from tests.server._metrics import scrape_metrics
 from tests.server.conftest import Gateway
 
 USER = [{"role": "user", "content": "hi"}]
@@ -190,3 +191,28 @@ def test_numbers_out_of_range_never_reach_the_upstream(
     assert response.status_code == 400, response.text
     assert next(iter(field)) in response.text
     assert upstream.requests == []
+
+
+def test_invented_model_names_do_not_grow_metrics_or_remembered_routes(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    from modelport.routing._route_cache import MAX_REMEMBERED_ROUTES
+    from modelport.server.metrics import MAX_MODEL_LABELS
+
+    # An upstream that answers for any model name, as local servers do.
+    upstream.route(
+        "POST", "/v1/chat/completions", Reply.fixture("openai/chat-stream-text-include-usage.sse")
+    )
+    with httpx.Client(base_url=gateway.url) as client:
+        for n in range(MAX_MODEL_LABELS + 50):
+            body = {"model": f"oai/invented-{n}", "messages": USER, "stream": n % 2 == 0}
+            assert client.post("/v1/chat/completions", json=body).status_code == 200
+    samples = scrape_metrics(gateway)
+    ttft_models = {k for k in samples if k.startswith("modelport_gateway_time_to_first_token")}
+    labels = {k.split('model="', 1)[1].split('"', 1)[0] for k in samples if 'model="' in k}
+    assert len(labels) == MAX_MODEL_LABELS + 1, len(labels)
+    assert "other" in labels and "oai/invented-0" in labels
+    assert ttft_models  # streamed ones were timed
+    tokens = samples['modelport_gateway_tokens_total{kind="input",model="other"}']
+    assert tokens > 0
+    assert len(gateway.app.state.router._cache._routes) <= MAX_REMEMBERED_ROUTES
