@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from modelport.errors import ModelportError
-from modelport.server._anthropic_betas import forwarded_headers
+from modelport.server._anthropic_betas import beta_flags, forwarded_headers
 from modelport.server._errors import (
     MAX_BODY_BYTES,
     BodyTooLarge,
@@ -140,9 +140,11 @@ async def answer_chat(
     scope.setdefault("state", {})["model"] = address
     outcome = _ChatOutcome(state, address, scope, started)
     options: dict[str, Any] = {"api": surface.api, "request_id": request_id}
-    headers = forwarded_headers(state.router, address, request.headers)
-    if headers:
-        options["headers"] = headers
+    flags = beta_flags(request.headers)
+    if flags:
+        headers = await forwarded_headers(state.router, address, flags)
+        if headers:
+            options["headers"] = headers
 
     def scrub(exc: ModelportError) -> None:
         scrub_secrets(state, exc)
