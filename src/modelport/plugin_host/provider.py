@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelport import plugin_protocol
+from modelport._redact import remember_secret
 from modelport.aggregate import aaggregate
 from modelport.errors import AuthError, InvalidRequestError, ModelportError, PluginError
 from modelport.events import FinishEvent, StreamEvent, UsageEvent
@@ -182,6 +183,8 @@ def resolve_provider_config(
             if spec.get("required"):
                 missing.append(key)
             continue
+        if spec.get("type") == "password" and isinstance(value, str):
+            remember_secret(value)  # masked wherever an error is written, as every key is
         config[key] = value
     if registration.requires_key and not any(config.get(k) for k in passwords):
         raise AuthError(

@@ -9,11 +9,13 @@ adapters come in through the same door as third-party ones: a name mapped to
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from modelport._redact import remember_secret
 from modelport.aggregate import aaggregate
 from modelport.errors import ConfigError
 from modelport.events import StreamEvent
@@ -39,6 +41,10 @@ BUILTIN_PROVIDERS: dict[str, str] = {
 }
 
 
+#: Header names whose values are credentials (``Authorization``, ``api-key``, ``X-Auth-Token`` …).
+_SECRET_HEADER = re.compile(r"(?i)auth|key|token|secret|cookie")
+
+
 class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The resolved settings of one connection (after the precedence ladder).
 
@@ -60,6 +66,16 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_retries: int = 2
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Every key the process holds is masked wherever an error is written, whatever
+        # its shape (an upstream may echo it in a 401 or an in-band error).
+        if self.api_key:
+            remember_secret(self.api_key)
+        for name, value in self.headers.items():
+            if _SECRET_HEADER.search(name):
+                remember_secret(value)
+                remember_secret(value.partition(" ")[2])  # "Bearer <token>"
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"

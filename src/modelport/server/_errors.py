@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from starlette.responses import Response
 
-from modelport._redact import public_text, public_url
+from modelport._redact import mask_secrets, public_text, public_url
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.types import ChatRequest, ChatResponse
 from modelport.wire import anthropic_messages_server, openai_chat_server
@@ -108,12 +108,11 @@ def scrub_secrets(state: Any, exc: ModelportError) -> None:
             upstream_key = None
         if upstream_key:
             secrets.append(upstream_key)
-    for secret in secrets:
-        if len(secret) < 4:
-            continue  # masking "ab" everywhere would garble the message, not protect it
-        exc.message = exc.message.replace(secret, "***")
-        if exc.body:
-            exc.body = exc.body.replace(secret, "***")
+    # Each exactly, and any run of 8+ of its first characters (mask_secrets; then
+    # public_text masks every other key the process holds the same way).
+    exc.message = mask_secrets(exc.message, secrets)
+    if exc.body:
+        exc.body = mask_secrets(exc.body, secrets)
     exc.message = public_text(exc.message)
     if exc.body:
         exc.body = public_text(exc.body)
