@@ -51,6 +51,34 @@ def _nullable_range(kind: str, minimum: float, maximum: float) -> dict[str, Any]
     return {"type": [kind, "null"], "minimum": minimum, "maximum": maximum}
 
 
+#: The gateway's ``thinking_blocks`` extension (LiteLLM's shape): signed reasoning an
+#: Anthropic model wants back, verbatim, at the start of the turn that called a tool.
+_THINKING_BLOCKS = {
+    "type": "array",
+    "description": "Signed thinking to hand back on the next request (an extension; LiteLLM's "
+    "shape). In a stream, each block comes whole as it closes, with its `index`.",
+    "items": {
+        "oneOf": [
+            _object(
+                {
+                    "type": {"const": "thinking"},
+                    "thinking": _string(),
+                    "signature": _nullable(_string()),
+                    "index": {"type": "integer"},
+                },
+                ("type",),
+            ),
+            _object(
+                {
+                    "type": {"const": "redacted_thinking"},
+                    "data": _string(),
+                    "index": {"type": "integer"},
+                },
+                ("type", "data"),
+            ),
+        ]
+    },
+}
 #: A token count: at least 1, at most what a signed 32-bit integer holds.
 _TOKEN_COUNT = {"type": "integer", "minimum": 1, "maximum": MAX_TOKEN_COUNT}
 _NULLABLE_TOKEN_COUNT = _nullable_range("integer", 1, MAX_TOKEN_COUNT)

@@ -12,6 +12,7 @@ from modelport.server._openapi_builders import (
     _NULLABLE_STRING,
     _NULLABLE_TOKEN_BUDGET,
     _NULLABLE_TOKEN_COUNT,
+    _THINKING_BLOCKS,
     _nullable,
     _nullable_range,
     _object,
@@ -115,6 +116,7 @@ _OPENAI_SCHEMAS: dict[str, Any] = {
                 refusal=_NULLABLE_STRING,
                 reasoning_content=_NULLABLE_STRING,
                 reasoning=_NULLABLE_STRING,
+                thinking_blocks=_nullable(_THINKING_BLOCKS),
             ),
             _openai_message(
                 "tool", ("content", "tool_call_id"), content=_OPENAI_CONTENT, tool_call_id=_string()
@@ -199,6 +201,7 @@ _OPENAI_SCHEMAS: dict[str, Any] = {
                     "content": _NULLABLE_STRING,
                     "refusal": _NULLABLE_STRING,
                     "reasoning_content": _string(),
+                    "thinking_blocks": _THINKING_BLOCKS,
                     "tool_calls": {
                         "type": "array",
                         "items": _object(

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 
 from modelport.events import FinishEvent, StreamEvent, TextEvent, UsageEvent
 from modelport.providers import BaseProvider, ConnectionSettings
-from modelport.testing._fake_upstream import FakeUpstream, RecordedRequest, Reply, fixtures_dir
+from modelport.testing._fake_upstream import (
+    FakeUpstream,
+    RecordedRequest,
+    Reply,
+    Responder,
+    fixtures_dir,
+)
 from modelport.types import ChatRequest, ModelInfo
 
 __all__ = [
@@ -36,6 +42,7 @@ __all__ = [
     "FakeUpstream",
     "RecordedRequest",
     "Reply",
+    "Responder",
     "fixtures_dir",
 ]
 

@@ -77,6 +77,17 @@ class UserIn(Shape, tag="user", tag_field="role"):
     name: str | None = None
 
 
+class ThinkingBlockIn(Shape, tag="thinking", tag_field="type"):
+    """A signed thinking block handed back (LiteLLM's ``thinking_blocks`` entry)."""
+
+    thinking: str = ""
+    signature: str | None = None
+
+
+class RedactedThinkingBlockIn(Shape, tag="redacted_thinking", tag_field="type"):
+    data: str
+
+
 class AssistantIn(Shape, tag="assistant", tag_field="role"):
     content: ContentIn | None = None
     name: str | None = None
@@ -85,6 +96,8 @@ class AssistantIn(Shape, tag="assistant", tag_field="role"):
     refusal: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
+    # The gateway's extension (LiteLLM's name and shape): signed blocks to send back.
+    thinking_blocks: list[ThinkingBlockIn | RedactedThinkingBlockIn] | None = None
 
 
 class ToolMessageIn(Shape, tag="tool", tag_field="role"):
