@@ -74,6 +74,11 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
         try:
             payload = await read_json(request)
             chat = wire.parse_request(payload)
+        except ClientDisconnect:
+            # Gone before its body arrived (or timed out sending it): nothing to answer.
+            request.app.state.metrics.disconnects.inc()
+            request.scope.setdefault("state", {})["error"] = "ClientDisconnected"
+            return Response(status_code=499)
         except Exception as exc:
             return reject(request, wire, exc)
         # The id the client sees, streamed or not, is the one the ledger records.
