@@ -25,8 +25,10 @@ from modelport.wire import anthropic_messages_server, openai_chat_server
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_BODY_BYTES_IN_FLIGHT",
     "MAX_ERROR_TEXT",
     "BodyTooLarge",
+    "GatewayBusy",
     "ServerWire",
     "cap_error_text",
     "error_response_for_path",
@@ -34,8 +36,26 @@ __all__ = [
     "scrub_secrets",
 ]
 
-#: The largest request body the gateway reads (a long chat with images fits well within).
+#: The largest request body the gateway reads (a long chat with images fits well within;
+#: Anthropic's own limit is 32 MB).
 MAX_BODY_BYTES = 32 * 1024 * 1024
+
+#: The most bytes of request bodies the gateway holds at once, counted from each
+#: request's start to its end (a body is read, parsed and re-encoded for the
+#: upstream: it costs several times its size while its call runs). Past it, a large
+#: body is answered 503 with ``Retry-After`` (see :class:`GatewayBusy`).
+MAX_BODY_BYTES_IN_FLIGHT = 256 * 1024 * 1024
+
+
+class GatewayBusy(ModelportError):
+    """The request bodies in flight fill the gateway's budget (answered 503, ``Retry-After``)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The gateway is holding {limit // (1024 * 1024)} MiB of request bodies already; "
+            "retry in a moment.",
+            retry_after=1.0,
+        )
 
 
 class BodyTooLarge(InvalidRequestError):
@@ -79,6 +99,9 @@ def json_error(wire: ServerWire, exc: ModelportError) -> Response:
     response = Response(body, status_code=status, headers=headers, media_type="application/json")
     if isinstance(exc, BodyTooLarge):
         response.status_code = 413
+    elif isinstance(exc, GatewayBusy):
+        response.status_code = 503
+        response.headers["retry-after"] = "1"
     return response
 
 

@@ -11,7 +11,12 @@ name. So, before any key is checked, :class:`GuardMiddleware` refuses
 * a request carrying an ``Origin`` that is not loopback (browsers send it on
   every cross-site request; SDKs and command-line tools send none);
 * a ``POST`` body that is not ``application/json`` (415), or that is larger
-  than :data:`~modelport.server._errors.MAX_BODY_BYTES` (413).
+  than :data:`~modelport.server._errors.MAX_BODY_BYTES` (413);
+* a body of more than 64 KiB while the bodies of the requests being answered
+  already add up to :data:`~modelport.server._errors.MAX_BODY_BYTES_IN_FLIGHT`
+  (503 with ``Retry-After``): each costs several times its size until its call
+  ends, and sixty 31 MB bodies at once took 7 GB. A declared length is counted
+  before a byte is read (a sum and a compare); a chunked body as it arrives.
 
 Then the key the path needs (:func:`~modelport.server._keys.key_refusal`).
 A refusal is answered in the shape of the API the path belongs to.
@@ -25,10 +30,16 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.errors import AuthError, InvalidRequestError, ModelportError
-from modelport.server._errors import MAX_BODY_BYTES, BodyTooLarge, error_response_for_path
+from modelport.server._errors import (
+    MAX_BODY_BYTES,
+    MAX_BODY_BYTES_IN_FLIGHT,
+    BodyTooLarge,
+    GatewayBusy,
+    error_response_for_path,
+)
 from modelport.server._keys import GatewayKeys, is_loopback, key_refusal
 
-__all__ = ["GuardMiddleware"]
+__all__ = ["BodyBudget", "GuardMiddleware"]
 
 
 def _host_name(value: str) -> str:
@@ -48,9 +59,10 @@ def _loopback_name(host: str) -> bool:
 class _Request:
     """The few headers the guard needs, found in one pass over the raw list."""
 
-    __slots__ = ("content_length", "content_type", "host", "keys", "origin", "streamed")
+    __slots__ = ("content_length", "content_type", "host", "keys", "origin", "size", "streamed")
 
     def __init__(self, scope: Scope) -> None:
+        self.size = 0  # the declared body length, once checked
         self.host: bytes | None = None
         self.origin: bytes | None = None
         self.content_type: bytes | None = None
@@ -98,11 +110,14 @@ class GuardMiddleware:
         host: str = "127.0.0.1",
         max_body: int = MAX_BODY_BYTES,
         allowed_hosts: Iterable[str] = (),
+        bodies: BodyBudget | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
         self.loopback = loopback
         self.max_body = max_body
+        # Shared by every guard of one app (the chat routes' direct path has its own).
+        self.bodies = bodies if bodies is not None else BodyBudget()
         bound = _host_name(host)
         try:
             wildcard = ipaddress.ip_address(bound).is_unspecified
@@ -136,7 +151,28 @@ class GuardMiddleware:
             status, error = refusal
             await _refuse(scope, send, status, error)
             return
+        if request.size or request.streamed:
+            await self._with_body(scope, receive, send, request)
+            return
         await self.app(scope, receive, send)
+
+    async def _with_body(
+        self, scope: Scope, receive: Receive, send: Send, request: _Request
+    ) -> None:
+        """Run the request with its body counted in the :class:`BodyBudget` until it ends."""
+        bodies = self.bodies
+        size = request.size
+        if size > _SMALL_BODY and bodies.held + size > bodies.limit:
+            await _refuse(scope, send, 503, GatewayBusy(bodies.limit))
+            return
+        held = _Held(size)
+        bodies.held += size
+        if request.streamed:
+            receive = _counting(receive, held, bodies)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            bodies.held -= held.size
 
     def _refusal(self, scope: Scope, request: _Request) -> tuple[int, ModelportError] | None:
         if request.host is not None and not self._host_allowed(
@@ -161,13 +197,54 @@ class GuardMiddleware:
             return 415, InvalidRequestError(_NOT_JSON)
         if length is not None:
             try:
-                too_large = int(length) > self.max_body
+                request.size = int(length)
             except ValueError:
+                request.size = -1
+            if request.size < 0:
+                request.size = 0
                 return 400, InvalidRequestError("The Content-Length header is not a number.")
-            if too_large:
+            if request.size > self.max_body:
                 return 413, BodyTooLarge(self.max_body)
         return None
 
+
+class BodyBudget:
+    """The bytes of request bodies being answered right now, and how many may be."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int = MAX_BODY_BYTES_IN_FLIGHT) -> None:
+        self.limit = limit
+        self.held = 0
+
+
+def _counting(receive: Receive, held: _Held, bodies: BodyBudget) -> Receive:
+    """``receive`` for a chunked body: counted as it arrives, refused past the budget."""
+
+    async def counted() -> Message:
+        message = await receive()
+        size = len(message.get("body", b""))
+        if size:
+            held.size += size
+            bodies.held += size
+            if held.size > _SMALL_BODY and bodies.held > bodies.limit:
+                raise GatewayBusy(bodies.limit)
+        return message
+
+    return counted
+
+
+class _Held:
+    """The bytes of one request's body counted in the budget (grows as a chunked body arrives)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+#: A body this small is never refused for the budget (it still counts in it).
+_SMALL_BODY = 64 * 1024
 
 _FOREIGN_HOST = (
     "This gateway answers only to its own host name (127.0.0.1, localhost or the "

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from modelport.ledger import Ledger
+    from modelport.server._guard import BodyBudget
     from modelport.types import Usage
 
 __all__ = ["MAX_MODEL_LABELS", "OTHER_MODELS", "GatewayMetrics", "metrics_endpoint"]
@@ -151,6 +152,14 @@ class GatewayMetrics:
         ):
             if value:
                 self._child(self.tokens, model, kind).inc(value)
+
+    def watch_bodies(self, bodies: BodyBudget) -> None:
+        """Export the bytes of request bodies being answered, read at each scrape."""
+        Gauge(
+            "modelport_gateway_request_body_bytes_in_flight",
+            "Bytes of the bodies of requests being answered now (bounded; 503 past it).",
+            registry=self.registry,
+        ).set_function(lambda: bodies.held)
 
     def watch_ledger(self, ledger: Ledger) -> None:
         """Export the ledger's counters, read at each scrape (its losses are otherwise silent)."""
