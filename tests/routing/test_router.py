@@ -835,12 +835,13 @@ async def test_a_configured_connection_streams_over_http_with_retries() -> None:
         set_key("work", "sk-work-stored", backend=null.Keyring())
         r = router(f"[connections.work]\nbase_url = '{upstream.url}/v1'\nmax_retries = 1")
         try:
-            response = await r.complete(request("work/gpt-4o-mini"))
+            events = await collect(r.stream(request("work/gpt-4o-mini")))
         finally:
             await r.aclose()
-        assert response.content
-        assert response.model == "work/gpt-4o-mini"
-        assert len(upstream.requests) == 2
+        # A stream, retried after the 503, that reached its end.
+        assert [q.json()["stream"] for q in upstream.requests] == [True, True]
+        assert "".join(e.text for e in events if isinstance(e, TextEvent))
+        assert any(isinstance(e, FinishEvent) for e in events)
         assert upstream.requests[1].json()["model"] == "gpt-4o-mini"
         assert upstream.requests[1].headers["authorization"] == "Bearer sk-work-stored"
 
