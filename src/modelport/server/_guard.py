@@ -151,26 +151,26 @@ class GuardMiddleware:
             status, error = refusal
             await _refuse(scope, send, status, error)
             return
-        if request.size or request.streamed:
-            await self._with_body(scope, receive, send, request)
-            return
-        await self.app(scope, receive, send)
-
-    async def _with_body(
-        self, scope: Scope, receive: Receive, send: Send, request: _Request
-    ) -> None:
-        """Run the request with its body counted in the :class:`BodyBudget` until it ends."""
-        bodies = self.bodies
         size = request.size
+        if not size and not request.streamed:
+            await self.app(scope, receive, send)
+            return
+        # The body counts in the budget from here to the end of its call. Inline, not a
+        # helper coroutine: this runs for every chat request.
+        bodies = self.bodies
         if size > _SMALL_BODY and bodies.held + size > bodies.limit:
             await _refuse(scope, send, 503, GatewayBusy(bodies.limit))
             return
-        held = _Held(size)
         bodies.held += size
-        if request.streamed:
-            receive = _counting(receive, held, bodies)
+        if not request.streamed:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                bodies.held -= size
+            return
+        held = _Held(size)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, _counting(receive, held, bodies), send)
         finally:
             bodies.held -= held.size
 

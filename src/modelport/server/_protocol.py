@@ -200,15 +200,17 @@ class GatewayProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._phase = _HEAD
         self._since = self.loop.time()
-        self._arm(self.limits.head_timeout)
+        if self._watchdog is None:  # usually still armed from an earlier request
+            self._watchdog = self.loop.call_later(self.limits.head_timeout, self._check)
 
     def on_headers_complete(self) -> None:
         if len(self.headers) > self.limits.max_headers:
             self._refuse(431, f"A request may carry at most {self.limits.max_headers} headers")
             raise _Refused
+        # The body's silence counts from its next read (data_received); until then from
+        # the head's start, a moment ago: no clock read here.
         self._head_bytes = 0
         self._phase = _BODY
-        self._since = self.loop.time()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

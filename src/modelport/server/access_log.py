@@ -58,34 +58,53 @@ def access_fields(scope: Scope, route: str, status: int, seconds: float) -> dict
     """
     client = scope.get("client")
     state = scope.get("state") or {}
+    path = scope["path"]  # never the query string: some clients put keys there
     model = state.get("model")
     return {
         "method": scope["method"],
-        "path": _capped(scope["path"]),  # never the query string: some clients put keys there
+        "path": path if len(path) <= MAX_FIELD else path[:MAX_FIELD] + "…",
         "route": route,
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
         "client": f"{client[0]}:{client[1]}" if client else None,
-        "model": _capped(model) if model is not None else None,
+        "model": model if model is None or len(model) <= MAX_FIELD else model[:MAX_FIELD] + "…",
         "error": state.get("error"),
     }
 
 
-def _capped(value: str) -> str:
-    return value if len(value) <= MAX_FIELD else value[:MAX_FIELD] + "…"
-
-
 def access_message(fields: dict[str, Any]) -> str:
-    """The fields as ``key=value`` pairs; a value that is not plain is written as a JSON string.
+    """The fields as ``key=value`` pairs; a path or model that is not plain is a JSON string.
 
     So no client can end a line, start a forged one, colour a terminal or add a
-    field of its own: ``path=/a%0ab`` is logged as ``path="/a\\nb"``.
+    field of its own: ``path=/a%0ab`` is logged as ``path="/a\\nb"``. The other
+    fields are the gateway's own (a method llhttp checked, a route template, an
+    address, a class name).
     """
-    return " ".join(f"{k}={_escaped(v)}" for k, v in fields.items() if v is not None)
+    path = fields["path"]
+    model = fields["model"]
+    seen = _SEEN_PLAIN
+    if not (path in seen or _is_plain(path)) or not (
+        model is None or model in seen or _is_plain(model)
+    ):
+        fields = {**fields, "path": _escaped(path), "model": _escaped(model)}
+    return " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
 
 
-def _escaped(value: Any) -> Any:
-    if type(value) is not str or _PLAIN.fullmatch(value):
+# Paths and model names already found plain: a set lookup instead of a regex per line
+# (the same few routes and models come back on every request). At most 1,024.
+_SEEN_PLAIN: set[str] = set()
+
+
+def _is_plain(value: str) -> bool:
+    if _PLAIN.fullmatch(value) is None:
+        return False
+    if len(_SEEN_PLAIN) < 1_024:
+        _SEEN_PLAIN.add(value)
+    return True
+
+
+def _escaped(value: str | None) -> str | None:
+    if value is None or _is_plain(value):
         return value
     return json.dumps(value)  # ASCII only: \n, \r, \u001b, \u0000, \u2028 …
 
