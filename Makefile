@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_SDK := sdk/node
+NODE_STAMP := $(NODE_SDK)/node_modules/.installed
 
 .PHONY: serve test lint format bench clean
 
@@ -12,15 +14,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# TypeScript, for the Node SDK's type checks and the TypeScript plugin tests.
+$(NODE_STAMP): $(NODE_SDK)/package.json $(NODE_SDK)/package-lock.json
+	cd $(NODE_SDK) && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 serve: $(STAMP)
 	$(BIN)/modelport serve
 
-# pytest runs where only loopback exists (tests/_netns.py): nothing a test starts can
-# reach the network, whichever library or process opens the socket.
-test: $(STAMP)
+# pytest and the Node SDK's tests run where only loopback exists (tests/_netns.py):
+# nothing a test starts can reach the network, whichever library or process opens the socket.
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/python -m tests._netns $(BIN)/python -m pytest -q
+	cd $(NODE_SDK) && ./node_modules/.bin/tsc -p test/types
+	cd $(NODE_SDK) && MODELPORT_BIN=$(abspath $(BIN))/modelport \
+		$(abspath $(BIN))/python $(CURDIR)/tests/_netns.py node --test test/
+	$(BIN)/python tests/_netns.py $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -34,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist $(NODE_SDK)/node_modules

@@ -1,4 +1,4 @@
-"""Run a command where only loopback exists: ``python -m tests._netns COMMAND...``.
+"""Run a command where only loopback exists: ``python tests/_netns.py COMMAND...``.
 
 ``make test`` runs pytest through this, in a network namespace of its own
 with nothing but ``lo`` (brought up here): the gateway's uvloop connections,
@@ -33,7 +33,7 @@ _IFF_UP = 0x1
 
 def main(command: list[str]) -> None:
     if not command:
-        sys.exit("usage: python -m tests._netns COMMAND [ARGS...]")
+        sys.exit("usage: python tests/_netns.py COMMAND [ARGS...]")
     if os.environ.get(MARKER) == "1":
         _bring_up_loopback()
         os.execvp(command[0], command)
@@ -41,7 +41,8 @@ def main(command: list[str]) -> None:
     flags = ["--net"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net"]
     if unshare and subprocess.run([unshare, *flags, "true"], capture_output=True).returncode == 0:
         os.environ[MARKER] = "1"
-        os.execv(unshare, [unshare, *flags, sys.executable, "-m", "tests._netns", *command])
+        here = os.path.abspath(__file__)  # by path: the command may run from any folder
+        os.execv(unshare, [unshare, *flags, sys.executable, here, *command])
     print(
         "tests/_netns.py: cannot make a network namespace here (unshare); the tests run "
         "with only the in-process socket guard",

@@ -28,10 +28,12 @@ __all__ = [
     "LOG",
     "MANIFEST_NAME",
     "METHOD_NOT_FOUND",
+    "PACKAGE_JSON",
     "PARSE_ERROR",
     "PROTOCOL_VERSION",
     "PROVIDER_CHUNK",
     "PROVIDER_COMPLETE",
+    "PROVIDER_EMBED",
     "PROVIDER_REGISTER",
     "PROVIDER_STREAM",
     "PROVIDER_UNREGISTER",
@@ -40,6 +42,7 @@ __all__ = [
     "ChunkParams",
     "ConfigField",
     "InitializeParams",
+    "OAuthBlock",
     "ProtocolError",
     "ProviderRequestParams",
     "RegisterParams",
@@ -57,11 +60,16 @@ PROTOCOL_VERSION = "1"
 
 #: The file that makes a folder a plugin.
 MANIFEST_NAME = "modelport-plugin.toml"
+#: A Node plugin may declare itself here instead, in a "modelport": {"plugin": {...}} section.
+PACKAGE_JSON = "package.json"
 
 # Host → plugin.
 INITIALIZE = "initialize"
 PROVIDER_COMPLETE = "provider.complete"
 PROVIDER_STREAM = "provider.stream"
+#: Optional: ``options`` is an OpenAI ``/embeddings`` body (plus ``providerConfig``);
+#: the answer an OpenAI embeddings ``list``. A plugin without it answers METHOD_NOT_FOUND.
+PROVIDER_EMBED = "provider.embed"
 CANCEL_REQUEST = "$/cancelRequest"
 SHUTDOWN = "shutdown"
 EXIT = "exit"
@@ -95,20 +103,41 @@ class InitializeParams(TypedDict):
 
 
 class ConfigField(TypedDict):
+    """One value the user gives the provider. ``password`` values are secrets; an
+    ``oauth`` field receives a fresh OAuth access token on every request."""
+
     key: str
     label: NotRequired[str]
-    type: NotRequired[Literal["text", "password"]]
+    type: NotRequired[Literal["text", "password", "oauth"]]
     required: NotRequired[bool]
+
+
+class OAuthBlock(TypedDict):
+    """Where a provider's users log in (``modelport login <providerId>`` runs the flow).
+
+    The user's ``[connections.<providerId>.oauth]`` overrides it; a client
+    secret is never part of a registration.
+    """
+
+    authorizeUrl: str
+    tokenUrl: str
+    clientId: str
+    scopes: NotRequired[list[str]]
+    redirectPort: NotRequired[int]
+    redirectPath: NotRequired[str]
+    redirectHost: NotRequired[str]
+    params: NotRequired[dict[str, str]]
 
 
 class RegisterParams(TypedDict):
     providerId: str
     name: NotRequired[str]
     description: NotRequired[str]
-    capabilities: NotRequired[dict[str, Any]]
+    capabilities: NotRequired[list[str] | dict[str, bool]]
     requiresKey: NotRequired[bool]
     configFields: NotRequired[list[ConfigField]]
     models: NotRequired[list[dict[str, Any]]]
+    oauth: NotRequired[OAuthBlock]
 
 
 class ProviderRequestParams(TypedDict):

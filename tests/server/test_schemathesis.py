@@ -31,8 +31,12 @@ _OPERATIONS = [
     ("POST", "/v1/chat/completions"),
     ("GET", "/v1/models"),
     ("POST", "/v1/messages"),
+    ("POST", "/v1/embeddings"),
+    ("POST", "/v1/responses"),
     ("GET", "/health"),
     ("GET", "/metrics"),
+    ("GET", "/admin/models"),
+    ("GET", "/admin/connections"),
 ]
 
 
@@ -56,7 +60,7 @@ def _on_fake(case: Any, prefix: bool) -> Any:
 _CASES = [
     *((method, path, GenerationMode.POSITIVE) for method, path in _OPERATIONS),
     # The GET routes take no input that could be malformed (`anthropic-version` may be
-    # any string), so only the two chat routes have negative cases.
+    # any string), so only the POST routes have negative cases.
     *((method, path, GenerationMode.NEGATIVE) for method, path in _OPERATIONS if method == "POST"),
 ]
 

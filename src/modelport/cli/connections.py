@@ -21,9 +21,18 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_COMPATS = ("openai", "anthropic", "ollama")
+_COMPATS = ("openai", "anthropic", "ollama", "gemini", "azure", "openai-responses")
 #: Every key ``add`` may write, cleared first when ``--force`` replaces a connection.
-_CONNECTION_KEYS = ("base_url", "api_key_env", "timeout", "max_retries", "headers", "prices")
+_CONNECTION_KEYS = (
+    "base_url",
+    "api_key_env",
+    "timeout",
+    "max_retries",
+    "headers",
+    "prices",
+    "auth",
+    "oauth",
+)
 
 connections_app = typer.Typer(
     name="connections",
@@ -46,7 +55,7 @@ def _check_compat(value: str) -> str:
 
 @connections_app.command(name="list")
 def list_connections() -> None:
-    """Show every connection: compat, base URL, and whether a key is available."""
+    """Show every connection: compat, base URL, whether a key is available, OAuth logins."""
     from modelport.config import load_config
     from modelport.routing import Router
 
@@ -61,16 +70,33 @@ def list_connections() -> None:
         return
     router = Router(config)
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("name", "compat", "base url", "key"):
+    # A login column only where some connection logs in with OAuth.
+    logins = any(c.auth in ("oauth", "auto") for c in config.connections.values())
+    for column in ("name", "compat", "base url", "key", *(("login",) if logins else ())):
         table.add_column(column)
     for name, connection in sorted(config.connections.items()):
-        table.add_row(
+        row = [
             name,
             connection.compat or "openai",
             connection.base_url or "(default)",
-            _key_source(router, name, connection.api_key_env),
-        )
+            # A connection with auth = "oauth" never sends a key.
+            "-"
+            if connection.auth == "oauth"
+            else _key_source(router, name, connection.api_key_env),
+        ]
+        if logins:
+            row.append(_login_state(name, connection.auth))
+        table.add_row(*row)
     out_console().print(table)
+
+
+def _login_state(name: str, auth: str | None) -> str:
+    """``logged in as …, expires in …, refresh available`` for an OAuth connection, else ``-``."""
+    if auth not in ("oauth", "auto"):
+        return "-"
+    from modelport.auth.tokens import load_tokens, login_status
+
+    return login_status(load_tokens(name))
 
 
 def _key_source(router: Router, name: str, api_key_env: str | None) -> str:
@@ -97,7 +123,7 @@ def add(
         typer.Option(
             "--compat",
             callback=_check_compat,
-            help="Wire format: openai, anthropic, ollama or plugin:<provider id>.",
+            help="Wire format: openai, anthropic, ollama, gemini, azure or plugin:<provider id>.",
         ),
     ],
     base_url: Annotated[
@@ -134,6 +160,12 @@ def add(
                 "--base-url http://localhost:8000/v1` (your server's API URL); "
                 f"ready-made: {', '.join(ready)}.",
             )
+    if compat == "azure" and base_url is None:
+        fail(
+            "an Azure OpenAI connection needs --base-url: your resource's endpoint",
+            f"`modelport connections add {name} --compat azure "
+            "--base-url https://NAME.openai.azure.com --api-key-env AZURE_OPENAI_API_KEY`",
+        )
     existing = config_module.load_config().connections
     if name in existing and not force:
         fail(

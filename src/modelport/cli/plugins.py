@@ -70,27 +70,53 @@ def _admin_key() -> str | None:
 
 
 def _admin(method: str, path: str, gateway: str | None) -> Any:
-    import httpx
+    import aiohttp
 
     base = _gateway_url(gateway)
     key = _admin_key()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        response = httpx.request(method, f"{base}{path}", headers=headers, timeout=60.0)
-    except httpx.HTTPError as exc:
+        status, content = asyncio.run(_request(method, f"{base}{path}", headers))
+    except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
         fail(
             f"cannot reach the gateway at {base} ({type(exc).__name__})",
             "Start it with `modelport serve`, or pass --gateway URL.",
         )
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         body = {}
-    if response.status_code >= 400:
+    if status >= 400:
         error = body.get("error") if isinstance(body, dict) else None
-        message = error.get("message") if isinstance(error, dict) else response.text[:300]
-        fail(f"{message} (HTTP {response.status_code})")
+        message = (
+            error.get("message")
+            if isinstance(error, dict)
+            else content.decode("utf-8", "replace")[:300]
+        )
+        fail(f"{message} (HTTP {status})")
     return body
+
+
+async def _request(method: str, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """One call to the admin API: its status and body."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60.0, sock_read=60.0)
+    # trust_env off: no proxy between the CLI and its local gateway, and no ~/.netrc entry
+    # clashing with the Authorization header. No redirect is followed: the key stays here.
+    async with (
+        aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+        session.request(
+            method,
+            url,
+            headers=headers,
+            allow_redirects=False,
+            # The admin POSTs carry no body; aiohttp would label the nothing
+            # application/octet-stream, which the gateway refuses (415).
+            skip_auto_headers=("Content-Type",),
+        ) as response,
+    ):
+        return response.status, await response.read()
 
 
 # --- local folders ---------------------------------------------------------------
@@ -112,9 +138,9 @@ def _trusted_cell(info: dict[str, Any]) -> str:
 
 
 def _note(info: dict[str, Any]) -> str:
-    """The error, then any registration problems (a refused provider id, say)."""
+    """The error, then any other problems (a refused provider id, an unknown capability)."""
     notes = [info["error"]] if info.get("error") else []
-    notes += [f"provider.register refused: {p}" for p in info.get("problems") or []]
+    notes += [p for p in info.get("problems") or [] if p not in notes]
     return "; ".join(notes)
 
 
@@ -127,16 +153,21 @@ def list_(
     from modelport.plugin_host.entrypoints import entry_point_plugins
 
     if gateway is not None:
-        plugins = _admin("GET", "/plugins", gateway)["plugins"]
+        listing = _admin("GET", "/plugins", gateway)
+        plugins, skipped = listing["plugins"], listing.get("skipped", [])
     else:
         host = _local_host()
         asyncio.run(host.load())
-        plugins = host.describe_all()
+        plugins, skipped = host.describe_all(), host.describe_skipped()
     packages = [vars(p) for p in entry_point_plugins()]
     if as_json:
-        out_console().print_json(json.dumps({"plugins": plugins, "packages": packages}))
+        out_console().print_json(
+            json.dumps({"plugins": plugins, "skipped": skipped, "packages": packages})
+        )
         return
     console = out_console()
+    for folder in skipped:
+        err_console().print(f"skipped {folder['dir']}: {folder['reason']}", markup=False)
     if not plugins and not packages:
         err_console().print(
             "No plugins. Create one with `modelport plugins new NAME` and put it in "
@@ -256,15 +287,17 @@ def trust(
         fail(f"{folder.parent} holds neither plugins nor a config.toml to trust")
     trusted = store.trust(folder)
     if not trusted and not has_config:
-        fail(f"{folder} holds no plugins (folders with modelport-plugin.toml)")
+        fail(f"{folder} holds no plugins (folders with modelport-plugin.toml or package.json)")
     for name, digest in trusted.items():
-        out_console().print(f"trusted {name} (manifest sha256 {digest[:12]})", markup=False)
+        out_console().print(
+            f"trusted {name} (manifest sha256 {digest[:12]}, and its files)", markup=False
+        )
     if has_config and config is not None:
         digest = config_hash(config.read_bytes())
         out_console().print(f"trusted {config} (sha256 {digest[:12]})", markup=False)
     err_console().print(
-        "A changed manifest or config, or a plugin added later, needs "
-        "`modelport plugins trust` again.",
+        "A changed manifest, plugin file or config, or a plugin added later, needs "
+        "`modelport plugins trust` again (.git, node_modules and virtualenvs excepted).",
         markup=False,
     )
 
@@ -272,7 +305,9 @@ def trust(
 @plugins_app.command()
 def new(
     name: Annotated[str, typer.Argument(help="Plugin name (also its provider id).")],
-    lang: Annotated[str, typer.Option("--lang", help="python or node.")] = "python",
+    lang: Annotated[
+        str, typer.Option("--lang", help="python, node or ts (TypeScript).")
+    ] = "python",
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Where to write it (default: ./NAME).")
     ] = None,
@@ -286,6 +321,12 @@ def new(
     written = new_plugin(target, name, lang)  # type: ignore[arg-type]
     for path in written:
         out_console().print(str(path), markup=False)
+    if lang == "ts":
+        err_console().print(
+            f"Build it first: `cd {target} && npm install && npm run build` (the SDK is "
+            "vendored; npm fetches only TypeScript).",
+            markup=False,
+        )
     err_console().print(
         f"Next: `modelport plugins check {target} --set apiKey=... --set baseUrl=...`, then "
         f"copy it into MODELPORT_HOME/plugins/ and set its key with "

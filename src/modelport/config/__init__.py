@@ -30,12 +30,14 @@ what the user *configured*; :meth:`Config.connection` fills in the preset.
 from modelport.config._addresses import default_model, resolve_address, split_address
 from modelport.config._load import (
     CONFIG_FILE,
+    PRESET_KEY_FALLBACKS,
     PRESETS,
     PROJECT_DIR,
     Config,
     ConnectionConfig,
     GatewayConfig,
     IgnoredSettings,
+    OAuthConfig,
     check_base_url,
     ensure_private_dir,
     find_project_dir,
@@ -45,6 +47,7 @@ from modelport.config._load import (
     parse_config,
     project_config_path,
 )
+from modelport.config._oauth import parse_oauth
 from modelport.config._write import (
     edit_config,
     get_value,
@@ -57,11 +60,13 @@ from modelport.config._write import (
 __all__ = [
     "CONFIG_FILE",
     "PRESETS",
+    "PRESET_KEY_FALLBACKS",
     "PROJECT_DIR",
     "Config",
     "ConnectionConfig",
     "GatewayConfig",
     "IgnoredSettings",
+    "OAuthConfig",
     "check_base_url",
     "default_model",
     "edit_config",
@@ -72,6 +77,7 @@ __all__ = [
     "load_config",
     "modelport_home",
     "parse_config",
+    "parse_oauth",
     "project_config_path",
     "remove_connection",
     "resolve_address",

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from modelport.config._inline_secrets import refuse_inline_secrets
+from modelport.config._oauth import OAuthConfig, check_auth, parse_oauth
 from modelport.errors import ConfigError
 from modelport.types import ModelPrices
 
@@ -21,10 +23,12 @@ __all__ = [
     "CONFIG_FILE",
     "PROJECT_DIR",
     "PRESETS",
+    "PRESET_KEY_FALLBACKS",
     "Config",
     "ConnectionConfig",
     "GatewayConfig",
     "IgnoredSettings",
+    "OAuthConfig",
     "check_base_url",
     "find_project_dir",
     "global_config_path",
@@ -49,10 +53,12 @@ _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     """One ``[connections.<name>]`` table. ``None`` means "not set here".
 
-    ``compat`` is ``openai``, ``anthropic``, ``ollama``, ``plugin:<provider id>``
-    or the name of an installed ``modelport.providers`` entry point.
+    ``compat`` is ``openai``, ``anthropic``, ``ollama``, ``gemini``, ``azure``,
+    ``openai-responses``, ``plugin:<provider id>`` or the name of an installed
+    ``modelport.providers`` entry point.
     ``options`` holds every other key of the table, untouched (provider-specific
-    settings, a plugin's ``configFields`` values).
+    settings, a plugin's ``configFields`` values). ``auth`` (``key``, ``oauth``,
+    ``auto``) and ``oauth`` say how the connection logs in (:mod:`._oauth`).
     """
 
     compat: str | None = None
@@ -63,6 +69,8 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+    auth: str | None = None
+    oauth: OAuthConfig | None = None
 
 
 class _ConnectionFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,6 +81,8 @@ class _ConnectionFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     max_retries: _Retries | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
+    auth: str | None = None
+    oauth: OAuthConfig | None = None
 
 
 _CONNECTION_KEYS = frozenset(_ConnectionFields.__struct_fields__)
@@ -134,11 +144,20 @@ PRESETS: Mapping[str, ConnectionConfig] = {
     "deepseek": ConnectionConfig(
         compat="openai", base_url="https://api.deepseek.com/v1", api_key_env="DEEPSEEK_API_KEY"
     ),
+    "gemini": ConnectionConfig(
+        compat="gemini",
+        base_url="https://generativelanguage.googleapis.com",
+        api_key_env="GEMINI_API_KEY",
+    ),
     "ollama": ConnectionConfig(compat="ollama", base_url="http://localhost:11434"),
     "lmstudio": ConnectionConfig(compat="openai", base_url="http://localhost:1234/v1"),
     "vllm": ConnectionConfig(compat="openai", base_url="http://localhost:8000/v1"),
     "llamacpp": ConnectionConfig(compat="openai", base_url="http://localhost:8080/v1"),
 }
+
+#: Variables a preset's vendor also reads its key from, after its ``api_key_env``
+#: (Google's SDKs take either name).
+PRESET_KEY_FALLBACKS: Mapping[str, tuple[str, ...]] = {"gemini": ("GOOGLE_API_KEY",)}
 
 
 class IgnoredSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -457,6 +476,15 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 raise ConfigError(
                     f"{path}: [{where}]: unknown key {key!r}. Did you mean {close[0]!r}?"
                 )
+        refuse_inline_secrets(name, table, path)
+        compat = table.get("compat")
+        plugin = isinstance(compat, str) and compat.startswith("plugin:")
+        try:
+            check_auth(name, table, plugin=plugin)
+            if "oauth" in table:
+                parse_oauth(table["oauth"], f"[{where}.oauth]")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.message}", connection=name) from None
         known = {k: v for k, v in table.items() if k in _CONNECTION_KEYS}
         try:
             msgspec.convert(known, _ConnectionFields)
@@ -470,8 +498,8 @@ def _validate(data: dict[str, Any], path: Path) -> None:
         compat = table.get("compat")
         if compat is not None and (not compat or compat == "plugin:"):
             raise ConfigError(
-                f"{path}: connections.{name}.compat must be openai, anthropic, ollama, "
-                "plugin:<provider id> or an installed provider's name"
+                f"{path}: connections.{name}.compat must be openai, anthropic, ollama, gemini, "
+                "azure, openai-responses, plugin:<provider id> or an installed provider's name"
             )
     for key in fields.gateway:
         if key not in GatewayConfig.__struct_fields__:

@@ -19,8 +19,9 @@ A stream handler may be an async generator of chunks (plain text or
 ``chat.completion.chunk`` dicts), or a coroutine that calls :func:`send_chunk`
 and returns nothing (the SDK replies with the assembled response) or a
 ``chat.completion`` dict. A completion handler returns a ``chat.completion``
-(without one, the stream handler answers completions too). Raise a
-:class:`modelport.errors.ModelportError` subclass (``AuthError``,
+(without one, the stream handler answers completions too). An embed handler
+(``on_embed_request``, optional) returns one vector per ``request.inputs``
+item. Raise a :class:`modelport.errors.ModelportError` subclass (``AuthError``,
 ``RateLimitError(..., retry_after=5)``, ...) and the host raises the same class.
 """
 
@@ -30,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from modelport import plugin_protocol
-from modelport.plugin_protocol import ConfigField
+from modelport.plugin_protocol import ConfigField, OAuthBlock
 from modelport.plugin_sdk._assemble import ChunkAssembler
 from modelport.plugin_sdk._runtime import InitializeInfo, Request, Runtime, normalise_id
 
@@ -92,33 +93,48 @@ class LLMProvider:
 
     async def register(
         self,
-        provider_id: str,
+        provider_id: str | dict[str, Any],
         *,
-        models: Sequence[dict[str, Any]],
+        models: Sequence[dict[str, Any]] = (),
         name: str | None = None,
         description: str = "",
         config_fields: Sequence[ConfigField] = (),
         requires_key: bool = False,
-        capabilities: dict[str, Any] | None = None,
+        capabilities: Sequence[str] | dict[str, Any] | None = None,
+        oauth: OAuthBlock | None = None,
     ) -> None:
         """Register a provider; its models become ``<provider_id>/<model id>`` at once.
+
+        Also takes the whole registration as one dict, as the protocol spells it
+        (``register({"providerId": "acme", "capabilities": ["chat", "streaming"],
+        "models": [...]})``). ``capabilities`` is a list of names or an object
+        of booleans.
+
+        ``oauth`` says where users log in (``authorizeUrl``, ``tokenUrl``,
+        ``clientId``, ``scopes`` …): the host runs the login (``modelport login
+        <provider_id>``), keeps the tokens fresh and puts the access token in
+        ``request.config`` under the ``configFields`` entry of type ``oauth``
+        (``accessToken`` when there is none) on every request.
 
         Raises the host's refusal (a clash with another provider, a bad id) as
         an :class:`~modelport.errors.InvalidRequestError`.
         """
-        await self._runtime.call(
-            plugin_protocol.PROVIDER_REGISTER,
-            {
+        if isinstance(provider_id, dict):
+            params = dict(provider_id)
+        else:
+            params = {
                 "providerId": provider_id,
                 "name": name or provider_id,
                 "description": description,
-                "capabilities": capabilities or {},
+                "capabilities": capabilities if capabilities is not None else {},
                 "requiresKey": requires_key,
                 "configFields": list(config_fields),
                 "models": list(models),
-            },
-        )
-        self._runtime.registered.add(normalise_id(provider_id))
+            }
+            if oauth is not None:
+                params["oauth"] = dict(oauth)
+        await self._runtime.call(plugin_protocol.PROVIDER_REGISTER, params)
+        self._runtime.registered.add(normalise_id(str(params.get("providerId", ""))))
 
     async def unregister(self, provider_id: str) -> None:
         """Withdraw a provider and its models."""
@@ -135,6 +151,15 @@ class LLMProvider:
         self._runtime.complete_handler = handler
         return handler
 
+    def on_embed_request(self, handler: F) -> F:
+        """Handle ``provider.embed``: ``handler(request)`` returns one vector per
+        ``request.inputs`` item, or a whole OpenAI embeddings ``list`` (with usage).
+
+        Without it the plugin offers no embeddings (the host is told so).
+        """
+        self._runtime.embed_handler = handler
+        return handler
+
 
 plugin = Plugin(_runtime)
 llm_provider = LLMProvider(_runtime)
@@ -145,9 +170,14 @@ def send_chunk(request_id: str, chunk: dict[str, Any] | str) -> None:
     _runtime.send_chunk(request_id, chunk)
 
 
-def send_reply(request_id: str, result: dict[str, Any] | None = None) -> None:
-    """Answer a request: ``result``, or the response the sent chunks add up to."""
-    _runtime.send_reply(request_id, result)
+def send_reply(request_id: str, result: dict[str, Any] | None = None, success: bool = True) -> None:
+    """Answer a request: ``result``, or the response the sent chunks add up to.
+
+    ``result`` may be a ``chat.completion``, the last chunk sent (answered with the
+    whole response), or nothing. ``success=False`` fails the request instead,
+    with the message ``result`` carries (``{"error": {"message": ...}}`` or text).
+    """
+    _runtime.send_reply(request_id, result, success)
 
 
 def send_error(request_id: str, error: BaseException | str) -> None:

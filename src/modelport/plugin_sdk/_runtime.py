@@ -3,8 +3,8 @@
 One :class:`Runtime` per plugin process. It dispatches every request as its
 own task (so a ``$/cancelRequest`` can reach a request in progress), calls the
 author's handlers, and turns whatever they produce — an async generator of
-chunks, a returned ``chat.completion``, explicit ``send_*`` calls or a raised
-error — into protocol messages.
+chunks, a returned ``chat.completion`` or embeddings list, explicit ``send_*``
+calls or a raised error — into protocol messages.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from modelport import plugin_protocol
 from modelport.errors import ModelNotFoundError, ModelportError, PluginError
 from modelport.plugin_sdk._assemble import ChunkAssembler, normalise_chunk
 
-__all__ = ["InitializeInfo", "Request", "Runtime"]
+__all__ = ["InitializeInfo", "Request", "Runtime", "embeddings_answer"]
 
 Handler = Callable[..., Any]
 
@@ -43,9 +43,10 @@ class InitializeInfo:
 class Request:
     """One ``provider.stream`` / ``provider.complete`` call.
 
-    ``options`` is the request in OpenAI form; ``config`` is its
-    ``providerConfig`` (the user's values for the provider's ``configFields``),
-    which is left out of ``options`` so it can be forwarded upstream as it is.
+    ``options`` is the request in OpenAI form with its ``providerConfig`` (the
+    user's values for the provider's ``configFields``), as the host sent it;
+    ``config`` is that ``providerConfig``, and :attr:`body` is ``options``
+    without it: what to forward to an OpenAI-compatible upstream.
     """
 
     request_id: str
@@ -56,6 +57,11 @@ class Request:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
+    def body(self) -> dict[str, Any]:
+        """``options`` without ``providerConfig``: safe to send upstream as it is."""
+        return {k: v for k, v in self.options.items() if k != "providerConfig"}
+
+    @property
     def model(self) -> str:
         return str(self.options.get("model", ""))
 
@@ -63,15 +69,72 @@ class Request:
     def messages(self) -> list[dict[str, Any]]:
         return list(self.options.get("messages") or [])
 
+    @property
+    def inputs(self) -> list[Any]:
+        """What a ``provider.embed`` request asks to embed: texts (or token arrays)."""
+        value = self.options.get("input")
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else list(value)
+
 
 class _Open:
-    __slots__ = ("assembler", "request", "rpc_id", "task")
+    __slots__ = ("assembler", "last_chunk", "request", "rpc_id", "task")
 
     def __init__(self, rpc_id: int | str, request: Request, assembler: ChunkAssembler) -> None:
         self.rpc_id = rpc_id
         self.request = request
         self.assembler = assembler
         self.task: asyncio.Task[None] | None = None
+        self.last_chunk: Any = None
+
+
+def _is_chunk(result: Any) -> bool:
+    if not isinstance(result, dict):
+        return False
+    choices = result.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    return result.get("object") == "chat.completion.chunk" or (
+        isinstance(first, dict) and "delta" in first and "message" not in first
+    )
+
+
+def _failure_message(result: Any) -> str:
+    """What a ``send_reply(..., success=False)`` payload says went wrong."""
+    if isinstance(result, str) and result:
+        return result
+    error = result.get("error") if isinstance(result, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str) and error:
+        return error
+    if isinstance(result, dict) and isinstance(result.get("message"), str):
+        return result["message"]
+    return "the plugin reported a failure"
+
+
+def embeddings_answer(produced: Any, request: Request) -> dict[str, Any]:
+    """An embed handler's result as an OpenAI embeddings ``list``.
+
+    A handler may return that whole object, or just the vectors (one list of
+    floats per input), which are wrapped with no usage.
+    """
+    if isinstance(produced, dict):
+        return produced
+    if isinstance(produced, list | tuple) and all(isinstance(v, list | tuple) for v in produced):
+        return {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": index, "embedding": list(vector)}
+                for index, vector in enumerate(produced)
+            ],
+            "model": request.model,
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        }
+    raise PluginError(
+        "An embed handler must return an embeddings list object or one vector per input, "
+        f"not {type(produced).__name__}"
+    )
 
 
 def normalise_id(provider_id: str) -> str:
@@ -97,6 +160,7 @@ class Runtime:
         self.stop_handlers: list[Handler] = []
         self.stream_handler: Handler | None = None
         self.complete_handler: Handler | None = None
+        self.embed_handler: Handler | None = None
         self.info: InitializeInfo | None = None
         self._out: BinaryIO | None = None
         self._ids = itertools.count(1)
@@ -140,14 +204,34 @@ class Runtime:
             created=open_.assembler.created,
         )
         open_.assembler.add(full)
+        open_.last_chunk = chunk
         if open_.request.stream:
             self.notify(plugin_protocol.PROVIDER_CHUNK, {"requestId": request_id, "chunk": full})
 
-    def send_reply(self, request_id: str, result: dict[str, Any] | None = None) -> None:
+    def send_reply(
+        self, request_id: str, result: dict[str, Any] | None = None, success: bool = True
+    ) -> None:
+        if not success:
+            self.send_error(request_id, PluginError(_failure_message(result)))
+            return
         open_ = self._open.pop(request_id, None)
-        if open_ is not None:
-            final = result if result is not None else open_.assembler.result()
-            self._write(plugin_protocol.response(open_.rpc_id, result=final))
+        if open_ is None:
+            return
+        if _is_chunk(result):
+            # The last chunk as the final answer (as the most common SDK's guide
+            # does): answer with the whole response the chunks add up to.
+            if result is not open_.last_chunk:
+                open_.assembler.add(
+                    normalise_chunk(
+                        result,
+                        model=open_.request.model,
+                        id=open_.assembler.id,
+                        created=open_.assembler.created,
+                    )
+                )
+            result = None
+        final = result if result else open_.assembler.result()
+        self._write(plugin_protocol.response(open_.rpc_id, result=final))
 
     def send_error(self, request_id: str, error: BaseException | str) -> None:
         open_ = self._open.pop(request_id, None)
@@ -230,7 +314,11 @@ class Runtime:
             self._spawn(self._shutdown(rpc_id))
         elif method in (plugin_protocol.PROVIDER_STREAM, plugin_protocol.PROVIDER_COMPLETE):
             self._start_request(rpc_id, method, params)
+        elif method == plugin_protocol.PROVIDER_EMBED and self.embed_handler is not None:
+            self._start_request(rpc_id, method, params)
         else:
+            # provider.embed without an embed handler lands here too: the host reads
+            # METHOD_NOT_FOUND as "this provider does not offer embeddings".
             error: plugin_protocol.RpcError = {
                 "code": plugin_protocol.METHOD_NOT_FOUND,
                 "message": f"this plugin has no method {method!r}",
@@ -265,7 +353,7 @@ class Runtime:
 
     def _start_request(self, rpc_id: int | str, method: str, params: dict[str, Any]) -> None:
         options = dict(params.get("options") or {})
-        config = options.pop("providerConfig", None) or {}
+        config = options.get("providerConfig") or {}
         request = Request(
             request_id=str(params.get("requestId")),
             provider_id=str(params.get("providerId")),
@@ -275,7 +363,8 @@ class Runtime:
         )
         open_ = _Open(rpc_id, request, ChunkAssembler(model=request.model))
         self._open[request.request_id] = open_
-        open_.task = self._spawn(self._serve(open_))
+        serve = self._serve_embed if method == plugin_protocol.PROVIDER_EMBED else self._serve
+        open_.task = self._spawn(serve(open_))
 
     async def _serve(self, open_: _Open) -> None:
         request = open_.request
@@ -308,6 +397,32 @@ class Runtime:
             else:
                 final = await produced if inspect.isawaitable(produced) else produced
             self.send_reply(rid, final)
+        except asyncio.CancelledError:
+            request.cancelled.set()
+            error: plugin_protocol.RpcError = {
+                "code": plugin_protocol.CANCELLED,
+                "message": "request cancelled",
+            }
+            if self._open.pop(rid, None) is not None:
+                self._write(plugin_protocol.response(open_.rpc_id, error=error))
+        except ModelportError as exc:
+            self.send_error(rid, exc)
+        except Exception as exc:
+            traceback.print_exc()
+            self.send_error(rid, exc)
+
+    async def _serve_embed(self, open_: _Open) -> None:
+        request = open_.request
+        rid = request.request_id
+        try:
+            if request.provider_id not in self.registered:
+                raise ModelNotFoundError(
+                    f"This plugin has no provider {request.provider_id!r}",
+                    connection=request.provider_id,
+                )
+            assert self.embed_handler is not None
+            produced = await _call(self.embed_handler, request)
+            self.send_reply(rid, embeddings_answer(produced, request))
         except asyncio.CancelledError:
             request.cancelled.set()
             error: plugin_protocol.RpcError = {

@@ -8,6 +8,7 @@ adapters come in through the same door as third-party ones: a name mapped to
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
 from collections.abc import AsyncIterator, Callable
@@ -17,17 +18,26 @@ import msgspec
 
 from modelport._redact import remember_secret
 from modelport.aggregate import aaggregate
+from modelport.config import OAuthConfig
 from modelport.errors import ConfigError
 from modelport.events import StreamEvent
-from modelport.types import ChatRequest, ChatResponse, ModelInfo
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+)
 
 __all__ = [
     "BUILTIN_PROVIDERS",
     "BaseProvider",
     "ConnectionSettings",
+    "Embedder",
     "Provider",
     "ProviderFactory",
     "load_factory",
+    "offers_embeddings",
 ]
 
 #: Entry-point group through which Python packages add provider factories.
@@ -38,6 +48,9 @@ BUILTIN_PROVIDERS: dict[str, str] = {
     "openai": "modelport.providers.openai_compat:OpenAICompatProvider",
     "anthropic": "modelport.providers.anthropic:AnthropicProvider",
     "ollama": "modelport.providers.ollama:OllamaProvider",
+    "gemini": "modelport.providers.gemini:GeminiProvider",
+    "azure": "modelport.providers.azure:AzureProvider",
+    "openai-responses": "modelport.providers.openai_responses:OpenAIResponsesProvider",
 }
 
 
@@ -54,7 +67,10 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     ``api_key_env``, else the vendor's usual variable where that applies, else
     ``None``; providers name it in their "no key" message. ``options`` holds
     every other key of the connection's config table (provider-specific
-    settings, a plugin's ``configFields`` values).
+    settings, a plugin's ``configFields`` values). ``auth`` is how the call
+    authenticates: ``"key"``, or ``"oauth"``, where ``api_key`` holds the
+    current OAuth access token (sent as ``Authorization: Bearer``, whatever the
+    adapter's own key header) and ``oauth`` says where the login lives.
     """
 
     name: str
@@ -66,6 +82,8 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_retries: int = 2
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+    auth: str = "key"
+    oauth: OAuthConfig | None = None
 
     def __post_init__(self) -> None:
         # Every key the process holds is masked wherever an error is written, whatever
@@ -82,7 +100,7 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
         return (
             f"ConnectionSettings(name={self.name!r}, compat={self.compat!r}, "
             f"base_url={self.base_url!r}, api_key={key}, api_key_env={self.api_key_env!r}, "
-            f"timeout={self.timeout!r}, max_retries={self.max_retries!r})"
+            f"timeout={self.timeout!r}, max_retries={self.max_retries!r}, auth={self.auth!r})"
         )
 
     __str__ = __repr__
@@ -90,13 +108,31 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 @runtime_checkable
 class Provider(Protocol):
-    """What every adapter implements. ``request.model`` is the bare model id."""
+    """What every adapter implements. ``request.model`` is the bare model id.
+
+    A provider that can embed also has ``async def embed(request:
+    EmbeddingRequest) -> EmbeddingResponse`` (:class:`Embedder`); it is
+    optional, so a provider without it is still a provider, and a call for
+    embeddings to it fails with a clear error (:func:`offers_embeddings`).
+    """
 
     async def list_models(self) -> list[ModelInfo]: ...
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """The optional part of :class:`Provider`: turning texts into vectors."""
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse: ...
+
+
+def offers_embeddings(provider: object) -> bool:
+    """Whether ``provider`` has an ``embed`` method (see :class:`Provider`)."""
+    return callable(getattr(provider, "embed", None))
 
 
 ProviderFactory = Callable[[ConnectionSettings], Provider]
@@ -142,7 +178,9 @@ def load_factory(compat: str) -> ProviderFactory:
                     f"({entry_point.value}): {exc}"
                 ) from exc
     known = ", ".join(sorted(BUILTIN_PROVIDERS))
+    close = difflib.get_close_matches(compat, sorted(BUILTIN_PROVIDERS), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ConfigError(
-        f"Unknown compat {compat!r}. Use one of {known}, 'plugin:<provider id>', "
+        f"Unknown compat {compat!r}.{hint} Use one of {known}, 'plugin:<provider id>', "
         "or install a package that provides it."
     )

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from modelport.errors import ConfigError
 from modelport.providers._http import DEFAULT_HINT, HttpProvider, WireModule
-from modelport.wire import openai_chat
+from modelport.types import EmbeddingRequest, EmbeddingResponse
+from modelport.wire import embeddings, openai_chat
 
 __all__ = ["OpenAICompatProvider"]
 
@@ -23,7 +24,8 @@ OLLAMA_PORT = 11434
 
 
 class OpenAICompatProvider(HttpProvider):
-    """``POST {base_url}/chat/completions`` and ``GET {base_url}/models``.
+    """``POST {base_url}/chat/completions``, ``POST {base_url}/embeddings`` and
+    ``GET {base_url}/models``.
 
     The base URL includes the version segment (``https://api.openai.com/v1``,
     ``http://localhost:11434/v1``); the router supplies the default.
@@ -58,6 +60,13 @@ class OpenAICompatProvider(HttpProvider):
 
     def models_url(self) -> str:
         return f"{self.base_url()}/models"
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """``POST {base_url}/embeddings``."""
+        url = f"{self.base_url()}/embeddings"
+        return await self.embed_batches(
+            request, [(url, embeddings.openai_body(request))], embeddings.decode_openai
+        )
 
     def auth_headers(self) -> dict[str, str]:
         return {

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from modelport.auth.session import TokenBroker
 from modelport.config import (
     PRESETS,
     Config,
@@ -18,9 +19,9 @@ from modelport.config import (
     resolve_address,
     split_address,
 )
-from modelport.errors import ModelNotFoundError, ModelportError
+from modelport.errors import InvalidRequestError, ModelNotFoundError, ModelportError
 from modelport.events import StreamEvent
-from modelport.providers import ConnectionSettings, Provider, ProviderFactory
+from modelport.providers import ConnectionSettings, Provider, ProviderFactory, offers_embeddings
 from modelport.providers._retry import RetryingProvider
 from modelport.routing._fallbacks import (
     RouteChain,
@@ -38,8 +39,21 @@ from modelport.routing._provider_source import (
 from modelport.routing._route import ConnectionModels, Route
 from modelport.routing._route_cache import RouteCache
 from modelport.routing._settings import StoredKeys, ladder_stamp, resolve_settings
-from modelport.routing._usage import Attribution, UsageTracker, track_answer, track_events
-from modelport.types import ChatRequest, ChatResponse, ModelInfo, ModelPrices
+from modelport.routing._usage import (
+    Attribution,
+    UsageTracker,
+    track_answer,
+    track_embedding,
+    track_events,
+)
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+    ModelPrices,
+)
 
 __all__ = ["Router"]
 
@@ -56,7 +70,9 @@ class Router:
     started on first need. Providers are built once per (connection, settings)
     and reused so HTTP connections are pooled — except for a call with its own
     ``api_key`` or ``headers``, whose provider lives for that call alone (over
-    the connection's shared HTTP pool). A router belongs to one event loop, and
+    the connection's shared HTTP pool). ``tokens`` holds the OAuth sessions of
+    connections that log in with OAuth (a :class:`~modelport.auth.session.TokenBroker`
+    of its own by default). A router belongs to one event loop, and
     :meth:`aclose` closes what it built and its provider source.
     """
 
@@ -68,6 +84,7 @@ class Router:
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         provider_source: ProviderSourceFactory | None = None,
+        tokens: TokenBroker | None = None,
     ) -> None:
         self.config = config if config is not None else load_config()
         self.ledger = ledger
@@ -75,7 +92,9 @@ class Router:
         self._sleep = sleep
         self._source = LazySource(provider_source)
         self._keys = StoredKeys()
-        self._cache = RouteCache()
+        #: The OAuth sessions of this router's connections (and its plugins').
+        self.tokens = tokens if tokens is not None else TokenBroker(env=lambda: self.env)
+        self._cache = RouteCache(self.tokens)
         self._seen_prices: dict[tuple[str, str], ModelPrices] = {}
 
     @property
@@ -138,9 +157,11 @@ class Router:
 
         Call it after a key changed while the router runs (``modelport keys set``
         or ``keys delete`` next to a running gateway, or an admin action that
-        stores a key); routes resolved with the old key are dropped too.
+        stores a key); routes resolved with the old key are dropped too, and
+        OAuth tokens held in memory are read from storage again.
         """
         self._keys.forget()
+        self.tokens.forget()
         self._cache.forget_routes()
 
     # --- providers registered at run time ----------------------------------
@@ -394,6 +415,66 @@ class Router:
             self.ledger, route, provider, request, prices=prices, attribution=attribution
         )
 
+    async def embed(
+        self,
+        request: EmbeddingRequest,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        api: str = "python",
+        request_id: str | None = None,
+    ) -> EmbeddingResponse:
+        """Embed ``request.input`` with the model its address leads to.
+
+        Settings, keys, retries and the ledger work as for :meth:`complete`; the
+        answer's ``model`` is the address. Configured fallbacks are not walked:
+        another model's vectors live in another space, and mixing them into an
+        index would corrupt it silently. A connection whose provider cannot
+        embed fails with :class:`~modelport.errors.InvalidRequestError`.
+        """
+        if not request.input:
+            raise InvalidRequestError("Embeddings need at least one input")
+        address = resolve_address(request.model, self.config, env=self.env)
+        connection = address.partition("/")[0]
+        await self.load_providers(connection)
+        await self._keys.load(connection)
+        route = self.resolve(
+            address,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=headers,
+        )
+        try:
+            if not offers_embeddings(route.provider):
+                raise InvalidRequestError(
+                    f"Connection {route.connection!r} does not offer embeddings "
+                    f"(compat {route.settings.compat!r}); use a model on an OpenAI-compatible, "
+                    "Ollama, Gemini or Azure connection, or a plugin that embeds",
+                    connection=route.connection,
+                    model=route.model,
+                )
+            provider = self._retrying(route)
+            bare = msgspec.structs.replace(request, model=route.model)
+            if self.ledger is None:
+                response = await provider.embed(bare)
+            else:
+                response = await track_embedding(
+                    self.ledger,
+                    route,
+                    lambda: provider.embed(bare),
+                    prices=self.prices_for(route.connection, route.model),
+                    attribution=Attribution(api, request_id),
+                )
+        finally:
+            if route.ephemeral:
+                await _aclose(route.provider)
+        return msgspec.structs.replace(response, model=route.address)
+
     # --- models and prices ------------------------------------------------
 
     async def _models_of(self, connection: str) -> list[ModelInfo]:
@@ -468,6 +549,7 @@ class Router:
         """
         await self._source.aclose()
         await self._cache.aclose()
+        await self.tokens.aclose()
 
 
 async def _aclose(closeable: object) -> None:

@@ -15,7 +15,8 @@ Settings resolve per call, first match wins:
 A key goes only to a URL it was paired with. The ladder: the call's
 ``api_key``; the stored key (keyring or key file), then the variable
 ``api_key_env`` names, then the vendor's usual variable (``OPENAI_API_KEY``
-only for the ``openai`` connection *and* OpenAI's URL); ``MODELPORT_API_KEY``
+only for the ``openai`` connection *and* OpenAI's URL; ``GEMINI_API_KEY``, then
+``GOOGLE_API_KEY``, for ``gemini`` and Google's URL); ``MODELPORT_API_KEY``
 last. The stored key and ``api_key_env`` are used only when the call goes to
 the connection's own URL — its configured ``base_url``, its preset's, or the
 provider's default when it has neither — so a per-call ``base_url`` elsewhere
@@ -25,6 +26,14 @@ when the call goes to a ``base_url`` configured explicitly in ``config.toml``,
 or for a plugin's (or provider package's) connection with no URL at all —
 never for a preset's URL (``openrouter/…`` does not receive it) nor for a
 per-call ``base_url``.
+
+How the call authenticates (``auth`` in the connection's table): ``"key"``
+(the default) uses the ladder above; ``"oauth"`` uses none of it and marks the
+settings ``auth="oauth"``, so the router puts the connection's provider behind
+an :class:`~modelport.auth.provider.OAuthProvider` that brings a fresh access
+token to each call; ``"auto"`` is the dual mode: the key when the ladder finds
+one, else OAuth. A call's own ``api_key`` always wins, and an OAuth token, like
+a stored key, goes only to the connection's own URL.
 
 :attr:`ConnectionSettings.api_key_env <modelport.providers.ConnectionSettings>`
 names the variable the ladder reads for the connection's own key (its
@@ -41,7 +50,7 @@ from collections.abc import Callable, Mapping
 from typing import Literal
 from urllib.parse import urlsplit
 
-from modelport.config import PRESETS, Config, ConnectionConfig, check_base_url
+from modelport.config import PRESET_KEY_FALLBACKS, PRESETS, Config, ConnectionConfig, check_base_url
 from modelport.errors import ConfigError
 from modelport.providers import BUILTIN_PROVIDERS, ConnectionSettings
 
@@ -148,11 +157,14 @@ def resolve_settings(
     own_url = url_source in ("config", "preset", "default") or (
         url_source == "call" and (_same_url(url, configured_url) or _same_url(url, preset_url))
     )
-    variables = _key_variables(table, preset, url) if own_url else []
+    variables = _key_variables(connection, table, preset, url) if own_url else []
+    auth = "key"
     if not api_key:
         api_key = (stored_key(connection) or _first_set(variables, env)) if own_url else None
         if not api_key and _generic_key_allowed(compat, url, url_source, configured_url):
             api_key = env.get("MODELPORT_API_KEY") or None
+        if own_url and (table.auth == "oauth" or (table.auth == "auto" and not api_key)):
+            api_key, auth = None, "oauth"
     return ConnectionSettings(
         name=connection,
         compat=compat,
@@ -163,15 +175,17 @@ def resolve_settings(
         max_retries=max_retries,
         headers={**table.headers, **(headers or {})},
         options=dict(table.options),
+        auth=auth,
+        oauth=table.oauth if auth == "oauth" else None,
     )
 
 
 def _key_variables(
-    table: ConnectionConfig, preset: ConnectionConfig | None, url: str | None
+    connection: str, table: ConnectionConfig, preset: ConnectionConfig | None, url: str | None
 ) -> list[str]:
     """The variables that may hold the key for a call to the connection's own ``url``.
 
-    The connection's ``api_key_env``, then the vendor's own variable — only where
+    The connection's ``api_key_env``, then the vendor's own variables — only where
     the call goes to that vendor (the preset's compat *and* URL).
     """
     variables: list[str] = []
@@ -184,6 +198,7 @@ def _key_variables(
         and _same_url(url, preset.base_url)
     ):
         variables.append(preset.api_key_env)
+        variables.extend(PRESET_KEY_FALLBACKS.get(connection, ()))
     return variables
 
 
@@ -228,6 +243,7 @@ def ladder_stamp(
         env.get("MODELPORT_API_KEY"),
         env.get(key_env) if key_env else None,
         env.get(vendor_env) if vendor_env else None,
+        *(env.get(name) for name in PRESET_KEY_FALLBACKS.get(connection, ())),
         keys.cached(connection),
     )
 

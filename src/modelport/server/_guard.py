@@ -10,16 +10,25 @@ name. So, before any key is checked, :class:`GuardMiddleware` refuses
   needs a key anyway, accepts any);
 * a request carrying an ``Origin`` that is not loopback (browsers send it on
   every cross-site request; SDKs and command-line tools send none);
-* a ``POST`` body that is not ``application/json`` (415), or that is larger
-  than :data:`~modelport.server._errors.MAX_BODY_BYTES` (413);
+* a ``POST``/``PUT``/``PATCH`` body that is not ``application/json`` (415),
+  or that is larger than :data:`~modelport.server._errors.MAX_BODY_BYTES` (413).
+  An empty body is no body, whatever ``Content-Type`` the client sends with it
+  (Python's ``urllib`` sends a form type with ``data=b""``): the admin POSTs take none;
+* a state-changing request to an admin route or the web UI whose ``Origin``
+  is not the gateway itself: another page on this machine (a dev server on
+  another port) may chat through a keyless loopback gateway, but must not
+  rewrite its config, store keys or start processes;
 * a body of more than 64 KiB while the bodies of the requests being answered
   already add up to :data:`~modelport.server._errors.MAX_BODY_BYTES_IN_FLIGHT`
   (503 with ``Retry-After``): each costs several times its size until its call
-  ends, and sixty 31 MB bodies at once took 7 GB. A declared length is counted
+  ends, and sixty 31 MB bodies at once took 2.5 GB. A declared length is counted
   before a byte is read (a sum and a compare); a chunked body as it arrives.
 
-Then the key the path needs (:func:`~modelport.server._keys.key_refusal`).
-A refusal is answered in the shape of the API the path belongs to.
+Then the key the path needs (:func:`~modelport.server._keys.key_refusal`),
+which a signed-in web UI session (:mod:`modelport.server._sessions`) stands
+in for; a state-changing request on a session must carry the gateway's own
+``Origin``. A refusal is answered in the shape of the API the path belongs
+to, except the web UI's page, which sends the browser to its sign-in page.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.errors import AuthError, InvalidRequestError, ModelportError
@@ -37,7 +47,8 @@ from modelport.server._errors import (
     GatewayBusy,
     error_response_for_path,
 )
-from modelport.server._keys import GatewayKeys, is_loopback, key_refusal
+from modelport.server._keys import GatewayKeys, is_admin_path, is_loopback, key_refusal
+from modelport.server._sessions import UiSessions, session_token
 
 __all__ = ["BodyBudget", "GuardMiddleware"]
 
@@ -59,10 +70,20 @@ def _loopback_name(host: str) -> bool:
 class _Request:
     """The few headers the guard needs, found in one pass over the raw list."""
 
-    __slots__ = ("content_length", "content_type", "host", "keys", "origin", "size", "streamed")
+    __slots__ = (
+        "content_length",
+        "content_type",
+        "cookie",
+        "host",
+        "keys",
+        "origin",
+        "size",
+        "streamed",
+    )
 
     def __init__(self, scope: Scope) -> None:
         self.size = 0  # the declared body length, once checked
+        self.cookie: bytes | None = None
         self.host: bytes | None = None
         self.origin: bytes | None = None
         self.content_type: bytes | None = None
@@ -86,6 +107,8 @@ class _Request:
                     self.keys.append(token.strip())
             elif name == b"x-api-key":
                 self.keys.append(value.strip())
+            elif name == b"cookie":
+                self.cookie = value if self.cookie is None else self.cookie + b"; " + value
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -110,10 +133,12 @@ class GuardMiddleware:
         host: str = "127.0.0.1",
         max_body: int = MAX_BODY_BYTES,
         allowed_hosts: Iterable[str] = (),
+        sessions: UiSessions | None = None,
         bodies: BodyBudget | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
+        self.sessions = sessions
         self.loopback = loopback
         self.max_body = max_body
         # Shared by every guard of one app (the chat routes' direct path has its own).
@@ -137,7 +162,7 @@ class GuardMiddleware:
         scheme, sep, authority = text.partition("://")
         if not sep or scheme not in ("http", "https"):
             return False  # "null" (sandboxed frames, file: pages) and the like
-        if host is not None and authority == host.decode("latin-1").strip().lower():
+        if _same_origin(authority, host):
             return True  # same origin as the request: a page the gateway served
         return _loopback_name(_host_name(authority))
 
@@ -181,19 +206,37 @@ class GuardMiddleware:
             return 403, AuthError(_FOREIGN_HOST)
         if request.origin is not None and not self._origin_allowed(request.origin, request.host):
             return 403, AuthError(_FOREIGN_ORIGIN)
-        if scope["type"] == "http" and scope["method"] == "POST":
-            body = self._body_refusal(request)
-            if body is not None:
-                return body
-        return key_refusal(self.keys, scope["path"], request.keys, loopback=self.loopback)
+        path = scope["path"]
+        changes = scope["type"] == "http" and scope["method"] not in _SAFE_METHODS
+        if changes:
+            if scope["method"] in _BODY_METHODS:
+                body = self._body_refusal(request)
+                if body is not None:
+                    return body
+            if (
+                request.origin is not None
+                and is_admin_path(path)
+                and not _same_origin(_authority(request.origin), request.host)
+            ):
+                return 403, AuthError(_OTHER_PAGE)
+        refusal = key_refusal(self.keys, path, request.keys, loopback=self.loopback)
+        if refusal is not None and self._signed_in(request):
+            if changes and (
+                request.origin is None or not _same_origin(_authority(request.origin), request.host)
+            ):
+                # SameSite=Strict keeps other sites' pages from sending the cookie;
+                # this keeps out a page on another port of this host (the same site).
+                return 403, AuthError(_OTHER_PAGE)
+            return None
+        return refusal
+
+    def _signed_in(self, request: _Request) -> bool:
+        return self.sessions is not None and self.sessions.valid(session_token(request.cookie))
 
     def _body_refusal(self, request: _Request) -> tuple[int, ModelportError] | None:
         length = request.content_length
         has_body = request.streamed or (length is not None and length.strip() not in (b"", b"0"))
-        if request.content_type is not None:
-            if not _is_json(request.content_type):
-                return 415, InvalidRequestError(_NOT_JSON)
-        elif has_body:
+        if has_body and (request.content_type is None or not _is_json(request.content_type)):
             return 415, InvalidRequestError(_NOT_JSON)
         if length is not None:
             try:
@@ -246,6 +289,22 @@ class _Held:
 #: A body this small is never refused for the budget (it still counts in it).
 _SMALL_BODY = 64 * 1024
 
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _authority(origin: bytes) -> str:
+    return origin.decode("latin-1").strip().lower().partition("://")[2]
+
+
+def _same_origin(authority: str, host: bytes | None) -> bool:
+    """Whether an origin's ``authority`` is the host the request was sent to."""
+    return (
+        bool(authority) and host is not None and authority == host.decode("latin-1").strip().lower()
+    )
+
+
 _FOREIGN_HOST = (
     "This gateway answers only to its own host name (127.0.0.1, localhost or the "
     "address it was bound to); the Host header named another."
@@ -255,6 +314,12 @@ _FOREIGN_ORIGIN = (
     "keys and must not be driven by a page you happen to visit."
 )
 _NOT_JSON = "Send the request body as JSON, with `Content-Type: application/json`."
+_OTHER_PAGE = (
+    "Only the gateway's own pages may change its settings or plugins; this request came "
+    "from another page (its Origin is not this gateway)."
+)
+#: Where a browser that is not signed in is sent instead of the web UI.
+_SIGN_IN = "/ui/login"
 
 
 async def _refuse(scope: Scope, send: Send, status: int, error: ModelportError) -> None:
@@ -263,8 +328,12 @@ async def _refuse(scope: Scope, send: Send, status: int, error: ModelportError) 
         await send({"type": "websocket.close", "code": 1008})
         return
     scope.setdefault("state", {})["error"] = type(error).__name__
-    response = error_response_for_path(scope["path"], error)
-    response.status_code = status
+    if scope["path"] == "/" and scope["method"] in ("GET", "HEAD") and status in (401, 403):
+        # A person opening the web UI: show the sign-in page, which says what is needed.
+        response = Response(status_code=303, headers={"location": _SIGN_IN})
+    else:
+        response = error_response_for_path(scope["path"], error)
+        response.status_code = status
     await response(scope, _no_receive, send)
 
 

@@ -32,7 +32,6 @@ from modelport.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     ModelportError,
-    NetworkError,
     ParseError,
 )
 from modelport.events import (
@@ -53,8 +52,9 @@ from modelport.types import (
     ModelInfo,
     ThinkingPart,
 )
-from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._errors import error_for_status, excerpt, truncated_stream
 from modelport.wire._json import decode
+from modelport.wire._vendor import note_unsent
 
 __all__ = [
     "StreamDecoder",
@@ -75,6 +75,7 @@ _DONE_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
 def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The ``POST /api/chat`` body for ``request`` (``request.model`` is the bare name)."""
+    note_unsent(request, "ollama")
     body: dict[str, Any] = {
         "model": request.model,
         "messages": _messages(request.messages),
@@ -282,7 +283,7 @@ class StreamDecoder:
         buffer, self._buffer = self._buffer, b""
         self._line(buffer, events)
         if not self._done:
-            raise NetworkError("The upstream closed the stream before it finished")
+            raise truncated_stream()
         return events
 
     def _line(self, line: bytes, events: list[StreamEvent]) -> None:
