@@ -17,6 +17,8 @@ def test_a_remembered_key_of_any_shape_is_masked_whole_and_by_prefix() -> None:
     assert public_text(f"bad key {key[:8]}...") == "bad key ***..."
     assert public_text(f"bad key {key[:15]}") == "bad key ***"
     assert public_text(f"almost {key[:7]}") == f"almost {key[:7]}"  # 7 characters say nothing
+    remember_secret("ollama")  # a placeholder, not a key: too short to remember
+    assert public_text("run ollama pull") == "run ollama pull"
 
 
 def test_connection_settings_remember_their_key_and_secret_headers() -> None:
@@ -39,14 +41,24 @@ _KEYISH = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.:/", max_size
 
 
 @given(_KEYISH.filter(lambda s: len(s) >= 8), _KEYISH, _KEYISH, _KEYISH)
-def test_no_eight_character_prefix_survives(
+def test_no_eight_character_prefix_survives_as_a_token(
     secret: str, other: str, before: str, after: str
 ) -> None:
-    # Another key that may share a beginning with this one, remembered in either order.
+    # Another key that may share a beginning with this one, remembered in either order;
+    # the cut stands apart (a space, a quote, dots), as an echoed key does.
     for secrets in ([secret, other], [other, secret]):
         for cut in range(8, len(secret) + 1):
-            masked = mask_secrets(before + secret[:cut] + after, secrets)
-            assert secret[:8] not in masked
+            masked = mask_secrets(f"{before} '{secret[:cut]}...' {after}", secrets)
+            assert f"'{secret[:8]}" not in masked
+            assert mask_secrets(before + secret + after, secrets).count(secret) == 0
+
+
+def test_a_word_that_begins_like_a_key_is_left_alone() -> None:
+    # The key's first eight characters inside a longer word are no cut of the key.
+    key = "embed-test-secret-0123456789"
+    text = "run `ollama pull nomic-embed-text` first"
+    assert mask_secrets(text, [key]) == text
+    assert mask_secrets(f"bad key {key[:10]}...", [key]) == "bad key ***..."
 
 
 def test_keys_sharing_a_beginning_leave_no_tail_of_either() -> None:

@@ -40,9 +40,14 @@ _known_lock = threading.Lock()
 
 
 def remember_secret(value: str | None) -> None:
-    """Mask ``value`` (and any 8+ character prefix of it) in every public text from now on."""
+    """Mask ``value`` (and any 8+ character prefix of it) in every public text from now on.
+
+    Values shorter than eight characters are not remembered: they are
+    placeholders (``ollama``, ``EMPTY``) far more often than keys, and masking
+    them everywhere would garble messages that name them.
+    """
     global _known
-    if not value or len(value) < _SHORTEST or value in _known:
+    if not value or len(value) < PREFIX or value in _known:
         return
     with _known_lock:
         if value not in _known:
@@ -52,11 +57,14 @@ def remember_secret(value: str | None) -> None:
 def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with each of ``secrets`` and of the remembered ones replaced by ``***``.
 
-    A secret of eight characters or more is masked wherever a run of at least its
-    first eight appears: an upstream that echoes a cut key (``sk-abcdefgh...``)
-    still shows none of it. Shorter ones (four to seven) only where whole. Where
-    keys share a beginning (``sk-proj-…``), each place is masked as far as the
-    longest of them matches, whatever order they were remembered in.
+    A secret is masked wherever it appears whole. One of eight characters or
+    more is also masked where a run of at least its first eight stands as a token
+    of its own (not inside a longer word: ``nomic-embed-text`` does not show a
+    cut of the key ``embed-test-…``): an upstream that echoes a cut key
+    (``sk-abcdefgh...``) still shows none of it. Where keys share a beginning
+    (``sk-proj-…``), each place is masked as far as the longest of them matches,
+    whatever order they were remembered in. ``secrets`` may be as short as four
+    characters (the gateway's own keys); shorter ones are not masked.
     """
     spans: list[tuple[int, int]] = []
     for secret in (*secrets, *_known):
@@ -80,22 +88,32 @@ def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def _find_runs(text: str, secret: str, spans: list[tuple[int, int]]) -> None:
-    """Add to ``spans`` each place ``secret`` (if short) or 8+ of its first characters are."""
-    if len(secret) < PREFIX:
-        start = text.find(secret)
-        while start != -1:
-            spans.append((start, start + len(secret)))
-            start = text.find(secret, start + 1)
-        return
-    head = secret[:PREFIX]
-    start = text.find(head)
+    """Add to ``spans`` each place ``secret`` is whole, or 8+ of its first characters
+    stand as a token."""
+    size = len(secret)
+    start = text.find(secret if size < PREFIX else secret[:PREFIX])
     while start != -1:
-        end = start + PREFIX
-        limit = min(len(text), start + len(secret))
-        while end < limit and text[end] == secret[end - start]:
-            end += 1
-        spans.append((start, end))
-        start = text.find(head, start + 1)
+        if size < PREFIX:
+            spans.append((start, start + size))
+        else:
+            end = start + PREFIX
+            limit = min(len(text), start + size)
+            while end < limit and text[end] == secret[end - start]:
+                end += 1
+            if end - start == size or _is_token(text, start, end):
+                spans.append((start, end))
+        start = text.find(secret if size < PREFIX else secret[:PREFIX], start + 1)
+
+
+def _is_token(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is not part of a longer word (a cut key is not)."""
+    return (start == 0 or not _continues_key(text[start - 1])) and (
+        end == len(text) or not _continues_key(text[end])
+    )
+
+
+def _continues_key(character: str) -> bool:
+    return character.isalnum() or character in "-_"
 
 
 # Shapes of credentials: key-like tokens, auth schemes, and URL userinfo.

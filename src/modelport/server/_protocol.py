@@ -146,10 +146,13 @@ class GatewayProtocol(HttpToolsProtocol):
         return oldest
 
     def _evictable(self) -> bool:
-        """Nothing of ours is lost by closing it: idle, or its head still arriving."""
-        if self._phase == _HEAD:
-            return True
-        return self._phase == _IDLE and (self.cycle is None or self.cycle.response_complete)
+        """Nothing is lost by closing it: no answer under way, and idle or its head arriving.
+
+        (A pipelined request's head may arrive while the one before is answered.)
+        """
+        if self._phase != _IDLE and self._phase != _HEAD:
+            return False
+        return self.cycle is None or self.cycle.response_complete
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._watchdog is not None:
