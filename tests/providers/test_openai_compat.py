@@ -4,6 +4,8 @@ in `test_adapters.py`."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from modelport.aggregate import aggregate
@@ -139,10 +141,17 @@ async def test_a_shared_client_is_not_closed_by_the_provider(upstream: FakeUpstr
     settings = ConnectionSettings(name="a", compat="openai", base_url=f"{upstream.url}/v1")
     provider = OpenAICompatProvider(settings, client=client)
     await collect(provider.stream(_request()))
+    first = upstream.requests[0]
     await provider.aclose()
-    # Still usable: the provider did not own it.
+    # The pooled connection is still open: the provider did not own the client. (An
+    # HttpClient opens a new pool when used after aclose(), so "still usable" alone
+    # would pass either way; the connection is what tells.)
+    await asyncio.sleep(0.2)
+    assert not first.closed.is_set(), "the provider closed the client it was lent"
     await collect(OpenAICompatProvider(settings, client=client).stream(_request()))
+    assert upstream.open_connections == 1  # the second request rode the same connection
     await client.aclose()
+    assert await first.wait_closed()  # the owner's aclose() closes it
 
 
 # --- error statuses ----------------------------------------------------------------

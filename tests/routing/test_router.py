@@ -835,12 +835,13 @@ async def test_a_configured_connection_streams_over_http_with_retries() -> None:
         set_key("work", "sk-work-stored", backend=null.Keyring())
         r = router(f"[connections.work]\nbase_url = '{upstream.url}/v1'\nmax_retries = 1")
         try:
-            response = await r.complete(request("work/gpt-4o-mini"))
+            events = await collect(r.stream(request("work/gpt-4o-mini")))
         finally:
             await r.aclose()
-        assert response.content
-        assert response.model == "work/gpt-4o-mini"
-        assert len(upstream.requests) == 2
+        # A stream, retried after the 503, that reached its end.
+        assert [q.json()["stream"] for q in upstream.requests] == [True, True]
+        assert "".join(e.text for e in events if isinstance(e, TextEvent))
+        assert any(isinstance(e, FinishEvent) for e in events)
         assert upstream.requests[1].json()["model"] == "gpt-4o-mini"
         assert upstream.requests[1].headers["authorization"] == "Bearer sk-work-stored"
 
@@ -1127,6 +1128,26 @@ def test_routes_are_remembered_until_what_they_read_changes(
     assert r.resolve("f/m").settings.api_key == "sk-stored"  # … until forgotten
     r.config = parse_config("[connections.f]\ncompat = 'fake'\ntimeout = 3")
     assert r.resolve("f/m").settings.timeout == 3
+
+
+def test_remembered_routes_are_bounded_and_only_resolvable_ones_kept(
+    fake_compat: list[FakeProvider],
+) -> None:
+    from modelport.routing._route_cache import MAX_REMEMBERED_ROUTES
+
+    r = router("[connections.f]\ncompat = 'fake'")
+    # A client inventing a model name per request: every one resolves.
+    for n in range(3 * MAX_REMEMBERED_ROUTES):
+        r.resolve(f"f/invented-{n}")
+    assert len(r._cache._routes) == MAX_REMEMBERED_ROUTES
+    newest = r.resolve(f"f/invented-{3 * MAX_REMEMBERED_ROUTES - 1}")
+    assert r.resolve(f"f/invented-{3 * MAX_REMEMBERED_ROUTES - 1}") is newest
+    assert "f/invented-0" not in r._cache._routes  # the oldest went first
+    assert len(fake_compat) == 1  # one kept provider served them all
+    for n in range(10):
+        with pytest.raises(ModelNotFoundError):
+            r.resolve(f"nowhere-{n}/m")
+    assert not any(str(a).startswith("nowhere") for a in r._cache._routes)
 
 
 async def test_stored_keys_are_read_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,14 +6,17 @@ loopback without a gateway key, prints the URL to point tools at, and on
 SIGTERM (or Ctrl-C) stops accepting, lets in-flight calls finish for up to
 ``--drain-timeout`` seconds (``[gateway] drain_timeout``, 30 by default), ends
 the rest with an error event, writes the usage ledger and stops the plugins
-(:mod:`modelport.server._drain`).
+(:mod:`modelport.server._drain`). It lifts the soft open-file limit to the
+hard one, and serves HTTP with
+:class:`~modelport.server._protocol.GatewayProtocol`: capped request heads and
+timeouts for half-sent requests.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -72,11 +75,14 @@ def serve(
 
     import uvicorn
 
+    from modelport.server._protocol import HttpLimits, raise_open_file_limit
     from modelport.server._serving import GatewayServer, uvicorn_timeout
     from modelport.server.access_log import BufferedAccessLog
     from modelport.server.app import create_app
 
     _configure_logging(log_level)
+    # Each stream holds a client and an upstream connection: use the hard limit.
+    raise_open_file_limit()
     # Our own access lines, formatted as the log format below and written in
     # batches: a logging record per request cost the event loop ~75 µs.
     access = BufferedAccessLog(sys.stderr) if access_log else None
@@ -102,6 +108,8 @@ def serve(
             port=port,
             loop=_loop(),
             http=_http(),
+            # For h11 only (httptools is capped by our protocol): the same head limit.
+            h11_max_incomplete_event_size=HttpLimits().max_head_bytes,
             lifespan="on",
             access_log=False,  # ours is structured and leaves keys and queries out
             log_config=None,
@@ -165,9 +173,11 @@ def _loop() -> str:
     return "uvloop"
 
 
-def _http() -> str:
+def _http() -> Any:
+    """uvicorn's httptools protocol with the gateway's limits (header size and count,
+    timeouts for half-sent requests, connections per descriptor), else h11."""
     try:
-        import httptools  # noqa: F401
-    except ImportError:
+        from modelport.server._protocol import GatewayProtocol
+    except ImportError:  # no httptools
         return "h11"
-    return "httptools"
+    return GatewayProtocol.with_limits()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -281,6 +282,24 @@ def modelport_home() -> Path:
     """``MODELPORT_HOME``, or ``~/.modelport``."""
     value = os.environ.get("MODELPORT_HOME")
     return Path(value).expanduser() if value else Path.home() / ".modelport"
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path``, and each missing folder above it, readable by its owner only (0700).
+
+    For ``MODELPORT_HOME`` and what lives in it: usage records (whose error
+    excerpts quote upstreams), tokens, config. ``mkdir(parents=True)`` would give
+    the missing parents the default mode, so they are made one at a time. A
+    folder that exists is left as it is.
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            folder.mkdir(mode=0o700)
 
 
 def find_project_dir(cwd: Path | str | None = None, *, home: Path | None = None) -> Path | None:

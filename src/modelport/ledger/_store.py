@@ -7,8 +7,10 @@ imports SQLAlchemy, so :mod:`modelport.ledger` imports it only on first use.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import chain
@@ -18,6 +20,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
+from modelport.config import ensure_private_dir
 from modelport.errors import ConfigError
 from modelport.ledger._writer import StoreUnavailable
 
@@ -255,7 +258,7 @@ def _parse(url: str) -> sa.engine.URL:
 def _create_engine(parsed: sa.engine.URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _private_database(Path(parsed.database).expanduser())
         engine = sa.create_engine(parsed)
         sa.event.listen(engine, "connect", _enable_wal)
         return engine
@@ -275,6 +278,25 @@ def _create_engine(parsed: sa.engine.URL) -> Engine:
         # libpq's own default is to wait forever for a server that does not answer.
         connect_args={"connect_timeout": 10} if "psycopg" in parsed.drivername else {},
     )
+
+
+def _private_database(path: Path) -> None:
+    """Make the SQLite file (and its folder) its owner's alone before SQLite opens it.
+
+    Error excerpts quote upstreams, and calls say what was asked of which model.
+    SQLite creates the ``-wal`` and ``-shm`` files with the database file's mode,
+    so a 0600 database keeps them 0600 too; files an older version made readable
+    by others are narrowed.
+    """
+    ensure_private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError:
+        return  # SQLite will say what is wrong with the path, in its own words
+    for name in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with contextlib.suppress(OSError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
 
 
 class SQLStore:

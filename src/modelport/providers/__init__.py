@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from modelport._redact import remember_secret
 from modelport.aggregate import aaggregate
 from modelport.config import OAuthConfig
 from modelport.errors import ConfigError
@@ -52,6 +54,10 @@ BUILTIN_PROVIDERS: dict[str, str] = {
 }
 
 
+#: Header names whose values are credentials (``Authorization``, ``api-key``, ``X-Auth-Token`` …).
+_SECRET_HEADER = re.compile(r"(?i)auth|key|token|secret|cookie")
+
+
 class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The resolved settings of one connection (after the precedence ladder).
 
@@ -78,6 +84,16 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     auth: str = "key"
     oauth: OAuthConfig | None = None
+
+    def __post_init__(self) -> None:
+        # Every key the process holds is masked wherever an error is written, whatever
+        # its shape (an upstream may echo it in a 401 or an in-band error).
+        if self.api_key:
+            remember_secret(self.api_key)
+        for name, value in self.headers.items():
+            if _SECRET_HEADER.search(name):
+                remember_secret(value)
+                remember_secret(value.partition(" ")[2])  # "Bearer <token>"
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol
 import msgspec
 
 from modelport._bursts import more_ready
-from modelport._redact import public_url
+from modelport._redact import mask_secrets, public_url
 from modelport.aggregate import aggregate
 from modelport.config import check_base_url
 from modelport.errors import ConfigError, ModelportError, NetworkError, ParseError, UpstreamError
@@ -213,6 +213,11 @@ def _is_invalid_url(exc: BaseException) -> bool:
 
 
 def _fill(exc: ModelportError, *, connection: str | None, url: str, model: str | None) -> None:
+    # An upstream may echo the key it was sent, whole or cut ("sk-abc..."): mask every key
+    # the process holds before the error reaches a log line, the ledger or a client.
+    exc.message = mask_secrets(exc.message)
+    if exc.body:
+        exc.body = mask_secrets(exc.body)
     if exc.connection is None:
         exc.connection = connection
     if exc.url is None:

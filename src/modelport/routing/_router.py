@@ -249,6 +249,32 @@ class Router:
             ephemeral=per_call and self._cache.is_ephemeral(settings),
         )
 
+    async def aresolve(self, address: str | None) -> Route:
+        """:meth:`resolve` for a caller on the event loop.
+
+        Starts the provider source if the address needs it and reads the
+        connection's stored key in a worker thread first, so the keyring is
+        never read on the loop (a locked keychain or D-Bus can take seconds).
+        """
+        connection = split_address(resolve_address(address, self.config, env=self.env))[0]
+        await self._prepare(connection)
+        return self.resolve(address)
+
+    async def _prepare(self, connection: str) -> None:
+        """Whatever ``connection`` needs before it can resolve without blocking the loop.
+
+        Only a connection that exists gets its stored key read: the name comes
+        from the client's ``model``, and an invented one must cost no keyring
+        lookup and leave nothing behind.
+        """
+        await self.load_providers(connection)
+        if (
+            connection in self.config.connections
+            or connection in PRESETS
+            or connection in self._cache.registered
+        ):
+            await self._keys.load(connection)
+
     def _remembered_route(self, address: str | None) -> Route:
         found = self._cache.remembered(address, self.config, self._route_stamp)
         if found is not None:
@@ -321,9 +347,7 @@ class Router:
         """
         chain = fallback_chain(request.model, self.config, self.env)
         for position, address in enumerate(chain):
-            connection = address.partition("/")[0]
-            await self.load_providers(connection)
-            await self._keys.load(connection)
+            await self._prepare(address.partition("/")[0])
             route = self.resolve(address, **overrides_at(position, overrides))
             try:
                 yield route, chain[position + 1] if position + 1 < len(chain) else None

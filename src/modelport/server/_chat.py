@@ -26,8 +26,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server._anthropic_betas import forwarded_headers
+from modelport.errors import ModelportError
+from modelport.server._anthropic_betas import beta_flags, forwarded_headers
 from modelport.server._errors import (
     MAX_BODY_BYTES,
     BodyTooLarge,
@@ -37,6 +37,7 @@ from modelport.server._errors import (
 )
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
+from modelport.wire._json import decode_request
 
 __all__ = ["ChatSurface", "Exchange", "answer_chat", "chat_endpoint", "read_json", "reject"]
 
@@ -99,6 +100,11 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
             if make_exchange is not None:
                 exchange = await make_exchange(request, payload, chat)
                 chat = exchange.chat
+        except ClientDisconnect:
+            # Gone before its body arrived (or timed out sending it): nothing to answer.
+            request.app.state.metrics.disconnects.inc()
+            request.scope.setdefault("state", {})["error"] = "ClientDisconnected"
+            return Response(status_code=499)
         except Exception as exc:
             return reject(request, wire, exc)
         # The id the client sees, streamed or not, is the one the ledger records.
@@ -177,9 +183,11 @@ async def answer_chat(
     scope.setdefault("state", {})["model"] = address
     outcome = _ChatOutcome(state, address, scope, started)
     options: dict[str, Any] = {"api": surface.api, "request_id": request_id}
-    headers = forwarded_headers(state.router, address, request.headers)
-    if headers:
-        options["headers"] = headers
+    flags = beta_flags(request.headers)
+    if flags:
+        headers = await forwarded_headers(state.router, address, flags)
+        if headers:
+            options["headers"] = headers
 
     def scrub(exc: ModelportError) -> None:
         scrub_secrets(state, exc)
@@ -268,21 +276,22 @@ async def read_json(request: Request, *, limit: int = MAX_BODY_BYTES) -> Any:
     # Straight from receive(), not request.stream(): an async generator costs ~2 µs a
     # request, and the chat handlers read their body once.
     receive = request.receive
-    chunks: list[bytes] = []
-    size = 0
-    while True:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    body = message.get("body", b"")
+    if len(body) > limit:
+        raise BodyTooLarge(limit)
+    if not message.get("more_body", False):
+        return decode_request(body)  # the usual case: one piece
+    # Pieces go into one buffer as they come, so a large body is held once, not twice
+    # (a list of pieces and then their join).
+    buffer = bytearray(body)
+    while message.get("more_body", False):
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
+        buffer += message.get("body", b"")
+        if len(buffer) > limit:
             raise BodyTooLarge(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    return decode_request(buffer)

@@ -39,8 +39,8 @@ from modelport.server import (
     ui,
 )
 from modelport.server._drain import Drain
-from modelport.server._errors import error_response_for_path
-from modelport.server._guard import GuardMiddleware
+from modelport.server._errors import MAX_BODY_BYTES_IN_FLIGHT, error_response_for_path
+from modelport.server._guard import BodyBudget, GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
 from modelport.server._observe import ObserveMiddleware
 from modelport.server._response_store import ResponseStore
@@ -129,6 +129,7 @@ def create_app(
     keys: GatewayKeys | None = None,
     access_log: bool | BufferedAccessLog = True,
     allowed_hosts: Iterable[str] = (),
+    max_bodies_in_flight: int = MAX_BODY_BYTES_IN_FLIGHT,
 ) -> Starlette:
     """Build the gateway.
 
@@ -145,7 +146,8 @@ def create_app(
     Requests must name a loopback host or ``host`` in their ``Host`` header
     (against DNS rebinding); ``allowed_hosts`` and ``[gateway] allowed_hosts``
     add names, such as the one a reverse proxy forwards or ``testserver`` for
-    an in-process test client.
+    an in-process test client. ``max_bodies_in_flight`` bounds the bytes of request
+    bodies held at once (past it a large body gets 503 and ``Retry-After``).
     ``keepalive_interval`` is the silence, in seconds, after which a stream
     gets a keep-alive frame. ``access_log`` is True (a :mod:`logging` record
     per request on ``modelport.access``), False, or a
@@ -185,6 +187,8 @@ def create_app(
     ]
     metrics = GatewayMetrics()
     sessions = UiSessions()
+    bodies = BodyBudget(max_bodies_in_flight)
+    metrics.watch_bodies(bodies)
     middleware = [
         Middleware(
             ObserveMiddleware,
@@ -199,6 +203,7 @@ def create_app(
             host=host,
             allowed_hosts=(*config.gateway.allowed_hosts, *allowed_hosts),
             sessions=sessions,
+            bodies=bodies,
         ),
     ]
     app = _Gateway(

@@ -116,10 +116,18 @@ class HealthTracker:
         return rows
 
 
+#: The most of a connection's last error ``/health`` shows (as the ledger keeps).
+_MAX_MESSAGE = 500
+
+
 def _message(error: BaseException) -> str:
     # /health needs no key: the same redaction as error bodies and the ledger
     # (no credential, URL query or fragment), and only the class of anything else.
-    return public_message(error) if isinstance(error, ModelportError) else type(error).__name__
+    # Cut short: the message may quote an upstream's error text of any length.
+    if not isinstance(error, ModelportError):
+        return type(error).__name__
+    text = public_message(error)
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
 def _plugins(host: Any) -> list[dict[str, Any]]:
