@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from modelport.config._connection_keys import check_connection_keys
 from modelport.errors import ConfigError
 from modelport.types import ModelPrices
 
@@ -50,8 +51,12 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     ``compat`` is ``openai``, ``anthropic``, ``ollama``, ``plugin:<provider id>``
     or the name of an installed ``modelport.providers`` entry point.
-    ``options`` holds every other key of the table, untouched (provider-specific
-    settings, a plugin's ``configFields`` values).
+    ``model``, ``temperature`` and ``max_tokens`` are the connection's defaults
+    (a request's own values win; ``model`` answers an address that names only
+    the connection). ``retry_base_delay``/``retry_max_delay`` bound the backoff
+    between retries. ``options`` holds every other key of the table, untouched
+    (an adapter's own settings, a plugin's ``configFields`` values); only keys
+    with an effect get here (:mod:`modelport.config._connection_keys`).
     """
 
     compat: str | None = None
@@ -59,6 +64,11 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     api_key_env: str | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    retry_base_delay: float | None = None
+    retry_max_delay: float | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -70,6 +80,11 @@ class _ConnectionFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     api_key_env: str | None = None
     timeout: _Timeout | None = None
     max_retries: _Retries | None = None
+    retry_base_delay: _Timeout | None = None
+    retry_max_delay: _Timeout | None = None
+    model: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(gt=0)] | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
 
@@ -427,6 +442,14 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 f"{path}: [{where}]: a connection name cannot be empty or contain '/', "
                 "because model addresses are split at the first slash"
             )
+        preset = PRESETS.get(name)
+        check_connection_keys(
+            path,
+            name,
+            table,
+            common=_CONNECTION_KEYS,
+            preset_compat=preset.compat if preset is not None else None,
+        )
         for key in table:
             # Other keys are provider options, but a near miss of ours is a typo.
             # `<field>_env` names the variable holding a plugin's config field
