@@ -267,6 +267,10 @@ class HttpProvider(BaseProvider):
         """What to check when the server cannot be reached (for a call to ``model``)."""
         return self.hint
 
+    def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The upstream JSON body for ``request`` (the wire module's; a hook for settings)."""
+        return self.wire.build_request(request, stream=stream)
+
     def _errors(self, url: str, model: str | None) -> AbstractContextManager[None]:
         return upstream_errors(
             url=url,
@@ -331,7 +335,7 @@ class HttpProvider(BaseProvider):
         url = self.chat_url()
         with self._errors(url, request.model):
             headers = self.auth_headers()
-            body = self.wire.build_request(request, stream=True)
+            body = self.request_body(request, stream=True)
             async with self.client.stream(
                 "POST", url, headers=headers, json=body, timeout=self.settings.timeout
             ) as response:
@@ -382,7 +386,7 @@ class HttpProvider(BaseProvider):
         url = self.chat_url()
         with self._errors(url, request.model):
             headers = self.auth_headers()
-            body = self.wire.build_request(request, stream=False)
+            body = self.request_body(request, stream=False)
             response = await self.client.request(
                 "POST", url, headers=headers, json=body, timeout=self.settings.timeout
             )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from modelport.errors import ModelNotFoundError, ModelportError
 from modelport.providers._http import HttpProvider, WireModule
+from modelport.types import ChatRequest
 from modelport.wire import ollama_ndjson
 
 __all__ = ["OllamaProvider"]
@@ -18,7 +19,9 @@ class OllamaProvider(HttpProvider):
 
     A base URL given in its OpenAI-compatible form (``…/v1``) is accepted: the
     suffix is dropped. A key, where a proxy in front of Ollama wants one, is
-    sent as a bearer token.
+    sent as a bearer token. The connection's ``options`` table (Ollama's model
+    options: ``{num_ctx = 32768}``) goes with every request, under what the
+    request sets itself (its temperature, max_tokens as ``num_predict``, …).
     """
 
     wire: ClassVar[WireModule] = ollama_ndjson  # type: ignore[assignment]
@@ -33,6 +36,13 @@ class OllamaProvider(HttpProvider):
 
     def chat_url(self) -> str:
         return f"{self.base_url()}/api/chat"
+
+    def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body = super().request_body(request, stream=stream)
+        configured = self.settings.options.get("options")
+        if configured:
+            body["options"] = {**configured, **(body.get("options") or {})}
+        return body
 
     def models_url(self) -> str:
         return f"{self.base_url()}/api/tags"
