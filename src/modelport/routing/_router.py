@@ -21,7 +21,8 @@ from modelport.config import (
 from modelport.errors import ModelNotFoundError, ModelportError
 from modelport.events import StreamEvent
 from modelport.providers import ConnectionSettings, Provider, ProviderFactory
-from modelport.providers._retry import RetryingProvider
+from modelport.providers._retry import OnRetry, RetryingProvider
+from modelport.routing._calls import CallCount, CountedStream
 from modelport.routing._fallbacks import (
     RouteChain,
     complete_along,
@@ -57,7 +58,8 @@ class Router:
     and reused so HTTP connections are pooled — except for a call with its own
     ``api_key`` or ``headers``, whose provider lives for that call alone (over
     the connection's shared HTTP pool). A router belongs to one event loop, and
-    :meth:`aclose` closes what it built and its provider source.
+    :meth:`aclose` closes what it built and its provider source;
+    :meth:`aclose_when_idle` waits for the calls in flight first.
     """
 
     def __init__(
@@ -77,6 +79,22 @@ class Router:
         self._keys = StoredKeys()
         self._cache = RouteCache()
         self._seen_prices: dict[tuple[str, str], ModelPrices] = {}
+        self._calls = CallCount()
+
+    def with_config(self, config: Config) -> Router:
+        """A new router like this one (ledger, environment, sleep, provider source) over ``config``.
+
+        Nothing is shared but the ledger: the new router builds its own
+        providers and reads stored keys afresh. Registered providers stay with
+        this one (their owner registers them again where it wants them).
+        """
+        return Router(
+            config,
+            ledger=self.ledger,
+            env=self._env,
+            sleep=self._sleep,
+            provider_source=self._source.factory,
+        )
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -268,13 +286,17 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
+        on_retry: OnRetry | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``request`` (whose ``model`` is an address) through its provider.
 
         Overrides apply to the requested connection; a configured fallback gets
         only ``timeout`` and ``max_retries``, so a key never travels to another
-        connection. ``api`` (the front end: ``python``, ``cli``, ``openai``,
-        ``anthropic``) and ``request_id`` are what the ledger records the call under.
+        connection. The connection's ``temperature`` and ``max_tokens`` fill
+        in what the request leaves unset. ``api`` (the front end: ``python``,
+        ``cli``, ``openai``, ``anthropic``) and ``request_id`` are what the
+        ledger records the call under. ``on_retry(attempt, error, delay)`` is
+        called before each retry (see :class:`~modelport.providers._retry.RetryingProvider`).
         """
         overrides: dict[str, Any] = {
             "api_key": api_key,
@@ -284,12 +306,11 @@ class Router:
             "headers": headers,
         }
         attribution = Attribution(api, request_id)
-        return stream_along(
+        events = stream_along(
             self._routes_for(request, overrides),
-            lambda route: self._events(
-                route, msgspec.structs.replace(request, model=route.model), attribution
-            ),
+            lambda route: self._events(route, _for_route(request, route), attribution, on_retry),
         )
+        return CountedStream(events, self._calls)
 
     async def _routes_for(self, request: ChatRequest, overrides: dict[str, Any]) -> RouteChain:
         """Each route of the request's chain (the address, then configured fallbacks).
@@ -310,15 +331,26 @@ class Router:
                 if route.ephemeral:
                     await _aclose(route.provider)
 
-    def _retrying(self, route: Route) -> RetryingProvider:
+    def _retrying(
+        self, provider: Provider, settings: ConnectionSettings, on_retry: OnRetry | None = None
+    ) -> RetryingProvider:
         return RetryingProvider(
-            route.provider, max_retries=route.settings.max_retries, sleep=self._sleep
+            provider,
+            max_retries=settings.max_retries,
+            base_delay=settings.retry_base_delay,
+            max_delay=settings.retry_max_delay,
+            sleep=self._sleep,
+            on_retry=on_retry,
         )
 
     def _events(
-        self, route: Route, request: ChatRequest, attribution: Attribution
+        self,
+        route: Route,
+        request: ChatRequest,
+        attribution: Attribution,
+        on_retry: OnRetry | None,
     ) -> AsyncIterator[StreamEvent]:
-        events = self._retrying(route).stream(request)
+        events = self._retrying(route.provider, route.settings, on_retry).stream(request)
         if self.ledger is None:
             return events
         prices = self.prices_for(route.connection, route.model)
@@ -335,12 +367,14 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
+        on_retry: OnRetry | None = None,
     ) -> ChatResponse:
         """The whole answer at once, from the provider's ``complete`` (one non-streaming
         upstream request where the provider has one); ``model`` is the address that
         answered, ``id`` the upstream's where it gave one.
 
-        Retries, fallbacks and the ledger work as for :meth:`stream`; the ledger
+        Retries, connection defaults, ``on_retry``, fallbacks and the ledger work
+        as for :meth:`stream`; the ledger
         records the call from the events the response stands for
         (:func:`~modelport.aggregate.response_events`), so both paths record alike.
         """
@@ -352,17 +386,25 @@ class Router:
             "headers": headers,
         }
         attribution = Attribution(api, request_id)
-        return await complete_along(
-            self._routes_for(request, overrides),
-            lambda route: self._complete_one(
-                route, msgspec.structs.replace(request, model=route.model), attribution
-            ),
-        )
+        self._calls.enter()
+        try:
+            return await complete_along(
+                self._routes_for(request, overrides),
+                lambda route: self._complete_one(
+                    route, _for_route(request, route), attribution, on_retry
+                ),
+            )
+        finally:
+            self._calls.leave()
 
     async def _complete_one(
-        self, route: Route, request: ChatRequest, attribution: Attribution
+        self,
+        route: Route,
+        request: ChatRequest,
+        attribution: Attribution,
+        on_retry: OnRetry | None,
     ) -> ChatResponse:
-        provider = self._retrying(route)
+        provider = self._retrying(route.provider, route.settings, on_retry)
         if self.ledger is None:
             return await provider.complete(request)
         prices = self.prices_for(route.connection, route.model)
@@ -379,9 +421,7 @@ class Router:
         if registered is not None and registered.models is not None:
             models = list(registered.models)
         else:
-            provider = RetryingProvider(
-                self._cache.provider(settings), max_retries=settings.max_retries, sleep=self._sleep
-            )
+            provider = self._retrying(self._cache.provider(settings), settings)
             models = await provider.list_models()
         for model in models:
             self._seen_prices[(connection, model.id)] = model.prices
@@ -392,10 +432,14 @@ class Router:
 
         Connections are asked concurrently; one failing does not hide the others.
         """
-        await self.load_providers(connection)
-        names = [connection] if connection is not None else self.connection_names()
-        results = await asyncio.gather(*(self._report_one(name) for name in names))
-        return list(results)
+        self._calls.enter()
+        try:
+            await self.load_providers(connection)
+            names = [connection] if connection is not None else self.connection_names()
+            results = await asyncio.gather(*(self._report_one(name) for name in names))
+            return list(results)
+        finally:
+            self._calls.leave()
 
     async def _report_one(self, connection: str) -> ConnectionModels:
         try:
@@ -414,8 +458,12 @@ class Router:
         one fails, the first error is raised.
         """
         if connection is not None:
-            await self.load_providers(connection)
-            return await self._models_of(connection)
+            self._calls.enter()
+            try:
+                await self.load_providers(connection)
+                return await self._models_of(connection)
+            finally:
+                self._calls.leave()
         report = await self.list_models_report()
         failures = [entry for entry in report if entry.error is not None]
         for entry in failures:
@@ -437,6 +485,11 @@ class Router:
                     return info.prices
         return self._seen_prices.get((connection, model))
 
+    @property
+    def active_calls(self) -> int:
+        """Streams handed out and not closed yet, and calls still running."""
+        return self._calls.active
+
     async def aclose(self) -> None:
         """Close the provider source and every provider this router built.
 
@@ -444,6 +497,27 @@ class Router:
         """
         await self._source.aclose()
         await self._cache.aclose()
+
+    async def aclose_when_idle(self) -> None:
+        """Wait until no call is in flight (:attr:`active_calls`), then :meth:`aclose`.
+
+        What a gateway does with the router a reload replaced: the requests
+        that started on it finish on it.
+        """
+        await self._calls.wait_idle()
+        await self.aclose()
+
+
+def _for_route(request: ChatRequest, route: Route) -> ChatRequest:
+    """``request`` for ``route``: its bare model id, and the connection's defaults where it
+    sets nothing of its own."""
+    settings = route.settings
+    changes: dict[str, Any] = {"model": route.model}
+    if request.temperature is None and settings.temperature is not None:
+        changes["temperature"] = settings.temperature
+    if request.max_tokens is None and settings.max_tokens is not None:
+        changes["max_tokens"] = settings.max_tokens
+    return msgspec.structs.replace(request, **changes)
 
 
 async def _aclose(closeable: object) -> None:

@@ -43,7 +43,12 @@ from urllib.parse import urlsplit
 
 from modelport.config import PRESETS, Config, ConnectionConfig, check_base_url
 from modelport.errors import ConfigError
-from modelport.providers import BUILTIN_PROVIDERS, ConnectionSettings
+from modelport.providers import (
+    BUILTIN_PROVIDERS,
+    DEFAULT_RETRY_BASE_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
+    ConnectionSettings,
+)
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
@@ -161,6 +166,10 @@ def resolve_settings(
         api_key_env=variables[0] if variables else None,
         timeout=timeout if timeout is not None else (table.timeout or DEFAULT_TIMEOUT),
         max_retries=max_retries,
+        retry_base_delay=table.retry_base_delay or DEFAULT_RETRY_BASE_DELAY,
+        retry_max_delay=table.retry_max_delay or DEFAULT_RETRY_MAX_DELAY,
+        temperature=table.temperature,
+        max_tokens=table.max_tokens,
         headers={**table.headers, **(headers or {})},
         options=dict(table.options),
     )
