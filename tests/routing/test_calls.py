@@ -6,6 +6,7 @@ import asyncio
 import gc
 
 from modelport.config import Config, ConnectionConfig
+from modelport.errors import ModelNotFoundError
 from modelport.routing import Router
 from modelport.testing import FakeProvider, FakeUpstream, Reply
 from modelport.types import ChatRequest, Message
@@ -31,6 +32,27 @@ async def test_a_stream_counts_from_the_moment_it_is_handed_out_until_closed() -
     await events.aclose()  # type: ignore[attr-defined]
     assert router.active_calls == 0
     await events.aclose()  # type: ignore[attr-defined]
+    assert router.active_calls == 0
+
+
+async def test_a_stream_closed_or_dropped_before_it_started_stops_counting() -> None:
+    router, provider = _router(["a"])
+    events = router.stream(_request())
+    await events.aclose()  # type: ignore[attr-defined]
+    del events
+    router.stream(_request())  # handed out and never read
+    assert router.active_calls == 0
+    assert provider.history == []
+
+
+async def test_a_stream_that_failed_stops_counting_while_its_error_is_kept() -> None:
+    router, _ = _router(["a"])
+    kept: list[BaseException] = []
+    try:
+        [e async for e in router.stream(_request("nowhere/m"))]
+    except ModelNotFoundError as exc:
+        kept.append(exc)  # its traceback holds the frames the stream ran in
+    assert kept
     assert router.active_calls == 0
 
 

@@ -6,19 +6,16 @@ them is done (:meth:`Router.aclose_when_idle <modelport.routing.Router>`).
 
 A stream counts from the moment :meth:`Router.stream` returns it, not from its
 first event, so a stream handed out and not yet read still holds its router
-open. It stops counting when it is closed (``aclose``, as every consumer of
-ours does), or at the latest when it is collected.
+open. It stops counting when it ends or is closed, or, never started, when it
+is collected. Nothing of this runs per event: a wrapper around the events
+would cost ~0.4 µs each (measured; a hold costs less than that per stream).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any
 
-from modelport.events import StreamEvent
-
-__all__ = ["CallCount", "CountedStream"]
+__all__ = ["CallCount", "CallHold"]
 
 
 class CallCount:
@@ -45,41 +42,27 @@ class CallCount:
             await self._idle.wait()
 
 
-class CountedStream:
-    """``events``, counted in ``count`` until closed.
+class CallHold:
+    """One call's place in a :class:`CallCount`, given up once: by :meth:`release`, or
+    when the hold is collected.
 
-    Each ``__anext__`` hands the inner iterator's awaitable straight through (no
-    frame of its own per event, and nothing awaited between events, so the
-    ``more_ready`` hint stays true).
+    A stream holds one in the frame of the generator that yields its routes,
+    so giving it up costs nothing per event: the generator's ``finally``
+    releases it when the stream ends or is closed, and a stream closed (or
+    dropped) before it ever started frees that frame, and the hold with it.
     """
 
-    __slots__ = ("_count", "_events", "_open")
+    __slots__ = ("_count", "_open")
 
-    def __init__(self, events: AsyncIterator[StreamEvent], count: CallCount) -> None:
-        self._events = events
+    def __init__(self, count: CallCount) -> None:
         self._count = count
         self._open = True
         count.enter()
 
-    def __aiter__(self) -> CountedStream:
-        return self
-
-    def __anext__(self) -> Awaitable[StreamEvent]:
-        return self._events.__anext__()
-
-    async def aclose(self) -> None:
-        try:
-            close: Any = getattr(self._events, "aclose", None)
-            if close is not None:
-                await close()
-        finally:
-            self._release()
-
-    def _release(self) -> None:
+    def release(self) -> None:
         if self._open:
             self._open = False
             self._count.leave()
 
     def __del__(self) -> None:
-        # A stream dropped without aclose (read to its end by a bare `async for`).
-        self._release()
+        self.release()

@@ -22,7 +22,7 @@ from modelport.errors import ModelNotFoundError, ModelportError
 from modelport.events import StreamEvent
 from modelport.providers import ConnectionSettings, Provider, ProviderFactory
 from modelport.providers._retry import OnRetry, RetryingProvider
-from modelport.routing._calls import CallCount, CountedStream
+from modelport.routing._calls import CallCount, CallHold
 from modelport.routing._fallbacks import (
     RouteChain,
     complete_along,
@@ -306,30 +306,36 @@ class Router:
             "headers": headers,
         }
         attribution = Attribution(api, request_id)
-        events = stream_along(
-            self._routes_for(request, overrides),
+        return stream_along(
+            self._routes_for(request, overrides, CallHold(self._calls)),
             lambda route: self._events(route, _for_route(request, route), attribution, on_retry),
         )
-        return CountedStream(events, self._calls)
 
-    async def _routes_for(self, request: ChatRequest, overrides: dict[str, Any]) -> RouteChain:
+    async def _routes_for(
+        self, request: ChatRequest, overrides: dict[str, Any], hold: CallHold | None = None
+    ) -> RouteChain:
         """Each route of the request's chain (the address, then configured fallbacks).
 
         The second item is the address that comes next (``None`` for the last).
         Stored keys are read off the event loop; a provider built for this call
-        alone is closed after it.
+        alone is closed after it. ``hold``, a stream's place among the calls in
+        flight, is released when the chain ends (see :mod:`._calls`).
         """
-        chain = fallback_chain(request.model, self.config, self.env)
-        for position, address in enumerate(chain):
-            connection = address.partition("/")[0]
-            await self.load_providers(connection)
-            await self._keys.load(connection)
-            route = self.resolve(address, **overrides_at(position, overrides))
-            try:
-                yield route, chain[position + 1] if position + 1 < len(chain) else None
-            finally:
-                if route.ephemeral:
-                    await _aclose(route.provider)
+        try:
+            chain = fallback_chain(request.model, self.config, self.env)
+            for position, address in enumerate(chain):
+                connection = address.partition("/")[0]
+                await self.load_providers(connection)
+                await self._keys.load(connection)
+                route = self.resolve(address, **overrides_at(position, overrides))
+                try:
+                    yield route, chain[position + 1] if position + 1 < len(chain) else None
+                finally:
+                    if route.ephemeral:
+                        await _aclose(route.provider)
+        finally:
+            if hold is not None:
+                hold.release()
 
     def _retrying(
         self, provider: Provider, settings: ConnectionSettings, on_retry: OnRetry | None = None
