@@ -33,7 +33,9 @@ _OPERATIONS = [
     ("POST", "/v1/messages"),
     ("GET", "/health"),
     ("GET", "/metrics"),
+    ("POST", "/admin/reload"),
 ]
+_CHAT = ("/v1/chat/completions", "/v1/messages")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ _CASES = [
     *((method, path, GenerationMode.POSITIVE) for method, path in _OPERATIONS),
     # The GET routes take no input that could be malformed (`anthropic-version` may be
     # any string), so only the two chat routes have negative cases.
-    *((method, path, GenerationMode.NEGATIVE) for method, path in _OPERATIONS if method == "POST"),
+    *((method, path, GenerationMode.NEGATIVE) for method, path in _OPERATIONS if path in _CHAT),
 ]
 
 

@@ -38,7 +38,12 @@ from modelport.routing._provider_source import (
 )
 from modelport.routing._route import ConnectionModels, Route
 from modelport.routing._route_cache import RouteCache
-from modelport.routing._settings import StoredKeys, ladder_stamp, resolve_settings
+from modelport.routing._settings import (
+    StoredKeys,
+    default_base_url,
+    ladder_stamp,
+    resolve_settings,
+)
 from modelport.routing._usage import Attribution, UsageTracker, track_answer, track_events
 from modelport.types import ChatRequest, ChatResponse, ModelInfo, ModelPrices
 
@@ -150,6 +155,20 @@ class Router:
             max_retries=max_retries,
             headers=headers,
         )
+
+    def upstream(self, connection: str) -> str | None:
+        """Where calls to ``connection`` go: its URL as the settings ladder picks it (no
+        key is read), ``plugin:<id>`` for a plugin's provider, or ``None`` (an unknown
+        name, or a provider package that decides for itself). The URL may carry
+        credentials: redact it before showing it."""
+        try:
+            table = self._connection_config(connection)
+        except ModelportError:
+            return None
+        compat = table.compat or "openai"
+        if compat.startswith(PLUGIN_PREFIX):
+            return compat
+        return table.base_url or self.env.get("MODELPORT_BASE_URL") or default_base_url(compat)
 
     def forget_keys(self) -> None:
         """Drop cached stored keys, so the next call reads them again.

@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "LOCAL_MAX_RETRIES",
     "StoredKeys",
+    "default_base_url",
     "is_local_url",
     "ladder_stamp",
     "resolve_settings",
@@ -218,6 +219,17 @@ def _generic_key_allowed(
         # adapter's default is a vendor's (api.anthropic.com), not the generic key's server.
         return compat not in BUILTIN_PROVIDERS
     return False
+
+
+def default_base_url(compat: str) -> str | None:
+    """The URL a built-in adapter uses when the connection names none (``None`` otherwise)."""
+    target = BUILTIN_PROVIDERS.get(compat)
+    if target is None or not target.startswith("modelport.providers."):
+        return None
+    import importlib
+
+    module = importlib.import_module(target.partition(":")[0])
+    return getattr(module, "DEFAULT_BASE_URL", None)
 
 
 def ladder_stamp(

@@ -8,7 +8,7 @@
   (what the Anthropic SDK sends); the SHA-256 digests of what was sent and what
   is expected are compared with :func:`hmac.compare_digest`, so neither the
   key nor its length leaks through timing.
-* Admin routes (``/plugins…``) take the admin key when one is set. Without
+* Admin routes (``/admin…``, ``/plugins…``) take the admin key when one is set. Without
   one they follow the gateway key on loopback and are closed elsewhere: a
   key handed to every tool must not also start and stop processes.
 
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: Paths that administer the gateway rather than use a model.
-ADMIN_PREFIXES = ("/plugins",)
+ADMIN_PREFIXES = ("/admin", "/plugins")
 
 GATEWAY_KEY_ENV = "MODELPORT_GATEWAY_KEY"
 ADMIN_KEY_ENV = "MODELPORT_ADMIN_KEY"
