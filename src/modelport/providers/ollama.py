@@ -25,7 +25,7 @@ class OllamaProvider(HttpProvider):
     """
 
     wire: ClassVar[WireModule] = ollama_ndjson  # type: ignore[assignment]
-    hint: ClassVar[str] = "is Ollama running (`ollama serve`)? is the URL right?"
+    hint: ClassVar[str] = "is Ollama running? start it with `ollama serve`; is the URL right?"
     url_hint: ClassVar[str] = "is base_url right (Ollama's own is http://localhost:11434)?"
 
     def base_url(self) -> str:
