@@ -10,8 +10,8 @@ one that the connection's adapter reads:
   ``{num_ctx = 32768}``, sent with every request);
 * ``compat = "openai"``: nothing more;
 * ``compat = "plugin:<id>"``: anything, for the plugin's ``configFields``
-  (the plugin decides), but not ``headers`` or ``timeout``, which reach no
-  plugin process;
+  (the plugin decides; ``base_url`` goes to a field of that name too), but
+  not ``headers`` or ``timeout``, which reach no plugin process;
 * an installed provider package's compat: anything (its factory gets them all).
 
 ``[connections.local]`` also keeps ``previous_default_model``, the default

@@ -152,6 +152,10 @@ class ProviderTable:
         pid = registration.provider_id
         connection = self.config.connection(pid) if self.config is not None else None
         options = dict(connection.options) if connection is not None else {}
+        if connection is not None and connection.base_url:
+            # A plugin's own "base_url" field: the table's key of that name, which config
+            # reads as the connection's URL, is the plugin's to use (the router has none).
+            options.setdefault("base_url", connection.base_url)
         if connection is not None and connection.api_key_env:
             # The usual api_key_env names the variable for every password field.
             for spec in registration.config_fields:
