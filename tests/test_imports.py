@@ -58,3 +58,32 @@ def test_the_router_module_does_not_need_the_http_stack_either() -> None:
     )
     loaded = [name for name in json.loads(result.stdout) if name.split(".")[0] in HEAVY]
     assert loaded == []
+
+
+_CLI_PROBE = """
+import json, socket, sys
+import modelport.cli
+modelport.cli.build_app()  # imports every command module
+after_import = sorted(m for m in sys.modules if m.split(".")[0] == "httpx")
+from modelport.cli.plugins import _admin
+with socket.socket() as sock:  # a loopback port where nothing listens
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+try:
+    _admin("GET", "/plugins", f"http://127.0.0.1:{port}")
+except SystemExit as exc:
+    code = exc.code
+after_call = sorted(m for m in sys.modules if m.split(".")[0] == "httpx")
+print(json.dumps([after_import, code, after_call]))
+"""
+
+
+def test_the_cli_needs_no_httpx_even_to_call_a_gateway() -> None:
+    # httpx is a test dependency only; the CLI speaks to a gateway's admin API over aiohttp.
+    result = subprocess.run(
+        [sys.executable, "-c", _CLI_PROBE], capture_output=True, text=True, check=True, timeout=60
+    )
+    after_import, code, after_call = json.loads(result.stdout.splitlines()[-1])
+    assert after_import == []
+    assert code == 1  # "cannot reach the gateway": the request really was made
+    assert after_call == []

@@ -1,10 +1,12 @@
-"""The module-level Python API: ``modelport.stream``, ``complete``, ``list_models`` and twins.
+"""The module-level Python API: ``modelport.stream``, ``complete``, ``embed``, ``list_models``
+and their sync twins.
 
 ::
 
     async for event in modelport.stream("local/llama3.1:8b", [{"role": "user", "content": "hi"}]):
         ...
     response = modelport.complete_sync("anthropic/claude-sonnet-4-5", messages)
+    vectors = modelport.embed_sync("openai/text-embedding-3-small", ["a", "b"]).embeddings
 
 Messages, tools and tool choices may be canonical values or the OpenAI-shaped
 dicts every SDK user already writes. Without ``router=``, calls share a default
@@ -37,6 +39,8 @@ from modelport.events import StreamEvent
 from modelport.types import (
     ChatRequest,
     ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
     Message,
     ModelInfo,
     Reasoning,
@@ -50,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = [
     "complete",
     "complete_sync",
+    "embed",
+    "embed_sync",
     "list_models",
     "list_models_sync",
     "stream",
@@ -350,6 +356,57 @@ async def complete(
     )
 
 
+async def embed(
+    model: str,
+    input: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]],
+    *,
+    dimensions: int | None = None,
+    extra: dict[str, Any] | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    router: Router | None = None,
+) -> EmbeddingResponse:
+    """Vectors for ``input`` from ``model`` (an address or alias), one per input, in order.
+
+    ``input`` is a string, a list of strings, or token arrays (one, or a list
+    of them) for servers that read tokens. ``dimensions`` asks for shorter
+    vectors where the model can give them. The overrides work as for :func:`stream`.
+    """
+    request = EmbeddingRequest(
+        model=model, input=_embedding_input(input), dimensions=dimensions, extra=dict(extra or {})
+    )
+    active = router if router is not None else await _default_router()
+    return await active.embed(
+        request,
+        **_overrides(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries),
+    )
+
+
+def _embedding_input(value: Any) -> list[str | list[int]]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, bytes | dict) or not isinstance(value, Sequence):
+        raise InvalidRequestError("input must be a string, a list of strings or token arrays")
+    items = list(value)
+    if items and all(isinstance(item, int) and not isinstance(item, bool) for item in items):
+        return [items]  # one token array
+    converted: list[str | list[int]] = []
+    for item in items:
+        if isinstance(item, str):
+            converted.append(item)
+        elif isinstance(item, Sequence) and all(
+            isinstance(token, int) and not isinstance(token, bool) for token in item
+        ):
+            converted.append(list(item))
+        else:
+            raise InvalidRequestError(
+                f"Each input must be a string or a list of token ids, not {type(item).__name__}"
+            )
+    return converted
+
+
 async def list_models(
     connection: str | None = None, *, router: Router | None = None
 ) -> list[ModelInfo]:
@@ -457,6 +514,7 @@ def _iterating(
 
 # Derived rather than written out, so the twins can never drift from the async API.
 complete_sync = _blocking(complete, "complete_sync")
+embed_sync = _blocking(embed, "embed_sync")
 list_models_sync = _blocking(list_models, "list_models_sync")
 stream_sync = _iterating(stream, "stream_sync")
 

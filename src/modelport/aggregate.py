@@ -45,12 +45,16 @@ __all__ = ["Aggregator", "aaggregate", "aggregate", "response_events"]
 
 
 class _PendingCall:
-    __slots__ = ("arguments", "id", "name")
+    __slots__ = ("arguments", "id", "name", "signature")
 
-    def __init__(self, id: str, name: str) -> None:
+    def __init__(self, id: str, name: str, signature: str | None) -> None:
         self.id = id
         self.name = name
+        self.signature = signature
         self.arguments: list[str] = []
+
+    def call(self, arguments: str) -> ToolCall:
+        return ToolCall(id=self.id, name=self.name, arguments=arguments, signature=self.signature)
 
 
 class Aggregator:
@@ -87,7 +91,7 @@ class Aggregator:
                     self._open_thinking.append(text)
                 if signature is not None:
                     self._close_thinking(signature)
-            case ToolCallStartEvent(index=index, id=id, name=name):
+            case ToolCallStartEvent(index=index, id=id, name=name, signature=signature):
                 if index in self._calls:
                     # Replacing it would silently lose a call and its arguments.
                     raise ParseError(
@@ -95,7 +99,7 @@ class Aggregator:
                         f"{self._calls[index].name!r} already holds",
                         model=self.model,
                     )
-                self._calls[index] = _PendingCall(id, name)
+                self._calls[index] = _PendingCall(id, name, signature)
             case ToolCallDeltaEvent(index=index, arguments=arguments):
                 call = self._calls.get(index)
                 if call is None:
@@ -127,7 +131,7 @@ class Aggregator:
             pending = self._calls[index]
             arguments = "".join(pending.arguments).strip() or "{}"
             if self._finish == "length":
-                calls.append(ToolCall(id=pending.id, name=pending.name, arguments=arguments))
+                calls.append(pending.call(arguments))
                 continue
             try:
                 msgspec.json.decode(arguments)
@@ -137,7 +141,7 @@ class Aggregator:
                     f"{arguments[:200]!r}",
                     model=self.model,
                 ) from exc
-            calls.append(ToolCall(id=pending.id, name=pending.name, arguments=arguments))
+            calls.append(pending.call(arguments))
         return calls
 
     def response(self) -> ChatResponse:
@@ -193,7 +197,9 @@ def response_events(response: ChatResponse) -> list[StreamEvent]:
     if response.content:
         events.append(TextEvent(text=response.content))
     for index, call in enumerate(response.tool_calls):
-        events.append(ToolCallStartEvent(index=index, id=call.id, name=call.name))
+        events.append(
+            ToolCallStartEvent(index=index, id=call.id, name=call.name, signature=call.signature)
+        )
         events.append(ToolCallDeltaEvent(index=index, arguments=call.arguments))
     usage = response.usage
     if usage != Usage():

@@ -9,7 +9,8 @@ format. Failures are not events: they are raised as exceptions from
 * :class:`ReasoningEvent` — the next piece of reasoning. A ``signature`` closes
   the current thinking block (Anthropic); ``redacted`` carries an opaque
   redacted-thinking block as a whole.
-* :class:`ToolCallStartEvent` — a tool call begins at ``index``.
+* :class:`ToolCallStartEvent` — a tool call begins at ``index``; a ``signature``
+  the provider attached to the call (Gemini) travels with it.
 * :class:`ToolCallDeltaEvent` — the next fragment of that call's arguments JSON.
 * :class:`UsageEvent` — a *cumulative snapshot* of the usage so far; the latest
   one wins, they are never added up.
@@ -61,6 +62,7 @@ class ToolCallStartEvent(_Event, tag="tool_call_start", kw_only=True):
     index: int
     id: str
     name: str
+    signature: str | None = None
 
     @property
     def type(self) -> Literal["tool_call_start"]:

@@ -32,6 +32,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "PROVIDER_CHUNK",
     "PROVIDER_COMPLETE",
+    "PROVIDER_EMBED",
     "PROVIDER_REGISTER",
     "PROVIDER_STREAM",
     "PROVIDER_UNREGISTER",
@@ -62,6 +63,9 @@ MANIFEST_NAME = "modelport-plugin.toml"
 INITIALIZE = "initialize"
 PROVIDER_COMPLETE = "provider.complete"
 PROVIDER_STREAM = "provider.stream"
+#: Optional: ``options`` is an OpenAI ``/embeddings`` body (plus ``providerConfig``);
+#: the answer an OpenAI embeddings ``list``. A plugin without it answers METHOD_NOT_FOUND.
+PROVIDER_EMBED = "provider.embed"
 CANCEL_REQUEST = "$/cancelRequest"
 SHUTDOWN = "shutdown"
 EXIT = "exit"

@@ -28,6 +28,8 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "ContentPart",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
     "FinishReason",
     "ImagePart",
     "Message",
@@ -111,11 +113,18 @@ ContentPart = TextPart | ImagePart | ThinkingPart | RedactedThinkingPart
 
 
 class ToolCall(_Value, kw_only=True):
-    """A call the model made. ``arguments`` is the JSON text exactly as produced."""
+    """A call the model made. ``arguments`` is the JSON text exactly as produced.
+
+    ``signature`` is an opaque token some providers attach to the call itself
+    (Gemini's ``thoughtSignature``) and require back, verbatim, on the same
+    call in the next request; like a thinking part's signature, only the API
+    that minted it reads it.
+    """
 
     id: str
     name: str
     arguments: str = "{}"
+    signature: str | None = None
 
     def parsed_arguments(self) -> Any:
         """The arguments decoded from JSON (raises ``msgspec.DecodeError`` if invalid)."""
@@ -250,6 +259,30 @@ class ChatResponse(_Value, kw_only=True):
             parts.append(TextPart(text=self.content))
         content: str | list[ContentPart] = parts if self.thinking else self.content
         return Message(role="assistant", content=content, tool_calls=list(self.tool_calls))
+
+
+class EmbeddingRequest(_Value, kw_only=True):
+    """Texts to turn into vectors.
+
+    ``input`` holds strings, or token arrays where the API takes them
+    (OpenAI's); ``model`` is an address, then the bare id, as in
+    :class:`ChatRequest`. ``dimensions`` asks for shorter vectors where the
+    model can give them. ``vendor`` and ``extra`` work as in :class:`ChatRequest`.
+    """
+
+    model: str
+    input: list[str | list[int]]
+    dimensions: int | None = None
+    vendor: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class EmbeddingResponse(_Value, kw_only=True):
+    """One vector per input, in the order of the inputs; ``usage.input_tokens`` where known."""
+
+    model: str
+    embeddings: list[list[float]]
+    usage: Usage = msgspec.field(default_factory=Usage)
 
 
 class ModelPrices(_Value, kw_only=True):

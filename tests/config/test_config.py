@@ -263,6 +263,7 @@ def test_presets_cover_the_well_known_connections() -> None:
         "openrouter",
         "groq",
         "deepseek",
+        "gemini",
         "ollama",
         "lmstudio",
         "vllm",
@@ -271,6 +272,7 @@ def test_presets_cover_the_well_known_connections() -> None:
     assert PRESETS["openrouter"].base_url == "https://openrouter.ai/api/v1"
     assert PRESETS["ollama"].compat == "ollama"
     assert PRESETS["anthropic"].compat == "anthropic"
+    assert PRESETS["gemini"].compat == "gemini"
 
 
 def test_a_preset_is_available_but_not_configured() -> None:

@@ -134,3 +134,15 @@ def test_load_config_refuses_an_inert_key_naming_the_file(
     (home / "config.toml").write_text(_table("work", 'base_url = "https://x/v1"\ntop_k = 3'))
     with pytest.raises(ConfigError, match=rf"{home / 'config.toml'}.*unknown key 'top_k'"):
         load_config(home=home, cwd=tmp_path)
+
+
+def test_azure_and_gemini_connections_take_only_their_own_keys() -> None:
+    parse_config(
+        _table(
+            "az",
+            'compat = "azure"\nbase_url = "https://x.openai.azure.com"\n'
+            'api_version = "2024-10-21"\ndeployments = ["a"]',
+        )
+    )
+    with pytest.raises(ConfigError, match="unknown key 'api_version'"):
+        parse_config(_table("gem", 'compat = "gemini"\napi_version = "v1"'))

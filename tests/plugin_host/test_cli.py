@@ -118,6 +118,20 @@ def test_start_stop_logs_against_a_running_gateway(
     assert missing.exit_code == 1 and "No plugin named 'nope'" in missing.stderr
 
 
+def test_gateway_commands_send_the_admin_key(
+    cli: RunCli, home: Path, gateway_factory: GatewayFactory
+) -> None:
+    write_plugin(home / "plugins", "p", scripted("ok"))
+    keys = '[gateway]\nkey = "gw-key-5c1d"\nadmin_key = "admin-key-9e4b"\n'
+    gateway = gateway_factory(create_app(parse_config(keys), ledger=False))
+    refused = cli("plugins", "load", "--gateway", gateway.url)
+    assert refused.exit_code == 1 and "(HTTP 401)" in refused.stderr
+    (home / "config.toml").write_text(keys)  # where the CLI looks for the admin key
+    assert cli("plugins", "load", "--gateway", gateway.url).exit_code == 0
+    started = cli("plugins", "start", "p", "--gateway", gateway.url)
+    assert started.exit_code == 0 and "running" in started.stderr
+
+
 def test_a_gateway_that_is_not_running(cli: RunCli) -> None:
     import socket
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
+import re
 import socket
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -32,6 +37,41 @@ def _config(name: str, base_url: str, *, key_env: str | None = "EXAMPLE_KEY"):
 def test_the_examples_are_what_the_scaffold_writes(name: str, language: str) -> None:
     for relative, text in render(language, name).items():  # type: ignore[arg-type]
         assert (EXAMPLES / name / relative).read_text() == text, relative
+
+
+def _runtime_imports() -> set[str]:
+    """The import names of modelport's runtime dependencies (not its test extra)."""
+    project = tomllib.loads((EXAMPLES.parents[1] / "pyproject.toml").read_text())["project"]
+    wanted = {
+        re.split(r"[\[<>=!~; ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+        for spec in project["dependencies"]
+    }
+    return {
+        module
+        for module, distributions in importlib.metadata.packages_distributions().items()
+        if any(d.lower().replace("_", "-") in wanted for d in distributions)
+    } | {"modelport"}
+
+
+def test_the_python_scaffold_imports_only_what_modelport_installs() -> None:
+    # It runs on modelport's own interpreter (its manifest says "python"), so an import
+    # of a test-only package (httpx, say) would work here and fail for every user.
+    tree = ast.parse(render("python", "any-name")["plugin.py"])
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level
+    }
+    tops = {name.split(".")[0] for name in imported}
+    outside = tops - set(sys.stdlib_module_names) - _runtime_imports() - {"__future__"}
+    assert outside == set()
+    assert "aiohttp" in tops  # the check above did see the plugin's HTTP client
 
 
 @pytest.mark.parametrize(("name", "language"), PLUGINS)

@@ -31,11 +31,12 @@ _OPERATIONS = [
     ("POST", "/v1/chat/completions"),
     ("GET", "/v1/models"),
     ("POST", "/v1/messages"),
+    ("POST", "/v1/embeddings"),
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("POST", "/admin/reload"),
 ]
-_CHAT = ("/v1/chat/completions", "/v1/messages")
+_BODIES = ("/v1/chat/completions", "/v1/messages", "/v1/embeddings")
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,9 @@ def _on_fake(case: Any, prefix: bool) -> Any:
 _CASES = [
     *((method, path, GenerationMode.POSITIVE) for method, path in _OPERATIONS),
     # The GET routes take no input that could be malformed (`anthropic-version` may be
-    # any string), so only the two chat routes have negative cases.
-    *((method, path, GenerationMode.NEGATIVE) for method, path in _OPERATIONS if path in _CHAT),
+    # any string), and the admin reload takes none at all, so only the routes with a
+    # body have negative cases.
+    *((method, path, GenerationMode.NEGATIVE) for method, path in _OPERATIONS if path in _BODIES),
 ]
 
 

@@ -9,10 +9,10 @@ and ``baseUrl`` from that table.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from modelport.errors import (
     AuthError,
@@ -44,12 +44,11 @@ async def start() -> None:
     )
 
 
-def _error(response: httpx.Response, body: bytes) -> ModelportError:
+def _error(status: int, headers: Mapping[str, str], body: bytes) -> ModelportError:
     """The modelport error for an HTTP error: the caller gets the same class and status."""
-    status = response.status_code
     message = f"The API answered {status}: {body.decode('utf-8', 'replace')[:500]}"
     if status == 429:
-        retry_after = response.headers.get("retry-after")
+        retry_after = headers.get("retry-after")
         seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
         return RateLimitError(message, status=status, retry_after=seconds)
     kind = {400: InvalidRequestError, 401: AuthError, 403: AuthError, 404: ModelNotFoundError}
@@ -63,22 +62,34 @@ async def stream(request: Request) -> AsyncIterator[dict[str, Any]]:
     if not request.config.get("apiKey"):
         raise AuthError(f"No API key: run 'modelport keys set {PROVIDER_ID}'")
     headers = {"Authorization": f"Bearer {request.config['apiKey']}"}
+    # 60 s to connect, then up to 300 s for each next piece of the answer.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60.0, sock_read=300.0)
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, read=300.0)) as client:
-            async with client.stream(
-                "POST", f"{base_url}/chat/completions", json=body, headers=headers
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.post(
+                f"{base_url}/chat/completions", json=body, headers=headers
             ) as response:
-                if response.status_code != 200:
-                    raise _error(response, await response.aread())
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    yield json.loads(data)  # a chat.completion.chunk, passed on as it is
-    except httpx.TransportError as exc:
+                if response.status != 200:
+                    raise _error(response.status, response.headers, await response.read())
+                async for chunk in _sse_chunks(response.content):
+                    yield chunk  # a chat.completion.chunk, passed on as it is
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise NetworkError(f"Could not reach {base_url}: {exc}") from exc
+
+
+async def _sse_chunks(body: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """The chat.completion.chunk objects of a server-sent-events body."""
+    buffer = b""
+    async for piece in body.iter_any():
+        buffer += piece
+        while (newline := buffer.find(b"\n")) >= 0:
+            line, buffer = buffer[:newline].strip(), buffer[newline + 1 :]
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return
+            yield json.loads(data)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_COMPATS = ("openai", "anthropic", "ollama")
+_COMPATS = ("openai", "anthropic", "ollama", "gemini", "azure")
 #: Every key ``add`` may write, cleared first when ``--force`` replaces a connection.
 _CONNECTION_KEYS = (
     "base_url",
@@ -111,7 +111,7 @@ def add(
         typer.Option(
             "--compat",
             callback=_check_compat,
-            help="Wire format: openai, anthropic, ollama or plugin:<provider id>.",
+            help="Wire format: openai, anthropic, ollama, gemini, azure or plugin:<provider id>.",
         ),
     ],
     base_url: Annotated[
@@ -148,6 +148,12 @@ def add(
                 "--base-url http://localhost:8000/v1` (your server's API URL); "
                 f"ready-made: {', '.join(ready)}.",
             )
+    if compat == "azure" and base_url is None:
+        fail(
+            "an Azure OpenAI connection needs --base-url: your resource's endpoint",
+            f"`modelport connections add {name} --compat azure "
+            "--base-url https://NAME.openai.azure.com --api-key-env AZURE_OPENAI_API_KEY`",
+        )
     existing = config_module.load_config().connections
     if name in existing and not force:
         fail(

@@ -15,6 +15,7 @@ is broken; warnings (no default model, say) leave it at 0.
 from __future__ import annotations
 
 import asyncio
+import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -292,7 +293,7 @@ def _check_connection(
     elif isinstance(error, AuthError):
         report.problem(f"{name}: key missing or refused: {message}", _key_fix(name, connection))
     else:
-        report.problem(f"{name}: {message}", f"`modelport connections test {name}` for details")
+        report.problem(f"{name}: {message}", _config_fix(name, connection, error))
 
 
 def _is_ollama(connection: ConnectionConfig) -> bool:
@@ -311,9 +312,49 @@ def _unreachable_fix(name: str, connection: ConnectionConfig) -> str:
 
 
 def _key_fix(name: str, connection: ConnectionConfig) -> str:
+    from modelport.config import PRESET_KEY_FALLBACKS, PRESETS
+
     if connection.api_key_env:
         return f"export {connection.api_key_env}=... (or `modelport keys set {name}`)"
+    preset = PRESETS.get(name)
+    if (
+        preset is not None
+        and preset.api_key_env
+        and preset.compat == connection.compat
+        and preset.base_url == connection.base_url
+    ):
+        # The vendor's own variable, which the ladder reads for a preset's own URL only.
+        others = PRESET_KEY_FALLBACKS.get(name, ())
+        also = f" (or {', '.join(others)})" if others else ""
+        return f"`modelport keys set {name}`, or export {preset.api_key_env}=...{also}"
+    if connection.compat == "azure":
+        return (
+            f"`modelport keys set {name}`, or name the variable that holds it: "
+            f'api_key_env = "AZURE_OPENAI_API_KEY" under [connections.{name}]'
+        )
     return f"`modelport keys set {name}`"
+
+
+def _config_fix(name: str, connection: ConnectionConfig, error: BaseException) -> str:
+    """The fix for a connection its adapter refused to build (the compat, a setting)."""
+    from modelport.errors import ConfigError
+    from modelport.providers import BUILTIN_PROVIDERS
+
+    compat = connection.compat or "openai"
+    if isinstance(error, ConfigError) and str(error.message).startswith("Unknown compat"):
+        known = sorted(BUILTIN_PROVIDERS)
+        close = difflib.get_close_matches(compat, known, n=1)
+        suggestion = close[0] if close else "openai"
+        return (
+            f'set compat = "{suggestion}" under [connections.{name}] '
+            f"(built in: {', '.join(known)}; or plugin:<provider id>)"
+        )
+    if compat == "azure" and not connection.base_url:
+        return (
+            f"`modelport connections add {name} --compat azure --base-url "
+            "https://NAME.openai.azure.com --api-key-env AZURE_OPENAI_API_KEY --force`"
+        )
+    return f"`modelport connections test {name}` for details"
 
 
 def _missing_model_fix(name: str, connection: ConnectionConfig, model: str) -> str:

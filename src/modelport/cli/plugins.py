@@ -45,27 +45,53 @@ def register(app: typer.Typer) -> None:
 
 
 def _admin(method: str, path: str, gateway: str | None) -> Any:
-    import httpx
+    import aiohttp
 
     base = gateway_url(gateway)
     key = admin_key()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        response = httpx.request(method, f"{base}{path}", headers=headers, timeout=60.0)
-    except httpx.HTTPError as exc:
+        status, content = asyncio.run(_request(method, f"{base}{path}", headers))
+    except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
         fail(
             f"cannot reach the gateway at {base} ({type(exc).__name__})",
             "Start it with `modelport serve`, or pass --gateway URL.",
         )
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         body = {}
-    if response.status_code >= 400:
+    if status >= 400:
         error = body.get("error") if isinstance(body, dict) else None
-        message = error.get("message") if isinstance(error, dict) else response.text[:300]
-        fail(f"{message} (HTTP {response.status_code})")
+        message = (
+            error.get("message")
+            if isinstance(error, dict)
+            else content.decode("utf-8", "replace")[:300]
+        )
+        fail(f"{message} (HTTP {status})")
     return body
+
+
+async def _request(method: str, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """One call to the admin API: its status and body."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60.0, sock_read=60.0)
+    # trust_env off: no proxy between the CLI and its local gateway, and no ~/.netrc entry
+    # clashing with the Authorization header. No redirect is followed: the key stays here.
+    async with (
+        aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+        session.request(
+            method,
+            url,
+            headers=headers,
+            allow_redirects=False,
+            # The admin POSTs carry no body; aiohttp would label the nothing
+            # application/octet-stream, which the gateway refuses (415).
+            skip_auto_headers=("Content-Type",),
+        ) as response,
+    ):
+        return response.status, await response.read()
 
 
 # --- local folders ---------------------------------------------------------------

@@ -30,6 +30,7 @@ what the user *configured*; :meth:`Config.connection` fills in the preset.
 from modelport.config._addresses import default_model, resolve_address, split_address
 from modelport.config._load import (
     CONFIG_FILE,
+    PRESET_KEY_FALLBACKS,
     PRESETS,
     PROJECT_DIR,
     Config,
@@ -56,6 +57,7 @@ from modelport.config._write import (
 __all__ = [
     "CONFIG_FILE",
     "PRESETS",
+    "PRESET_KEY_FALLBACKS",
     "PROJECT_DIR",
     "Config",
     "ConnectionConfig",

@@ -8,7 +8,8 @@ one that the connection's adapter reads:
 * ``compat = "anthropic"``: ``anthropic_version``, ``anthropic_beta``;
 * ``compat = "ollama"``: ``options`` (Ollama's model options, such as
   ``{num_ctx = 32768}``, sent with every request);
-* ``compat = "openai"``: nothing more;
+* ``compat = "azure"``: ``api_version``, ``deployments``;
+* ``compat = "openai"`` and ``compat = "gemini"``: nothing more;
 * ``compat = "plugin:<id>"``: anything, for the plugin's ``configFields``
   (the plugin decides; ``base_url`` goes to a field of that name too), but
   not ``headers`` or ``timeout``, which reach no plugin process;
@@ -39,6 +40,8 @@ _ADAPTER_KEYS: dict[str, frozenset[str]] = {
     "openai": frozenset(),
     "anthropic": frozenset({"anthropic_version", "anthropic_beta"}),
     "ollama": frozenset({"options"}),
+    "gemini": frozenset(),
+    "azure": frozenset({"api_version", "deployments"}),
 }
 
 #: Keys the ``modelport`` command keeps in the table of one connection name.
@@ -59,6 +62,8 @@ _ELSEWHERE: dict[str, str] = {
     ),
     "anthropic_version": 'it is read only by compat = "anthropic"',
     "anthropic_beta": 'it is read only by compat = "anthropic"',
+    "api_version": 'it is read only by compat = "azure"',
+    "deployments": 'it is read only by compat = "azure"',
     "previous_default_model": "only [connections.local] keeps it (for `modelport local off`)",
 }
 

@@ -21,6 +21,7 @@ __all__ = [
     "CONFIG_FILE",
     "PROJECT_DIR",
     "PRESETS",
+    "PRESET_KEY_FALLBACKS",
     "Config",
     "ConnectionConfig",
     "GatewayConfig",
@@ -49,14 +50,15 @@ _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     """One ``[connections.<name>]`` table. ``None`` means "not set here".
 
-    ``compat`` is ``openai``, ``anthropic``, ``ollama``, ``plugin:<provider id>``
-    or the name of an installed ``modelport.providers`` entry point.
-    ``model``, ``temperature`` and ``max_tokens`` are the connection's defaults
-    (a request's own values win; ``model`` answers an address that names only
-    the connection). ``retry_base_delay``/``retry_max_delay`` bound the backoff
-    between retries. ``options`` holds every other key of the table, untouched
-    (an adapter's own settings, a plugin's ``configFields`` values); only keys
-    with an effect get here (:mod:`modelport.config._connection_keys`).
+    ``compat`` is ``openai``, ``anthropic``, ``ollama``, ``gemini``, ``azure``,
+    ``plugin:<provider id>`` or the name of an installed ``modelport.providers``
+    entry point. ``model``, ``temperature`` and ``max_tokens`` are the
+    connection's defaults (a request's own values win; ``model`` answers an
+    address that names only the connection). ``retry_base_delay`` and
+    ``retry_max_delay`` bound the backoff between retries. ``options`` holds
+    every other key of the table, untouched (an adapter's own settings, a
+    plugin's ``configFields`` values); only keys with an effect get here
+    (:mod:`modelport.config._connection_keys`).
     """
 
     compat: str | None = None
@@ -148,11 +150,20 @@ PRESETS: Mapping[str, ConnectionConfig] = {
     "deepseek": ConnectionConfig(
         compat="openai", base_url="https://api.deepseek.com/v1", api_key_env="DEEPSEEK_API_KEY"
     ),
+    "gemini": ConnectionConfig(
+        compat="gemini",
+        base_url="https://generativelanguage.googleapis.com",
+        api_key_env="GEMINI_API_KEY",
+    ),
     "ollama": ConnectionConfig(compat="ollama", base_url="http://localhost:11434"),
     "lmstudio": ConnectionConfig(compat="openai", base_url="http://localhost:1234/v1"),
     "vllm": ConnectionConfig(compat="openai", base_url="http://localhost:8000/v1"),
     "llamacpp": ConnectionConfig(compat="openai", base_url="http://localhost:8080/v1"),
 }
+
+#: Variables a preset's vendor also reads its key from, after its ``api_key_env``
+#: (Google's SDKs take either name).
+PRESET_KEY_FALLBACKS: Mapping[str, tuple[str, ...]] = {"gemini": ("GOOGLE_API_KEY",)}
 
 
 class IgnoredSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -474,8 +485,8 @@ def _validate(data: dict[str, Any], path: Path) -> None:
         compat = table.get("compat")
         if compat is not None and (not compat or compat == "plugin:"):
             raise ConfigError(
-                f"{path}: connections.{name}.compat must be openai, anthropic, ollama, "
-                "plugin:<provider id> or an installed provider's name"
+                f"{path}: connections.{name}.compat must be openai, anthropic, ollama, gemini, "
+                "azure, plugin:<provider id> or an installed provider's name"
             )
     for key in fields.gateway:
         if key not in GatewayConfig.__struct_fields__:

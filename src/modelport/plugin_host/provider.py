@@ -4,8 +4,9 @@
 ``provider.stream`` / ``provider.complete`` call (the request in OpenAI form
 plus ``providerConfig``) and the ``provider.chunk`` notifications and final
 answer back into canonical events, through the one OpenAI chunk decoder in
-:mod:`modelport.wire.openai_chat`. A caller that goes away sends the plugin
-``$/cancelRequest``.
+:mod:`modelport.wire.openai_chat`; ``provider.embed`` (optional) takes an
+OpenAI ``/embeddings`` body and answers an embeddings ``list``. A caller that
+goes away sends the plugin ``$/cancelRequest``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from modelport.errors import AuthError, InvalidRequestError, ModelportError, Plu
 from modelport.events import FinishEvent, StreamEvent, UsageEvent
 from modelport.plugin_host.process import PluginProcess
 from modelport.plugin_protocol import ConfigField, RegisterParams
-from modelport.types import Capabilities, ChatRequest, ChatResponse, ModelInfo, ModelPrices
+from modelport.types import (
+    Capabilities,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+    ModelPrices,
+)
 
 __all__ = [
     "PluginProvider",
@@ -329,5 +338,62 @@ class PluginProvider:
         response_id = body.get("id") if isinstance(body.get("id"), str) else None
         return await aaggregate(_replay(), model=request.model, id=response_id)
 
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """``provider.embed`` with the request as an OpenAI ``/embeddings`` body.
+
+        A plugin that has no such method (it answers METHOD_NOT_FOUND) does not
+        offer embeddings: that is the caller's :class:`InvalidRequestError`.
+        """
+        from modelport.wire.embeddings import decode_openai, openai_body
+
+        options = openai_body(request)
+        try:
+            process = self._process()
+            options["providerConfig"] = self._provider_config(self.registration)
+            request_id = f"req-{next(_request_ids)}"
+            params = {"requestId": request_id, "providerId": self.provider_id, "options": options}
+            call = await process.call(plugin_protocol.PROVIDER_EMBED, params, request_id=request_id)
+        except ModelportError as exc:
+            raise self._context(exc, request) from None
+        done = False
+        try:
+            while True:
+                kind, value = await process.next(call, self.timeout)
+                if kind == "result":
+                    done = True
+                    break
+            embedded = decode_openai(value if isinstance(value, dict) else {})
+        except PluginError as exc:
+            if exc.message.endswith(_NO_SUCH_METHOD):
+                raise InvalidRequestError(
+                    f"Connection {self.provider_id!r} does not offer embeddings: its plugin "
+                    f"{self.registration.plugin!r} has no provider.embed",
+                    connection=self.provider_id,
+                    model=request.model,
+                ) from None
+            raise self._context(exc, request) from None
+        except ModelportError as exc:
+            raise self._context(exc, request) from None
+        finally:
+            if not done:
+                await process.cancel(call)
+        if len(embedded.vectors) != len(request.input):
+            raise self._context(
+                PluginError(
+                    f"The plugin answered {len(embedded.vectors)} embeddings for "
+                    f"{len(request.input)} inputs",
+                    plugin=self.registration.plugin,
+                ),
+                request,
+            )
+        return EmbeddingResponse(
+            model=request.model, embeddings=embedded.vectors, usage=embedded.usage
+        )
+
     async def aclose(self) -> None:
         return None
+
+
+#: How :func:`~modelport.plugin_protocol.error_from_rpc` ends the message of a
+#: METHOD_NOT_FOUND answer (no error class named): the plugin lacks the method.
+_NO_SUCH_METHOD = f"(JSON-RPC error {plugin_protocol.METHOD_NOT_FOUND})"

@@ -19,8 +19,9 @@ A stream handler may be an async generator of chunks (plain text or
 ``chat.completion.chunk`` dicts), or a coroutine that calls :func:`send_chunk`
 and returns nothing (the SDK replies with the assembled response) or a
 ``chat.completion`` dict. A completion handler returns a ``chat.completion``
-(without one, the stream handler answers completions too). Raise a
-:class:`modelport.errors.ModelportError` subclass (``AuthError``,
+(without one, the stream handler answers completions too). An embed handler
+(``on_embed_request``, optional) returns one vector per ``request.inputs``
+item. Raise a :class:`modelport.errors.ModelportError` subclass (``AuthError``,
 ``RateLimitError(..., retry_after=5)``, ...) and the host raises the same class.
 """
 
@@ -133,6 +134,15 @@ class LLMProvider:
     def on_completion_request(self, handler: F) -> F:
         """Handle ``provider.complete``: ``handler(request)`` returns a ``chat.completion``."""
         self._runtime.complete_handler = handler
+        return handler
+
+    def on_embed_request(self, handler: F) -> F:
+        """Handle ``provider.embed``: ``handler(request)`` returns one vector per
+        ``request.inputs`` item, or a whole OpenAI embeddings ``list`` (with usage).
+
+        Without it the plugin offers no embeddings (the host is told so).
+        """
+        self._runtime.embed_handler = handler
         return handler
 
 

@@ -3,8 +3,8 @@
 One :class:`Runtime` per plugin process. It dispatches every request as its
 own task (so a ``$/cancelRequest`` can reach a request in progress), calls the
 author's handlers, and turns whatever they produce — an async generator of
-chunks, a returned ``chat.completion``, explicit ``send_*`` calls or a raised
-error — into protocol messages.
+chunks, a returned ``chat.completion`` or embeddings list, explicit ``send_*``
+calls or a raised error — into protocol messages.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from modelport import plugin_protocol
 from modelport.errors import ModelNotFoundError, ModelportError, PluginError
 from modelport.plugin_sdk._assemble import ChunkAssembler, normalise_chunk
 
-__all__ = ["InitializeInfo", "Request", "Runtime"]
+__all__ = ["InitializeInfo", "Request", "Runtime", "embeddings_answer"]
 
 Handler = Callable[..., Any]
 
@@ -63,6 +63,14 @@ class Request:
     def messages(self) -> list[dict[str, Any]]:
         return list(self.options.get("messages") or [])
 
+    @property
+    def inputs(self) -> list[Any]:
+        """What a ``provider.embed`` request asks to embed: texts (or token arrays)."""
+        value = self.options.get("input")
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else list(value)
+
 
 class _Open:
     __slots__ = ("assembler", "request", "rpc_id", "task")
@@ -72,6 +80,30 @@ class _Open:
         self.request = request
         self.assembler = assembler
         self.task: asyncio.Task[None] | None = None
+
+
+def embeddings_answer(produced: Any, request: Request) -> dict[str, Any]:
+    """An embed handler's result as an OpenAI embeddings ``list``.
+
+    A handler may return that whole object, or just the vectors (one list of
+    floats per input), which are wrapped with no usage.
+    """
+    if isinstance(produced, dict):
+        return produced
+    if isinstance(produced, list | tuple) and all(isinstance(v, list | tuple) for v in produced):
+        return {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": index, "embedding": list(vector)}
+                for index, vector in enumerate(produced)
+            ],
+            "model": request.model,
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        }
+    raise PluginError(
+        "An embed handler must return an embeddings list object or one vector per input, "
+        f"not {type(produced).__name__}"
+    )
 
 
 def normalise_id(provider_id: str) -> str:
@@ -97,6 +129,7 @@ class Runtime:
         self.stop_handlers: list[Handler] = []
         self.stream_handler: Handler | None = None
         self.complete_handler: Handler | None = None
+        self.embed_handler: Handler | None = None
         self.info: InitializeInfo | None = None
         self._out: BinaryIO | None = None
         self._ids = itertools.count(1)
@@ -230,7 +263,11 @@ class Runtime:
             self._spawn(self._shutdown(rpc_id))
         elif method in (plugin_protocol.PROVIDER_STREAM, plugin_protocol.PROVIDER_COMPLETE):
             self._start_request(rpc_id, method, params)
+        elif method == plugin_protocol.PROVIDER_EMBED and self.embed_handler is not None:
+            self._start_request(rpc_id, method, params)
         else:
+            # provider.embed without an embed handler lands here too: the host reads
+            # METHOD_NOT_FOUND as "this provider does not offer embeddings".
             error: plugin_protocol.RpcError = {
                 "code": plugin_protocol.METHOD_NOT_FOUND,
                 "message": f"this plugin has no method {method!r}",
@@ -275,7 +312,8 @@ class Runtime:
         )
         open_ = _Open(rpc_id, request, ChunkAssembler(model=request.model))
         self._open[request.request_id] = open_
-        open_.task = self._spawn(self._serve(open_))
+        serve = self._serve_embed if method == plugin_protocol.PROVIDER_EMBED else self._serve
+        open_.task = self._spawn(serve(open_))
 
     async def _serve(self, open_: _Open) -> None:
         request = open_.request
@@ -308,6 +346,32 @@ class Runtime:
             else:
                 final = await produced if inspect.isawaitable(produced) else produced
             self.send_reply(rid, final)
+        except asyncio.CancelledError:
+            request.cancelled.set()
+            error: plugin_protocol.RpcError = {
+                "code": plugin_protocol.CANCELLED,
+                "message": "request cancelled",
+            }
+            if self._open.pop(rid, None) is not None:
+                self._write(plugin_protocol.response(open_.rpc_id, error=error))
+        except ModelportError as exc:
+            self.send_error(rid, exc)
+        except Exception as exc:
+            traceback.print_exc()
+            self.send_error(rid, exc)
+
+    async def _serve_embed(self, open_: _Open) -> None:
+        request = open_.request
+        rid = request.request_id
+        try:
+            if request.provider_id not in self.registered:
+                raise ModelNotFoundError(
+                    f"This plugin has no provider {request.provider_id!r}",
+                    connection=request.provider_id,
+                )
+            assert self.embed_handler is not None
+            produced = await _call(self.embed_handler, request)
+            self.send_reply(rid, embeddings_answer(produced, request))
         except asyncio.CancelledError:
             request.cancelled.set()
             error: plugin_protocol.RpcError = {

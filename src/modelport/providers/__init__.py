@@ -8,6 +8,7 @@ adapters come in through the same door as third-party ones: a name mapped to
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
@@ -17,7 +18,13 @@ import msgspec
 from modelport.aggregate import aaggregate
 from modelport.errors import ConfigError
 from modelport.events import StreamEvent
-from modelport.types import ChatRequest, ChatResponse, ModelInfo
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+)
 
 __all__ = [
     "BUILTIN_PROVIDERS",
@@ -25,9 +32,11 @@ __all__ = [
     "DEFAULT_RETRY_MAX_DELAY",
     "BaseProvider",
     "ConnectionSettings",
+    "Embedder",
     "Provider",
     "ProviderFactory",
     "load_factory",
+    "offers_embeddings",
 ]
 
 #: Backoff before the first retry, and the most any retry waits (seconds; before jitter).
@@ -42,6 +51,8 @@ BUILTIN_PROVIDERS: dict[str, str] = {
     "openai": "modelport.providers.openai_compat:OpenAICompatProvider",
     "anthropic": "modelport.providers.anthropic:AnthropicProvider",
     "ollama": "modelport.providers.ollama:OllamaProvider",
+    "gemini": "modelport.providers.gemini:GeminiProvider",
+    "azure": "modelport.providers.azure:AzureProvider",
 }
 
 
@@ -87,13 +98,31 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 @runtime_checkable
 class Provider(Protocol):
-    """What every adapter implements. ``request.model`` is the bare model id."""
+    """What every adapter implements. ``request.model`` is the bare model id.
+
+    A provider that can embed also has ``async def embed(request:
+    EmbeddingRequest) -> EmbeddingResponse`` (:class:`Embedder`); it is
+    optional, so a provider without it is still a provider, and a call for
+    embeddings to it fails with a clear error (:func:`offers_embeddings`).
+    """
 
     async def list_models(self) -> list[ModelInfo]: ...
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]: ...
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """The optional part of :class:`Provider`: turning texts into vectors."""
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse: ...
+
+
+def offers_embeddings(provider: object) -> bool:
+    """Whether ``provider`` has an ``embed`` method (see :class:`Provider`)."""
+    return callable(getattr(provider, "embed", None))
 
 
 ProviderFactory = Callable[[ConnectionSettings], Provider]
@@ -139,7 +168,9 @@ def load_factory(compat: str) -> ProviderFactory:
                     f"({entry_point.value}): {exc}"
                 ) from exc
     known = ", ".join(sorted(BUILTIN_PROVIDERS))
+    close = difflib.get_close_matches(compat, sorted(BUILTIN_PROVIDERS), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ConfigError(
-        f"Unknown compat {compat!r}. Use one of {known}, 'plugin:<provider id>', "
+        f"Unknown compat {compat!r}.{hint} Use one of {known}, 'plugin:<provider id>', "
         "or install a package that provides it."
     )

@@ -12,8 +12,9 @@ are importable from here too.
 
 from __future__ import annotations
 
+import difflib
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, ClassVar, Protocol
@@ -28,7 +29,14 @@ from modelport.errors import ConfigError, ModelportError, NetworkError, ParseErr
 from modelport.events import StreamEvent
 from modelport.providers import BaseProvider, ConnectionSettings
 from modelport.providers._http_client import HttpClient, HttpResponse, StreamingResponse
-from modelport.types import ChatRequest, ChatResponse, ModelInfo
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+    Usage,
+)
 from modelport.wire._errors import excerpt
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "HttpResponse",
     "StreamingResponse",
     "WireModule",
+    "check_options",
     "redact_url",
     "upstream_errors",
 ]
@@ -209,6 +218,26 @@ def _fill(exc: ModelportError, *, connection: str | None, url: str, model: str |
 # --- the provider base --------------------------------------------------------
 
 
+def check_options(settings: ConnectionSettings, known: Iterable[str]) -> None:
+    """Refuse a connection option this provider would ignore, naming the closest known one.
+
+    ``settings.options`` holds the connection's keys beyond the common ones; a
+    key that is accepted must have an effect (a typo must not pass unnoticed).
+    """
+    allowed = sorted(known)
+    for key in settings.options:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        choices = ", ".join(allowed) if allowed else "none"
+        raise ConfigError(
+            f"[connections.{settings.name}] sets {key!r}, which a {settings.compat!r} "
+            f"connection does not use.{hint} Its own settings: {choices}",
+            connection=settings.name,
+        )
+
+
 class WireModule(Protocol):
     """The client half of a :mod:`modelport.wire` module (see docs/architecture.md)."""
 
@@ -259,6 +288,16 @@ class HttpProvider(BaseProvider):
     def models_url(self) -> str:
         raise NotImplementedError
 
+    def request_url(self, model: str, *, stream: bool) -> str:
+        """Where a chat call to ``model`` goes; :meth:`chat_url` unless the URL names the
+        model or the mode (Gemini's ``models/{model}:streamGenerateContent``, Azure's
+        deployments)."""
+        return self.chat_url()
+
+    def build_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The upstream body for a chat call: the wire module's, unless a server needs less."""
+        return self.wire.build_request(request, stream=stream)
+
     def auth_headers(self) -> dict[str, str]:
         """The headers for every request (raise :class:`AuthError` if a key is required)."""
         return dict(self.settings.headers)
@@ -266,10 +305,6 @@ class HttpProvider(BaseProvider):
     def hint_for(self, model: str | None) -> str:
         """What to check when the server cannot be reached (for a call to ``model``)."""
         return self.hint
-
-    def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        """The upstream JSON body for ``request`` (the wire module's; a hook for settings)."""
-        return self.wire.build_request(request, stream=stream)
 
     def _errors(self, url: str, model: str | None) -> AbstractContextManager[None]:
         return upstream_errors(
@@ -332,10 +367,10 @@ class HttpProvider(BaseProvider):
         return events
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:  # type: ignore[override]
-        url = self.chat_url()
+        url = self.request_url(request.model, stream=True)
         with self._errors(url, request.model):
             headers = self.auth_headers()
-            body = self.request_body(request, stream=True)
+            body = self.build_body(request, stream=True)
             async with self.client.stream(
                 "POST", url, headers=headers, json=body, timeout=self.settings.timeout
             ) as response:
@@ -383,10 +418,10 @@ class HttpProvider(BaseProvider):
                     yield event
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        url = self.chat_url()
+        url = self.request_url(request.model, stream=False)
         with self._errors(url, request.model):
             headers = self.auth_headers()
-            body = self.request_body(request, stream=False)
+            body = self.build_body(request, stream=False)
             response = await self.client.request(
                 "POST", url, headers=headers, json=body, timeout=self.settings.timeout
             )
@@ -401,6 +436,42 @@ class HttpProvider(BaseProvider):
                 return aggregate(events, model=request.model, id=getattr(decoder, "id", None))
             events = self._json_events(response.content)
             return aggregate(events, model=request.model, id=_response_id(response.content))
+
+    async def post_json(self, url: str, body: dict[str, Any], model: str | None) -> bytes:
+        """One plain JSON request (embeddings): the answer's body, or the mapped error."""
+        with self._errors(url, model):
+            response = await self.client.request(
+                "POST", url, headers=self.auth_headers(), json=body, timeout=self.settings.timeout
+            )
+            self._check(response.status, response.content, response.headers, model)
+            media_type = _media_type(response.headers)
+            if media_type in _WEB_PAGES:
+                raise self._not_an_answer(media_type, response.content)
+            return response.content
+
+    async def embed_batches(
+        self,
+        request: EmbeddingRequest,
+        calls: list[tuple[str, dict[str, Any]]],
+        decode: Callable[[bytes], Any],
+    ) -> EmbeddingResponse:
+        """Post each ``(url, body)`` in turn; the vectors of all, checked against the inputs."""
+        vectors: list[list[float]] = []
+        tokens = 0
+        for url, body in calls:
+            embedded = decode(await self.post_json(url, body, request.model))
+            vectors.extend(embedded.vectors)
+            tokens += embedded.usage.input_tokens
+        if len(vectors) != len(request.input):
+            raise ParseError(
+                f"{self.base_url()} answered {len(vectors)} embeddings for "
+                f"{len(request.input)} inputs",
+                connection=self.settings.name,
+                model=request.model,
+            )
+        return EmbeddingResponse(
+            model=request.model, embeddings=vectors, usage=Usage(input_tokens=tokens)
+        )
 
     async def aclose(self) -> None:
         if self._owns_client:

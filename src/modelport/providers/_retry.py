@@ -24,7 +24,13 @@ from typing import Any, TypeAlias, TypeVar
 from modelport.errors import ModelportError
 from modelport.events import StreamEvent
 from modelport.providers import DEFAULT_RETRY_BASE_DELAY, DEFAULT_RETRY_MAX_DELAY, Provider
-from modelport.types import ChatRequest, ChatResponse, ModelInfo
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+)
 
 __all__ = ["OnRetry", "RetryingProvider", "backoff_delay"]
 
@@ -122,6 +128,11 @@ class RetryingProvider:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         return await self._call(lambda: self.inner.complete(request))
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """The inner provider's ``embed``, retried (check ``offers_embeddings(inner)`` first)."""
+        embed = self.inner.embed  # type: ignore[attr-defined]
+        return await self._call(lambda: embed(request))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         retry = 0

@@ -1,4 +1,4 @@
-"""Ollama's native API (``/api/chat``, ``/api/tags``)."""
+"""Ollama's native API (``/api/chat``, ``/api/embed``, ``/api/tags``)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 from modelport.errors import ModelNotFoundError, ModelportError
 from modelport.providers._http import HttpProvider, WireModule
-from modelport.types import ChatRequest
-from modelport.wire import ollama_ndjson
+from modelport.types import ChatRequest, EmbeddingRequest, EmbeddingResponse
+from modelport.wire import embeddings, ollama_ndjson
 
 __all__ = ["OllamaProvider"]
 
@@ -37,8 +37,8 @@ class OllamaProvider(HttpProvider):
     def chat_url(self) -> str:
         return f"{self.base_url()}/api/chat"
 
-    def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        body = super().request_body(request, stream=stream)
+    def build_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body = super().build_body(request, stream=stream)
         configured = self.settings.options.get("options")
         if configured:
             body["options"] = {**configured, **(body.get("options") or {})}
@@ -46,6 +46,13 @@ class OllamaProvider(HttpProvider):
 
     def models_url(self) -> str:
         return f"{self.base_url()}/api/tags"
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """``POST /api/embed``."""
+        url = f"{self.base_url()}/api/embed"
+        return await self.embed_batches(
+            request, [(url, embeddings.ollama_body(request))], embeddings.decode_ollama
+        )
 
     def auth_headers(self) -> dict[str, str]:
         headers = {}

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 from modelport.errors import ConfigError, ModelportError
 from modelport.providers._http import DEFAULT_HINT, HttpProvider, WireModule
 from modelport.providers._local_servers import local_server_hint
-from modelport.wire import openai_chat
+from modelport.types import EmbeddingRequest, EmbeddingResponse
+from modelport.wire import embeddings, openai_chat
 
 __all__ = ["OpenAICompatProvider"]
 
@@ -22,7 +23,8 @@ PLACEHOLDER_KEY = "modelport"
 
 
 class OpenAICompatProvider(HttpProvider):
-    """``POST {base_url}/chat/completions`` and ``GET {base_url}/models``.
+    """``POST {base_url}/chat/completions``, ``POST {base_url}/embeddings`` and
+    ``GET {base_url}/models``.
 
     The base URL includes the version segment (``https://api.openai.com/v1``,
     ``http://localhost:11434/v1``); the router supplies the default. A base URL
@@ -69,6 +71,13 @@ class OpenAICompatProvider(HttpProvider):
 
     def models_url(self) -> str:
         return f"{self.base_url()}/models"
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """``POST {base_url}/embeddings``."""
+        url = f"{self.base_url()}/embeddings"
+        return await self.embed_batches(
+            request, [(url, embeddings.openai_body(request))], embeddings.decode_openai
+        )
 
     def auth_headers(self) -> dict[str, str]:
         return {

@@ -18,9 +18,9 @@ from modelport.config import (
     resolve_address,
     split_address,
 )
-from modelport.errors import ModelNotFoundError, ModelportError
+from modelport.errors import InvalidRequestError, ModelNotFoundError, ModelportError
 from modelport.events import StreamEvent
-from modelport.providers import ConnectionSettings, Provider, ProviderFactory
+from modelport.providers import ConnectionSettings, Provider, ProviderFactory, offers_embeddings
 from modelport.providers._retry import OnRetry, RetryingProvider
 from modelport.routing._calls import CallCount, CallHold
 from modelport.routing._fallbacks import (
@@ -44,8 +44,21 @@ from modelport.routing._settings import (
     ladder_stamp,
     resolve_settings,
 )
-from modelport.routing._usage import Attribution, UsageTracker, track_answer, track_events
-from modelport.types import ChatRequest, ChatResponse, ModelInfo, ModelPrices
+from modelport.routing._usage import (
+    Attribution,
+    UsageTracker,
+    track_answer,
+    track_embedding,
+    track_events,
+)
+from modelport.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+    ModelPrices,
+)
 
 __all__ = ["Router"]
 
@@ -436,6 +449,85 @@ class Router:
         return await track_answer(
             self.ledger, route, provider, request, prices=prices, attribution=attribution
         )
+
+    async def embed(
+        self,
+        request: EmbeddingRequest,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        api: str = "python",
+        request_id: str | None = None,
+    ) -> EmbeddingResponse:
+        """Embed ``request.input`` with the model its address leads to.
+
+        Settings, keys, retries and the ledger work as for :meth:`complete`; the
+        answer's ``model`` is the address. Configured fallbacks are not walked:
+        another model's vectors live in another space, and mixing them into an
+        index would corrupt it silently. A connection whose provider cannot
+        embed fails with :class:`~modelport.errors.InvalidRequestError`.
+        """
+        if not request.input:
+            raise InvalidRequestError("Embeddings need at least one input")
+        self._calls.enter()
+        try:
+            return await self._embed(
+                request, api_key, base_url, timeout, max_retries, headers, api, request_id
+            )
+        finally:
+            self._calls.leave()
+
+    async def _embed(
+        self,
+        request: EmbeddingRequest,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float | None,
+        max_retries: int | None,
+        headers: Mapping[str, str] | None,
+        api: str,
+        request_id: str | None,
+    ) -> EmbeddingResponse:
+        address = resolve_address(request.model, self.config, env=self.env)
+        connection = address.partition("/")[0]
+        await self.load_providers(connection)
+        await self._keys.load(connection)
+        route = self.resolve(
+            address,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            headers=headers,
+        )
+        try:
+            if not offers_embeddings(route.provider):
+                raise InvalidRequestError(
+                    f"Connection {route.connection!r} does not offer embeddings "
+                    f"(compat {route.settings.compat!r}); use a model on an OpenAI-compatible, "
+                    "Ollama, Gemini or Azure connection, or a plugin that embeds",
+                    connection=route.connection,
+                    model=route.model,
+                )
+            provider = self._retrying(route.provider, route.settings)
+            bare = msgspec.structs.replace(request, model=route.model)
+            if self.ledger is None:
+                response = await provider.embed(bare)
+            else:
+                response = await track_embedding(
+                    self.ledger,
+                    route,
+                    lambda: provider.embed(bare),
+                    prices=self.prices_for(route.connection, route.model),
+                    attribution=Attribution(api, request_id),
+                )
+        finally:
+            if route.ephemeral:
+                await _aclose(route.provider)
+        return msgspec.structs.replace(response, model=route.address)
 
     # --- models and prices ------------------------------------------------
 

@@ -15,7 +15,8 @@ Settings resolve per call, first match wins:
 A key goes only to a URL it was paired with. The ladder: the call's
 ``api_key``; the stored key (keyring or key file), then the variable
 ``api_key_env`` names, then the vendor's usual variable (``OPENAI_API_KEY``
-only for the ``openai`` connection *and* OpenAI's URL); ``MODELPORT_API_KEY``
+only for the ``openai`` connection *and* OpenAI's URL; ``GEMINI_API_KEY``, then
+``GOOGLE_API_KEY``, for ``gemini`` and Google's URL); ``MODELPORT_API_KEY``
 last. The stored key and ``api_key_env`` are used only when the call goes to
 the connection's own URL — its configured ``base_url``, its preset's, or the
 provider's default when it has neither — so a per-call ``base_url`` elsewhere
@@ -41,7 +42,7 @@ from collections.abc import Callable, Mapping
 from typing import Literal
 from urllib.parse import urlsplit
 
-from modelport.config import PRESETS, Config, ConnectionConfig, check_base_url
+from modelport.config import PRESET_KEY_FALLBACKS, PRESETS, Config, ConnectionConfig, check_base_url
 from modelport.errors import ConfigError
 from modelport.providers import (
     BUILTIN_PROVIDERS,
@@ -154,7 +155,7 @@ def resolve_settings(
     own_url = url_source in ("config", "preset", "default") or (
         url_source == "call" and (_same_url(url, configured_url) or _same_url(url, preset_url))
     )
-    variables = _key_variables(table, preset, url) if own_url else []
+    variables = _key_variables(connection, table, preset, url) if own_url else []
     if not api_key:
         api_key = (stored_key(connection) or _first_set(variables, env)) if own_url else None
         if not api_key and _generic_key_allowed(compat, url, url_source, configured_url):
@@ -177,11 +178,11 @@ def resolve_settings(
 
 
 def _key_variables(
-    table: ConnectionConfig, preset: ConnectionConfig | None, url: str | None
+    connection: str, table: ConnectionConfig, preset: ConnectionConfig | None, url: str | None
 ) -> list[str]:
     """The variables that may hold the key for a call to the connection's own ``url``.
 
-    The connection's ``api_key_env``, then the vendor's own variable — only where
+    The connection's ``api_key_env``, then the vendor's own variables — only where
     the call goes to that vendor (the preset's compat *and* URL).
     """
     variables: list[str] = []
@@ -194,6 +195,7 @@ def _key_variables(
         and _same_url(url, preset.base_url)
     ):
         variables.append(preset.api_key_env)
+        variables.extend(PRESET_KEY_FALLBACKS.get(connection, ()))
     return variables
 
 
@@ -249,6 +251,7 @@ def ladder_stamp(
         env.get("MODELPORT_API_KEY"),
         env.get(key_env) if key_env else None,
         env.get(vendor_env) if vendor_env else None,
+        *(env.get(name) for name in PRESET_KEY_FALLBACKS.get(connection, ())),
         keys.cached(connection),
     )
 

@@ -4,23 +4,25 @@ A stream's events pass through :meth:`UsageTracker.track` as they arrive. A
 non-streaming call makes one non-streaming upstream request
 (``Provider.complete``), and the ledger sees the events its answer stands for
 (:func:`~modelport.aggregate.response_events`), so both paths record alike.
+An embedding call is recorded the same way, from one usage event holding its
+input tokens (:func:`track_embedding`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from modelport.aggregate import response_events
-from modelport.events import StreamEvent
+from modelport.events import StreamEvent, UsageEvent
 from modelport.providers import Provider
-from modelport.types import ChatRequest, ChatResponse, ModelPrices
+from modelport.types import ChatRequest, ChatResponse, EmbeddingResponse, ModelPrices
 
 if TYPE_CHECKING:
     from modelport.routing._route import Route
 
-__all__ = ["Attribution", "UsageTracker", "track_answer", "track_events"]
+__all__ = ["Attribution", "UsageTracker", "track_answer", "track_embedding", "track_events"]
 
 
 @runtime_checkable
@@ -84,6 +86,33 @@ async def track_answer(
         prices=prices,
         attribution=attribution,
     )
+    try:
+        async for _event in events:
+            pass
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+    return answer[0]
+
+
+async def track_embedding(
+    ledger: UsageTracker,
+    route: Route,
+    embed: Callable[[], Awaitable[EmbeddingResponse]],
+    *,
+    prices: ModelPrices | None,
+    attribution: Attribution,
+) -> EmbeddingResponse:
+    """``embed()``, recorded by ``ledger`` as a call whose usage is its input tokens."""
+    answer: list[EmbeddingResponse] = []
+
+    async def usage() -> AsyncIterator[StreamEvent]:
+        response = await embed()
+        answer.append(response)
+        yield UsageEvent(input_tokens=response.usage.input_tokens, cost=response.usage.cost)
+
+    events = track_events(ledger, route, usage(), prices=prices, attribution=attribution)
     try:
         async for _event in events:
             pass

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server import admin, anthropic_routes, openai_routes
+from modelport.server import admin, anthropic_routes, embedding_routes, openai_routes
 from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
@@ -166,6 +166,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *openai_routes.routes(),
         *anthropic_routes.routes(),
+        *embedding_routes.routes(),
         Route("/health", health_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),

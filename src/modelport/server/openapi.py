@@ -34,6 +34,7 @@ from modelport.server._openapi_builders import (
     _ref,
     _string,
 )
+from modelport.server._openapi_embeddings import _EMBEDDING_SCHEMAS
 from modelport.server._openapi_openai import _OPENAI_SCHEMAS
 from modelport.server._openapi_streams import _STREAM_SCHEMAS
 
@@ -87,6 +88,7 @@ _SCHEMAS: dict[str, Any] = {
         ("type", "error"),
     ),
     **_OPENAI_SCHEMAS,
+    **_EMBEDDING_SCHEMAS,
     **_ANTHROPIC_SCHEMAS,
     **_STREAM_SCHEMAS,
     "ModelList": _object(
@@ -252,6 +254,19 @@ def openapi_document() -> dict[str, Any]:
                         "required": True,
                     },
                     "responses": {"200": messages_ok, **_ANTHROPIC_ERRORS},
+                }
+            },
+            "/v1/embeddings": {
+                "post": {
+                    "operationId": "createEmbedding",
+                    "requestBody": {
+                        **_json_body(_ref("EmbeddingRequest"), "Texts to embed"),
+                        "required": True,
+                    },
+                    "responses": {
+                        "200": _json_body(_ref("EmbeddingList"), "One vector per input"),
+                        **_OPENAI_ERRORS,
+                    },
                 }
             },
             "/health": {

@@ -22,13 +22,14 @@ of scripted replies and a ``history`` of the requests it saw.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from modelport.events import FinishEvent, StreamEvent, TextEvent, UsageEvent
 from modelport.providers import BaseProvider, ConnectionSettings
 from modelport.testing._fake_upstream import FakeUpstream, RecordedRequest, Reply, fixtures_dir
-from modelport.types import ChatRequest, ModelInfo
+from modelport.types import ChatRequest, EmbeddingRequest, EmbeddingResponse, ModelInfo, Usage
 
 __all__ = [
     "FakeProvider",
@@ -81,6 +82,7 @@ class FakeProvider(BaseProvider):
     :class:`FakeReply` that raises its ``error`` after its ``events``. Replies
     are used in order and the last one repeats; with none, a short greeting.
     ``event_delay`` sleeps between events (to test cancellation and timing).
+    :meth:`embed` answers with stable made-up vectors.
     """
 
     def __init__(
@@ -98,6 +100,8 @@ class FakeProvider(BaseProvider):
         ]
         self.event_delay = event_delay
         self.history: list[ChatRequest] = []
+        #: The embedding requests it answered, in order.
+        self.embedded: list[EmbeddingRequest] = []
         #: Streams closed by their consumer before the scripted reply ended.
         self.cancelled = 0
         self.closed = False
@@ -132,6 +136,24 @@ class FakeProvider(BaseProvider):
                 self.cancelled += 1
         if reply.error is not None:
             raise reply.error
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """A vector per input, the same for the same input (``dimensions`` long, at most 64).
+
+        Each input counts as one token per word (a token array: its length).
+        """
+        self.embedded.append(request)
+        size = min(request.dimensions or 8, 64)
+        vectors: list[list[float]] = []
+        tokens = 0
+        for item in request.input:
+            text = item if isinstance(item, str) else " ".join(map(str, item))
+            tokens += len(text.split()) if isinstance(item, str) else len(item)
+            digest = hashlib.sha256(text.encode()).digest()
+            vectors.append([(digest[i % len(digest)] - 128) / 128 for i in range(size)])
+        return EmbeddingResponse(
+            model=request.model, embeddings=vectors, usage=Usage(input_tokens=tokens)
+        )
 
     async def aclose(self) -> None:
         self.closed = True

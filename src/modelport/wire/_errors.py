@@ -13,11 +13,12 @@ from modelport.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     ModelportError,
+    NetworkError,
     RateLimitError,
     UpstreamError,
 )
 
-__all__ = ["error_for_status", "excerpt", "parse_retry_after"]
+__all__ = ["error_for_status", "excerpt", "parse_retry_after", "truncated_stream"]
 
 _CONTEXT_HINTS = (
     "context_length_exceeded",
@@ -37,6 +38,11 @@ _SUM_OVER_LIMIT = re.compile(r"(\d[\d,]*)\s*\+\s*(\d[\d,]*)\s*>\s*(\d[\d,]*)")
 def excerpt(body: bytes | str, limit: int = 500) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def truncated_stream() -> NetworkError:
+    """The error for a body that ended before the stream said it had finished."""
+    return NetworkError("The upstream closed the stream before it finished")
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

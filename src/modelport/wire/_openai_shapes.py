@@ -72,6 +72,9 @@ class ErrorDetail(Shape):
     type: str | None = None
     code: int | str | None = None
     metadata: Any = None
+    #: Azure OpenAI's detail: ``{"code": "ResponsibleAIPolicyViolation",
+    #: "content_filter_result": {"hate": {"filtered": true, "severity": "high"}, …}}``.
+    innererror: Any = None
 
 
 class Groq(Shape):

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from modelport.errors import ModelNotFoundError, ModelportError, NetworkError, ParseError
+from modelport.errors import ModelNotFoundError, ModelportError, ParseError
 from modelport.events import (
     FinishEvent,
     ReasoningEvent,
@@ -47,9 +47,10 @@ from modelport.events import (
 )
 from modelport.types import Capabilities, FinishReason, ModelInfo
 from modelport.wire._anthropic_request import DEFAULT_MAX_TOKENS, EFFORT_BUDGETS, build_request
-from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._errors import error_for_status, excerpt, truncated_stream
 from modelport.wire._json import decode
-from modelport.wire._sse import SSEDecoder, SSEEvent
+from modelport.wire._sse import SSEEvent
+from modelport.wire._sse_stream import SSEStreamDecoder
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -236,7 +237,7 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) ->
 _TEXT, _THINKING, _TOOL, _IGNORED = 0, 1, 2, 3
 
 
-class StreamDecoder:
+class StreamDecoder(SSEStreamDecoder):
     """Turns the bytes of a ``stream: true`` answer into canonical events.
 
     Any split of the bytes yields the same events, then the same error:
@@ -251,26 +252,16 @@ class StreamDecoder:
     """
 
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._usage = _UsageState()
         # content-block index → (kind, tool-call ordinal)
         self._blocks: dict[int, tuple[int, int]] = {}
         self._calls = 0
         self._filled: set[int] = set()
         self._start_input: dict[int, bytes] = {}
-        self._done = False
         self._held: UsageEvent | None = None
-        self._deferred: ModelportError | None = None
         self.id: str | None = None
         self.model: str | None = None
-
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """The events completed by these bytes. Raises in-band errors and ``ParseError``."""
-        self._raise_deferred()
-        events: list[StreamEvent] = []
-        if not self._done:
-            self._dispatch(self._sse.feed(chunk), events)
-        return events
 
     def close(self) -> list[StreamEvent]:
         """End of the body. Raises ``NetworkError`` if the stream stopped before it finished."""
@@ -280,14 +271,8 @@ class StreamDecoder:
             self._dispatch(self._sse.close(), events)
             self._raise_deferred()
         if not self._done:
-            raise NetworkError("The upstream closed the stream before it finished")
+            raise truncated_stream()
         return events
-
-    def _raise_deferred(self) -> None:
-        if self._deferred is not None:
-            error, self._deferred = self._deferred, None
-            self._done = True
-            raise error
 
     def _dispatch(self, items: list[SSEEvent], out: list[StreamEvent]) -> None:
         for sse in items:
@@ -297,10 +282,7 @@ class StreamDecoder:
             try:
                 self._event(decode(_EVENT, sse.data, "Anthropic sent a stream event"), out)
             except ModelportError as exc:
-                if not out:
-                    self._done = True
-                    raise
-                self._deferred = exc
+                self._defer(exc, out)
                 return
             if self._held is not None and len(out) > before:
                 # The first content (or the finish) is here: the usage goes out just ahead.

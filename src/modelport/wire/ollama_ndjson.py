@@ -32,7 +32,6 @@ from modelport.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     ModelportError,
-    NetworkError,
     ParseError,
 )
 from modelport.events import (
@@ -53,7 +52,7 @@ from modelport.types import (
     ModelInfo,
     ThinkingPart,
 )
-from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._errors import error_for_status, excerpt, truncated_stream
 from modelport.wire._json import decode
 
 __all__ = [
@@ -282,7 +281,7 @@ class StreamDecoder:
         buffer, self._buffer = self._buffer, b""
         self._line(buffer, events)
         if not self._done:
-            raise NetworkError("The upstream closed the stream before it finished")
+            raise truncated_stream()
         return events
 
     def _line(self, line: bytes, events: list[StreamEvent]) -> None:

@@ -18,6 +18,12 @@ each with a dialect. Choices this module makes where they differ:
 * **Usage**: ``prompt_tokens_details.cached_tokens``, or DeepSeek's
   ``prompt_cache_hit_tokens``, is the cache read; OpenRouter's ``usage.cost`` is
   kept; Groq's ``x_groq.usage`` is read when ``usage`` is absent.
+* **Azure OpenAI** opens a stream with a chunk of ``prompt_filter_results``
+  and no choices, and may send choices whose ``delta`` is empty but for
+  ``content_filter_results``: neither is an event. Its ``finish_reason:
+  "content_filter"`` is ``content_filter``; a prompt its filter refused is a
+  400 with ``code: "content_filter"`` (an ``InvalidRequestError`` whose
+  message names the filtered categories from ``innererror``).
 * **Errors in the stream** (``data: {"error": ...}``) take their status from an
   integer ``code``, else from a well-known ``code``/``type`` string, else 500.
   Events decoded before the error in the same :meth:`StreamDecoder.feed` are
@@ -39,7 +45,7 @@ from typing import Any
 
 import msgspec
 
-from modelport.errors import ModelportError, NetworkError, ParseError
+from modelport.errors import ModelportError, ParseError
 from modelport.events import (
     FinishEvent,
     ReasoningEvent,
@@ -51,9 +57,10 @@ from modelport.events import (
 )
 from modelport.types import Capabilities, FinishReason, ModelInfo, ModelPrices
 from modelport.wire import _openai_shapes as _shapes
-from modelport.wire._errors import error_for_status, excerpt
+from modelport.wire._errors import error_for_status, excerpt, truncated_stream
 from modelport.wire._openai_request import build_request, effort_for_budget
-from modelport.wire._sse import SSEDecoder, SSEEvent
+from modelport.wire._sse import SSEEvent
+from modelport.wire._sse_stream import SSEStreamDecoder
 
 __all__ = [
     "StreamDecoder",
@@ -156,7 +163,24 @@ def _error_message(error: _shapes.ErrorDetail) -> str:
         if isinstance(raw, str) and raw and raw not in message:
             source = f"{provider}: " if isinstance(provider, str) else ""
             message = f"{message} ({source}{excerpt(raw, 300)})"
+    filtered = _filtered_categories(error.innererror)
+    if filtered:
+        message = f"{message} (Azure content filter: {filtered})"
     return message
+
+
+def _filtered_categories(inner: object) -> str:
+    """``hate (high), jailbreak`` from Azure's ``innererror.content_filter_result``."""
+    result = inner.get("content_filter_result") if isinstance(inner, dict) else None
+    if not isinstance(result, dict):
+        return ""
+    names = []
+    for category, verdict in result.items():
+        if isinstance(verdict, dict) and verdict.get("filtered") is True:
+            severity = verdict.get("severity")
+            shown = severity if isinstance(severity, str) and severity != "safe" else None
+            names.append(f"{category} ({shown})" if shown else str(category))
+    return ", ".join(names)
 
 
 # --- streaming --------------------------------------------------------------
@@ -173,7 +197,7 @@ class _Call:
         self.pending: list[str] = []
 
 
-class StreamDecoder:
+class StreamDecoder(SSEStreamDecoder):
     """``chat.completion.chunk`` stream → canonical events.
 
     Feed raw body bytes with :meth:`feed` and end with :meth:`close`, or feed
@@ -182,23 +206,12 @@ class StreamDecoder:
     """
 
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
-        self._done = False
+        super().__init__()
         self._finished = False
         self._refused = False
         self._calls: dict[int, _Call] = {}
         self._used: set[int] = set()
         self._last_usage: UsageEvent | None = None
-        self._deferred: ModelportError | None = None
-
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        """The events completed by these bytes. Raises in-band errors and ``ParseError``."""
-        self._raise_deferred()
-        if self._done:
-            return []
-        out: list[StreamEvent] = []
-        self._dispatch(self._sse.feed(chunk), out)
-        return out
 
     def close(self) -> list[StreamEvent]:
         """End of the body. Raises ``NetworkError`` if the stream stopped before it finished."""
@@ -211,10 +224,10 @@ class StreamDecoder:
                 self._raise_deferred()
             except ParseError as exc:
                 if not self._finished:
-                    raise self._truncated() from exc
+                    raise truncated_stream() from exc
                 raise
         if not (self._done or self._finished):
-            raise self._truncated()
+            raise truncated_stream()
         self._check_calls_named()
         return out
 
@@ -236,16 +249,6 @@ class StreamDecoder:
         self._check_calls_named()
         return out
 
-    @staticmethod
-    def _truncated() -> NetworkError:
-        return NetworkError("The upstream closed the stream before it finished")
-
-    def _raise_deferred(self) -> None:
-        if self._deferred is not None:
-            error, self._deferred = self._deferred, None
-            self._done = True
-            raise error
-
     def _dispatch(self, events: list[SSEEvent], out: list[StreamEvent]) -> None:
         for sse in events:
             data = sse.data
@@ -260,10 +263,7 @@ class StreamDecoder:
                     raise error_for_status(500, excerpt(data, 300))
                 self._process(chunk, out)
             except ModelportError as exc:
-                if not out:
-                    self._done = True
-                    raise
-                self._deferred = exc
+                self._defer(exc, out)
                 return
 
     def _process(self, chunk: _shapes.Chunk, out: list[StreamEvent]) -> None:

@@ -1,0 +1,73 @@
+"""``POST /v1/embeddings``: OpenAI's embeddings API in front of any model that embeds.
+
+The body is read with :mod:`modelport.wire.openai_embeddings_server`, the call
+goes through the router (settings, keys, retries, the usage ledger) and the
+vectors go back as floats or, as the official SDKs ask by default, base64.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from modelport.errors import ModelportError
+from modelport.server._chat import read_json, reject
+from modelport.server._errors import json_error, scrub_secrets
+from modelport.server._streaming import internal_error
+from modelport.wire import openai_embeddings_server as wire
+
+__all__ = ["routes"]
+
+
+async def embeddings(request: Request) -> Response:
+    try:
+        payload = await read_json(request)
+        embedding, encoding = wire.parse_request(payload)
+    except Exception as exc:
+        return reject(request, wire, exc)
+    state = request.app.state
+    address = embedding.model
+    request.scope.setdefault("state", {})["model"] = address
+    # 128 random bits, as for chat ids; the ledger records the call under it.
+    request_id = f"embd-{random.getrandbits(128):032x}"
+    try:
+        response = await state.router.embed(embedding, api="openai", request_id=request_id)
+    except Exception as exc:
+        failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
+        scrub_secrets(state, failure)
+        _finished(state, request, address, failure)
+        return json_error(wire, failure)
+    _finished(state, request, address, None, usage=response.usage)
+    # The client sees the name it asked for (an alias stays an alias), as chats do.
+    answered = msgspec.structs.replace(response, model=address)
+    return Response(
+        wire.encode_response(answered, encoding_format=encoding), media_type="application/json"
+    )
+
+
+def _finished(
+    state: Any,
+    request: Request,
+    address: str,
+    error: ModelportError | None,
+    *,
+    usage: Any = None,
+) -> None:
+    """Report the call to the metrics and the health table, as chats are."""
+    if error is None:
+        if usage is not None:
+            state.metrics.observe_usage(address, usage)
+        state.health.record(address, None)
+        return
+    state.metrics.observe_error(error)
+    state.health.record(address, error)
+    request.scope.setdefault("state", {})["error"] = type(error).__name__
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/v1/embeddings", embeddings, methods=["POST"])]
