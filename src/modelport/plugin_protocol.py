@@ -41,6 +41,7 @@ __all__ = [
     "ChunkParams",
     "ConfigField",
     "InitializeParams",
+    "OAuthBlock",
     "ProtocolError",
     "ProviderRequestParams",
     "RegisterParams",
@@ -99,10 +100,30 @@ class InitializeParams(TypedDict):
 
 
 class ConfigField(TypedDict):
+    """One value the user gives the provider. ``password`` values are secrets; an
+    ``oauth`` field receives a fresh OAuth access token on every request."""
+
     key: str
     label: NotRequired[str]
-    type: NotRequired[Literal["text", "password"]]
+    type: NotRequired[Literal["text", "password", "oauth"]]
     required: NotRequired[bool]
+
+
+class OAuthBlock(TypedDict):
+    """Where a provider's users log in (``modelport login <providerId>`` runs the flow).
+
+    The user's ``[connections.<providerId>.oauth]`` overrides it; a client
+    secret is never part of a registration.
+    """
+
+    authorizeUrl: str
+    tokenUrl: str
+    clientId: str
+    scopes: NotRequired[list[str]]
+    redirectPort: NotRequired[int]
+    redirectPath: NotRequired[str]
+    redirectHost: NotRequired[str]
+    params: NotRequired[dict[str, str]]
 
 
 class RegisterParams(TypedDict):
@@ -113,6 +134,7 @@ class RegisterParams(TypedDict):
     requiresKey: NotRequired[bool]
     configFields: NotRequired[list[ConfigField]]
     models: NotRequired[list[dict[str, Any]]]
+    oauth: NotRequired[OAuthBlock]
 
 
 class ProviderRequestParams(TypedDict):

@@ -95,14 +95,39 @@ class UnviableKeyring(MemoryKeyring):
     "backend", [null.Keyring(), fail.Keyring(), LockedKeyring(), UnviableKeyring()]
 )
 def test_without_a_usable_keyring_keys_live_in_the_file(backend: KeyringBackend) -> None:
-    set_key("anthropic", "sk-ant-test", backend=backend)
+    stored = set_key("anthropic", "sk-ant-test", backend=backend)
+    assert (stored.place, stored.path) == ("file", keys_path())
+    assert str(keys_path()) in stored.describe()
     assert get_key("anthropic", backend=backend) == "sk-ant-test"
     data = json.loads(keys_path().read_text())
     assert data["keys"] == {"anthropic": "sk-ant-test"}
     assert delete_key("anthropic", backend=backend) is True
     assert get_key("anthropic", backend=backend) is None
     assert delete_key("anthropic", backend=backend) is False
-    assert "file" in key_storage(backend=backend) or isinstance(backend, LockedKeyring)
+    assert str(keys_path()) in key_storage(backend=backend)
+
+
+@pytest.mark.parametrize("backend", [null.Keyring(), fail.Keyring(), UnviableKeyring()])
+def test_without_a_keyring_the_file_says_so(backend: KeyringBackend) -> None:
+    stored = set_key("anthropic", "sk-ant-test", backend=backend)
+    assert stored.reason == "no OS keyring is available"
+    assert stored.describe().endswith("because no OS keyring is available")
+
+
+def test_a_locked_keyring_is_named_as_the_reason_the_key_went_to_the_file() -> None:
+    stored = set_key("anthropic", "sk-ant-test", backend=LockedKeyring())
+    assert stored.place == "file"
+    assert stored.reason is not None
+    assert "LockedKeyring" in stored.reason and "refused" in stored.reason
+    assert "KeyringLocked" in stored.reason
+    assert "sk-ant-test" not in stored.describe()
+
+
+def test_a_working_keyring_is_where_the_key_went() -> None:
+    stored = set_key("openai", "sk-test-1", backend=MemoryKeyring())
+    assert stored.place == "keyring"
+    assert "MemoryKeyring" in stored.describe()
+    assert "file" not in stored.describe()
 
 
 def test_the_default_backend_in_tests_is_null_so_the_file_is_used() -> None:

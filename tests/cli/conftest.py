@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+# The OAuth authorization server fixtures, for the login commands' tests.
+from tests.auth.conftest import oauth_server, oauth_servers  # noqa: F401
+
 
 @dataclass(frozen=True)
 class CliResult:

@@ -83,3 +83,23 @@ def test_subprocess_round_trip(cli_process: RunCli, home: Path) -> None:
     assert "openrouter" in listed.stdout
     assert SECRET not in stored.stdout + stored.stderr + listed.stdout + listed.stderr
     assert "Traceback" not in stored.stderr + listed.stderr
+
+
+def test_set_with_a_locked_keyring_says_the_key_went_to_the_file_and_why(
+    cli: RunCli, home: Path, monkeypatch
+) -> None:
+    import keyring
+
+    from tests.auth.test_keys import LockedKeyring
+
+    monkeypatch.setattr(keyring.core, "_keyring_backend", LockedKeyring())
+
+    result = cli("keys", "set", "anthropic", "--stdin", input=SECRET)
+
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((home / "keys.json").read_text())["keys"] == {"anthropic": SECRET}
+    message = " ".join(result.stderr.split())
+    assert "OS keyring (" not in message.split("because")[0]  # never "stored in the keyring"
+    assert f"in the file {home / 'keys.json'}" in message
+    assert "because the OS keyring" in message and "refused it (KeyringLocked)" in message
+    assert SECRET not in result.stdout + result.stderr

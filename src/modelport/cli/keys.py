@@ -1,8 +1,9 @@
 """``modelport keys``: store, remove and list API keys, never showing one.
 
-Keys go to the OS keyring (``connection:<name>``) or, where there is none, to
-an owner-only file under ``MODELPORT_HOME``; :mod:`modelport.auth.keys`
-decides which. ``keys set`` prompts with hidden input, or reads ``--stdin``
+Keys go to the OS keyring (``connection:<name>``) or, where there is none or
+it refuses the write, to an owner-only file under ``MODELPORT_HOME``;
+:mod:`modelport.auth.keys` decides which, and ``keys set`` says where the key
+went and why. ``keys set`` prompts with hidden input, or reads ``--stdin``
 for scripts, so a key never lands in the shell history. A running gateway is
 told to read its keys again (:mod:`modelport.cli._gateway`).
 """
@@ -45,7 +46,7 @@ def set_(
     ] = False,
 ) -> None:
     """Store the key for connection NAME (prompted with hidden input)."""
-    from modelport.auth.keys import key_storage, set_key
+    from modelport.auth.keys import set_key
 
     if stdin:
         value = sys.stdin.read().strip()
@@ -53,9 +54,13 @@ def set_(
         value = typer.prompt(f"Key for {name}", hide_input=True, err=True).strip()
     if not value:
         fail("empty key; nothing stored")
-    set_key(name, value)
+    stored = set_key(name, value)
     reloaded = tell_gateway_to_reload()
-    err_console().print(f"Stored the key for {name!r} in {key_storage()}{reloaded}.", markup=False)
+    # Where it really went: a locked keyring sends the key to the file, and saying
+    # "OS keyring" then would be a lie about where a secret lies.
+    err_console().print(
+        f"Stored the key for {name!r} in {stored.describe()}{reloaded}.", markup=False
+    )
 
 
 @keys_app.command(name="remove")

@@ -37,6 +37,7 @@ from modelport.config._load import (
     ConnectionConfig,
     GatewayConfig,
     IgnoredSettings,
+    OAuthConfig,
     check_base_url,
     find_project_dir,
     global_config_path,
@@ -45,6 +46,7 @@ from modelport.config._load import (
     parse_config,
     project_config_path,
 )
+from modelport.config._oauth import parse_oauth
 from modelport.config._write import (
     edit_config,
     get_value,
@@ -63,6 +65,7 @@ __all__ = [
     "ConnectionConfig",
     "GatewayConfig",
     "IgnoredSettings",
+    "OAuthConfig",
     "check_base_url",
     "default_model",
     "edit_config",
@@ -72,6 +75,7 @@ __all__ = [
     "load_config",
     "modelport_home",
     "parse_config",
+    "parse_oauth",
     "project_config_path",
     "remove_connection",
     "resolve_address",

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from modelport.config._connection_keys import check_connection_keys
+from modelport.config._inline_secrets import refuse_inline_secrets
+from modelport.config._oauth import OAuthConfig, check_auth, parse_oauth
 from modelport.errors import ConfigError
 from modelport.types import ModelPrices
 
@@ -26,6 +28,7 @@ __all__ = [
     "ConnectionConfig",
     "GatewayConfig",
     "IgnoredSettings",
+    "OAuthConfig",
     "check_base_url",
     "find_project_dir",
     "global_config_path",
@@ -58,7 +61,8 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     ``retry_max_delay`` bound the backoff between retries. ``options`` holds
     every other key of the table, untouched (an adapter's own settings, a
     plugin's ``configFields`` values); only keys with an effect get here
-    (:mod:`modelport.config._connection_keys`).
+    (:mod:`modelport.config._connection_keys`). ``auth`` (``key``, ``oauth``,
+    ``auto``) and ``oauth`` say how the connection logs in (:mod:`._oauth`).
     """
 
     compat: str | None = None
@@ -74,6 +78,8 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+    auth: str | None = None
+    oauth: OAuthConfig | None = None
 
 
 class _ConnectionFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -89,6 +95,8 @@ class _ConnectionFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     max_tokens: Annotated[int, msgspec.Meta(gt=0)] | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
+    auth: str | None = None
+    oauth: OAuthConfig | None = None
 
 
 _CONNECTION_KEYS = frozenset(_ConnectionFields.__struct_fields__)
@@ -453,6 +461,7 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 f"{path}: [{where}]: a connection name cannot be empty or contain '/', "
                 "because model addresses are split at the first slash"
             )
+        refuse_inline_secrets(name, table, path)
         preset = PRESETS.get(name)
         check_connection_keys(
             path,
@@ -472,6 +481,14 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 raise ConfigError(
                     f"{path}: [{where}]: unknown key {key!r}. Did you mean {close[0]!r}?"
                 )
+        compat = table.get("compat")
+        plugin = isinstance(compat, str) and compat.startswith("plugin:")
+        try:
+            check_auth(name, table, plugin=plugin)
+            if "oauth" in table:
+                parse_oauth(table["oauth"], f"[{where}.oauth]")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.message}", connection=name) from None
         known = {k: v for k, v in table.items() if k in _CONNECTION_KEYS}
         try:
             msgspec.convert(known, _ConnectionFields)

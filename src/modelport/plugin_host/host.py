@@ -37,7 +37,8 @@ from modelport.trust import TrustStore
 from modelport.types import ModelInfo
 
 if TYPE_CHECKING:
-    from modelport.config import Config
+    from modelport.auth.session import TokenBroker
+    from modelport.config import Config, OAuthConfig
 
 __all__ = ["PluginHost", "PluginState", "ProviderRegistry"]
 
@@ -82,6 +83,7 @@ class PluginHost:
         config: Config | None = None,
         get_key: Callable[[str], str | None] | None = None,
         environ: Mapping[str, str] | None = None,
+        tokens: TokenBroker | None = None,
         initialize_timeout: float = 10.0,
         request_timeout: float = 120.0,
         shutdown_timeout: float = 2.0,
@@ -104,6 +106,7 @@ class PluginHost:
             get_key=get_key,
             environ=environ,
             request_timeout=request_timeout,
+            tokens=tokens,
         )
         self.initialize_timeout = initialize_timeout
         self.shutdown_timeout = shutdown_timeout
@@ -328,6 +331,7 @@ class PluginHost:
     async def aclose(self) -> None:
         """Stop every plugin; the host can be loaded again afterwards."""
         await asyncio.gather(*(self.stop(name) for name in list(self._plugins)))
+        await self._table.aclose()
 
     def _cancel_restart(self, plugin: _Plugin) -> None:
         if plugin.restart_task is not None and not plugin.restart_task.done():
@@ -444,6 +448,7 @@ class PluginHost:
         plugin = self._plugins[name]
         found, manifest = plugin.found, plugin.found.manifest
         process = plugin.process
+        scrub = self._table.scrub
         info: dict[str, Any] = {
             "name": plugin.name,
             "version": manifest.version if manifest else None,
@@ -456,8 +461,8 @@ class PluginHost:
             "pid": process.pid if process is not None and process.alive else None,
             "restarts": plugin.restarts,
             "exit_code": plugin.exit_code,
-            "error": plugin.error,
-            "problems": list(plugin.problems),
+            "error": scrub(plugin.error) if plugin.error else plugin.error,
+            "problems": [scrub(problem) for problem in plugin.problems],
             "overrides": str(found.overrides) if found.overrides else None,
             "providers": [
                 {
@@ -472,8 +477,17 @@ class PluginHost:
             ],
         }
         if stderr:
-            info["stderr"] = list(plugin.stderr)
+            # A plugin may print what it was given; no secret of ours leaves through its log.
+            info["stderr"] = [scrub(line) for line in plugin.stderr]
         return info
+
+    def oauth_config(self, provider_id: str) -> OAuthConfig | None:
+        """Where the users of a registered provider log in (``modelport login <id>``):
+        ``[connections.<id>.oauth]``, else its registration's ``oauth`` block."""
+        provider = self._table.providers.get(provider_id)
+        if provider is None:
+            return None
+        return self._table.oauth_config(provider.registration)
 
     def describe_all(self) -> list[dict[str, Any]]:
         return [self.describe(name) for name in self.names]

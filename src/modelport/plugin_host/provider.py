@@ -2,7 +2,9 @@
 
 :class:`PluginProvider` turns a :class:`~modelport.types.ChatRequest` into a
 ``provider.stream`` / ``provider.complete`` call (the request in OpenAI form
-plus ``providerConfig``) and the ``provider.chunk`` notifications and final
+plus ``providerConfig``; for a provider that logs in with OAuth, the current
+access token in its ``oauth`` field, see :meth:`PluginProvider.with_access_token`)
+and the ``provider.chunk`` notifications and final
 answer back into canonical events, through the one OpenAI chunk decoder in
 :mod:`modelport.wire.openai_chat`; ``provider.embed`` (optional) takes an
 OpenAI ``/embeddings`` body and answers an embeddings ``list``. A caller that
@@ -20,7 +22,14 @@ from typing import Any
 
 from modelport import plugin_protocol
 from modelport.aggregate import aaggregate
-from modelport.errors import AuthError, InvalidRequestError, ModelportError, PluginError
+from modelport.config import OAuthConfig, parse_oauth
+from modelport.errors import (
+    AuthError,
+    ConfigError,
+    InvalidRequestError,
+    ModelportError,
+    PluginError,
+)
 from modelport.events import FinishEvent, StreamEvent, UsageEvent
 from modelport.plugin_host.process import PluginProcess
 from modelport.plugin_protocol import ConfigField, RegisterParams
@@ -36,6 +45,7 @@ from modelport.types import (
 
 __all__ = [
     "PluginProvider",
+    "DEFAULT_OAUTH_FIELD",
     "Registration",
     "normalise_provider_id",
     "parse_registration",
@@ -43,6 +53,19 @@ __all__ = [
 ]
 
 _PROVIDER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+#: The ``providerConfig`` key of the access token when a provider declares no ``oauth`` field.
+DEFAULT_OAUTH_FIELD = "accessToken"
+#: A registration's ``oauth`` block (camelCase, as on the wire) → ``[connections.X.oauth]`` keys.
+_OAUTH_KEYS = {
+    "authorizeUrl": "authorize_url",
+    "tokenUrl": "token_url",
+    "clientId": "client_id",
+    "scopes": "scopes",
+    "redirectPort": "redirect_port",
+    "redirectPath": "redirect_path",
+    "redirectHost": "redirect_host",
+    "params": "params",
+}
 _request_ids = itertools.count(1)
 
 
@@ -71,6 +94,25 @@ class Registration:
     requires_key: bool = False
     config_fields: tuple[ConfigField, ...] = ()
     models: tuple[ModelInfo, ...] = ()
+    #: Where its users log in, from the registration's ``oauth`` block.
+    oauth: OAuthConfig | None = None
+
+    @property
+    def oauth_field(self) -> str | None:
+        """The ``configFields`` key of type ``oauth``, if the provider declared one."""
+        for spec in self.config_fields:
+            if spec.get("type") == "oauth":
+                return spec["key"]
+        return None
+
+    @property
+    def wants_oauth(self) -> bool:
+        """Whether the provider asked for OAuth (an ``oauth`` block or an ``oauth`` field)."""
+        return self.oauth is not None or self.oauth_field is not None
+
+    @property
+    def has_password(self) -> bool:
+        return any(spec.get("type") == "password" for spec in self.config_fields)
 
 
 def _pick(data: Mapping[str, Any], *keys: str) -> Any:
@@ -141,6 +183,12 @@ def parse_registration(params: Any, *, plugin: str) -> Registration:
             '{"key": "apiKey", "label": "API key", "type": "password"}, '
             "or drop requiresKey"
         )
+    kinds = {f.get("type", "text") for f in fields}
+    if not kinds <= {"text", "password", "oauth"}:
+        raise InvalidRequestError("a configFields 'type' must be text, password or oauth")
+    if sum(f.get("type") == "oauth" for f in fields) > 1:
+        raise InvalidRequestError("'configFields' may hold one field of type oauth at most")
+    oauth = _oauth_block(raw.get("oauth"), provider_id)
     parsed = [_model(m, provider_id, capabilities) for m in models]
     ids = [m.id for m in parsed]
     if len(ids) != len(set(ids)):
@@ -154,7 +202,30 @@ def parse_registration(params: Any, *, plugin: str) -> Registration:
         requires_key=requires_key,
         config_fields=tuple(fields),
         models=tuple(parsed),
+        oauth=oauth,
     )
+
+
+def _oauth_block(block: Any, provider_id: str) -> OAuthConfig | None:
+    """A registration's ``oauth`` block, checked as strictly as the user's own table."""
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise InvalidRequestError("'oauth' must be an object")
+    unknown = sorted(set(block) - set(_OAUTH_KEYS))
+    if unknown:
+        raise InvalidRequestError(
+            f"'oauth' has unknown keys {unknown} (known: {', '.join(sorted(_OAUTH_KEYS))}); "
+            "a client secret never travels in a registration: the user sets "
+            f"client_secret_env under [connections.{provider_id}.oauth]"
+        )
+    try:
+        return parse_oauth(
+            {_OAUTH_KEYS[key]: value for key, value in block.items()},
+            f"the 'oauth' block of provider {provider_id!r}",
+        )
+    except ConfigError as exc:
+        raise InvalidRequestError(exc.message) from None
 
 
 def resolve_provider_config(
@@ -163,6 +234,7 @@ def resolve_provider_config(
     *,
     get_key: Callable[[str], str | None],
     environ: Mapping[str, str] | None = None,
+    access_token: str | None = None,
 ) -> dict[str, Any]:
     """The ``providerConfig`` for one request, from ``[connections.<providerId>]``.
 
@@ -170,16 +242,25 @@ def resolve_provider_config(
     (the host fills that in from the connection's ``api_key_env``), else the
     table itself, else the keyring (``get_key(providerId)``). A
     provider with ``requiresKey`` and no password value fails with an
-    :class:`AuthError` that says what to fill in.
+    :class:`AuthError` that says what to fill in. With an OAuth
+    ``access_token``, the call logs in with it instead: the token goes in the
+    provider's ``oauth`` field (:data:`DEFAULT_OAUTH_FIELD` when it declared
+    none), and no key is sent.
     """
     environ = os.environ if environ is None else environ
     pid = registration.provider_id
     config: dict[str, Any] = {}
     missing: list[str] = []
     passwords: list[str] = []
+    if access_token is not None:
+        config[registration.oauth_field or DEFAULT_OAUTH_FIELD] = access_token
     for spec in registration.config_fields:
         key = spec["key"]
         value: Any = options.get(key)
+        if spec.get("type") == "oauth":
+            continue  # filled with the access token above, or not at all in key mode
+        if spec.get("type") == "password" and access_token is not None:
+            continue  # an OAuth call carries the token, never also a key
         if spec.get("type") == "password":
             passwords.append(key)
             env_name = options.get(f"{key}_env")
@@ -192,7 +273,11 @@ def resolve_provider_config(
                 missing.append(key)
             continue
         config[key] = value
-    if registration.requires_key and not any(config.get(k) for k in passwords):
+    if (
+        access_token is None
+        and registration.requires_key
+        and not any(config.get(k) for k in passwords)
+    ):
         raise AuthError(
             f"The provider {pid!r} (plugin {registration.plugin!r}) needs a key: run "
             f"'modelport keys set {pid}', or name an environment variable with "
@@ -213,7 +298,8 @@ class PluginProvider:
     """One registered provider of one plugin, reached through ``process()``.
 
     ``process`` returns the plugin's live process or raises :class:`PluginError`;
-    ``provider_config`` builds ``providerConfig`` (or raises :class:`AuthError`).
+    ``provider_config`` builds ``providerConfig`` (or raises :class:`AuthError`);
+    it is called with ``access_token=`` when the call logs in with OAuth.
     """
 
     def __init__(
@@ -221,13 +307,32 @@ class PluginProvider:
         registration: Registration,
         *,
         process: Callable[[], PluginProcess],
-        provider_config: Callable[[Registration], dict[str, Any]],
+        provider_config: Callable[..., dict[str, Any]],
         timeout: float = 120.0,
+        access_token: str | None = None,
     ) -> None:
         self.registration = registration
         self._process = process
         self._provider_config = provider_config
         self.timeout = timeout
+        self._access_token = access_token
+
+    def with_access_token(self, token: str) -> PluginProvider:
+        """This provider for calls that carry ``token`` in ``providerConfig``
+        (what :class:`~modelport.auth.provider.OAuthProvider` builds per token)."""
+        return PluginProvider(
+            self.registration,
+            process=self._process,
+            provider_config=self._provider_config,
+            timeout=self.timeout,
+            access_token=token,
+        )
+
+    def _config(self) -> dict[str, Any]:
+        """This request's ``providerConfig``: the access token too, for an OAuth call."""
+        if self._access_token is None:
+            return self._provider_config(self.registration)
+        return self._provider_config(self.registration, access_token=self._access_token)
 
     @property
     def provider_id(self) -> str:
@@ -240,7 +345,7 @@ class PluginProvider:
         from modelport.wire.openai_chat import build_request
 
         options = build_request(request, stream=stream)
-        options["providerConfig"] = self._provider_config(self.registration)
+        options["providerConfig"] = self._config()
         request_id = f"req-{next(_request_ids)}"
         return request_id, {
             "requestId": request_id,
@@ -349,7 +454,7 @@ class PluginProvider:
         options = openai_body(request)
         try:
             process = self._process()
-            options["providerConfig"] = self._provider_config(self.registration)
+            options["providerConfig"] = self._config()
             request_id = f"req-{next(_request_ids)}"
             params = {"requestId": request_id, "providerId": self.provider_id, "options": options}
             call = await process.call(plugin_protocol.PROVIDER_EMBED, params, request_id=request_id)

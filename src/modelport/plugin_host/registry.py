@@ -7,19 +7,32 @@ a configured connection or a connection's ``compat`` (reporting the clash,
 never resolving it silently), hands accepted providers to the router, and
 builds each request's ``providerConfig`` from ``[connections.<providerId>]``,
 the environment and the keyring.
+
+A provider that asks for OAuth (an ``oauth`` block or an ``oauth`` config
+field in its registration) goes to the router behind an
+:class:`~modelport.auth.provider.OAuthProvider`: each request's
+``providerConfig`` carries a fresh access token from the same
+:class:`~modelport.auth.session.TokenBroker` the router uses, and a 401 the
+plugin reports is answered with one refresh and one retry. Its mode is the
+connection's ``auth``, else ``auto`` when it also declares a password field
+(the key when one is set, else OAuth), else ``oauth``. Every secret handed to
+a plugin is remembered, so :meth:`ProviderTable.scrub` can take it out of the
+plugin's stderr before anyone is shown it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from modelport.config import PRESETS
-from modelport.errors import InvalidRequestError, ModelportError
+from modelport.config import PRESETS, OAuthConfig
+from modelport.errors import ConfigError, InvalidRequestError, ModelportError
 from modelport.plugin_host.process import PluginProcess
 from modelport.plugin_host.provider import (
+    DEFAULT_OAUTH_FIELD,
     PluginProvider,
     Registration,
     normalise_provider_id,
@@ -30,7 +43,12 @@ from modelport.providers import BUILTIN_PROVIDERS, ENTRY_POINT_GROUP
 from modelport.types import ModelInfo
 
 if TYPE_CHECKING:
+    from modelport.auth.session import TokenBroker
     from modelport.config import Config
+    from modelport.providers import Provider
+
+#: How many secrets handed to plugins are remembered for scrubbing (tokens rotate).
+_REMEMBERED_SECRETS = 256
 
 __all__ = ["ProviderRegistry", "ProviderTable"]
 
@@ -56,12 +74,16 @@ class ProviderTable:
         get_key: Callable[[str], str | None] | None,
         environ: Mapping[str, str] | None,
         request_timeout: float,
+        tokens: TokenBroker | None = None,
     ) -> None:
         self.router = router
         self.config = config
         self.request_timeout = request_timeout
         self._get_key = get_key
         self._environ = environ
+        self._tokens = tokens
+        self._own_tokens = False
+        self._secrets: OrderedDict[str, None] = OrderedDict()
         self.providers: dict[str, PluginProvider] = {}
 
     def models(self) -> list[ModelInfo]:
@@ -82,7 +104,9 @@ class ProviderTable:
         )
         if self.router is not None:
             try:
-                self.router.register_provider(pid, provider, list(registration.models))
+                self.router.register_provider(
+                    pid, self._with_login(provider), list(registration.models)
+                )
             except ModelportError:
                 raise
             except Exception as exc:  # the router's own refusal, whatever its type
@@ -147,8 +171,7 @@ class ProviderTable:
             with contextlib.suppress(Exception):
                 self.router.unregister_provider(pid)
 
-    def provider_config(self, registration: Registration) -> dict[str, Any]:
-        """``providerConfig`` for one request (raises AuthError when a required key is missing)."""
+    def _options(self, registration: Registration) -> dict[str, Any]:
         pid = registration.provider_id
         connection = self.config.connection(pid) if self.config is not None else None
         options = dict(connection.options) if connection is not None else {}
@@ -161,12 +184,128 @@ class ProviderTable:
             for spec in registration.config_fields:
                 if spec.get("type") == "password":
                     options.setdefault(f"{spec['key']}_env", connection.api_key_env)
-        return resolve_provider_config(
+        return options
+
+    def provider_config(
+        self, registration: Registration, *, access_token: str | None = None
+    ) -> dict[str, Any]:
+        """``providerConfig`` for one request (raises AuthError when a required key is missing).
+
+        ``access_token`` is the OAuth token of a call that logs in with OAuth.
+        """
+        if access_token is None and self.auth_mode(registration) == "oauth":
+            # Only reached when no login endpoints are known (else OAuthProvider brings a token).
+            pid = registration.provider_id
+            raise ConfigError(
+                f"The provider {pid!r} logs in with OAuth, but neither its registration nor "
+                f"[connections.{pid}.oauth] in config.toml says where: add that table with "
+                "authorize_url, token_url and client_id",
+                connection=pid,
+            )
+        config = resolve_provider_config(
             registration,
-            options,
+            self._options(registration),
             get_key=self._get_key or _keyring_get,
             environ=self._environ if self._environ is not None else os.environ,
+            access_token=access_token,
         )
+        self._remember(registration, config)
+        return config
+
+    # --- OAuth ----------------------------------------------------------------
+
+    def auth_mode(self, registration: Registration) -> str:
+        """``key``, ``oauth`` or ``auto`` for this provider (see the module docstring)."""
+        pid = registration.provider_id
+        configured = self.config.connections.get(pid) if self.config is not None else None
+        if configured is not None and configured.auth is not None:
+            return configured.auth
+        if configured is not None and configured.oauth is not None:
+            return "auto" if registration.has_password else "oauth"
+        if not registration.wants_oauth:
+            return "key"
+        return "auto" if registration.has_password else "oauth"
+
+    def oauth_config(self, registration: Registration) -> OAuthConfig | None:
+        """Where this provider's users log in: ``[connections.<id>.oauth]``, else the
+        registration's ``oauth`` block."""
+        pid = registration.provider_id
+        configured = self.config.connections.get(pid) if self.config is not None else None
+        if configured is not None and configured.oauth is not None:
+            return configured.oauth
+        return registration.oauth
+
+    def _has_key(self, registration: Registration) -> bool:
+        try:
+            config = resolve_provider_config(
+                registration,
+                self._options(registration),
+                get_key=self._get_key or _keyring_get,
+                environ=self._environ if self._environ is not None else os.environ,
+            )
+        except ModelportError:
+            return False
+        return any(
+            config.get(spec["key"])
+            for spec in registration.config_fields
+            if spec.get("type") == "password"
+        )
+
+    def _with_login(self, provider: PluginProvider) -> Provider | PluginProvider:
+        """``provider``, behind an OAuthProvider when it logs in with OAuth."""
+        registration = provider.registration
+        mode = self.auth_mode(registration)
+        config = self.oauth_config(registration)
+        if mode == "key" or config is None:
+            return provider
+        from modelport.auth.provider import OAuthProvider
+
+        session = self._broker().session(registration.provider_id, config)
+        key_provider = None
+        if mode == "auto":
+
+            def key_provider() -> PluginProvider | None:
+                return provider if self._has_key(registration) else None
+
+        return OAuthProvider(
+            session, provider.with_access_token, key_provider=key_provider, embeds=True
+        )
+
+    def _broker(self) -> TokenBroker:
+        if self._tokens is None:
+            from modelport.auth.session import TokenBroker
+
+            self._tokens = TokenBroker()
+            self._own_tokens = True
+        return self._tokens
+
+    async def aclose(self) -> None:
+        if self._own_tokens and self._tokens is not None:
+            await self._tokens.aclose()
+
+    # --- keeping secrets out of what plugins write ---------------------------------
+
+    def _remember(self, registration: Registration, config: Mapping[str, Any]) -> None:
+        secret_keys = {
+            spec["key"]
+            for spec in registration.config_fields
+            if spec.get("type") in ("password", "oauth")
+        }
+        secret_keys.add(registration.oauth_field or DEFAULT_OAUTH_FIELD)
+        for key in secret_keys:
+            value = config.get(key)
+            if isinstance(value, str) and len(value) >= 4:
+                self._secrets[value] = None
+                self._secrets.move_to_end(value)
+        while len(self._secrets) > _REMEMBERED_SECRETS:
+            self._secrets.popitem(last=False)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret this host handed to a plugin replaced by ``***``."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
 
 
 def _entry_point_names() -> set[str]:

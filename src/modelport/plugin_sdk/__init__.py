@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from modelport import plugin_protocol
-from modelport.plugin_protocol import ConfigField
+from modelport.plugin_protocol import ConfigField, OAuthBlock
 from modelport.plugin_sdk._assemble import ChunkAssembler
 from modelport.plugin_sdk._runtime import InitializeInfo, Request, Runtime, normalise_id
 
@@ -101,24 +101,31 @@ class LLMProvider:
         config_fields: Sequence[ConfigField] = (),
         requires_key: bool = False,
         capabilities: dict[str, Any] | None = None,
+        oauth: OAuthBlock | None = None,
     ) -> None:
         """Register a provider; its models become ``<provider_id>/<model id>`` at once.
+
+        ``oauth`` says where users log in (``authorizeUrl``, ``tokenUrl``,
+        ``clientId``, ``scopes`` …): the host runs the login (``modelport login
+        <provider_id>``), keeps the tokens fresh and puts the access token in
+        ``request.config`` under the ``configFields`` entry of type ``oauth``
+        (``accessToken`` when there is none) on every request.
 
         Raises the host's refusal (a clash with another provider, a bad id) as
         an :class:`~modelport.errors.InvalidRequestError`.
         """
-        await self._runtime.call(
-            plugin_protocol.PROVIDER_REGISTER,
-            {
-                "providerId": provider_id,
-                "name": name or provider_id,
-                "description": description,
-                "capabilities": capabilities or {},
-                "requiresKey": requires_key,
-                "configFields": list(config_fields),
-                "models": list(models),
-            },
-        )
+        params: dict[str, Any] = {
+            "providerId": provider_id,
+            "name": name or provider_id,
+            "description": description,
+            "capabilities": capabilities or {},
+            "requiresKey": requires_key,
+            "configFields": list(config_fields),
+            "models": list(models),
+        }
+        if oauth is not None:
+            params["oauth"] = dict(oauth)
+        await self._runtime.call(plugin_protocol.PROVIDER_REGISTER, params)
         self._runtime.registered.add(normalise_id(provider_id))
 
     async def unregister(self, provider_id: str) -> None:

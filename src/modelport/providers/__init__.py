@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgspec
 
 from modelport.aggregate import aaggregate
+from modelport.config import OAuthConfig
 from modelport.errors import ConfigError
 from modelport.events import StreamEvent
 from modelport.types import (
@@ -68,7 +69,10 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     a request that sets neither. ``retry_base_delay`` and ``retry_max_delay``
     (seconds) bound the backoff between retries. ``options`` holds every other
     key of the connection's config table (provider-specific settings, a
-    plugin's ``configFields`` values).
+    plugin's ``configFields`` values). ``auth`` is how the call
+    authenticates: ``"key"``, or ``"oauth"``, where ``api_key`` holds the
+    current OAuth access token (sent as ``Authorization: Bearer``, whatever the
+    adapter's own key header) and ``oauth`` says where the login lives.
     """
 
     name: str
@@ -84,13 +88,15 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_tokens: int | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+    auth: str = "key"
+    oauth: OAuthConfig | None = None
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"
         return (
             f"ConnectionSettings(name={self.name!r}, compat={self.compat!r}, "
             f"base_url={self.base_url!r}, api_key={key}, api_key_env={self.api_key_env!r}, "
-            f"timeout={self.timeout!r}, max_retries={self.max_retries!r})"
+            f"timeout={self.timeout!r}, max_retries={self.max_retries!r}, auth={self.auth!r})"
         )
 
     __str__ = __repr__

@@ -271,6 +271,8 @@ class HttpProvider(BaseProvider):
     hint: ClassVar[str] = DEFAULT_HINT
     #: What to check when the URL answers with something that is not this API (a web page).
     url_hint: ClassVar[str] = "is the connection's base_url right?"
+    #: The header :meth:`auth_headers` puts the key in; an OAuth token replaces it.
+    key_header: ClassVar[str] = "Authorization"
 
     def __init__(self, settings: ConnectionSettings, *, client: HttpClient | None = None) -> None:
         if settings.base_url:
@@ -301,6 +303,19 @@ class HttpProvider(BaseProvider):
     def auth_headers(self) -> dict[str, str]:
         """The headers for every request (raise :class:`AuthError` if a key is required)."""
         return dict(self.settings.headers)
+
+    def request_headers(self) -> dict[str, str]:
+        """:meth:`auth_headers`, with an OAuth access token as the bearer credential.
+
+        The one place a credential is applied: an access token is an RFC 6750
+        bearer token whatever the wire format's own key header (Anthropic's
+        ``x-api-key``, say), so adapters need no OAuth code of their own.
+        """
+        headers = self.auth_headers()
+        if self.settings.auth == "oauth" and self.settings.api_key:
+            headers.pop(self.key_header, None)
+            headers["Authorization"] = f"Bearer {self.settings.api_key}"
+        return headers
 
     def hint_for(self, model: str | None) -> str:
         """What to check when the server cannot be reached (for a call to ``model``)."""
@@ -340,7 +355,7 @@ class HttpProvider(BaseProvider):
         url = self.models_url()
         with self._errors(url, None):
             response = await self.client.request(
-                "GET", url, headers=self.auth_headers(), timeout=self.settings.timeout
+                "GET", url, headers=self.request_headers(), timeout=self.settings.timeout
             )
             self._check(response.status, response.content, response.headers, None)
             return self.wire.decode_models(response.content, self.settings.name)
@@ -369,7 +384,7 @@ class HttpProvider(BaseProvider):
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:  # type: ignore[override]
         url = self.request_url(request.model, stream=True)
         with self._errors(url, request.model):
-            headers = self.auth_headers()
+            headers = self.request_headers()
             body = self.build_body(request, stream=True)
             async with self.client.stream(
                 "POST", url, headers=headers, json=body, timeout=self.settings.timeout
@@ -420,7 +435,7 @@ class HttpProvider(BaseProvider):
     async def complete(self, request: ChatRequest) -> ChatResponse:
         url = self.request_url(request.model, stream=False)
         with self._errors(url, request.model):
-            headers = self.auth_headers()
+            headers = self.request_headers()
             body = self.build_body(request, stream=False)
             response = await self.client.request(
                 "POST", url, headers=headers, json=body, timeout=self.settings.timeout
@@ -441,7 +456,11 @@ class HttpProvider(BaseProvider):
         """One plain JSON request (embeddings): the answer's body, or the mapped error."""
         with self._errors(url, model):
             response = await self.client.request(
-                "POST", url, headers=self.auth_headers(), json=body, timeout=self.settings.timeout
+                "POST",
+                url,
+                headers=self.request_headers(),
+                json=body,
+                timeout=self.settings.timeout,
             )
             self._check(response.status, response.content, response.headers, model)
             media_type = _media_type(response.headers)

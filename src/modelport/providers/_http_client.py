@@ -177,19 +177,25 @@ class HttpClient:
         headers: Mapping[str, str] | None,
         json: Any,
         timeout: float | None,
+        content: bytes | None = None,
     ) -> aiohttp.ClientResponse:
-        """Send a request; return aiohttp's response once its headers arrived."""
+        """Send a request; return aiohttp's response once its headers arrived.
+
+        The body is ``json`` encoded, or ``content`` as given (with the caller's
+        Content-Type header: a form for an OAuth token endpoint, say).
+        """
         session = self._get_session()  # first, so that a missing aiohttp is a ConfigError
         import aiohttp
 
         target, proxy = self._target(url)
         # The body as a ready payload that carries its own Content-Type: aiohttp adds that
         # header unless the caller's headers have one, so theirs go in uncopied.
-        data = (
-            None
-            if json is None
-            else aiohttp.BytesPayload(msgspec.json.encode(json), content_type="application/json")
-        )
+        if json is not None:
+            data: Any = aiohttp.BytesPayload(
+                msgspec.json.encode(json), content_type="application/json"
+            )
+        else:
+            data = content
         return await session.request(
             method,
             target,
@@ -228,10 +234,11 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         json: Any = None,
         timeout: float | None = None,
+        content: bytes | None = None,
     ) -> HttpResponse:
-        """Send a request and read the whole response."""
+        """Send a request and read the whole response (``content``: a body already encoded)."""
         # Straight through, not via stream(): its context manager cost ~5 µs a request.
-        response = await self._send(method, url, headers, json, timeout)
+        response = await self._send(method, url, headers, json, timeout, content)
         try:
             content = await response.read()
         except BaseException:

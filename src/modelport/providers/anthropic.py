@@ -25,6 +25,7 @@ class AnthropicProvider(HttpProvider):
 
     wire: ClassVar[WireModule] = anthropic_messages  # type: ignore[assignment]
     url_hint: ClassVar[str] = f"is base_url right (Anthropic's own is {DEFAULT_BASE_URL})?"
+    key_header: ClassVar[str] = "x-api-key"
 
     def base_url(self) -> str:
         base = (self.settings.base_url or DEFAULT_BASE_URL).rstrip("/")

@@ -49,6 +49,7 @@ class AzureProvider(HttpProvider):
         "is base_url your resource's endpoint (https://NAME.openai.azure.com), "
         "or its …/openai/v1 URL?"
     )
+    key_header: ClassVar[str] = "api-key"
 
     def __init__(self, settings: ConnectionSettings, *, client: HttpClient | None = None) -> None:
         check_options(settings, _OPTIONS)

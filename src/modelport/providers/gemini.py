@@ -45,6 +45,7 @@ class GeminiProvider(HttpProvider):
 
     wire: ClassVar[WireModule] = gemini  # type: ignore[assignment]
     url_hint: ClassVar[str] = f"is base_url right (Google's own is {DEFAULT_BASE_URL})?"
+    key_header: ClassVar[str] = "x-goog-api-key"
 
     def __init__(self, settings: ConnectionSettings, *, client: HttpClient | None = None) -> None:
         check_options(settings, ())

@@ -58,7 +58,8 @@ def plugin_host(router: ProviderRegistry) -> ProviderSource:
     """The usual provider source: a plugin host over the shipped, home and project folders."""
     from modelport.plugin_host.host import PluginHost
 
-    return PluginHost.from_config(router, router.config)
+    # The router's token broker: plugins and built-in adapters renew a login in one place.
+    return PluginHost.from_config(router, router.config, tokens=router.tokens)
 
 
 class LazySource:

@@ -15,6 +15,7 @@ from modelport.providers import ConnectionSettings, Provider, ProviderFactory
 from modelport.types import ModelInfo
 
 if TYPE_CHECKING:
+    from modelport.auth.session import TokenBroker
     from modelport.config import Config
 
 __all__ = ["ConnectionModels", "ProviderRegistry", "Route"]
@@ -48,10 +49,14 @@ class ConnectionModels:
 
 
 class ProviderRegistry(Protocol):
-    """What a provider source sees of its router: the config, and where providers go."""
+    """What a provider source sees of its router: the config, its OAuth sessions, and
+    where providers go."""
 
     @property
     def config(self) -> Config: ...
+
+    #: The OAuth sessions a plugin provider that logs in with OAuth shares with the router.
+    tokens: TokenBroker
 
     def register_provider(
         self, name: str, provider: Provider | ProviderFactory, models: list[ModelInfo] | None = None

@@ -12,6 +12,11 @@ A connection's provider is one of three kinds:
   router's lifetime. A built-in adapter built this way shares the
   connection's one pooled :class:`~modelport.providers._http_client.HttpClient`.
 
+A connection that logs in with OAuth (settings ``auth="oauth"``) gets its
+provider behind an :class:`~modelport.auth.provider.OAuthProvider`: the
+adapter is built per access token over the connection's shared HTTP client,
+and the token comes from the router's :class:`~modelport.auth.session.TokenBroker`.
+
 Routes resolved without overrides are remembered per address, together with
 a stamp of what they were resolved from; a route holds while the config
 object, its stamp and the registered providers stay the same.
@@ -34,11 +39,13 @@ from modelport.providers import (
     Provider,
     ProviderFactory,
     load_factory,
+    offers_embeddings,
 )
 from modelport.routing._provider_source import PLUGIN_PREFIX
 from modelport.types import ModelInfo
 
 if TYPE_CHECKING:
+    from modelport.auth.session import TokenBroker
     from modelport.routing._route import Route
 
 __all__ = ["Registered", "RouteCache"]
@@ -59,7 +66,8 @@ class Registered:
 class RouteCache:
     """A router's registered providers, kept providers, HTTP clients and remembered routes."""
 
-    def __init__(self) -> None:
+    def __init__(self, tokens: TokenBroker | None = None) -> None:
+        self.tokens = tokens
         self.registered: dict[str, Registered] = {}
         # (registered provider it came from, or "", connection, encoded settings) → provider.
         # Only settings without per-call credentials get here (see provider()).
@@ -155,6 +163,27 @@ class RouteCache:
         return provider
 
     def _build(
+        self, settings: ConnectionSettings, registered: Registered | None, *, shared_client: bool
+    ) -> Provider:
+        if settings.auth == "oauth" and settings.oauth is not None and self.tokens is not None:
+            from modelport.auth.provider import OAuthProvider
+
+            session = self.tokens.session(settings.name, settings.oauth)
+            factory = (
+                registered.factory
+                if registered is not None and registered.factory is not None
+                else load_factory(settings.compat)
+            )
+            return OAuthProvider(  # type: ignore[return-value]
+                session,
+                lambda token: self._build_plain(
+                    msgspec.structs.replace(settings, api_key=token), registered, shared_client=True
+                ),
+                embeds=offers_embeddings(factory),
+            )
+        return self._build_plain(settings, registered, shared_client=shared_client)
+
+    def _build_plain(
         self, settings: ConnectionSettings, registered: Registered | None, *, shared_client: bool
     ) -> Provider:
         if registered is not None and registered.factory is not None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from modelport.auth.session import TokenBroker
 from modelport.config import (
     PRESETS,
     Config,
@@ -75,7 +76,9 @@ class Router:
     started on first need. Providers are built once per (connection, settings)
     and reused so HTTP connections are pooled — except for a call with its own
     ``api_key`` or ``headers``, whose provider lives for that call alone (over
-    the connection's shared HTTP pool). A router belongs to one event loop, and
+    the connection's shared HTTP pool). ``tokens`` holds the OAuth sessions of
+    connections that log in with OAuth (a :class:`~modelport.auth.session.TokenBroker`
+    of its own by default). A router belongs to one event loop, and
     :meth:`aclose` closes what it built and its provider source;
     :meth:`aclose_when_idle` waits for the calls in flight first.
     """
@@ -88,6 +91,7 @@ class Router:
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         provider_source: ProviderSourceFactory | None = None,
+        tokens: TokenBroker | None = None,
     ) -> None:
         self.config = config if config is not None else load_config()
         self.ledger = ledger
@@ -95,24 +99,35 @@ class Router:
         self._sleep = sleep
         self._source = LazySource(provider_source)
         self._keys = StoredKeys()
-        self._cache = RouteCache()
+        #: The OAuth sessions of this router's connections (and its plugins').
+        self.tokens = tokens if tokens is not None else TokenBroker(env=lambda: self.env)
+        self._cache = RouteCache(self.tokens)
         self._seen_prices: dict[tuple[str, str], ModelPrices] = {}
         self._calls = CallCount()
+        #: False once with_config handed the broker on to the router that replaces this one.
+        self._owns_tokens = True
 
     def with_config(self, config: Config) -> Router:
         """A new router like this one (ledger, environment, sleep, provider source) over ``config``.
 
-        Nothing is shared but the ledger: the new router builds its own
-        providers and reads stored keys afresh. Registered providers stay with
-        this one (their owner registers them again where it wants them).
+        The new router builds its own providers and reads stored keys afresh.
+        It shares the ledger, and takes over the OAuth broker (which the plugin
+        host's OAuth providers use too), after making its sessions read stored
+        tokens again (a login since); this router no longer closes it.
+        Registered providers stay with this one (their owner registers them
+        again where it wants them).
         """
-        return Router(
+        self.tokens.forget()
+        router = Router(
             config,
             ledger=self.ledger,
             env=self._env,
             sleep=self._sleep,
             provider_source=self._source.factory,
+            tokens=self.tokens,
         )
+        router._owns_tokens, self._owns_tokens = self._owns_tokens, False
+        return router
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -188,9 +203,11 @@ class Router:
 
         Call it after a key changed while the router runs (``modelport keys set``
         or ``keys delete`` next to a running gateway, or an admin action that
-        stores a key); routes resolved with the old key are dropped too.
+        stores a key); routes resolved with the old key are dropped too, and
+        OAuth tokens held in memory are read from storage again.
         """
         self._keys.forget()
+        self.tokens.forget()
         self._cache.forget_routes()
 
     # --- providers registered at run time ----------------------------------
@@ -614,6 +631,8 @@ class Router:
         """
         await self._source.aclose()
         await self._cache.aclose()
+        if self._owns_tokens:
+            await self.tokens.aclose()
 
     async def aclose_when_idle(self) -> None:
         """Wait until no call is in flight (:attr:`active_calls`), then :meth:`aclose`.

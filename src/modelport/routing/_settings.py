@@ -27,6 +27,14 @@ or for a plugin's (or provider package's) connection with no URL at all —
 never for a preset's URL (``openrouter/…`` does not receive it) nor for a
 per-call ``base_url``.
 
+How the call authenticates (``auth`` in the connection's table): ``"key"``
+(the default) uses the ladder above; ``"oauth"`` uses none of it and marks the
+settings ``auth="oauth"``, so the router puts the connection's provider behind
+an :class:`~modelport.auth.provider.OAuthProvider` that brings a fresh access
+token to each call; ``"auto"`` is the dual mode: the key when the ladder finds
+one, else OAuth. A call's own ``api_key`` always wins, and an OAuth token, like
+a stored key, goes only to the connection's own URL.
+
 :attr:`ConnectionSettings.api_key_env <modelport.providers.ConnectionSettings>`
 names the variable the ladder reads for the connection's own key (its
 ``api_key_env``, else the vendor's where that one applies), so a provider's
@@ -156,10 +164,13 @@ def resolve_settings(
         url_source == "call" and (_same_url(url, configured_url) or _same_url(url, preset_url))
     )
     variables = _key_variables(connection, table, preset, url) if own_url else []
+    auth = "key"
     if not api_key:
         api_key = (stored_key(connection) or _first_set(variables, env)) if own_url else None
         if not api_key and _generic_key_allowed(compat, url, url_source, configured_url):
             api_key = env.get("MODELPORT_API_KEY") or None
+        if own_url and (table.auth == "oauth" or (table.auth == "auto" and not api_key)):
+            api_key, auth = None, "oauth"
     return ConnectionSettings(
         name=connection,
         compat=compat,
@@ -174,6 +185,8 @@ def resolve_settings(
         max_tokens=table.max_tokens,
         headers={**table.headers, **(headers or {})},
         options=dict(table.options),
+        auth=auth,
+        oauth=table.oauth if auth == "oauth" else None,
     )
 
 

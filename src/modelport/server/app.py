@@ -161,7 +161,7 @@ def create_app(
         if plugin_host is None:
             from modelport.plugin_host.host import PluginHost
 
-            plugin_host = PluginHost.from_config(router, config)
+            plugin_host = PluginHost.from_config(router, config, tokens=router.tokens)
 
     routes: list[BaseRoute] = [
         *openai_routes.routes(),
