@@ -114,6 +114,20 @@ class ProviderTable:
         self.providers[pid] = provider
         return provider
 
+    def attach(self, router: ProviderRegistry) -> list[tuple[PluginProvider, Exception]]:
+        """Register every provider into ``router`` (as :meth:`register` does, login
+        included) and send later ones there; returns the ones it refused."""
+        self.router = router
+        refused = []
+        for pid, provider in list(self.providers.items()):
+            try:
+                router.register_provider(
+                    pid, self._with_login(provider), list(provider.registration.models)
+                )
+            except Exception as exc:  # the router's own refusal, whatever its type
+                refused.append((provider, exc))
+        return refused
+
     def _check_clash(self, plugin: str, pid: str) -> None:
         if pid in BUILTIN_PROVIDERS:
             raise InvalidRequestError(
