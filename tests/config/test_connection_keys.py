@@ -146,3 +146,11 @@ def test_azure_and_gemini_connections_take_only_their_own_keys() -> None:
     )
     with pytest.raises(ConfigError, match="unknown key 'api_version'"):
         parse_config(_table("gem", 'compat = "gemini"\napi_version = "v1"'))
+
+
+def test_every_built_in_adapter_has_its_keys_listed() -> None:
+    # A built-in compat missing from the table would let any key through unchecked.
+    from modelport.config._connection_keys import _ADAPTER_KEYS
+    from modelport.providers import BUILTIN_PROVIDERS
+
+    assert set(BUILTIN_PROVIDERS) <= set(_ADAPTER_KEYS)

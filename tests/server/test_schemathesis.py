@@ -32,6 +32,7 @@ _OPERATIONS = [
     ("GET", "/v1/models"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/embeddings"),
+    ("POST", "/v1/responses"),
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("POST", "/admin/reload"),

@@ -9,7 +9,7 @@ one that the connection's adapter reads:
 * ``compat = "ollama"``: ``options`` (Ollama's model options, such as
   ``{num_ctx = 32768}``, sent with every request);
 * ``compat = "azure"``: ``api_version``, ``deployments``;
-* ``compat = "openai"`` and ``compat = "gemini"``: nothing more;
+* ``compat = "openai"``, ``"openai-responses"`` and ``"gemini"``: nothing more;
 * ``compat = "plugin:<id>"``: anything, for the plugin's ``configFields``
   (the plugin decides; ``base_url`` goes to a field of that name too), but
   not ``headers`` or ``timeout``, which reach no plugin process;
@@ -38,6 +38,7 @@ PLUGIN_PREFIX = "plugin:"
 #: Keys each built-in adapter reads from the table (``ConnectionSettings.options``).
 _ADAPTER_KEYS: dict[str, frozenset[str]] = {
     "openai": frozenset(),
+    "openai-responses": frozenset(),
     "anthropic": frozenset({"anthropic_version", "anthropic_beta"}),
     "ollama": frozenset({"options"}),
     "gemini": frozenset(),

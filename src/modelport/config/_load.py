@@ -54,14 +54,14 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     """One ``[connections.<name>]`` table. ``None`` means "not set here".
 
     ``compat`` is ``openai``, ``anthropic``, ``ollama``, ``gemini``, ``azure``,
-    ``plugin:<provider id>`` or the name of an installed ``modelport.providers``
-    entry point. ``model``, ``temperature`` and ``max_tokens`` are the
-    connection's defaults (a request's own values win; ``model`` answers an
-    address that names only the connection). ``retry_base_delay`` and
-    ``retry_max_delay`` bound the backoff between retries. ``options`` holds
-    every other key of the table, untouched (an adapter's own settings, a
-    plugin's ``configFields`` values); only keys with an effect get here
-    (:mod:`modelport.config._connection_keys`). ``auth`` (``key``, ``oauth``,
+    ``openai-responses``, ``plugin:<provider id>`` or the name of an installed
+    ``modelport.providers`` entry point. ``model``, ``temperature`` and
+    ``max_tokens`` are the connection's defaults (a request's own values win;
+    ``model`` answers an address that names only the connection).
+    ``retry_base_delay`` and ``retry_max_delay`` bound the backoff between
+    retries. ``options`` holds every other key of the table, untouched (an
+    adapter's own settings, a plugin's ``configFields`` values); only keys with
+    an effect get here (:mod:`modelport.config._connection_keys`). ``auth`` (``key``, ``oauth``,
     ``auto``) and ``oauth`` say how the connection logs in (:mod:`._oauth`).
     """
 
@@ -503,7 +503,7 @@ def _validate(data: dict[str, Any], path: Path) -> None:
         if compat is not None and (not compat or compat == "plugin:"):
             raise ConfigError(
                 f"{path}: connections.{name}.compat must be openai, anthropic, ollama, gemini, "
-                "azure, plugin:<provider id> or an installed provider's name"
+                "azure, openai-responses, plugin:<provider id> or an installed provider's name"
             )
     for key in fields.gateway:
         if key not in GatewayConfig.__struct_fields__:

@@ -191,6 +191,17 @@ class Ledger:
         """Where the records go, password masked (for ``doctor`` and the web UI)."""
         return getattr(self._store, "display_url", None)
 
+    def response_store(self) -> Any:
+        """Where the gateway keeps Responses API answers for ``previous_response_id``: a
+        :class:`~modelport.ledger._responses.SQLResponseStore` on this ledger's database,
+        or ``None`` for a store without one."""
+        engine = getattr(self._store, "engine", None)
+        if engine is None:
+            return None
+        from modelport.ledger._responses import SQLResponseStore
+
+        return SQLResponseStore(engine)
+
     @property
     def dropped(self) -> int:
         """Records lost because the write queue was full or the database failed."""

@@ -260,6 +260,11 @@ class SQLStore:
     def dialect(self) -> str:
         return self._engine.dialect.name
 
+    @property
+    def engine(self) -> Engine:
+        """The database, for the tables kept beside the calls (``ledger._responses``)."""
+        return self._engine
+
     def _ensure_table(self) -> None:
         try:
             _metadata.create_all(self._engine, checkfirst=True)

@@ -26,12 +26,19 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server import admin, anthropic_routes, embedding_routes, openai_routes
+from modelport.server import (
+    admin,
+    anthropic_routes,
+    embedding_routes,
+    openai_routes,
+    responses_routes,
+)
 from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
 from modelport.server._observe import ObserveMiddleware
 from modelport.server._reload import ConfigReloader
+from modelport.server._response_store import ResponseStore
 from modelport.server.access_log import BufferedAccessLog
 from modelport.server.health import HealthTracker, health_endpoint
 from modelport.server.metrics import GatewayMetrics, metrics_endpoint
@@ -65,9 +72,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 class _Gateway(Starlette):
-    """Starlette, with a direct path for the two chat routes.
+    """Starlette, with a direct path for the chat routes.
 
-    ``POST /v1/chat/completions`` and ``POST /v1/messages`` go through the same
+    ``POST /v1/chat/completions``, ``/v1/messages`` and ``/v1/responses`` go through the same
     two middlewares (metrics and access log, then the guard) to their
     handler, without Starlette's error middleware, router and per-route
     exception wrapper (~10 µs a request; the chat handlers answer their own
@@ -166,6 +173,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *openai_routes.routes(),
         *anthropic_routes.routes(),
+        *responses_routes.routes(),
         *embedding_routes.routes(),
         Route("/health", health_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -211,6 +219,7 @@ def create_app(
     state.router = router
     state.ledger = ledger or None
     _watch_ledger(metrics, state.ledger or router.ledger)
+    state.responses = _response_store(state.ledger or router.ledger)
     state.plugin_host = plugin_host or None
     state.metrics = metrics
     # The router a reload swapped in, whichever it is by then.
@@ -225,7 +234,7 @@ def create_app(
 
 
 #: The routes :class:`_Gateway` dispatches itself.
-_DIRECT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
+_DIRECT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses"})
 
 
 def _watch_ledger(metrics: GatewayMetrics, ledger: Any) -> None:
@@ -234,6 +243,13 @@ def _watch_ledger(metrics: GatewayMetrics, ledger: Any) -> None:
     # A router handed in may record through its own ledger; /metrics counts its losses too.
     if isinstance(ledger, Ledger):
         metrics.watch_ledger(ledger)
+
+
+def _response_store(ledger: Any) -> ResponseStore:
+    from modelport.ledger import Ledger
+
+    # previous_response_id survives restarts where calls are recorded: in the same database.
+    return ResponseStore(ledger.response_store if isinstance(ledger, Ledger) else None)
 
 
 def _load_config() -> Config:
@@ -287,7 +303,7 @@ async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
     access_log = getattr(state, "access_log", None)
     if access_log is not None:
         access_log.flush()
-    for name in ("reloader", "plugin_host", "router", "ledger"):
+    for name in ("reloader", "plugin_host", "router", "responses", "ledger"):
         resource = getattr(state, name, None)
         if resource is None:
             continue

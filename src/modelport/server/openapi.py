@@ -36,6 +36,7 @@ from modelport.server._openapi_builders import (
 )
 from modelport.server._openapi_embeddings import _EMBEDDING_SCHEMAS
 from modelport.server._openapi_openai import _OPENAI_SCHEMAS
+from modelport.server._openapi_responses import _RESPONSES_SCHEMAS, responses_path
 from modelport.server._openapi_streams import _STREAM_SCHEMAS
 
 _ERRORS = {
@@ -89,6 +90,7 @@ _SCHEMAS: dict[str, Any] = {
     ),
     **_OPENAI_SCHEMAS,
     **_EMBEDDING_SCHEMAS,
+    **_RESPONSES_SCHEMAS,
     **_ANTHROPIC_SCHEMAS,
     **_STREAM_SCHEMAS,
     "ModelList": _object(
@@ -256,6 +258,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": messages_ok, **_ANTHROPIC_ERRORS},
                 }
             },
+            "/v1/responses": responses_path(_OPENAI_ERRORS),
             "/v1/embeddings": {
                 "post": {
                     "operationId": "createEmbedding",
