@@ -312,3 +312,25 @@ def test_serve_reloads_on_sighup_and_on_a_file_change(
     assert "configuration reloaded (SIGHUP)" in text
     assert "configuration reloaded (a watched file changed)" in text
     assert "Traceback" not in text
+
+
+def test_a_connection_changed_through_the_admin_routes_goes_through_the_reload(
+    start: Callable[..., Gateway], upstream: FakeUpstream, second_upstream: FakeUpstream
+) -> None:
+    # The web UI's PUT /admin/connections/{name} reloads as POST /admin/reload does.
+    second_upstream.route("POST", CHAT, Reply.fixture(STREAM))
+    gateway = start(_connection("a", upstream), interval=None)
+    before = gateway.app.state.router
+
+    body = {"compat": "openai", "base_url": f"{second_upstream.url}/v1", "max_retries": 0}
+    answer = httpx.put(f"{gateway.url}/admin/connections/b", json=body, timeout=10)
+
+    assert answer.status_code == 201, answer.text
+    assert gateway.app.state.router is not before
+    assert gateway.app.state.reloader.reloads == 1
+    assert _chat(gateway, "b/m").status_code == 200
+    refused = httpx.put(
+        f"{gateway.url}/admin/connections/b", json={"options": {"temprature": 0.2}}, timeout=10
+    )
+    assert refused.status_code == 400
+    assert "Did you mean 'temperature'" in refused.json()["error"]["message"]

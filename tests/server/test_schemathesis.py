@@ -36,6 +36,8 @@ _OPERATIONS = [
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("POST", "/admin/reload"),
+    ("GET", "/admin/models"),
+    ("GET", "/admin/connections"),
 ]
 _BODIES = ("/v1/chat/completions", "/v1/messages", "/v1/embeddings")
 

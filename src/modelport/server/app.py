@@ -6,7 +6,8 @@ shared by every request (nothing is loaded per request), and the lifespan
 closes them. The middleware stack is two pure ASGI layers, metrics and access
 log outside (``_observe``), the guard inside (``_guard``: host, origin, body,
 key); the routes live in small modules (``openai_routes``, ``anthropic_routes``,
-``admin``, ``health``, ``metrics``, ``openapi``).
+``admin``, ``admin_*``, ``health``, ``metrics``, ``openapi``) and the web UI
+in ``ui``.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.server import (
     admin,
+    admin_connections,
+    admin_models,
+    admin_usage,
     anthropic_routes,
     embedding_routes,
     openai_routes,
     responses_routes,
+    ui,
 )
 from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
@@ -39,6 +44,7 @@ from modelport.server._keys import GatewayKeys, check_binding, is_loopback, reso
 from modelport.server._observe import ObserveMiddleware
 from modelport.server._reload import ConfigReloader
 from modelport.server._response_store import ResponseStore
+from modelport.server._sessions import UiSessions
 from modelport.server.access_log import BufferedAccessLog
 from modelport.server.health import HealthTracker, health_endpoint
 from modelport.server.metrics import GatewayMetrics, metrics_endpoint
@@ -179,8 +185,13 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         *admin.routes(),
+        *admin_connections.routes(),
+        *admin_models.routes(),
+        *admin_usage.routes(),
+        *ui.routes(),
     ]
     metrics = GatewayMetrics()
+    sessions = UiSessions()
     middleware = [
         Middleware(
             ObserveMiddleware,
@@ -194,6 +205,7 @@ def create_app(
             loopback=loopback,
             host=host,
             allowed_hosts=(*config.gateway.allowed_hosts, *allowed_hosts),
+            sessions=sessions,
         ),
     ]
     app = _Gateway(
@@ -228,6 +240,8 @@ def create_app(
     reloader.bind(app)
     state.keepalive_interval = keepalive_interval
     state.keys = keys
+    state.loopback = loopback
+    state.sessions = sessions
     state.ready = False
     state.access_log = access_log if isinstance(access_log, BufferedAccessLog) else None
     return app

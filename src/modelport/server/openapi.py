@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 __all__ = ["openapi_document", "openapi_endpoint"]
 
+from modelport.server._openapi_admin import ADMIN_PATHS, ADMIN_SCHEMAS
 from modelport.server._openapi_anthropic import _ANTHROPIC_SCHEMAS
 from modelport.server._openapi_builders import (
     _JSON,
@@ -93,6 +94,7 @@ _SCHEMAS: dict[str, Any] = {
     **_RESPONSES_SCHEMAS,
     **_ANTHROPIC_SCHEMAS,
     **_STREAM_SCHEMAS,
+    **ADMIN_SCHEMAS,
     "ModelList": _object(
         {
             "object": {"const": "list"},
@@ -309,12 +311,19 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **ADMIN_PATHS,
         },
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "modelport_ui",
+                    "description": "A web UI session from `POST /ui/login`",
+                },
             },
         },
     }
