@@ -134,6 +134,7 @@ class _FileFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     connections: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
     database_url: str | None = None
+    redis_url: str | None = None
     gateway: dict[str, Any] = msgspec.field(default_factory=dict)
     fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
@@ -208,6 +209,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     connections: dict[str, ConnectionConfig] = msgspec.field(default_factory=dict)
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
     database_url: str | None = None
+    #: The Redis that several gateway instances share their budget and rate counters in.
+    redis_url: str | None = None
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
     sources: list[Path] = msgspec.field(default_factory=list)
@@ -543,6 +546,7 @@ def _build(
         connections={name: _connection(t) for name, t in fields.connections.items()},
         aliases=dict(fields.aliases),
         database_url=fields.database_url,
+        redis_url=fields.redis_url,
         gateway=msgspec.convert(fields.gateway, GatewayConfig),
         fallbacks={k: list(v) for k, v in fields.fallbacks.items()},
         sources=sources,

@@ -336,6 +336,7 @@ class Router:
         api: str = "python",
         request_id: str | None = None,
         on_retry: OnRetry | None = None,
+        key_id: str | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``request`` (whose ``model`` is an address) through its provider.
 
@@ -343,9 +344,10 @@ class Router:
         only ``timeout`` and ``max_retries``, so a key never travels to another
         connection. The connection's ``temperature`` and ``max_tokens`` fill
         in what the request leaves unset. ``api`` (the front end: ``python``,
-        ``cli``, ``openai``, ``anthropic``) and ``request_id`` are what the
-        ledger records the call under. ``on_retry(attempt, error, delay)`` is
-        called before each retry (see :class:`~modelport.providers._retry.RetryingProvider`).
+        ``cli``, ``openai``, ``anthropic``), ``request_id`` and ``key_id`` (the
+        gateway's virtual key) are what the ledger records the call under.
+        ``on_retry(attempt, error, delay)`` is called before each retry (see
+        :class:`~modelport.providers._retry.RetryingProvider`).
         """
         overrides: dict[str, Any] = {
             "api_key": api_key,
@@ -354,7 +356,7 @@ class Router:
             "max_retries": max_retries,
             "headers": headers,
         }
-        attribution = Attribution(api, request_id)
+        attribution = Attribution(api, request_id, key_id)
         return stream_along(
             self._routes_for(request, overrides, CallHold(self._calls)),
             lambda route: self._events(route, _for_route(request, route), attribution, on_retry),
@@ -423,6 +425,7 @@ class Router:
         api: str = "python",
         request_id: str | None = None,
         on_retry: OnRetry | None = None,
+        key_id: str | None = None,
     ) -> ChatResponse:
         """The whole answer at once, from the provider's ``complete`` (one non-streaming
         upstream request where the provider has one); ``model`` is the address that
@@ -440,7 +443,7 @@ class Router:
             "max_retries": max_retries,
             "headers": headers,
         }
-        attribution = Attribution(api, request_id)
+        attribution = Attribution(api, request_id, key_id)
         self._calls.enter()
         try:
             return await complete_along(
@@ -478,6 +481,7 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
+        key_id: str | None = None,
     ) -> EmbeddingResponse:
         """Embed ``request.input`` with the model its address leads to.
 
@@ -492,7 +496,7 @@ class Router:
         self._calls.enter()
         try:
             return await self._embed(
-                request, api_key, base_url, timeout, max_retries, headers, api, request_id
+                request, api_key, base_url, timeout, max_retries, headers, api, request_id, key_id
             )
         finally:
             self._calls.leave()
@@ -507,6 +511,7 @@ class Router:
         headers: Mapping[str, str] | None,
         api: str,
         request_id: str | None,
+        key_id: str | None,
     ) -> EmbeddingResponse:
         address = resolve_address(request.model, self.config, env=self.env)
         connection = address.partition("/")[0]
@@ -539,7 +544,7 @@ class Router:
                     route,
                     lambda: provider.embed(bare),
                     prices=self.prices_for(route.connection, route.model),
-                    attribution=Attribution(api, request_id),
+                    attribution=Attribution(api, request_id, key_id),
                 )
         finally:
             if route.ephemeral:
