@@ -35,6 +35,7 @@ from modelport.server._errors import (
     json_error,
     scrub_secrets,
 )
+from modelport.server._governed import GovernedCall, admit_chat
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
 from modelport.wire._json import decode_request
@@ -180,7 +181,8 @@ async def answer_chat(
     state = request.app.state
     address = chat.model
     scope = request.scope
-    scope.setdefault("state", {})["model"] = address
+    scope_state = scope.setdefault("state", {})
+    scope_state["model"] = address
     outcome = _ChatOutcome(state, address, scope, started)
     options: dict[str, Any] = {"api": surface.api, "request_id": request_id}
     flags = beta_flags(request.headers)
@@ -192,6 +194,18 @@ async def answer_chat(
     def scrub(exc: ModelportError) -> None:
         scrub_secrets(state, exc)
 
+    governed: GovernedCall | None = None
+    key = scope_state.get("vkey")
+    if key is not None:  # the guard found a virtual key: budgets and limits apply
+        try:
+            chat, governed = await admit_chat(state, key, chat)
+        except Exception as exc:
+            failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
+            scrub(failure)
+            outcome.finished(None, failure)
+            return json_error(wire, failure)
+        options["key_id"] = key.id
+
     if encoder is not None:
         try:
             events = state.router.stream(chat, **options)
@@ -199,7 +213,11 @@ async def answer_chat(
             failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
             scrub(failure)
             outcome.finished(None, failure)
+            if governed is not None:
+                governed.done(None, "failed")
             return json_error(wire, failure)
+        if governed is not None:
+            events = governed.watch(events)
         return EventStreamResponse(
             events,
             encoder,
@@ -221,6 +239,8 @@ async def answer_chat(
         answer = msgspec.structs.replace(response, model=address, id=request_id)
         body = (encode or wire.encode_response)(answer)
     except asyncio.CancelledError:
+        if governed is not None:
+            governed.done(None, "broken")  # the upstream may have generated before we left
         if left.is_set() and task.uncancel() == 0:
             # The client is gone and the upstream call with it; nobody reads this answer.
             outcome.finished(None, asyncio.CancelledError())
@@ -231,6 +251,8 @@ async def answer_chat(
             return json_error(wire, call.ended)
         raise
     except Exception as exc:
+        if governed is not None:
+            governed.done(None, "failed")
         failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
         scrub(failure)
         outcome.finished(None, failure)
@@ -238,6 +260,8 @@ async def answer_chat(
     finally:
         watcher.cancel()
         drain.leave(call)
+    if governed is not None:
+        governed.done(response.usage, "ok")
     outcome.finished(response.usage, None)
     return Response(body, media_type="application/json")
 

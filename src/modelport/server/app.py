@@ -34,6 +34,7 @@ from modelport.server import (
     admin_usage,
     anthropic_routes,
     embedding_routes,
+    governance_routes,
     openai_routes,
     responses_routes,
     ui,
@@ -43,6 +44,7 @@ from modelport.server._errors import MAX_BODY_BYTES_IN_FLIGHT, error_response_fo
 from modelport.server._guard import BodyBudget, GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
 from modelport.server._observe import ObserveMiddleware
+from modelport.server._reload import ConfigReloader
 from modelport.server._response_store import ResponseStore
 from modelport.server._sessions import UiSessions
 from modelport.server.access_log import BufferedAccessLog
@@ -52,6 +54,7 @@ from modelport.server.openapi import openapi_endpoint
 
 if TYPE_CHECKING:
     from modelport.config import Config
+    from modelport.governance import Governance
     from modelport.ledger import Ledger
     from modelport.plugin_host.host import PluginHost
     from modelport.routing import Router
@@ -130,6 +133,8 @@ def create_app(
     access_log: bool | BufferedAccessLog = True,
     allowed_hosts: Iterable[str] = (),
     max_bodies_in_flight: int = MAX_BODY_BYTES_IN_FLIGHT,
+    reloader: ConfigReloader | None = None,
+    governance: Governance | None | Literal[False] = None,
 ) -> Starlette:
     """Build the gateway.
 
@@ -153,7 +158,18 @@ def create_app(
     per request on ``modelport.access``), False, or a
     :class:`~modelport.server.access_log.BufferedAccessLog` (what ``modelport
     serve`` uses; the lifespan flushes it).
+    ``reloader`` picks configuration changes up without a restart
+    (:mod:`modelport.server._reload`; ``modelport serve`` watches the files and
+    SIGHUP). Without one, ``POST /admin/reload`` reads the configuration again
+    when ``create_app`` loaded it, and only stored keys when it was handed in.
+    ``governance`` is the team gateway's gate (virtual keys, budgets, rate
+    limits: :func:`modelport.governance.open_governance`); ``None`` opens it on
+    the ledger's database (and ``redis_url``), ``False`` runs without. A
+    database that cannot be read raises ``ConfigError``: the gateway cannot know
+    whether it has keys to enforce, so it does not start open.
     """
+    if reloader is None:
+        reloader = ConfigReloader(_load_config if config is None and router is None else None)
     if config is None:
         config = router.config if router is not None else _load_config()
     keys = keys if keys is not None else resolve_keys(config)
@@ -171,6 +187,12 @@ def create_app(
 
             plugin_host = PluginHost.from_config(router, config, tokens=router.tokens)
 
+    if governance is None:
+        from modelport.governance import open_governance
+
+        governance = open_governance(config)
+    governance = governance or None
+
     routes: list[BaseRoute] = [
         *openai_routes.routes(),
         *anthropic_routes.routes(),
@@ -180,6 +202,7 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         *admin.routes(),
+        *governance_routes.routes(),
         *admin_connections.routes(),
         *admin_models.routes(),
         *admin_usage.routes(),
@@ -202,6 +225,7 @@ def create_app(
             loopback=loopback,
             host=host,
             allowed_hosts=(*config.gateway.allowed_hosts, *allowed_hosts),
+            governance=governance,
             sessions=sessions,
             bodies=bodies,
         ),
@@ -231,8 +255,12 @@ def create_app(
     _watch_ledger(metrics, state.ledger or router.ledger)
     state.responses = _response_store(state.ledger or router.ledger)
     state.plugin_host = plugin_host or None
+    state.governance = governance
     state.metrics = metrics
-    state.health = HealthTracker(router.connection_names)
+    # The router a reload swapped in, whichever it is by then.
+    state.health = HealthTracker(lambda: state.router.connection_names())
+    state.reloader = reloader
+    reloader.bind(app)
     state.keepalive_interval = keepalive_interval
     state.drain = Drain()
     state.keys = keys
@@ -284,6 +312,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state = app.state
     host = state.plugin_host
     starting: asyncio.Task[None] | None = None
+    if state.governance is not None:
+        # Refuses (ConfigError) to run beside instances it cannot share counters with.
+        await state.governance.start()
     if host is not None:
         # Discovery is a quick folder scan; starting the plugins is not, and the
         # gateway must answer /health within a second, so that runs behind us.
@@ -292,6 +323,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     start_ledger = getattr(getattr(state, "ledger", None), "start", None)
     if start_ledger is not None:
         start_ledger()  # writes what a previous run left in the outage spool
+    state.reloader.start()
     state.ready = True
     try:
         yield
@@ -324,7 +356,7 @@ async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
     access_log = getattr(state, "access_log", None)
     if access_log is not None:
         access_log.flush()
-    for name in ("plugin_host", "router", "responses", "ledger"):
+    for name in ("reloader", "plugin_host", "router", "governance", "responses", "ledger"):
         resource = getattr(state, name, None)
         if resource is None:
             continue

@@ -7,6 +7,10 @@ and ``/health`` shows what the last real call saw. The route answers 200 as
 soon as the app has started; a connection that is failing turns the overall
 ``status`` to ``degraded`` without making the gateway look dead, as does a
 usage ledger whose database is unreachable (its records wait meanwhile).
+The route also reports the configuration: one that no longer loads
+(``config.state`` ``stale``: the last good one runs, ``config.error`` says why)
+turns ``status`` to ``degraded`` too. Each connection shows where it goes
+(``upstream``: its URL without credentials or query, or ``plugin:<id>``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelport._redact import public_message
+from modelport._redact import public_message, public_url
 from modelport.errors import (
     AuthError,
     ConfigError,
@@ -165,13 +169,20 @@ async def health_endpoint(request: Request) -> Response:
     """``GET /health``: 200 with each connection's, plugin's and the ledger's state."""
     state = request.app.state
     tracker: HealthTracker = state.health
-    connections = tracker.snapshot(sorted(state.router.connection_names()))
+    router = state.router
+    connections = tracker.snapshot(sorted(router.connection_names()))
+    for row in connections:
+        upstream = router.upstream(row["name"])
+        row["upstream"] = public_url(upstream) if upstream else None
     plugins = _plugins(getattr(state, "plugin_host", None))
     ledger = _ledger(state)
+    reloader = getattr(state, "reloader", None)
+    config = reloader.status() if reloader is not None else None
     degraded = (
         any(c["state"] == "error" for c in connections)
         or any(p["state"] == "crashed" for p in plugins)
         or (ledger is not None and ledger["state"] != "ok")
+        or (config is not None and config["state"] == "stale")
     )
     body = {
         "status": "degraded" if degraded else "ok",
@@ -180,4 +191,6 @@ async def health_endpoint(request: Request) -> Response:
         "plugins": plugins,
         "ledger": ledger,
     }
+    if config is not None:
+        body["config"] = config
     return Response(msgspec.json.encode(body), media_type="application/json")
