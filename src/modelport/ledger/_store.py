@@ -334,7 +334,7 @@ class SQLStore:
             key = (calls.c.connection + "/" + calls.c.model).label("key")
         else:
             key = calls.c.connection.label("key")
-        failed = sa.case((calls.c.outcome.in_(("ok", "cancelled")), 0), else_=1)
+        failed = sa.case((calls.c.outcome.in_(("ok", "cancelled", "cache_hit")), 0), else_=1)
         query = sa.select(
             key,
             sa.func.count().label("calls"),

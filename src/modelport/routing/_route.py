@@ -33,6 +33,9 @@ class Route:
     #: kept by the router: whoever resolved the route closes it after the call
     #: (:meth:`Router.stream` and :meth:`Router.complete` do).
     ephemeral: bool = False
+    #: The model group this route is a deployment of (``None``: the address was named
+    #: directly, or reached as a fallback); the balancer learns from the call.
+    group: str | None = None
 
     @property
     def address(self) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -23,6 +25,7 @@ from modelport.errors import InvalidRequestError, ModelNotFoundError, ModelportE
 from modelport.events import StreamEvent
 from modelport.providers import ConnectionSettings, Provider, ProviderFactory, offers_embeddings
 from modelport.providers._retry import RetryingProvider
+from modelport.routing._balancer import Balancer
 from modelport.routing._fallbacks import (
     RouteChain,
     complete_along,
@@ -96,6 +99,8 @@ class Router:
         self.tokens = tokens if tokens is not None else TokenBroker(env=lambda: self.env)
         self._cache = RouteCache(self.tokens)
         self._seen_prices: dict[tuple[str, str], ModelPrices] = {}
+        #: Chooses among the deployments of model groups (``[aliases.<name>]`` tables).
+        self.balancer = Balancer(self.config.redis_url)
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -289,6 +294,7 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
+        on_answer: Callable[[str], object] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``request`` (whose ``model`` is an address) through its provider.
 
@@ -296,6 +302,8 @@ class Router:
         only ``timeout`` and ``max_retries``, so a key never travels to another
         connection. ``api`` (the front end: ``python``, ``cli``, ``openai``,
         ``anthropic``) and ``request_id`` are what the ledger records the call under.
+        ``on_answer`` is told the address that answers (a model group's deployment,
+        a fallback) before its first event.
         """
         overrides: dict[str, Any] = {
             "api_key": api_key,
@@ -310,26 +318,39 @@ class Router:
             lambda route: self._events(
                 route, msgspec.structs.replace(request, model=route.model), attribution
             ),
+            on_answer,
         )
 
     async def _routes_for(self, request: ChatRequest, overrides: dict[str, Any]) -> RouteChain:
-        """Each route of the request's chain (the address, then configured fallbacks).
+        """Each route of the request's chain (the address, then configured fallbacks;
+        a model group's deployments in the order its balancer chose).
 
         The second item is the address that comes next (``None`` for the last).
         Stored keys are read off the event loop; a provider built for this call
         alone is closed after it.
         """
         chain = fallback_chain(request.model, self.config, self.env)
-        for position, address in enumerate(chain):
-            connection = address.partition("/")[0]
-            await self.load_providers(connection)
-            await self._keys.load(connection)
-            route = self.resolve(address, **overrides_at(position, overrides))
-            try:
-                yield route, chain[position + 1] if position + 1 < len(chain) else None
-            finally:
-                if route.ephemeral:
-                    await _aclose(route.provider)
+        groups = self.config.model_groups
+        if chain[0] in groups and any(overrides[k] for k in ("api_key", "base_url", "headers")):
+            raise InvalidRequestError(
+                f"{chain[0]!r} is a model group: a call's own key, URL or headers would reach "
+                "whichever deployment is chosen. Name one deployment's address instead."
+            )
+        async with contextlib.aclosing(self.balancer.walk(chain, groups)) as steps:
+            async for step in steps:
+                connection = step.address.partition("/")[0]
+                await self.load_providers(connection)
+                await self._keys.load(connection)
+                route = self.resolve(
+                    step.address, **overrides_at(0 if step.first else 1, overrides)
+                )
+                if step.group is not None:
+                    route = dataclasses.replace(route, group=step.group)
+                try:
+                    yield route, step.next
+                finally:
+                    if route.ephemeral:
+                        await _aclose(route.provider)
 
     def _retrying(self, route: Route) -> RetryingProvider:
         return RetryingProvider(
@@ -340,6 +361,9 @@ class Router:
         self, route: Route, request: ChatRequest, attribution: Attribution
     ) -> AsyncIterator[StreamEvent]:
         events = self._retrying(route).stream(request)
+        if route.group is not None:
+            group = self.config.model_groups[route.group]
+            events = self.balancer.observe(group, route.address, events)
         if self.ledger is None:
             return events
         prices = self.prices_for(route.connection, route.model)
@@ -385,11 +409,16 @@ class Router:
     ) -> ChatResponse:
         provider = self._retrying(route)
         if self.ledger is None:
-            return await provider.complete(request)
-        prices = self.prices_for(route.connection, route.model)
-        return await track_answer(
-            self.ledger, route, provider, request, prices=prices, attribution=attribution
-        )
+            answer = provider.complete(request)
+        else:
+            prices = self.prices_for(route.connection, route.model)
+            answer = track_answer(
+                self.ledger, route, provider, request, prices=prices, attribution=attribution
+            )
+        if route.group is None:
+            return await answer
+        group = self.config.model_groups[route.group]
+        return await self.balancer.observe_answer(group, route.address, answer)
 
     async def embed(
         self,
@@ -526,6 +555,7 @@ class Router:
         await self._source.aclose()
         await self._cache.aclose()
         await self.tokens.aclose()
+        await self.balancer.aclose()
 
 
 async def _aclose(closeable: object) -> None:

@@ -25,8 +25,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from modelport.aggregate import response_events
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.server._anthropic_betas import forwarded_headers
+from modelport.server._cached_answer import (
+    Answered,
+    answer_from_cache,
+    answer_headers,
+    cache_for,
+)
 from modelport.server._errors import (
     MAX_BODY_BYTES,
     BodyTooLarge,
@@ -142,18 +149,27 @@ async def answer_chat(
     headers = forwarded_headers(state.router, address, request.headers)
     if headers:
         options["headers"] = headers
+    cache, cache_key, lookup = cache_for(request, chat, headers)
+    if cache_key is not None and lookup is None:
+        hit = await cache.lookup(cache_key)  # type: ignore[union-attr]
+        if hit is not None:
+            return answer_from_cache(request, hit, surface, encoder, started, request_id)
+        lookup = "miss"
+    answered = Answered()
 
     def scrub(exc: ModelportError) -> None:
         scrub_secrets(state, exc)
 
     if encoder is not None:
         try:
-            events = state.router.stream(chat, **options)
+            events = state.router.stream(chat, on_answer=answered.set, **options)
         except Exception as exc:  # a router that fails before returning an iterator
             failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
             scrub(failure)
             outcome.finished(None, failure)
             return json_error(wire, failure)
+        if cache_key is not None:
+            events = cache.recording(cache_key, events, answered.get)  # type: ignore[union-attr]
         return EventStreamResponse(
             events,
             encoder,
@@ -162,6 +178,7 @@ async def answer_chat(
             keepalive_interval=state.keepalive_interval,
             outcome=outcome,
             scrub=scrub,
+            headers=lambda: answer_headers(answered.address, lookup),
         )
     task = asyncio.current_task()
     assert task is not None
@@ -184,7 +201,11 @@ async def answer_chat(
     finally:
         watcher.cancel()
     outcome.finished(response.usage, None)
-    return Response(body, media_type="application/json")
+    if cache_key is not None:
+        cache.remember(cache_key, response.model, response_events(response))  # type: ignore[union-attr]
+    reply = Response(body, media_type="application/json")
+    reply.raw_headers += answer_headers(response.model, lookup)
+    return reply
 
 
 async def _cancel_on_disconnect(

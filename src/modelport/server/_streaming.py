@@ -115,7 +115,8 @@ class EventStreamResponse(Response):
     ``error_response`` turns an error raised before anything was written into
     a complete ``(status, body, headers)`` answer (the wire's ``encode_error``).
     ``keepalive`` is the wire's keep-alive frame, sent after ``keepalive_interval``
-    seconds of silence.
+    seconds of silence. ``headers`` gives headers to add to the SSE ones, asked
+    for when they are sent.
     """
 
     def __init__(
@@ -128,6 +129,7 @@ class EventStreamResponse(Response):
         keepalive_interval: float = 15.0,
         outcome: StreamOutcome | None = None,
         scrub: Callable[[ModelportError], None] | None = None,
+        headers: Callable[[], list[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         # Response.__init__ would render a body; this response writes its own.
         self.status_code = 200
@@ -139,6 +141,7 @@ class EventStreamResponse(Response):
         self._interval = keepalive_interval
         self._outcome = outcome
         self._scrub = scrub
+        self._headers = headers
         self._started = False  # headers sent
         self._sending = False  # the streaming task is inside send()
         self._watcher_busy = False  # the watcher is inside send()
@@ -237,10 +240,14 @@ class EventStreamResponse(Response):
         self._started = True
         self._sending = True
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": self._head()})
         finally:
             self._sending = False
         await self._write(send, body, more_body=more_body)
+
+    def _head(self) -> list[tuple[bytes, bytes]]:
+        # Asked when the headers go out: by then the answering deployment is known.
+        return _SSE_HEADERS if self._headers is None else _SSE_HEADERS + self._headers()
 
     async def _write(self, send: Send, body: bytes, *, more_body: bool = True) -> None:
         if self._watcher_busy:
@@ -287,7 +294,7 @@ class EventStreamResponse(Response):
                 # A long wait for the first token: commit to a 200 and the
                 # encoder's prelude (Anthropic SDKs need message_start before a ping).
                 self._started = True
-                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                await send({"type": "http.response.start", "status": 200, "headers": self._head()})
                 body = self._encoder.start() + self._keepalive
             else:
                 body = self._keepalive

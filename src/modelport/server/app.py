@@ -31,6 +31,7 @@ from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
 from modelport.server._observe import ObserveMiddleware
+from modelport.server._response_cache import build_cache
 from modelport.server.access_log import BufferedAccessLog
 from modelport.server.health import HealthTracker, health_endpoint
 from modelport.server.metrics import GatewayMetrics, metrics_endpoint
@@ -208,6 +209,7 @@ def create_app(
     state.health = HealthTracker(router.connection_names)
     state.keepalive_interval = keepalive_interval
     state.keys = keys
+    state.cache = build_cache(config.cache, config.redis_url)
     state.ready = False
     state.access_log = access_log if isinstance(access_log, BufferedAccessLog) else None
     return app
@@ -275,7 +277,7 @@ async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
     access_log = getattr(state, "access_log", None)
     if access_log is not None:
         access_log.flush()
-    for name in ("plugin_host", "router", "ledger"):
+    for name in ("plugin_host", "router", "cache", "ledger"):
         resource = getattr(state, name, None)
         if resource is None:
             continue
