@@ -13,6 +13,8 @@ one name, several deployments (``connection/model`` addresses), a strategy.
   average of the time to the first event, or to the whole answer for a
   non-streaming call; this process's own measurements). One never measured is
   tried first; figures within 10 % of each other count as a tie, broken at random.
+  A figure older than a minute is stale: that deployment is measured again
+  (tried first once more), so one slow call, a cold start, does not shut it out.
 
 A deployment that fails more than ``allowed_fails`` times in a minute sits out
 ``cooldown`` seconds (on every instance when Redis is shared): it is not
@@ -53,6 +55,8 @@ _T = TypeVar("_T")
 _ALPHA = 0.3
 #: Latencies closer than this (as a fraction) count as a tie.
 _LATENCY_TIE = 0.1
+#: Seconds after which a deployment's latency figure is measured afresh.
+_STALE = 60.0
 
 
 class Step(NamedTuple):
@@ -89,6 +93,8 @@ class Balancer:
         self._clock = clock
         #: Running average of each deployment's time to answer, in seconds.
         self.latency: dict[str, float] = {}
+        #: When each deployment was last measured (``clock`` time).
+        self.measured_at: dict[str, float] = {}
 
     # --- choosing ------------------------------------------------------------------------
 
@@ -101,7 +107,12 @@ class Balancer:
             # Efraimidis–Spirakis: sorting by u ** (1 / w) draws in proportion to the weights.
             return sorted(pairs, key=lambda p: rand() ** (1.0 / p[1]), reverse=True)
         if group.strategy == "lowest-latency":
-            latency = self.latency
+            fresh_since = self._clock() - _STALE
+            latency = {
+                address: seconds
+                for address, seconds in self.latency.items()
+                if self.measured_at[address] >= fresh_since
+            }
             return sorted(
                 pairs,
                 key=lambda p: (latency.get(p[0], 0.0) * (1.0 + _LATENCY_TIE * rand()), rand()),
@@ -171,10 +182,13 @@ class Balancer:
         return result
 
     def _sample(self, address: str, seconds: float) -> None:
+        now = self._clock()
         previous = self.latency.get(address)
-        self.latency[address] = (
-            seconds if previous is None else previous + _ALPHA * (seconds - previous)
-        )
+        if previous is None or now - self.measured_at[address] > _STALE:
+            self.latency[address] = seconds  # a stale figure says nothing about now
+        else:
+            self.latency[address] = previous + _ALPHA * (seconds - previous)
+        self.measured_at[address] = now
 
     def _judge(self, group: ModelGroup, address: str, exc: Exception) -> None:
         if isinstance(exc, InvalidRequestError | ConfigError):

@@ -40,8 +40,8 @@ logger = logging.getLogger("modelport.routing")
 
 #: Failures are counted per minute, as LiteLLM's ``allowed_fails`` are.
 _FAIL_WINDOW = 60.0
-_INSTANCE_TTL_MS = 30_000
-_HEARTBEAT_S = 10.0
+#: An instance silent this long (no call, no heartbeat) no longer counts.
+_INSTANCE_TTL_S = 30.0
 
 
 class Choice:
@@ -238,13 +238,16 @@ return 1
 class RedisState:
     """The counts of every instance on one Redis; :class:`LocalState` when it is unreachable."""
 
-    def __init__(self, url: str, *, prefix: str = "modelport:lb:") -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "modelport:lb:", instance_ttl: float = _INSTANCE_TTL_S
+    ) -> None:
         from modelport._resp import RedisConnection, Script, parse_redis_url
 
         self._redis = RedisConnection(parse_redis_url(url), timeout=1.0)
         self.local = LocalState()
         self._prefix = prefix
         self.instance = secrets.token_hex(8)
+        self._ttl_ms = int(instance_ttl * 1000)
         self._instances_key = prefix + "inst"
         self._own_key = f"{prefix}inst:{self.instance}"
         self._choose = Script(_CHOOSE)
@@ -260,9 +263,8 @@ class RedisState:
         return self.local.in_flight
 
     async def choose(self, preference: Sequence[tuple[str, float]], least_busy: bool) -> Choice:
-        if self._heartbeat is None:
-            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
-        args: list[Any] = [self.instance, _INSTANCE_TTL_MS, self._prefix, 1 if least_busy else 0]
+        self._alive()
+        args: list[Any] = [self.instance, self._ttl_ms, self._prefix, 1 if least_busy else 0]
         for address, weight in preference:
             args += (address, weight)
         try:
@@ -288,7 +290,12 @@ class RedisState:
         self.local.count(preference[int(reply[0]) - 1][0])
         return reply
 
+    def _alive(self) -> None:
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
     async def acquire(self, address: str) -> None:
+        self._alive()
         self.local.count(address)
         self._spawn(self._send_count(address, 1))
 
@@ -298,7 +305,7 @@ class RedisState:
 
     def _send_count(self, address: str, delta: int) -> Coroutine[Any, Any, Any]:
         keys = [self._instances_key, self._own_key]
-        return self._count(self._redis, keys, [self.instance, _INSTANCE_TTL_MS, address, delta])
+        return self._count(self._redis, keys, [self.instance, self._ttl_ms, address, delta])
 
     def failed(self, address: str, allowed_fails: int, cooldown: float) -> bool:
         cooled = self.local.failed(address, allowed_fails, cooldown)
@@ -320,16 +327,18 @@ class RedisState:
 
     async def _beat(self) -> None:
         while True:
-            await asyncio.sleep(_HEARTBEAT_S)
-            args: list[Any] = [self.instance, _INSTANCE_TTL_MS]
-            for address, count in self.local.in_flight.items():
-                args += (address, count)
+            await asyncio.sleep(self._ttl_ms / 3000)
             try:
-                await self._heartbeat_script(
-                    self._redis, [self._instances_key, self._own_key], args
-                )
+                await self.heartbeat()
             except Exception as exc:
                 self._unavailable(exc)
+
+    async def heartbeat(self) -> None:
+        """Keep this instance's counts alive; write them back if Redis lost them."""
+        args: list[Any] = [self.instance, self._ttl_ms]
+        for address, count in self.local.in_flight.items():
+            args += (address, count)
+        await self._heartbeat_script(self._redis, [self._instances_key, self._own_key], args)
 
     def _unavailable(self, exc: BaseException | None) -> None:
         now = time.monotonic()
