@@ -96,11 +96,17 @@ def start_upstream(folder: Path) -> Process:
 
 
 def start_gateway(
-    upstream_port: int, folder: Path, extra_args: list[str], env: dict[str, str] | None = None
+    upstream_port: int,
+    folder: Path,
+    extra_args: list[str],
+    env: dict[str, str] | None = None,
+    extra_config: str = "",
 ) -> Process:
     """``modelport serve`` with a fresh MODELPORT_HOME that points at the upstream.
 
-    ``env`` adds to the environment (``PYTHONPATH`` to run another build).
+    ``env`` adds to the environment (``PYTHONPATH`` to run another build);
+    ``extra_config`` opens its ``config.toml`` (``{upstream}`` in it becomes
+    the upstream's base URL).
 
     Readiness is timed from just before the process is spawned to the first
     ``200`` from ``GET /health``: interpreter start, imports, config, the
@@ -108,7 +114,9 @@ def start_gateway(
     """
     home = Path(tempfile.mkdtemp(prefix="home-", dir=folder))
     (home / "config.toml").write_text(
-        "[connections.bench]\n"
+        # First, so its top-level keys (redis_url) stay top-level.
+        extra_config.replace("{upstream}", f"http://127.0.0.1:{upstream_port}/v1")
+        + "\n[connections.bench]\n"
         'compat = "openai"\n'
         f'base_url = "http://127.0.0.1:{upstream_port}/v1"\n'
         "max_retries = 0\n"

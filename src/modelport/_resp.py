@@ -98,11 +98,18 @@ class _Protocol(asyncio.Protocol):
     def __init__(self, reader: Any, on_lost: Any) -> None:
         self.reader = reader
         self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.outgoing: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self._on_lost = on_lost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def flush(self) -> None:
+        outgoing = self.outgoing
+        if self.transport is not None and outgoing:
+            self.transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
+        outgoing.clear()
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
@@ -149,8 +156,11 @@ class RedisConnection:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         protocol.waiting.append((future, loop.time()))
-        assert protocol.transport is not None
-        protocol.transport.write(self._pack(args))
+        # Commands sent in one turn of the loop leave in one write: one system call
+        # for every caller that turn, not one each.
+        protocol.outgoing.append(self._pack(args))
+        if len(protocol.outgoing) == 1:
+            loop.call_soon(protocol.flush)
         if self._watchdog is None:
             self._watchdog = loop.call_later(self.timeout, self._watch, protocol)
         return _checked(future)

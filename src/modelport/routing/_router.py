@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -21,7 +20,7 @@ from modelport.config import (
     resolve_address,
     split_address,
 )
-from modelport.errors import InvalidRequestError, ModelNotFoundError, ModelportError
+from modelport.errors import InvalidRequestError, ModelNotFoundError
 from modelport.events import StreamEvent
 from modelport.providers import ConnectionSettings, Provider, ProviderFactory, offers_embeddings
 from modelport.providers._retry import RetryingProvider
@@ -33,6 +32,7 @@ from modelport.routing._fallbacks import (
     overrides_at,
     stream_along,
 )
+from modelport.routing._listing import models_in, report_of
 from modelport.routing._provider_source import (
     PLUGIN_PREFIX,
     LazySource,
@@ -331,6 +331,15 @@ class Router:
         """
         chain = fallback_chain(request.model, self.config, self.env)
         groups = self.config.model_groups
+        if not groups:  # no model groups: no balancer in the way
+            for position, address in enumerate(chain):
+                route = await self._route_at(address, overrides_at(position, overrides))
+                try:
+                    yield route, chain[position + 1] if position + 1 < len(chain) else None
+                finally:
+                    if route.ephemeral:
+                        await _aclose(route.provider)
+            return
         if chain[0] in groups and any(overrides[k] for k in ("api_key", "base_url", "headers")):
             raise InvalidRequestError(
                 f"{chain[0]!r} is a model group: a call's own key, URL or headers would reach "
@@ -338,19 +347,21 @@ class Router:
             )
         async with contextlib.aclosing(self.balancer.walk(chain, groups)) as steps:
             async for step in steps:
-                connection = step.address.partition("/")[0]
-                await self.load_providers(connection)
-                await self._keys.load(connection)
-                route = self.resolve(
-                    step.address, **overrides_at(0 if step.first else 1, overrides)
-                )
+                position = 0 if step.first else 1
+                route = await self._route_at(step.address, overrides_at(position, overrides))
                 if step.group is not None:
-                    route = dataclasses.replace(route, group=step.group)
+                    route = route.of_group(step.group)
                 try:
                     yield route, step.next
                 finally:
                     if route.ephemeral:
                         await _aclose(route.provider)
+
+    async def _route_at(self, address: str, overrides: dict[str, Any]) -> Route:
+        connection = address.partition("/")[0]
+        await self.load_providers(connection)
+        await self._keys.load(connection)
+        return self.resolve(address, **overrides)
 
     def _retrying(self, route: Route) -> RetryingProvider:
         return RetryingProvider(
@@ -504,18 +515,7 @@ class Router:
         """
         await self.load_providers(connection)
         names = [connection] if connection is not None else self.connection_names()
-        results = await asyncio.gather(*(self._report_one(name) for name in names))
-        return list(results)
-
-    async def _report_one(self, connection: str) -> ConnectionModels:
-        try:
-            return ConnectionModels(connection=connection, models=await self._models_of(connection))
-        except ModelportError as error:
-            return ConnectionModels(connection=connection, models=[], error=error)
-        except Exception as exc:  # a third-party provider's bug must not hide the others
-            error = ModelportError(f"{type(exc).__name__}: {exc}", connection=connection)
-            error.__cause__ = exc
-            return ConnectionModels(connection=connection, models=[], error=error)
+        return list(await asyncio.gather(*(report_of(name, self._models_of) for name in names)))
 
     async def list_models(self, connection: str | None = None) -> list[ModelInfo]:
         """Models of one connection (errors raise), or of all configured ones.
@@ -526,14 +526,7 @@ class Router:
         if connection is not None:
             await self.load_providers(connection)
             return await self._models_of(connection)
-        report = await self.list_models_report()
-        failures = [entry for entry in report if entry.error is not None]
-        for entry in failures:
-            logger.warning("listing models of %s failed: %s", entry.connection, entry.error)
-        if report and len(failures) == len(report):
-            assert failures[0].error is not None
-            raise failures[0].error
-        return [model for entry in report for model in entry.models]
+        return models_in(await self.list_models_report())
 
     def prices_for(self, connection: str, model: str) -> ModelPrices | None:
         """Prices from config, else a registered provider's models, else models seen listed."""
