@@ -9,6 +9,8 @@ attributing the call to the ledger (``api`` and the response id), forwarding
 an Anthropic client's beta flags (:mod:`modelport.server._anthropic_betas`),
 cancelling a non-streamed call whose client left, and making every error safe
 to show before it is encoded (:func:`~modelport.server._errors.scrub_secrets`).
+Every chat route passes the response cache here (:mod:`modelport.server._cached_answer`),
+so a surface added through :func:`chat_endpoint` is cached like the others.
 """
 
 from __future__ import annotations
