@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_SDK := sdk/node
+NODE_STAMP := $(NODE_SDK)/node_modules/.installed
 
 .PHONY: serve test lint format bench clean
 
@@ -12,12 +14,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# TypeScript, for the Node SDK's type checks and the TypeScript plugin tests.
+$(NODE_STAMP): $(NODE_SDK)/package.json $(NODE_SDK)/package-lock.json
+	cd $(NODE_SDK) && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 serve: $(STAMP)
 	$(BIN)/modelport serve
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	cd $(NODE_SDK) && ./node_modules/.bin/tsc -p test/types
+	cd $(NODE_SDK) && MODELPORT_BIN=$(abspath $(BIN))/modelport node --test test/
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -32,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist $(NODE_SDK)/node_modules

@@ -28,6 +28,7 @@ __all__ = [
     "LOG",
     "MANIFEST_NAME",
     "METHOD_NOT_FOUND",
+    "PACKAGE_JSON",
     "PARSE_ERROR",
     "PROTOCOL_VERSION",
     "PROVIDER_CHUNK",
@@ -59,6 +60,8 @@ PROTOCOL_VERSION = "1"
 
 #: The file that makes a folder a plugin.
 MANIFEST_NAME = "modelport-plugin.toml"
+#: A Node plugin may declare itself here instead, in a "modelport": {"plugin": {...}} section.
+PACKAGE_JSON = "package.json"
 
 # Host → plugin.
 INITIALIZE = "initialize"
@@ -130,7 +133,7 @@ class RegisterParams(TypedDict):
     providerId: str
     name: NotRequired[str]
     description: NotRequired[str]
-    capabilities: NotRequired[dict[str, Any]]
+    capabilities: NotRequired[list[str] | dict[str, bool]]
     requiresKey: NotRequired[bool]
     configFields: NotRequired[list[ConfigField]]
     models: NotRequired[list[dict[str, Any]]]

@@ -2,9 +2,13 @@
 
 A project's ``.modelport/plugins/`` runs code from a checked-out repository,
 so none of it starts until the user says ``modelport plugins trust``. Trust is
-granted to a folder by its resolved path *and* to the exact bytes of each
-manifest in it: a manifest that changes (a new command, say) or a plugin that
-appears later needs trust again.
+granted to a folder by its resolved path, to the exact bytes of each
+manifest in it, *and* to every file of each plugin (:func:`plugin_files`):
+a manifest or a file that changes (a ``git pull`` that brings a new
+``index.js``), or a plugin that appears later, needs trust again, and
+:meth:`TrustStore.check` names what changed. Left out of the files: ``.git``,
+``node_modules``, virtualenvs (a folder holding ``pyvenv.cfg``) and Python's
+bytecode caches, which tools rewrite without the author changing anything.
 
 Trusting a project's ``.modelport/plugins`` folder also trusts the
 ``.modelport/config.toml`` beside it, by the SHA-256 of its bytes: until then
@@ -18,11 +22,21 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from modelport.plugin_protocol import MANIFEST_NAME
+from modelport.plugin_protocol import MANIFEST_NAME, PACKAGE_JSON
 
-__all__ = ["TRUST_FILE", "TrustStore", "config_hash", "plugins_folder", "project_config_file"]
+__all__ = [
+    "TRUST_FILE",
+    "TrustCheck",
+    "TrustStore",
+    "config_hash",
+    "plugin_files",
+    "plugins_folder",
+    "project_config_file",
+]
 
 TRUST_FILE = "trusted-plugins.json"
 _CONFIG_NAME = "config.toml"
@@ -55,13 +69,81 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: Folders a plugin's trust does not cover: version control, and dependencies
+#: that package managers rewrite (a virtualenv is any folder with pyvenv.cfg).
+EXCLUDED_DIRS = frozenset({".git", "node_modules", "__pycache__"})
+
+
+def _manifest_file(plugin_dir: Path) -> Path:
+    """The manifest the host reads: the TOML file, else ``package.json``."""
+    toml = plugin_dir / MANIFEST_NAME
+    return toml if toml.is_file() else plugin_dir / PACKAGE_JSON
+
+
+def _is_plugin_folder(path: Path) -> bool:
+    return path.is_dir() and ((path / MANIFEST_NAME).is_file() or (path / PACKAGE_JSON).is_file())
+
+
+def plugin_files(plugin_dir: Path) -> dict[str, str]:
+    """Every file of a plugin, by path relative to its folder, with what trust binds.
+
+    A file is bound by the SHA-256 of its bytes; a symbolic link by where it
+    points (``link:<target>``), never followed. See :data:`EXCLUDED_DIRS`.
+    """
+    files: dict[str, str] = {}
+    for root, dirs, names in os.walk(plugin_dir, followlinks=False):
+        here = Path(root)
+        kept = []
+        for name in sorted(dirs):
+            path = here / name
+            if path.is_symlink():
+                names.append(name)  # a link to a folder: bound by its target, not walked
+            elif name not in EXCLUDED_DIRS and not (path / "pyvenv.cfg").exists():
+                kept.append(name)
+        dirs[:] = kept
+        for name in names:
+            path = here / name
+            relative = path.relative_to(plugin_dir).as_posix()
+            if name.endswith(".pyc"):
+                continue
+            if path.is_symlink():
+                files[relative] = f"link:{os.readlink(path)}"
+                continue
+            try:
+                files[relative] = _file_hash(path)
+            except OSError as exc:
+                files[relative] = f"unreadable:{exc.errno}"
+    return dict(sorted(files.items()))
+
+
+@dataclass(frozen=True)
+class TrustCheck:
+    """Whether a plugin is trusted as it is now, and if not, why (what changed)."""
+
+    trusted: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.trusted
+
+
+def _changes(trusted: dict[str, Any], now: dict[str, str]) -> str:
+    changed = [f for f in now if f in trusted and trusted[f] != now[f]]
+    added = [f for f in now if f not in trusted]
+    removed = [f for f in trusted if f not in now]
+    parts = [f"{f} changed" for f in changed]
+    parts += [f"{f} was added" for f in added] + [f"{f} was removed" for f in removed]
+    shown = ", ".join(parts[:5]) + (f" and {len(parts) - 5} more" if len(parts) > 5 else "")
+    return f"{shown} since you trusted it"
+
+
 class TrustStore:
     """Which project plugin folders, and which manifests in them, the user trusts."""
 
     def __init__(self, home: Path) -> None:
         self.path = home / TRUST_FILE
 
-    def _load(self) -> dict[str, dict[str, str]]:
+    def _load(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads(self.path.read_text("utf-8"))
         except (FileNotFoundError, ValueError):
@@ -70,14 +152,14 @@ class TrustStore:
             return {}
         return {k: v for k, v in data.items() if isinstance(v, dict)}
 
-    def _read(self) -> dict[str, dict[str, str]]:
+    def _read(self) -> dict[str, dict[str, Any]]:
         return self._load().get("folders", {})
 
     def _read_configs(self) -> dict[str, str]:
         return self._load().get("configs", {})
 
     def _write(
-        self, folders: dict[str, dict[str, str]], configs: dict[str, str] | None = None
+        self, folders: dict[str, dict[str, Any]], configs: dict[str, str] | None = None
     ) -> None:
         data: dict[str, object] = {
             "folders": folders,
@@ -91,19 +173,24 @@ class TrustStore:
         os.replace(tmp, self.path)
 
     def trust(self, folder: Path) -> dict[str, str]:
-        """Trust every plugin now in ``folder``; returns plugin folder name → manifest hash.
+        """Trust every plugin now in ``folder``, manifest and files; returns plugin
+        folder name → manifest hash.
 
         The project's ``.modelport/config.toml`` beside ``folder`` is trusted too,
         as it is now.
         """
         folder = folder.resolve()
-        hashes = {
-            child.name: _file_hash(child / MANIFEST_NAME)
+        records = {
+            child.name: {
+                "manifest": _file_hash(_manifest_file(child)),
+                "files": plugin_files(child),
+            }
             for child in (sorted(folder.iterdir()) if folder.is_dir() else [])
-            if (child / MANIFEST_NAME).is_file()
+            if _is_plugin_folder(child)
         }
+        hashes = {name: str(record["manifest"]) for name, record in records.items()}
         folders = self._read()
-        folders[str(folder)] = hashes
+        folders[str(folder)] = records
         configs = self._read_configs()
         config = project_config_file(folder)
         if config is not None:
@@ -151,23 +238,46 @@ class TrustStore:
                 return False
         return recorded == digest
 
-    def is_trusted(self, plugin_dir: Path, digest: str | None = None) -> bool:
-        """Whether the plugin in ``plugin_dir`` has trust for this manifest.
+    def is_trusted(
+        self,
+        plugin_dir: Path,
+        digest: str | None = None,
+        files: dict[str, str] | None = None,
+    ) -> bool:
+        """Whether the plugin in ``plugin_dir`` is trusted as it is (see :meth:`check`)."""
+        return self.check(plugin_dir, digest, files).trusted
 
-        ``digest`` is the SHA-256 of the manifest bytes the caller parsed (so what
-        is checked is what will run); without it the manifest is read again.
-        A plugin is known by its name inside the resolved plugins folder, as
-        :meth:`trust` records it, so a symlinked plugin folder works too.
+    def check(
+        self,
+        plugin_dir: Path,
+        digest: str | None = None,
+        files: dict[str, str] | None = None,
+    ) -> TrustCheck:
+        """Whether the plugin in ``plugin_dir`` has trust for this manifest and these files.
+
+        ``digest`` is the SHA-256 of the manifest bytes the caller parsed and
+        ``files`` what :func:`plugin_files` gave it (so what is checked is what
+        will run); without them both are read again. A plugin is known by its
+        name inside the resolved plugins folder, as :meth:`trust` records it,
+        so a symlinked plugin folder works too.
         """
-        hashes = self._read().get(str(plugin_dir.parent.resolve()))
-        if not hashes:
-            return False
+        records = self._read().get(str(plugin_dir.parent.resolve()))
+        record = records.get(plugin_dir.name) if records else None
+        if record is None:
+            return TrustCheck(False, "it was never trusted")
+        if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+            return TrustCheck(False, "it was trusted before trust covered a plugin's files")
         if digest is None:
             try:
-                digest = _file_hash(plugin_dir / MANIFEST_NAME)
+                digest = _file_hash(_manifest_file(plugin_dir))
             except OSError:
-                return False
-        return hashes.get(plugin_dir.name) == digest
+                return TrustCheck(False, "its manifest cannot be read")
+        if record.get("manifest") != digest:
+            return TrustCheck(False, "its manifest changed since you trusted it")
+        now = plugin_files(plugin_dir) if files is None else files
+        if record["files"] != now:
+            return TrustCheck(False, _changes(record["files"], now))
+        return TrustCheck(True)
 
     def trusted_folders(self) -> list[str]:
         return sorted(self._read())

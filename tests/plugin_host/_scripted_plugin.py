@@ -13,7 +13,12 @@ requests and answers each batch of three in reverse order, echoing each request'
 last message; logs every JSON-RPC id it receives), ``ignore_all`` (no answer to
 unknown methods or unknown providers; streams through a ``$/cancelRequest``),
 ``string_fields`` (errors whose numbers are strings or junk, picked by the message),
-``requires_key_no_field`` (requiresKey with only a text field).
+``requires_key_no_field`` (requiresKey with only a text field), ``capability_list``
+(capabilities as a list of strings, one unknown), ``final_last_chunk``, ``final_empty``,
+``final_null``, ``final_chunk_with_usage`` (the answer to ``provider.stream`` is the
+last chunk, ``{}``, ``null`` or a chunk holding the usage the chunks lacked),
+``final_thin`` (chunks with no finish reason or usage, then ``{}``),
+``fail_after_refusal`` (fails ``initialize`` once its registration is refused).
 """
 
 from __future__ import annotations
@@ -61,13 +66,22 @@ def register(provider_id: str = PROVIDER) -> dict:
             "requiresKey": MODE == "requires_key_no_field",
             "configFields": [{"key": "greeting", "label": "Greeting", "type": "text"}],
             "models": [{"id": "m1", "name": "Model One", "contextWindow": 1000}],
+            **(
+                {"capabilities": ["chat", "streaming", "vision", "telepathy"]}
+                if MODE == "capability_list"
+                else {}
+            ),
         },
     )
 
 
-def chunk(request_id: str, delta: dict, finish: str | None = None) -> None:
+def chunk(
+    request_id: str, delta: dict, finish: str | None = None, usage: dict | None = None
+) -> dict:
     choice = {"index": 0, "delta": delta, "finish_reason": finish}
     body = {"id": "c1", "object": "chat.completion.chunk", "model": "m1", "choices": [choice]}
+    if usage is not None:
+        body["usage"] = usage
     send(
         {
             "jsonrpc": "2.0",
@@ -75,6 +89,7 @@ def chunk(request_id: str, delta: dict, finish: str | None = None) -> None:
             "params": {"requestId": request_id, "chunk": body},
         }
     )
+    return body
 
 
 def completion(text: str) -> dict:
@@ -107,9 +122,13 @@ def main() -> None:
                 sys.exit(7)
             if MODE == "no_initialize_answer":
                 continue
-            if MODE == "shadow_builtin":
+            if MODE in ("shadow_builtin", "fail_after_refusal"):
                 answer = register("OpenAI")
                 print(f"register answer: {json.dumps(answer)}", file=sys.stderr, flush=True)
+                if MODE == "fail_after_refusal":  # what an SDK does when on_start raises
+                    error = {"code": -32000, "message": answer["error"]["message"]}
+                    send({"jsonrpc": "2.0", "id": id, "error": error})
+                    continue
             else:
                 register()
             if MODE == "register_twice":
@@ -192,7 +211,27 @@ def main() -> None:
                 continue
             if MODE == "slow":
                 continue  # the next line read may be $/cancelRequest
+            if MODE == "final_thin":
+                chunk(rid, {"content": "lo"})
+                send({"jsonrpc": "2.0", "id": id, "result": {}})
+                continue
             chunk(rid, {"content": "lo"})
+            if MODE.startswith("final_"):
+                # As an upstream without include_usage streams: a finish reason, no usage.
+                last = chunk(rid, {}, "length")
+                usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+                with_usage = {
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+                    "usage": usage,
+                }
+                final = {
+                    "final_last_chunk": last,
+                    "final_chunk_with_usage": with_usage,
+                    "final_empty": {},
+                }.get(MODE)
+                send({"jsonrpc": "2.0", "id": id, "result": final})
+                continue
             chunk(rid, {}, "stop")
             send({"jsonrpc": "2.0", "id": id, "result": completion("Hello")})
         elif id is not None and MODE != "ignore_all":

@@ -43,6 +43,30 @@ def write_plugin(
     return folder
 
 
+def write_garbage_plugins(parent: Path) -> None:
+    """Folders of every kind of broken manifest, and a library that is not a plugin."""
+    cases = {
+        "objects": 'name = "objects"\nversion = "1"\ntype = "llm-provider"\n'
+        'command = ["x"]\ntriggers = [{type = ["startup"]}, [1]]\n',
+        "wrong-types": "name = 1\nversion = []\ntype = {a = 1}\ncommand = [1]\nenv = [{}]\n",
+        "not-toml": "name = = =",
+    }
+    for name, text in cases.items():
+        (parent / name).mkdir(parents=True)
+        (parent / name / "modelport-plugin.toml").write_text(text)
+    (parent / "not-utf8").mkdir()
+    (parent / "not-utf8" / "modelport-plugin.toml").write_bytes(b"name = '\xff'\n")
+    (parent / "huge").mkdir()
+    (parent / "huge" / "modelport-plugin.toml").write_bytes(b" " * (10 * 1024 * 1024))
+    (parent / "loop").mkdir()
+    (parent / "loop" / "modelport-plugin.toml").symlink_to("modelport-plugin.toml")
+    (parent / "loop-dir").symlink_to("loop-dir")
+    (parent / "bad-json").mkdir()
+    (parent / "bad-json" / "package.json").write_text('{"modelport": {"plugin": 7}')
+    (parent / "a-library").mkdir()
+    (parent / "a-library" / "package.json").write_text('{"name": "lib", "version": "1.0.0"}')
+
+
 def scripted(mode: str, provider: str = "scripted") -> list[str]:
     return [sys.executable, str(SCRIPTED), mode, provider]
 

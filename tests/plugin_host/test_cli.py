@@ -12,8 +12,9 @@ from modelport.config import parse_config
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
 from modelport.trust import TrustStore
+from tests._node import build
 from tests.cli.conftest import RunCli
-from tests.plugin_host.conftest import scripted, write_plugin
+from tests.plugin_host.conftest import scripted, write_garbage_plugins, write_plugin
 from tests.server.conftest import GatewayFactory
 
 
@@ -32,12 +33,16 @@ def _cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return work
 
 
-@pytest.mark.parametrize("lang", ["python", "node"])
+@pytest.mark.parametrize("lang", ["python", "node", "ts"])
 def test_new_writes_a_plugin_that_passes_check(cli: RunCli, tmp_path: Path, lang: str) -> None:
     target = tmp_path / f"acme-{lang}"
     result = cli("plugins", "new", "acme", "--lang", lang, "--dir", str(target))
     assert result.exit_code == 0, result.stderr
-    assert (target / "modelport-plugin.toml").is_file()
+    manifest = "modelport-plugin.toml" if lang == "python" else "package.json"
+    assert (target / manifest).is_file()
+    if lang == "ts":
+        assert "npm run build" in result.stderr
+        build(target)
     again = cli("plugins", "new", "acme", "--lang", lang, "--dir", str(target))
     assert again.exit_code == 1 and "not empty" in again.stderr
 
@@ -151,3 +156,19 @@ def test_list_shows_registration_problems_in_the_note_column(
     listed = cli("plugins", "list", "--gateway", gateway.url)
     [row] = [line for line in listed.stdout.splitlines() if " p " in line]
     assert "provider.register refused: Provider id 'scripted' is taken" in row
+
+
+def test_list_says_why_a_folder_was_skipped_and_shows_broken_manifests(
+    cli: RunCli, home: Path
+) -> None:
+    write_garbage_plugins(home / "plugins")
+    write_plugin(home / "plugins", "good", scripted("ok"))
+    result = cli("plugins", "list")
+    assert result.exit_code == 0, result.stderr
+    skipped = home / "plugins" / "a-library"
+    assert f"skipped {skipped}: " in result.stderr.replace("\n", " ")
+    assert "not a modelport plugin" in result.stderr.replace("\n", " ")
+    listed = json.loads(cli("plugins", "list", "--json").stdout)
+    states = {p["name"]: p["state"] for p in listed["plugins"]}
+    assert states["good"] == "loaded" and states["objects"] == "invalid"
+    assert listed["skipped"][0]["reason"].startswith(str(skipped / "package.json"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from modelport.plugin_host.conformance import check_plugin
+from modelport.plugin_host.scaffold import install_sdk
 from modelport.testing import FakeUpstream, Reply
 from tests.plugin_host.conftest import scripted, write_plugin
 
@@ -14,7 +16,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 
 
 @pytest.mark.parametrize("name", ["example-python", "example-node"])
-async def test_the_examples_pass_every_check(name: str) -> None:
+async def test_the_examples_pass_every_check(name: str, tmp_path: Path) -> None:
+    plugin = tmp_path / name  # a copy, with the Node SDK installed as `plugins new` does
+    shutil.copytree(EXAMPLES / name, plugin)
+    if (plugin / "package.json").is_file():
+        install_sdk(plugin)
     with FakeUpstream() as upstream:
         upstream.route(
             "POST",
@@ -22,7 +28,7 @@ async def test_the_examples_pass_every_check(name: str) -> None:
             Reply.fixture("openai/chat-stream-text-include-usage.sse", chunks="random"),
         )
         config = {"apiKey": "sk-test", "baseUrl": f"{upstream.url}/v1"}
-        results = await check_plugin(EXAMPLES / name, provider_config=config, timeout=10.0)
+        results = await check_plugin(plugin, provider_config=config, timeout=10.0)
     failed = [r for r in results if not r.ok]
     assert not failed, failed
     assert [r.name for r in results] == [

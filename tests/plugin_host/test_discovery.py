@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelport.plugin_host.discovery import PluginDir, default_dirs, discover
-from tests.plugin_host.conftest import write_plugin
+from modelport.plugin_host.discovery import PluginDir, default_dirs, discover, scan
+from tests.plugin_host.conftest import write_garbage_plugins, write_plugin
 
 
 def test_later_folders_override_earlier_ones_by_name(tmp_path: Path) -> None:
@@ -54,3 +54,29 @@ def test_default_dirs(tmp_path: Path) -> None:
     assert dirs[1].path == tmp_path / "home" / "plugins"
     assert dirs[2].path == tmp_path / "proj" / ".modelport" / "plugins"
     assert [d.source for d in default_dirs(tmp_path)] == ["shipped", "home"]
+
+
+def test_garbage_manifests_are_each_that_plugins_error_never_an_exception(
+    tmp_path: Path,
+) -> None:
+    write_garbage_plugins(tmp_path)
+    write_plugin(tmp_path, "good", ["x"], triggers=["startup"])
+    found = scan([PluginDir(tmp_path, "home")])
+    by_name = {p.name: p for p in found.plugins}
+    assert by_name["good"].manifest is not None and by_name["good"].error is None
+    broken = {name for name, p in by_name.items() if p.manifest is None}
+    assert broken == {
+        "objects",
+        "wrong-types",
+        "not-toml",
+        "not-utf8",
+        "huge",
+        "loop",
+        "loop-dir",
+        "bad-json",
+    }
+    assert all(by_name[name].error for name in broken)
+    assert "'triggers' must be" in by_name["objects"].error
+    assert "leads nowhere" in by_name["loop-dir"].error
+    [skipped] = found.skipped
+    assert skipped.dir == tmp_path / "a-library" and "not a modelport plugin" in skipped.reason

@@ -1,4 +1,4 @@
-"""The shipped example plugins (Python with the SDK, Node without) against a fake upstream."""
+"""The example plugins (Python, Node and TypeScript, each with its SDK) against a fake upstream."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import ast
 import importlib.metadata
 import json
 import re
+import shutil
 import socket
 import sys
 import tomllib
@@ -17,13 +18,27 @@ from modelport.aggregate import aaggregate
 from modelport.config import parse_config
 from modelport.errors import AuthError, NetworkError, RateLimitError
 from modelport.plugin_host.discovery import PluginDir
-from modelport.plugin_host.scaffold import render
+from modelport.plugin_host.scaffold import install_sdk, render
 from modelport.testing import FakeUpstream, Reply
 from modelport.types import ChatRequest, Message, ToolDefinition
+from tests._node import build
 from tests.plugin_host.conftest import HostFactory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
-PLUGINS = [("example-python", "python"), ("example-node", "node")]
+PLUGINS = [("example-python", "python"), ("example-node", "node"), ("example-ts", "ts")]
+
+
+@pytest.fixture(scope="session")
+def examples(tmp_path_factory: pytest.TempPathFactory) -> PluginDir:
+    """A copy of the examples, each as a user would have it: the SDK installed, built once."""
+    root = tmp_path_factory.mktemp("examples")
+    for name, language in PLUGINS:
+        shutil.copytree(EXAMPLES / name, root / name)
+        if language in ("node", "ts"):
+            install_sdk(root / name)
+        if language == "ts":
+            build(root / name)
+    return PluginDir(root, "shipped")
 
 
 def _config(name: str, base_url: str, *, key_env: str | None = "EXAMPLE_KEY"):
@@ -35,8 +50,15 @@ def _config(name: str, base_url: str, *, key_env: str | None = "EXAMPLE_KEY"):
 
 @pytest.mark.parametrize(("name", "language"), PLUGINS)
 def test_the_examples_are_what_the_scaffold_writes(name: str, language: str) -> None:
-    for relative, text in render(language, name).items():  # type: ignore[arg-type]
+    rendered = render(language, name)  # type: ignore[arg-type]
+    for relative, text in rendered.items():
         assert (EXAMPLES / name / relative).read_text() == text, relative
+    present = {
+        path.relative_to(EXAMPLES / name).as_posix()
+        for path in (EXAMPLES / name).rglob("*")
+        if path.is_file() and not {"node_modules", "dist", "__pycache__"} & set(path.parts)
+    }
+    assert present == set(rendered)  # nothing else: the SDK copy is made by `plugins new`
 
 
 def _runtime_imports() -> set[str]:
@@ -81,6 +103,7 @@ async def test_example_streams_tool_calls_through_the_host(
     make_host: HostFactory,
     upstream: FakeUpstream,
     monkeypatch: pytest.MonkeyPatch,
+    examples: PluginDir,
 ) -> None:
     monkeypatch.setenv("EXAMPLE_KEY", "sk-example")
     upstream.route(
@@ -88,7 +111,7 @@ async def test_example_streams_tool_calls_through_the_host(
         "/v1/chat/completions",
         Reply.fixture("openai/chat-stream-parallel-tool-calls.sse", chunks="random", split_seed=3),
     )
-    host = make_host(PluginDir(EXAMPLES, "shipped"), config=_config(name, upstream.url))
+    host = make_host(examples, config=_config(name, upstream.url))
     await host.load()
     await host.start(name)
     provider = host.providers[name]
@@ -116,9 +139,13 @@ async def test_example_streams_tool_calls_through_the_host(
 
 @pytest.mark.parametrize(("name", "language"), PLUGINS)
 async def test_example_without_a_key_fails_with_an_auth_error(
-    name: str, language: str, make_host: HostFactory, upstream: FakeUpstream
+    name: str,
+    language: str,
+    make_host: HostFactory,
+    upstream: FakeUpstream,
+    examples: PluginDir,
 ) -> None:
-    host = make_host(PluginDir(EXAMPLES, "shipped"), config=_config(name, upstream.url))
+    host = make_host(examples, config=_config(name, upstream.url))
     await host.load()
     await host.start(name)
     request = ChatRequest(model="gpt-4o-mini", messages=[Message(role="user", content="hi")])
@@ -129,7 +156,11 @@ async def test_example_without_a_key_fails_with_an_auth_error(
 
 @pytest.mark.parametrize(("name", "language"), PLUGINS)
 async def test_example_passes_on_a_rate_limit_with_its_retry_after(
-    name: str, language: str, make_host: HostFactory, upstream: FakeUpstream
+    name: str,
+    language: str,
+    make_host: HostFactory,
+    upstream: FakeUpstream,
+    examples: PluginDir,
 ) -> None:
     upstream.route(
         "POST",
@@ -137,7 +168,7 @@ async def test_example_passes_on_a_rate_limit_with_its_retry_after(
         Reply.json({"error": {"message": "slow down"}}, status=429, headers={"retry-after": "4"}),
     )
     host = make_host(
-        PluginDir(EXAMPLES, "shipped"),
+        examples,
         config=_config(name, upstream.url, key_env=None),
         get_key=lambda provider_id: "sk-from-keyring" if provider_id == name else None,
     )
@@ -152,13 +183,17 @@ async def test_example_passes_on_a_rate_limit_with_its_retry_after(
 
 @pytest.mark.parametrize(("name", "language"), PLUGINS)
 async def test_example_sends_no_retry_after_when_the_api_gave_none(
-    name: str, language: str, make_host: HostFactory, upstream: FakeUpstream
+    name: str,
+    language: str,
+    make_host: HostFactory,
+    upstream: FakeUpstream,
+    examples: PluginDir,
 ) -> None:
     upstream.route(
         "POST", "/v1/chat/completions", Reply.json({"error": {"message": "busy"}}, status=429)
     )
     host = make_host(
-        PluginDir(EXAMPLES, "shipped"),
+        examples,
         config=_config(name, upstream.url, key_env=None),
         get_key=lambda provider_id: "sk-from-keyring",
     )
@@ -173,15 +208,17 @@ async def test_example_sends_no_retry_after_when_the_api_gave_none(
 
 @pytest.mark.parametrize(("name", "language"), PLUGINS)
 async def test_example_reports_an_unreachable_api_as_a_network_error(
-    name: str, language: str, make_host: HostFactory, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    language: str,
+    make_host: HostFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    examples: PluginDir,
 ) -> None:
     with socket.socket() as sock:  # a loopback port where nothing listens
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("EXAMPLE_KEY", "sk-example")
-    host = make_host(
-        PluginDir(EXAMPLES, "shipped"), config=_config(name, f"http://127.0.0.1:{port}")
-    )
+    host = make_host(examples, config=_config(name, f"http://127.0.0.1:{port}"))
     await host.load()
     await host.start(name)
     request = ChatRequest(model="gpt-4o-mini", messages=[Message(role="user", content="hi")])

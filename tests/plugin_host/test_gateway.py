@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -11,9 +12,10 @@ import openai
 import pytest
 
 from modelport.config import parse_config
+from modelport.plugin_host.scaffold import install_sdk
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
-from tests.plugin_host.conftest import scripted, write_plugin
+from tests.plugin_host.conftest import scripted, write_garbage_plugins, write_plugin
 from tests.server.conftest import Gateway, GatewayFactory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
@@ -111,6 +113,7 @@ def test_openai_sdk_gets_tool_calls_from_the_node_example(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shutil.copytree(EXAMPLES / "example-node", plugins_home / "plugins" / "example-node")
+    install_sdk(plugins_home / "plugins" / "example-node")
     monkeypatch.setenv("NODE_EXAMPLE_KEY", "sk-node")
     with FakeUpstream() as upstream:
         upstream.route(
@@ -144,3 +147,61 @@ def test_openai_sdk_gets_tool_calls_from_the_node_example(
             assert names == {0: "GetWeatherArgs", 1: "get_stock_price"}
             assert finish == "tool_calls"
         assert upstream.requests[0].headers["authorization"] == "Bearer sk-node"
+
+
+def test_admin_posts_with_an_empty_body_take_any_content_type(
+    gateway_factory: GatewayFactory, plugins_home: Path
+) -> None:
+    # Python's urllib sends `application/x-www-form-urlencoded` with any body, even b"".
+    import urllib.error
+    import urllib.request
+
+    write_plugin(plugins_home / "plugins", "p", scripted("ok"))
+    gateway = gateway_factory(create_app(parse_config(""), ledger=False))
+
+    def post(path: str, **headers: str) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"{gateway.url}{path}", data=b"", method="POST", headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, started = post("/plugins/p/start")
+    assert status == 200 and started["state"] == "running"
+    status, stopped = post("/plugins/p/stop", **{"Content-Type": "text/plain"})
+    assert status == 200 and stopped["state"] == "stopped"
+    assert post("/plugins/load")[0] == 200
+    # A page on another site is still refused, with or without a body.
+    assert post("/plugins/p/start", Origin="http://evil.example")[0] == 403
+    form = httpx.post(
+        f"{gateway.url}/plugins/p/start",
+        content=b"a=1",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 415
+    assert httpx.get(f"{gateway.url}/plugins/p").json()["state"] == "stopped"
+
+
+def test_garbage_manifests_beside_a_plugin_change_nothing_for_it(
+    gateway_factory: GatewayFactory, plugins_home: Path
+) -> None:
+    write_garbage_plugins(plugins_home / "plugins")
+    write_plugin(plugins_home / "plugins", "p", scripted("ok", "Scripted"), triggers=["startup"])
+    gateway = gateway_factory(create_app(parse_config(""), ledger=False))
+    assert _wait_running(gateway, "p")["state"] == "running"
+    with gateway.openai() as client:
+        completion = client.chat.completions.create(
+            model="scripted/m1", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert completion.choices[0].message.content == "Hello"
+    listing = httpx.get(f"{gateway.url}/plugins").json()
+    states = {p["name"]: p["state"] for p in listing["plugins"]}
+    assert states.pop("p") == "running"
+    assert set(states.values()) == {"invalid"} and len(states) == 8
+    assert all(p["problems"] for p in listing["plugins"] if p["name"] != "p")
+    assert [s["dir"].rsplit("/", 1)[1] for s in listing["skipped"]] == ["a-library"]
+    started = httpx.post(f"{gateway.url}/plugins/objects/start")
+    assert started.status_code == 409 and "'triggers' must be" in started.text

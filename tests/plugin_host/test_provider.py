@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from modelport.aggregate import aaggregate
 from modelport.config import parse_config
 from modelport.errors import (
     AuthError,
@@ -78,12 +80,42 @@ def test_models_accept_camel_and_snake_case() -> None:
         {"models": [{"id": "a"}, {"id": "a"}]},
         {"models": "x"},
         {"configFields": [{"label": "no key"}]},
-        {"capabilities": []},
+        {"capabilities": "chat"},
+        {"capabilities": [["chat"]]},
+        {"models": [{"id": "a", "capabilities": 3}]},
     ],
 )
 def test_bad_registrations_are_refused(params: dict) -> None:
     with pytest.raises(InvalidRequestError):
         _registration(**params)
+
+
+def test_capabilities_as_a_list_of_strings() -> None:
+    registration = _registration(
+        capabilities=["chat", "streaming", "vision", "telepathy"],
+        models=[{"id": "m"}, {"id": "r", "capabilities": ["reasoning", "prompt_cache"]}],
+    )
+    plain, reasoner = registration.models
+    assert plain.capabilities.vision and plain.capabilities.streaming
+    assert not plain.capabilities.tools  # a list says what there is; tools is not in it
+    assert reasoner.capabilities.reasoning and reasoner.capabilities.prompt_cache
+    assert not reasoner.capabilities.vision  # the model's own list replaces the provider's
+    assert registration.warnings == (
+        "provider 'acme': unknown capability 'telepathy' ignored (known: chat, completion, "
+        "promptCache, reasoning, streaming, tools, vision)",
+    )
+    assert _registration(capabilities=[]).warnings == ()
+
+
+def test_model_fields_of_the_wrong_type_are_refused_not_a_crash() -> None:
+    for model in (
+        {"id": "m", "prices": [1]},
+        {"id": "m", "prices": {"input": "cheap"}},
+        {"id": "m", "contextWindow": "big"},
+        {"id": "m", "name": ["x"]},
+    ):
+        with pytest.raises(InvalidRequestError, match="model 'm'"):
+            _registration(models=[model])
 
 
 def test_password_fields_come_from_env_then_table_then_keyring() -> None:
@@ -233,6 +265,75 @@ async def test_error_fields_of_the_wrong_type_are_converted_not_a_crash(tmp_path
     finally:
         await host.aclose()
         await router.aclose()
+
+
+async def test_a_capability_list_registers_and_an_unknown_name_is_a_warning(
+    tmp_path: Path,
+) -> None:
+    write_plugin(tmp_path / "plugins", "p", scripted("capability_list"), triggers=["startup"])
+    host = PluginHost(dirs=[PluginDir(tmp_path / "plugins", "home")], home=tmp_path)
+    try:
+        await host.load()
+        await host.start_startup_plugins()
+        info = host.describe("p")
+        assert info["state"] == "running" and info["restarts"] == 0
+        assert info["providers"][0]["models"] == ["m1"]
+        assert info["providers"][0]["capabilities"] == ["chat", "streaming", "vision"]
+        assert info["problems"] == [
+            "provider.register: provider 'scripted': unknown capability 'telepathy' ignored "
+            "(known: chat, completion, promptCache, reasoning, streaming, tools, vision)"
+        ]
+        [model] = host.models()
+        assert model.capabilities.vision and not model.capabilities.tools
+    finally:
+        await host.aclose()
+
+
+@pytest.mark.parametrize(
+    ("mode", "finish", "output_tokens"),
+    [
+        ("final_last_chunk", "length", 0),
+        ("final_empty", "length", 0),
+        ("final_null", "length", 0),
+        ("final_chunk_with_usage", "length", 2),
+        ("final_thin", "stop", 0),
+        ("ok", "stop", 2),
+    ],
+)
+async def test_the_stream_is_built_from_its_chunks_whatever_the_final_answer(
+    tmp_path: Path, mode: str, finish: str, output_tokens: int
+) -> None:
+    write_plugin(tmp_path / "plugins", "p", scripted(mode), triggers=["startup"])
+    host = PluginHost(dirs=[PluginDir(tmp_path / "plugins", "home")], home=tmp_path)
+    try:
+        await host.load()
+        await host.start_startup_plugins()
+        request = ChatRequest(model="m1", messages=[Message(role="user", content="hi")])
+        response = await aaggregate(host.providers["scripted"].stream(request), model="m1")
+        assert response.content == "Hello" and response.finish_reason == finish
+        assert response.usage.output_tokens == output_tokens
+    finally:
+        await host.aclose()
+
+
+async def test_a_start_that_fails_on_a_refused_registration_is_not_retried(
+    tmp_path: Path,
+) -> None:
+    write_plugin(tmp_path / "plugins", "p", scripted("fail_after_refusal"), triggers=["startup"])
+    host = PluginHost(
+        dirs=[PluginDir(tmp_path / "plugins", "home")], home=tmp_path, restart_backoff=0.01
+    )
+    try:
+        await host.load()
+        await host.start_startup_plugins()
+        await asyncio.sleep(0.3)
+        info = host.describe("p")
+        assert info["state"] == "crashed" and info["restarts"] == 0
+        assert "shadow the built-in 'openai'" in info["error"]
+        assert "restarting cannot" in info["error"]
+        assert host._plugins["p"].restart_task is None
+    finally:
+        await host.aclose()
 
 
 async def test_requires_key_without_a_password_field_is_refused(tmp_path: Path) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 
 from modelport.errors import ConfigError
 from modelport.plugin_host.discovery import PluginDir
-from modelport.trust import TrustStore, plugins_folder
+from modelport.trust import TrustStore, plugin_files, plugins_folder
 from tests.plugin_host.conftest import HostFactory, scripted, write_plugin
 
 
@@ -186,3 +189,139 @@ async def test_a_symlinked_project_plugin_can_be_trusted(
     await host.load()
     await host.start("real-name")
     assert list(host.providers) == ["linked"]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout
+
+
+async def test_a_pull_that_changes_a_trusted_plugins_code_needs_trust_again(
+    make_host: HostFactory, home: Path, tmp_path: Path
+) -> None:
+    # The team's repository, with a project plugin whose manifest runs plugin.py.
+    upstream = tmp_path / "upstream"
+    plugins = upstream / ".modelport" / "plugins"
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    write_plugin(plugins, "p", ["python", "plugin.py", *scripted("ok", "before")[1:]])
+    (plugins / "p" / "plugin.py").write_text(code)
+    _git(upstream, "init", "-q", "-b", "main")
+    _git(upstream, "add", "-A")
+    _git(upstream, "commit", "-qm", "plugin")
+    # My clone of it, reviewed and trusted.
+    mine = tmp_path / "mine"
+    _git(tmp_path, "clone", "-q", str(upstream), str(mine))
+    folder = mine / ".modelport" / "plugins"
+    TrustStore(home).trust(folder)
+    host = make_host(PluginDir(folder, "project"))
+    await host.load()
+    await host.start("p")
+    assert list(host.providers) == ["before"]
+    await host.stop("p")
+
+    # Upstream changes the code (not the manifest); I pull.
+    (plugins / "p" / "plugin.py").write_text(code + "print('new code', file=sys.stderr)\n")
+    (plugins / "p" / "helper.py").write_text("EVIL = True\n")
+    _git(upstream, "add", "-A")
+    _git(upstream, "commit", "-qm", "new code")
+    _git(mine, "pull", "-q", "--ff-only")
+
+    assert (folder / "p" / "modelport-plugin.toml").read_bytes() == (
+        plugins / "p" / "modelport-plugin.toml"
+    ).read_bytes()  # the manifest is unchanged: only the code moved
+    with pytest.raises(ConfigError, match=r"not trusted: plugin.py changed, helper.py was added"):
+        await host.start("p")
+    info = host.describe("p")
+    assert info["state"] == "stopped" and info["pid"] is None and not info["trusted"]
+    assert "run 'modelport plugins trust" in (await _start_error(host))
+
+    TrustStore(home).trust(folder)
+    await host.start("p")
+    assert host.describe("p")["state"] == "running"
+
+
+async def _start_error(host: object) -> str:
+    try:
+        await host.start("p")  # type: ignore[attr-defined]
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
+def test_trust_leaves_out_git_dependencies_virtualenvs_and_bytecode(tmp_path: Path) -> None:
+    folder = tmp_path / "proj" / ".modelport" / "plugins"
+    plugin = write_plugin(folder, "p", ["node", "index.js"], files={"index.js": "1"})
+    for noise in ("node_modules/dep/index.js", ".git/HEAD", "__pycache__/x.pyc", "venv/bin/py"):
+        (plugin / noise).parent.mkdir(parents=True, exist_ok=True)
+        (plugin / noise).write_text("x")
+    (plugin / "venv" / "pyvenv.cfg").write_text("home = /usr\n")
+    (plugin / "lib").mkdir()
+    (plugin / "lib" / "util.js").write_text("module.exports = 1\n")
+    (plugin / "linked").symlink_to(tmp_path, target_is_directory=True)
+    assert list(plugin_files(plugin)) == [
+        "index.js",
+        "lib/util.js",
+        "linked",
+        "modelport-plugin.toml",
+    ]
+    assert plugin_files(plugin)["linked"] == f"link:{tmp_path}"
+
+    store = TrustStore(tmp_path / "home")
+    store.trust(folder)
+    for noise in ("node_modules/dep/index.js", ".git/HEAD", "__pycache__/x.pyc", "venv/bin/py"):
+        (plugin / noise).write_text("changed")  # npm install, git fetch, python runs
+    assert store.check(plugin).trusted
+    (plugin / "lib" / "util.js").write_text("module.exports = 2\n")
+    assert store.check(plugin).reason == "lib/util.js changed since you trusted it"
+    (plugin / "lib" / "util.js").unlink()
+    assert store.check(plugin).reason == "lib/util.js was removed since you trusted it"
+
+
+def test_a_trust_record_from_before_files_were_covered_needs_trust_again(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "proj" / ".modelport" / "plugins"
+    plugin = write_plugin(folder, "p", ["x"])
+    store = TrustStore(tmp_path / "home")
+    digest = hashlib.sha256((plugin / "modelport-plugin.toml").read_bytes()).hexdigest()
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    store.path.write_text(json.dumps({"folders": {str(folder.resolve()): {"p": digest}}}))
+    check = store.check(plugin)
+    assert not check and "before trust covered a plugin's files" in check.reason
+
+
+def test_a_package_json_plugin_is_trusted_with_its_files(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "proj"
+    plugin = project / ".modelport" / "plugins" / "node-plugin"
+    plugin.mkdir(parents=True)
+    (plugin / "package.json").write_text(
+        '{"name": "node-plugin", "version": "1.0.0", "main": "dist/index.js",'
+        ' "modelport": {"plugin": {"type": "llmProvider"}}}'
+    )
+    (plugin / "dist").mkdir()
+    (plugin / "dist" / "index.js").write_text("// built\\n")
+    monkeypatch.chdir(project)
+    result = cli("plugins", "trust")
+    assert result.exit_code == 0, result.stderr
+    assert "trusted node-plugin (manifest sha256" in result.stdout
+    store = TrustStore(Path(os.environ["MODELPORT_HOME"]))
+    assert store.check(plugin).trusted
+    (plugin / "dist" / "index.js").write_text("// rebuilt after a pull\\n")
+    assert store.check(plugin).reason == "dist/index.js changed since you trusted it"

@@ -9,6 +9,7 @@ Completions go through an explicit completion handler.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 from modelport.errors import AuthError, RateLimitError
@@ -63,6 +64,13 @@ async def stream(request: Request):
         yield call(1, function={"arguments": ": 1}"})
         yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": USAGE}
         return
+    if text == "last chunk reply":  # relays chunks, then answers with the last one
+        first = {"choices": [{"index": 0, "delta": {"content": "one "}}]}
+        last = {"choices": [{"index": 0, "delta": {"content": "two"}, "finish_reason": "stop"}]}
+        send_chunk(request.request_id, first)
+        send_chunk(request.request_id, last)
+        send_reply(request.request_id, last, True)
+        return
     for word in (request.config.get("prefix", "") + text).split():
         yield word + " "
     yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": USAGE}
@@ -88,6 +96,12 @@ async def complete(request: Request):
     if text == "manual error":
         send_error(request.request_id, AuthError("bad key", status=401))
         return None
+    if text == "failed reply":  # the guide's shape: sendReply(requestId, response, success)
+        send_reply(request.request_id, {"error": {"message": "upstream said no"}}, False)
+        return None
+    if text == "options":
+        seen = {"providerConfig": request.options.get("providerConfig"), "body": request.body}
+        return {"choices": [{"index": 0, "message": {"content": json.dumps(seen)}}]}
     # The coroutine style: send chunks, return nothing, and the SDK answers with their sum.
     send_chunk(request.request_id, "sent ")
     send_chunk(request.request_id, {"choices": [{"index": 0, "delta": {"content": "chunks"}}]})

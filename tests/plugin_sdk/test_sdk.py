@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import modelport.plugin_sdk as sdk
 from modelport.aggregate import aaggregate
 from modelport.config import parse_config
-from modelport.errors import AuthError, ModelNotFoundError, RateLimitError
+from modelport.errors import AuthError, ModelNotFoundError, PluginError, RateLimitError
 from modelport.events import FinishEvent, TextEvent, UsageEvent
 from modelport.plugin_host.conformance import check_plugin
 from modelport.plugin_host.discovery import PluginDir
@@ -101,6 +102,24 @@ async def test_send_reply_and_send_error(host: PluginHost) -> None:
     with pytest.raises(AuthError) as caught:
         await provider.complete(_ask("manual error"))
     assert caught.value.status == 401 and caught.value.connection == "echo-bot"
+
+
+async def test_send_reply_takes_the_guides_success_flag(host: PluginHost) -> None:
+    with pytest.raises(PluginError, match="upstream said no"):
+        await host.providers["echo-bot"].complete(_ask("failed reply"))
+
+
+async def test_a_last_chunk_reply_is_answered_with_the_whole_response(host: PluginHost) -> None:
+    response = await aaggregate(
+        host.providers["echo-bot"].stream(_ask("last chunk reply")), model="echo-1"
+    )
+    assert response.content == "one two" and response.finish_reason == "stop"
+
+
+async def test_options_carry_provider_config_as_sent(host: PluginHost) -> None:
+    seen = json.loads((await host.providers["echo-bot"].complete(_ask("options"))).content)
+    assert seen["providerConfig"] == {"prefix": "you said: "}
+    assert "providerConfig" not in seen["body"] and seen["body"]["model"] == "echo-1"
 
 
 async def test_a_raised_error_keeps_its_class(host: PluginHost) -> None:

@@ -58,7 +58,7 @@ def _error(status: int, headers: Mapping[str, str], body: bytes) -> ModelportErr
 @llm_provider.on_stream_request
 async def stream(request: Request) -> AsyncIterator[dict[str, Any]]:
     base_url = (request.config.get("baseUrl") or DEFAULT_BASE_URL).rstrip("/")
-    body = {**request.options, "stream": True, "stream_options": {"include_usage": True}}
+    body = {**request.body, "stream": True, "stream_options": {"include_usage": True}}
     if not request.config.get("apiKey"):
         raise AuthError(f"No API key: run 'modelport keys set {PROVIDER_ID}'")
     headers = {"Authorization": f"Bearer {request.config['apiKey']}"}

@@ -138,9 +138,9 @@ def _trusted_cell(info: dict[str, Any]) -> str:
 
 
 def _note(info: dict[str, Any]) -> str:
-    """The error, then any registration problems (a refused provider id, say)."""
+    """The error, then any other problems (a refused provider id, an unknown capability)."""
     notes = [info["error"]] if info.get("error") else []
-    notes += [f"provider.register refused: {p}" for p in info.get("problems") or []]
+    notes += [p for p in info.get("problems") or [] if p not in notes]
     return "; ".join(notes)
 
 
@@ -153,16 +153,21 @@ def list_(
     from modelport.plugin_host.entrypoints import entry_point_plugins
 
     if gateway is not None:
-        plugins = _admin("GET", "/plugins", gateway)["plugins"]
+        listing = _admin("GET", "/plugins", gateway)
+        plugins, skipped = listing["plugins"], listing.get("skipped", [])
     else:
         host = _local_host()
         asyncio.run(host.load())
-        plugins = host.describe_all()
+        plugins, skipped = host.describe_all(), host.describe_skipped()
     packages = [vars(p) for p in entry_point_plugins()]
     if as_json:
-        out_console().print_json(json.dumps({"plugins": plugins, "packages": packages}))
+        out_console().print_json(
+            json.dumps({"plugins": plugins, "skipped": skipped, "packages": packages})
+        )
         return
     console = out_console()
+    for folder in skipped:
+        err_console().print(f"skipped {folder['dir']}: {folder['reason']}", markup=False)
     if not plugins and not packages:
         err_console().print(
             "No plugins. Create one with `modelport plugins new NAME` and put it in "
@@ -282,15 +287,17 @@ def trust(
         fail(f"{folder.parent} holds neither plugins nor a config.toml to trust")
     trusted = store.trust(folder)
     if not trusted and not has_config:
-        fail(f"{folder} holds no plugins (folders with modelport-plugin.toml)")
+        fail(f"{folder} holds no plugins (folders with modelport-plugin.toml or package.json)")
     for name, digest in trusted.items():
-        out_console().print(f"trusted {name} (manifest sha256 {digest[:12]})", markup=False)
+        out_console().print(
+            f"trusted {name} (manifest sha256 {digest[:12]}, and its files)", markup=False
+        )
     if has_config and config is not None:
         digest = config_hash(config.read_bytes())
         out_console().print(f"trusted {config} (sha256 {digest[:12]})", markup=False)
     err_console().print(
-        "A changed manifest or config, or a plugin added later, needs "
-        "`modelport plugins trust` again.",
+        "A changed manifest, plugin file or config, or a plugin added later, needs "
+        "`modelport plugins trust` again (.git, node_modules and virtualenvs excepted).",
         markup=False,
     )
 
@@ -298,7 +305,9 @@ def trust(
 @plugins_app.command()
 def new(
     name: Annotated[str, typer.Argument(help="Plugin name (also its provider id).")],
-    lang: Annotated[str, typer.Option("--lang", help="python or node.")] = "python",
+    lang: Annotated[
+        str, typer.Option("--lang", help="python, node or ts (TypeScript).")
+    ] = "python",
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Where to write it (default: ./NAME).")
     ] = None,
@@ -312,6 +321,12 @@ def new(
     written = new_plugin(target, name, lang)  # type: ignore[arg-type]
     for path in written:
         out_console().print(str(path), markup=False)
+    if lang == "ts":
+        err_console().print(
+            f"Build it first: `cd {target} && npm install && npm run build` (the SDK is "
+            "vendored; npm fetches only TypeScript).",
+            markup=False,
+        )
     err_console().print(
         f"Next: `modelport plugins check {target} --set apiKey=... --set baseUrl=...`, then "
         f"copy it into MODELPORT_HOME/plugins/ and set its key with "

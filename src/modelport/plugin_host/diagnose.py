@@ -61,14 +61,24 @@ def diagnose(dirs: list[PluginDir], home: Path, *, load_packages: bool = True) -
                     f"its command {program!r} is not installed or not on PATH",
                 )
             )
-        elif plugin.origin.needs_trust and not trust.is_trusted(plugin.dir, manifest.hash):
+        elif plugin.origin.needs_trust and not (verdict := trust.check(plugin.dir, manifest.hash)):
             findings.append(
                 Finding(
                     plugin.name,
                     "plugin",
                     "warning",
-                    f"project plugin not trusted (or changed since): review {plugin.dir}, then "
-                    f"run 'modelport plugins trust {plugin.origin.path}'",
+                    f"project plugin not trusted ({verdict.reason}): review {plugin.dir}, "
+                    f"then run 'modelport plugins trust {plugin.origin.path}'",
+                )
+            )
+        elif manifest.entry is not None and not (manifest.dir / manifest.entry).is_file():
+            findings.append(
+                Finding(
+                    plugin.name,
+                    "plugin",
+                    "error",
+                    f"its main file {manifest.entry} does not exist: build the plugin first "
+                    f"(npm install, then npm run build, in {plugin.dir})",
                 )
             )
         else:

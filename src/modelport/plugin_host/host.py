@@ -28,12 +28,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modelport import plugin_protocol
 from modelport.errors import ConfigError, ModelportError, PluginError
-from modelport.plugin_host.discovery import DiscoveredPlugin, PluginDir, default_dirs, discover
+from modelport.plugin_host.discovery import (
+    DiscoveredPlugin,
+    PluginDir,
+    SkippedFolder,
+    default_dirs,
+    scan,
+)
 from modelport.plugin_host.manifest import Manifest, ManifestError, load_manifest
 from modelport.plugin_host.process import MethodNotFound, PluginProcess, minimal_env
 from modelport.plugin_host.provider import PluginProvider
 from modelport.plugin_host.registry import ProviderRegistry, ProviderTable
-from modelport.trust import TrustStore
+from modelport.trust import TrustCheck, TrustStore, plugin_files
 from modelport.types import ModelInfo
 
 if TYPE_CHECKING:
@@ -58,12 +64,18 @@ class _Plugin:
         self.providers: dict[str, PluginProvider] = {}
         self.stderr: deque[str] = deque(maxlen=stderr_lines)
         self.problems: deque[str] = deque(maxlen=20)
+        if found.error:
+            self.problems.append(found.error)
         self.restarts = 0
         self.crashes = 0
         self.runs = 0
         self.exit_code: int | None = None
         self.started_at = 0.0
         self.restart_task: asyncio.Task[None] | None = None
+        self.refused_in_run = 0  # the run in which the host last refused a provider.register
+        # A project plugin's files as last read (at load and at each start): what
+        # trust is checked against, so that listing plugins does not hash folders.
+        self.files: dict[str, str] | None = None
         self.lock = asyncio.Lock()
 
     @property
@@ -118,6 +130,7 @@ class PluginHost:
         self.stderr_lines = stderr_lines
         self._sleep = sleep  # waits before a restart; tests pass one that records the delays
         self._plugins: dict[str, _Plugin] = {}
+        self._skipped: list[SkippedFolder] = []
         self._loaded = False
         self._ids = itertools.count(1)  # JSON-RPC ids, unique across every plugin of this host
 
@@ -150,7 +163,9 @@ class PluginHost:
     async def load(self) -> list[str]:
         """Discover plugins again: add new ones, replace changed ones, drop removed ones."""
         self._loaded = True
-        found = {plugin.name: plugin for plugin in discover(self.dirs)}
+        scanned = scan(self.dirs)
+        self._skipped = scanned.skipped
+        found = {plugin.name: plugin for plugin in scanned.plugins}
         for name in [n for n in self._plugins if n not in found]:
             await self.stop(name)
             del self._plugins[name]
@@ -162,18 +177,23 @@ class PluginHost:
             if current is not None:
                 await self.stop(name)
             self._plugins[name] = _Plugin(plugin, self.stderr_lines)
+        for record in self._plugins.values():
+            if record.found.origin.needs_trust and record.found.manifest is not None:
+                record.files = await asyncio.to_thread(plugin_files, record.found.dir)
         return self.names
 
     def is_trusted(self, name: str) -> bool:
-        """Whether the plugin may run the manifest the host parsed (not whatever is on disk)."""
-        return self._trusted(self._plugins[name].found)
+        """Whether the plugin may run the manifest and files the host read (not whatever
+        is on disk now: a start reads both again)."""
+        return self._trust_check(self._plugins[name]).trusted
 
-    def _trusted(self, found: DiscoveredPlugin) -> bool:
+    def _trust_check(self, plugin: _Plugin) -> TrustCheck:
+        found = plugin.found
         if not found.origin.needs_trust:
-            return True
+            return TrustCheck(True)
         if found.manifest is None:
-            return False
-        return self.trust.is_trusted(found.dir, found.manifest.hash)
+            return TrustCheck(False, "its manifest is invalid")
+        return self.trust.check(found.dir, found.manifest.hash, plugin.files or {})
 
     def _reload_manifest(self, plugin: _Plugin) -> Manifest:
         """Read the manifest again, so that a start runs what is on disk now, and only
@@ -249,10 +269,20 @@ class PluginHost:
             if plugin.state in ("starting", "running"):
                 return
             manifest = self._reload_manifest(plugin)
-            if not self._trusted(plugin.found):
+            if manifest.entry is not None and not (manifest.dir / manifest.entry).is_file():
+                plugin.error = (
+                    f"its main file {manifest.entry} does not exist: build the plugin first "
+                    "(npm install, then npm run build)"
+                )
+                raise ConfigError(f"The plugin {plugin.name!r} cannot start: {plugin.error}")
+            if plugin.found.origin.needs_trust:
+                plugin.files = await asyncio.to_thread(plugin_files, manifest.dir)
+            verdict = self._trust_check(plugin)
+            if not verdict.trusted:
                 raise ConfigError(
                     f"The project plugin {plugin.name!r} ({plugin.found.dir}) is not trusted: "
-                    f"review it, then run 'modelport plugins trust {plugin.found.origin.path}'"
+                    f"{verdict.reason}; review it, then run "
+                    f"'modelport plugins trust {plugin.found.origin.path}'"
                 )
             plugin.state = "starting"
             plugin.error = None
@@ -284,6 +314,13 @@ class PluginHost:
                 plugin.state = "crashed"
                 plugin.exit_code = process.returncode
                 plugin.error = f"initialize failed: {exc}"
+                if plugin.refused_in_run == plugin.runs:
+                    # It failed because the host refused its registration: the same
+                    # registration would be refused again, so this is not retried.
+                    plugin.error += "; its provider.register was refused, so restarting cannot help"
+                    raise ConfigError(
+                        f"The plugin {plugin.name!r} failed to start: {plugin.error}"
+                    ) from exc
                 raise PluginError(
                     f"The plugin failed to start: {exc.message}", plugin=plugin.name
                 ) from exc
@@ -399,13 +436,20 @@ class PluginHost:
             provider = self._table.register(plugin.name, params, lambda: self._live_process(plugin))
         except ModelportError as exc:
             logger.warning("plugin %s: provider.register refused: %s", plugin.name, exc.message)
-            plugin.problems.append(exc.message)
+            plugin.refused_in_run = plugin.runs
+            plugin.problems.append(f"provider.register refused: {exc.message}")
             plugin.stderr.append(f"[modelport] provider.register refused: {exc.message}")
             raise
+        for warning in provider.registration.warnings:
+            logger.warning("plugin %s: provider.register: %s", plugin.name, warning)
+            plugin.problems.append(f"provider.register: {warning}")
+            plugin.stderr.append(f"[modelport] provider.register: {warning}")
         plugin.providers[provider.provider_id] = provider
         return {}
 
     def _unregister(self, plugin: _Plugin, params: Any) -> dict[str, Any]:
+        if plugin.state == "stopping":
+            return {}  # its providers went when the stop began (an onStop may unregister)
         pid = self._table.owned_id(plugin.name, params)
         plugin.providers.pop(pid, None)
         self._table.drop(pid)
@@ -452,6 +496,7 @@ class PluginHost:
                     "name": p.registration.name,
                     "description": p.registration.description,
                     "requires_key": p.registration.requires_key,
+                    "capabilities": list(p.registration.capabilities),
                     "config_fields": list(p.registration.config_fields),
                     "models": [m.id for m in p.registration.models],
                 }
@@ -473,6 +518,14 @@ class PluginHost:
 
     def describe_all(self) -> list[dict[str, Any]]:
         return [self.describe(name) for name in self.names]
+
+    def describe_skipped(self) -> list[dict[str, Any]]:
+        """Folders that look like plugins but are not (a ``package.json`` without a
+        plugin section), each with the reason."""
+        return [
+            {"dir": str(s.dir), "source": s.origin.source, "reason": s.reason}
+            for s in self._skipped
+        ]
 
 
 class _Handler:

@@ -17,7 +17,7 @@ import itertools
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from modelport import plugin_protocol
@@ -30,7 +30,7 @@ from modelport.errors import (
     ModelportError,
     PluginError,
 )
-from modelport.events import FinishEvent, StreamEvent, UsageEvent
+from modelport.events import StreamEvent
 from modelport.plugin_host.process import PluginProcess
 from modelport.plugin_protocol import ConfigField, RegisterParams
 from modelport.types import (
@@ -44,6 +44,7 @@ from modelport.types import (
 )
 
 __all__ = [
+    "CAPABILITIES",
     "PluginProvider",
     "DEFAULT_OAUTH_FIELD",
     "Registration",
@@ -84,16 +85,22 @@ def normalise_provider_id(raw: object) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class Registration:
-    """What a plugin declared in ``provider.register``."""
+    """What a plugin declared in ``provider.register``.
+
+    ``capabilities`` are the known capability names the provider declared (as
+    the wire spells them); ``warnings`` are what was ignored (an unknown
+    capability), for the plugin's ``problems``.
+    """
 
     provider_id: str
     plugin: str
     name: str
     description: str = ""
-    capabilities: dict[str, Any] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = ()
     requires_key: bool = False
     config_fields: tuple[ConfigField, ...] = ()
     models: tuple[ModelInfo, ...] = ()
+    warnings: tuple[str, ...] = ()
     #: Where its users log in, from the registration's ``oauth`` block.
     oauth: OAuthConfig | None = None
 
@@ -115,6 +122,59 @@ class Registration:
         return any(spec.get("type") == "password" for spec in self.config_fields)
 
 
+#: Capability names a registration may declare, as the wire spells them, and
+#: the :class:`~modelport.types.Capabilities` field each sets (None: accepted,
+#: nothing to record: every provider chats).
+CAPABILITIES: dict[str, str | None] = {
+    "chat": None,
+    "completion": None,
+    "promptCache": "prompt_cache",
+    "reasoning": "reasoning",
+    "streaming": "streaming",
+    "tools": "tools",
+    "vision": "vision",
+}
+_ALIASES = {"prompt_cache": "promptCache"}
+_DEFAULTS = {
+    "tools": True,
+    "vision": False,
+    "reasoning": False,
+    "promptCache": False,
+    "streaming": True,
+}
+_CAPABILITIES_SHAPE = (
+    'a list of names such as ["chat", "streaming"] or an object of booleans such as {"tools": true}'
+)
+
+
+def _capabilities(raw: Any, where: str, warnings: list[str]) -> dict[str, bool] | None:
+    """``capabilities`` in either shape, as known wire name → bool; None when absent.
+
+    A list names what there is, so a known name it leaves out is ``False``; an
+    object sets only the names it holds. Unknown names become warnings.
+    """
+    if raw is None:
+        return None
+    if isinstance(raw, list):
+        if not all(isinstance(name, str) for name in raw):
+            raise InvalidRequestError(f"{where}: 'capabilities' must be {_CAPABILITIES_SHAPE}")
+        names = [_ALIASES.get(name, name) for name in raw]
+        pairs = [(name, name in names) for name in CAPABILITIES]
+        unknown = [name for name in raw if _ALIASES.get(name, name) not in CAPABILITIES]
+    elif isinstance(raw, dict):
+        pairs = [(_ALIASES.get(str(k), str(k)), bool(v)) for k, v in raw.items()]
+        unknown = [str(k) for k in raw if _ALIASES.get(str(k), str(k)) not in CAPABILITIES]
+        pairs = [(name, value) for name, value in pairs if name in CAPABILITIES]
+    else:
+        raise InvalidRequestError(f"{where}: 'capabilities' must be {_CAPABILITIES_SHAPE}")
+    known = ", ".join(sorted(CAPABILITIES))
+    warnings.extend(
+        f"{where}: unknown capability {name!r} ignored (known: {known})"
+        for name in dict.fromkeys(unknown)
+    )
+    return dict(pairs)
+
+
 def _pick(data: Mapping[str, Any], *keys: str) -> Any:
     for key in keys:
         if key in data:
@@ -122,39 +182,67 @@ def _pick(data: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def _model(data: Any, provider_id: str, defaults: Mapping[str, Any]) -> ModelInfo:
+def _typed(value: Any, kinds: tuple[type, ...], what: str, label: str) -> Any:
+    """``value`` if it is None or one of ``kinds`` (never a bool for a number), else a refusal."""
+    if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
+        return value
+    raise InvalidRequestError(f"{label}: {what} (got {value!r:.60})")
+
+
+def _model(
+    data: Any, provider_id: str, defaults: dict[str, bool] | None, warnings: list[str]
+) -> ModelInfo:
     if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
         raise InvalidRequestError("each entry of 'models' needs a string 'id'")
+    label = f"model {data['id']!r}"
     prices = data.get("prices") or {}
-    caps = {**defaults, **(data.get("capabilities") or {})}
-    try:
-        return ModelInfo(
-            id=data["id"],
-            connection=provider_id,
-            name=data.get("name"),
-            context_window=_pick(data, "contextWindow", "context_window"),
-            max_output_tokens=_pick(data, "maxOutputTokens", "max_output_tokens"),
-            prices=ModelPrices(
-                input=prices.get("input"),
-                output=prices.get("output"),
-                cache_read=_pick(prices, "cacheRead", "cache_read"),
-                cache_write=_pick(prices, "cacheWrite", "cache_write"),
-            ),
-            capabilities=Capabilities(
-                **{
-                    name: bool(value)
-                    for name, value in (
-                        ("tools", caps.get("tools", True)),
-                        ("vision", caps.get("vision", False)),
-                        ("reasoning", caps.get("reasoning", False)),
-                        ("prompt_cache", _pick(caps, "promptCache", "prompt_cache") or False),
-                        ("streaming", caps.get("streaming", True)),
-                    )
-                }
-            ),
-        )
-    except (TypeError, AttributeError) as exc:
-        raise InvalidRequestError(f"model {data['id']!r} is malformed: {exc}") from exc
+    if not isinstance(prices, dict):
+        raise InvalidRequestError(f"{label}: 'prices' must be an object of numbers")
+    own = _capabilities(data.get("capabilities"), label, warnings)
+    if own is not None and isinstance(data.get("capabilities"), list):
+        caps = {**_DEFAULTS, **own}  # the model's own list is the whole story
+    else:
+        caps = {**_DEFAULTS, **(defaults or {}), **(own or {})}
+    whole = "must be a whole number of tokens"
+    price = "must be a number of dollars per million tokens"
+    number = (int, float)
+    return ModelInfo(
+        id=data["id"],
+        connection=provider_id,
+        name=_typed(data.get("name"), (str,), "'name' must be a string", label),
+        context_window=_typed(
+            _pick(data, "contextWindow", "context_window"),
+            (int,),
+            f"'contextWindow' {whole}",
+            label,
+        ),
+        max_output_tokens=_typed(
+            _pick(data, "maxOutputTokens", "max_output_tokens"),
+            (int,),
+            f"'maxOutputTokens' {whole}",
+            label,
+        ),
+        prices=ModelPrices(
+            **{
+                field_name: _typed(
+                    _pick(prices, wire, field_name), number, f"prices '{wire}' {price}", label
+                )
+                for wire, field_name in (
+                    ("input", "input"),
+                    ("output", "output"),
+                    ("cacheRead", "cache_read"),
+                    ("cacheWrite", "cache_write"),
+                )
+            }
+        ),
+        capabilities=Capabilities(
+            **{
+                field_name: caps[wire]
+                for wire, field_name in CAPABILITIES.items()
+                if field_name is not None
+            }
+        ),
+    )
 
 
 def parse_registration(params: Any, *, plugin: str) -> Registration:
@@ -171,10 +259,8 @@ def parse_registration(params: Any, *, plugin: str) -> Registration:
     models = raw.get("models") or []
     if not isinstance(models, list):
         raise InvalidRequestError("'models' must be a list")
-    capabilities = raw.get("capabilities")
-    capabilities = {} if capabilities is None else capabilities
-    if not isinstance(capabilities, dict):
-        raise InvalidRequestError("'capabilities' must be an object")
+    warnings: list[str] = []
+    capabilities = _capabilities(raw.get("capabilities"), f"provider {provider_id!r}", warnings)
     requires_key = bool(raw.get("requiresKey", False))
     if requires_key and not any(f.get("type") == "password" for f in fields):
         raise InvalidRequestError(
@@ -189,7 +275,7 @@ def parse_registration(params: Any, *, plugin: str) -> Registration:
     if sum(f.get("type") == "oauth" for f in fields) > 1:
         raise InvalidRequestError("'configFields' may hold one field of type oauth at most")
     oauth = _oauth_block(raw.get("oauth"), provider_id)
-    parsed = [_model(m, provider_id, capabilities) for m in models]
+    parsed = [_model(m, provider_id, capabilities, warnings) for m in models]
     ids = [m.id for m in parsed]
     if len(ids) != len(set(ids)):
         raise InvalidRequestError(f"'models' lists a model id twice: {ids}")
@@ -198,10 +284,11 @@ def parse_registration(params: Any, *, plugin: str) -> Registration:
         plugin=plugin,
         name=str(raw.get("name") or provider_id),
         description=str(raw.get("description") or ""),
-        capabilities=capabilities,
+        capabilities=tuple(name for name, on in (capabilities or {}).items() if on),
         requires_key=requires_key,
         config_fields=tuple(fields),
         models=tuple(parsed),
+        warnings=tuple(warnings),
         oauth=oauth,
     )
 
@@ -361,7 +448,7 @@ class PluginProvider:
         return exc
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        from modelport.wire.openai_chat import StreamDecoder, decode_completion
+        from modelport.plugin_host._answer import AnswerFold
 
         try:
             process = self._process()
@@ -371,39 +458,20 @@ class PluginProvider:
             )
         except ModelportError as exc:
             raise self._context(exc, request) from None
-        decoder = StreamDecoder()
+        fold = AnswerFold()
         finished = False
-        seen_chunk = seen_finish = seen_usage = False
         try:
             while True:
                 kind, value = await process.next(call, self.timeout)
                 if kind == "result":
                     break
-                if not isinstance(value, dict):
-                    continue
-                seen_chunk = True
-                for event in decoder.feed_json(value):
-                    seen_finish |= isinstance(event, FinishEvent)
-                    seen_usage |= isinstance(event, UsageEvent)
+                for event in fold.chunk(value):
                     yield event
             finished = True
-            final = value if isinstance(value, dict) else {}
-            if not seen_chunk:
-                # A plugin may answer provider.stream without streaming.
-                for event in decode_completion(final):
-                    yield event
-                return
-            for event in decoder.end():
-                seen_finish |= isinstance(event, FinishEvent)
-                seen_usage |= isinstance(event, UsageEvent)
+            for event in fold.final(
+                value, plugin=self.registration.plugin, method=plugin_protocol.PROVIDER_STREAM
+            ):
                 yield event
-            if not (seen_finish and seen_usage) and final.get("choices"):
-                # Chunks without finish_reason or usage: take them from the final answer.
-                for event in decode_completion(final):
-                    if (isinstance(event, FinishEvent) and not seen_finish) or (
-                        isinstance(event, UsageEvent) and not seen_usage
-                    ):
-                        yield event
         except ModelportError as exc:
             raise self._context(exc, request) from None
         finally:
@@ -411,6 +479,7 @@ class PluginProvider:
                 await process.cancel(call)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
+        from modelport.plugin_host._answer import AnswerFold, is_completion
         from modelport.wire.openai_chat import decode_completion
 
         try:
@@ -422,14 +491,25 @@ class PluginProvider:
         except ModelportError as exc:
             raise self._context(exc, request) from None
         done = False
+        chunks: list[Any] = []
         try:
             while True:
                 kind, value = await process.next(call, self.timeout)
                 if kind == "result":
                     done = True
                     break
-            body = value if isinstance(value, dict) else {}
-            events = decode_completion(body)
+                chunks.append(value)
+            if is_completion(value):
+                events = decode_completion(value)
+            else:
+                # No chat.completion: the answer is what the chunks add up to.
+                fold = AnswerFold()
+                events = [event for chunk in chunks for event in fold.chunk(chunk)]
+                events += fold.final(
+                    value,
+                    plugin=self.registration.plugin,
+                    method=plugin_protocol.PROVIDER_COMPLETE,
+                )
         except ModelportError as exc:
             raise self._context(exc, request) from None
         finally:
@@ -440,6 +520,9 @@ class PluginProvider:
             for event in events:
                 yield event
 
+        body = value if isinstance(value, dict) else {}
+        if not isinstance(body.get("id"), str):
+            body = next((c for c in chunks if isinstance(c, dict)), {})
         response_id = body.get("id") if isinstance(body.get("id"), str) else None
         return await aaggregate(_replay(), model=request.model, id=response_id)
 

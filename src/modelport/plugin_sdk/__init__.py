@@ -93,17 +93,22 @@ class LLMProvider:
 
     async def register(
         self,
-        provider_id: str,
+        provider_id: str | dict[str, Any],
         *,
-        models: Sequence[dict[str, Any]],
+        models: Sequence[dict[str, Any]] = (),
         name: str | None = None,
         description: str = "",
         config_fields: Sequence[ConfigField] = (),
         requires_key: bool = False,
-        capabilities: dict[str, Any] | None = None,
+        capabilities: Sequence[str] | dict[str, Any] | None = None,
         oauth: OAuthBlock | None = None,
     ) -> None:
         """Register a provider; its models become ``<provider_id>/<model id>`` at once.
+
+        Also takes the whole registration as one dict, as the protocol spells it
+        (``register({"providerId": "acme", "capabilities": ["chat", "streaming"],
+        "models": [...]})``). ``capabilities`` is a list of names or an object
+        of booleans.
 
         ``oauth`` says where users log in (``authorizeUrl``, ``tokenUrl``,
         ``clientId``, ``scopes`` …): the host runs the login (``modelport login
@@ -114,19 +119,22 @@ class LLMProvider:
         Raises the host's refusal (a clash with another provider, a bad id) as
         an :class:`~modelport.errors.InvalidRequestError`.
         """
-        params: dict[str, Any] = {
-            "providerId": provider_id,
-            "name": name or provider_id,
-            "description": description,
-            "capabilities": capabilities or {},
-            "requiresKey": requires_key,
-            "configFields": list(config_fields),
-            "models": list(models),
-        }
-        if oauth is not None:
-            params["oauth"] = dict(oauth)
+        if isinstance(provider_id, dict):
+            params = dict(provider_id)
+        else:
+            params = {
+                "providerId": provider_id,
+                "name": name or provider_id,
+                "description": description,
+                "capabilities": capabilities if capabilities is not None else {},
+                "requiresKey": requires_key,
+                "configFields": list(config_fields),
+                "models": list(models),
+            }
+            if oauth is not None:
+                params["oauth"] = dict(oauth)
         await self._runtime.call(plugin_protocol.PROVIDER_REGISTER, params)
-        self._runtime.registered.add(normalise_id(provider_id))
+        self._runtime.registered.add(normalise_id(str(params.get("providerId", ""))))
 
     async def unregister(self, provider_id: str) -> None:
         """Withdraw a provider and its models."""
@@ -162,9 +170,14 @@ def send_chunk(request_id: str, chunk: dict[str, Any] | str) -> None:
     _runtime.send_chunk(request_id, chunk)
 
 
-def send_reply(request_id: str, result: dict[str, Any] | None = None) -> None:
-    """Answer a request: ``result``, or the response the sent chunks add up to."""
-    _runtime.send_reply(request_id, result)
+def send_reply(request_id: str, result: dict[str, Any] | None = None, success: bool = True) -> None:
+    """Answer a request: ``result``, or the response the sent chunks add up to.
+
+    ``result`` may be a ``chat.completion``, the last chunk sent (answered with the
+    whole response), or nothing. ``success=False`` fails the request instead,
+    with the message ``result`` carries (``{"error": {"message": ...}}`` or text).
+    """
+    _runtime.send_reply(request_id, result, success)
 
 
 def send_error(request_id: str, error: BaseException | str) -> None:

@@ -43,9 +43,10 @@ class InitializeInfo:
 class Request:
     """One ``provider.stream`` / ``provider.complete`` call.
 
-    ``options`` is the request in OpenAI form; ``config`` is its
-    ``providerConfig`` (the user's values for the provider's ``configFields``),
-    which is left out of ``options`` so it can be forwarded upstream as it is.
+    ``options`` is the request in OpenAI form with its ``providerConfig`` (the
+    user's values for the provider's ``configFields``), as the host sent it;
+    ``config`` is that ``providerConfig``, and :attr:`body` is ``options``
+    without it: what to forward to an OpenAI-compatible upstream.
     """
 
     request_id: str
@@ -54,6 +55,11 @@ class Request:
     config: dict[str, Any]
     stream: bool
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """``options`` without ``providerConfig``: safe to send upstream as it is."""
+        return {k: v for k, v in self.options.items() if k != "providerConfig"}
 
     @property
     def model(self) -> str:
@@ -73,13 +79,38 @@ class Request:
 
 
 class _Open:
-    __slots__ = ("assembler", "request", "rpc_id", "task")
+    __slots__ = ("assembler", "last_chunk", "request", "rpc_id", "task")
 
     def __init__(self, rpc_id: int | str, request: Request, assembler: ChunkAssembler) -> None:
         self.rpc_id = rpc_id
         self.request = request
         self.assembler = assembler
         self.task: asyncio.Task[None] | None = None
+        self.last_chunk: Any = None
+
+
+def _is_chunk(result: Any) -> bool:
+    if not isinstance(result, dict):
+        return False
+    choices = result.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    return result.get("object") == "chat.completion.chunk" or (
+        isinstance(first, dict) and "delta" in first and "message" not in first
+    )
+
+
+def _failure_message(result: Any) -> str:
+    """What a ``send_reply(..., success=False)`` payload says went wrong."""
+    if isinstance(result, str) and result:
+        return result
+    error = result.get("error") if isinstance(result, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str) and error:
+        return error
+    if isinstance(result, dict) and isinstance(result.get("message"), str):
+        return result["message"]
+    return "the plugin reported a failure"
 
 
 def embeddings_answer(produced: Any, request: Request) -> dict[str, Any]:
@@ -173,14 +204,34 @@ class Runtime:
             created=open_.assembler.created,
         )
         open_.assembler.add(full)
+        open_.last_chunk = chunk
         if open_.request.stream:
             self.notify(plugin_protocol.PROVIDER_CHUNK, {"requestId": request_id, "chunk": full})
 
-    def send_reply(self, request_id: str, result: dict[str, Any] | None = None) -> None:
+    def send_reply(
+        self, request_id: str, result: dict[str, Any] | None = None, success: bool = True
+    ) -> None:
+        if not success:
+            self.send_error(request_id, PluginError(_failure_message(result)))
+            return
         open_ = self._open.pop(request_id, None)
-        if open_ is not None:
-            final = result if result is not None else open_.assembler.result()
-            self._write(plugin_protocol.response(open_.rpc_id, result=final))
+        if open_ is None:
+            return
+        if _is_chunk(result):
+            # The last chunk as the final answer (as the most common SDK's guide
+            # does): answer with the whole response the chunks add up to.
+            if result is not open_.last_chunk:
+                open_.assembler.add(
+                    normalise_chunk(
+                        result,
+                        model=open_.request.model,
+                        id=open_.assembler.id,
+                        created=open_.assembler.created,
+                    )
+                )
+            result = None
+        final = result if result else open_.assembler.result()
+        self._write(plugin_protocol.response(open_.rpc_id, result=final))
 
     def send_error(self, request_id: str, error: BaseException | str) -> None:
         open_ = self._open.pop(request_id, None)
@@ -302,7 +353,7 @@ class Runtime:
 
     def _start_request(self, rpc_id: int | str, method: str, params: dict[str, Any]) -> None:
         options = dict(params.get("options") or {})
-        config = options.pop("providerConfig", None) or {}
+        config = options.get("providerConfig") or {}
         request = Request(
             request_id=str(params.get("requestId")),
             provider_id=str(params.get("providerId")),

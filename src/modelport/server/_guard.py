@@ -11,7 +11,9 @@ name. So, before any key is checked, :class:`GuardMiddleware` refuses
 * a request carrying an ``Origin`` that is not loopback (browsers send it on
   every cross-site request; SDKs and command-line tools send none);
 * a ``POST`` body that is not ``application/json`` (415), or that is larger
-  than :data:`~modelport.server._errors.MAX_BODY_BYTES` (413).
+  than :data:`~modelport.server._errors.MAX_BODY_BYTES` (413). An empty body
+  is no body, whatever ``Content-Type`` the client sends with it (Python's
+  ``urllib`` sends a form type with ``data=b""``): the admin POSTs take none.
 
 Then the key the path needs (:func:`~modelport.server._keys.key_refusal`).
 A refusal is answered in the shape of the API the path belongs to.
@@ -154,10 +156,7 @@ class GuardMiddleware:
     def _body_refusal(self, request: _Request) -> tuple[int, ModelportError] | None:
         length = request.content_length
         has_body = request.streamed or (length is not None and length.strip() not in (b"", b"0"))
-        if request.content_type is not None:
-            if not _is_json(request.content_type):
-                return 415, InvalidRequestError(_NOT_JSON)
-        elif has_body:
+        if has_body and (request.content_type is None or not _is_json(request.content_type)):
             return 415, InvalidRequestError(_NOT_JSON)
         if length is not None:
             try:

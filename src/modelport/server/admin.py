@@ -47,7 +47,7 @@ async def list_plugins(request: Request) -> JSONResponse:
     host = _host(request)
     if host is None:
         return _no_host()
-    return JSONResponse({"plugins": host.describe_all()})
+    return JSONResponse({"plugins": host.describe_all(), "skipped": host.describe_skipped()})
 
 
 def _named(request: Request) -> tuple[PluginHost, str] | JSONResponse:
@@ -84,7 +84,7 @@ async def load_plugins(request: Request) -> JSONResponse:
         return _no_host()
     await host.load()
     await host.start_startup_plugins()
-    return JSONResponse({"plugins": host.describe_all()})
+    return JSONResponse({"plugins": host.describe_all(), "skipped": host.describe_skipped()})
 
 
 async def start_plugin(request: Request) -> JSONResponse:
