@@ -3,16 +3,16 @@
 Two calls a request (reserve, settle) must cost little. redis-py's asyncio
 client spends 180-260 µs of CPU a command here (its pool, locks and per-call
 machinery; measured with EVALSHA at 1 and 32 concurrent callers, hiredis
-installed); this connection spends 20-50 µs. It writes each command as it
-comes, with no lock and no round trip to wait for, and matches replies to
-callers in order, which is how Redis answers. The protocol itself is
+installed); this connection spends 20-50 µs. It gathers the commands of one
+event-loop turn into one write, with no lock and no round trip to wait for,
+and matches replies to callers in order, which is how Redis answers. The protocol itself is
 ``hiredis`` (Redis's own C parser and command packer), so nothing of RESP is
 written here by hand.
 
-It is shared by everything that keeps state in Redis (the balancer's
-in-flight counts and cooldowns, the response cache, the team gateway's
-counters), which is why it sits beside the core and imports only ``errors``.
-A connection lost fails every call in flight with :class:`Unavailable`; the
+It is shared by everything that keeps state in Redis (the team gateway's
+counters, the balancer's in-flight counts and cooldowns, the response cache),
+which is why it sits beside the core and imports only ``errors``. A
+connection lost fails every call in flight with :class:`Unavailable`; the
 next call connects again (at most one attempt a second). A call that gets no answer
 within ``timeout`` closes the connection, with the same effect.
 """
@@ -98,18 +98,19 @@ class _Protocol(asyncio.Protocol):
     def __init__(self, reader: Any, on_lost: Any) -> None:
         self.reader = reader
         self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
-        self.outgoing: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self._on_lost = on_lost
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        #: Commands packed since the last write: every caller of one loop turn shares it.
+        self.outgoing: list[bytes] = []
 
     def flush(self) -> None:
         outgoing = self.outgoing
+        self.outgoing = []
         if self.transport is not None and outgoing:
-            self.transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
-        outgoing.clear()
+            self.transport.write(b"".join(outgoing) if len(outgoing) > 1 else outgoing[0])
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
@@ -136,7 +137,7 @@ class _Protocol(asyncio.Protocol):
 class RedisConnection:
     """One pipelined connection to ``address``, opened on first use."""
 
-    def __init__(self, address: RedisAddress, *, timeout: float = 2.0) -> None:
+    def __init__(self, address: RedisAddress, *, timeout: float = 5.0) -> None:
         self.address = address
         self.timeout = timeout
         self._hiredis = _hiredis()
@@ -156,11 +157,10 @@ class RedisConnection:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         protocol.waiting.append((future, loop.time()))
-        # Commands sent in one turn of the loop leave in one write: one system call
-        # for every caller that turn, not one each.
-        protocol.outgoing.append(self._pack(args))
-        if len(protocol.outgoing) == 1:
+        # One write a loop turn, not one a command: a system call costs more than a command.
+        if not protocol.outgoing:
             loop.call_soon(protocol.flush)
+        protocol.outgoing.append(self._pack(args))
         if self._watchdog is None:
             self._watchdog = loop.call_later(self.timeout, self._watch, protocol)
         return _checked(future)

@@ -203,6 +203,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
     model_groups: dict[str, ModelGroup] = msgspec.field(default_factory=dict)
     database_url: str | None = None
+    #: The Redis that several gateway instances share their budget and rate counters in.
     redis_url: str | None = None
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
