@@ -188,10 +188,17 @@ class ToolChoice(_Value, kw_only=True):
 
 
 class Reasoning(_Value, kw_only=True):
-    """How much the model should think: an ``effort`` level or a token ``budget_tokens``."""
+    """How much the model should think: an ``effort`` level or a token ``budget_tokens``.
+
+    ``adaptive`` says the model may decide (Anthropic's adaptive thinking, an
+    ``effort`` with no thinking asked for): where the upstream refuses
+    reasoning for a model that cannot think, the call is made again without it
+    rather than failing.
+    """
 
     effort: Literal["minimal", "low", "medium", "high"] | None = None
     budget_tokens: int | None = None
+    adaptive: bool = False
 
 
 class ChatRequest(_Value, kw_only=True):

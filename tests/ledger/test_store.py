@@ -172,6 +172,32 @@ class TestBackends:
         ]
         assert ledger.summary(since=datetime.now(UTC) + timedelta(hours=1)) == []
 
+    def test_timeseries_buckets_by_hour_and_day_in_utc(self, ledger: Ledger) -> None:
+        # 13:59 in UTC+2 is 11:59 UTC: the bucket is UTC's hour, whatever the caller's zone.
+        plus_two = timezone(timedelta(hours=2))
+        ledger.record(call(started_at=datetime(2026, 11, 20, 13, 59, tzinfo=plus_two), model="a"))
+        ledger.record(call(started_at=NOW + timedelta(minutes=5), model="a", input_tokens=7))
+        ledger.record(
+            call(started_at=NOW + timedelta(minutes=50), model="b", cost=0.5, outcome="X")
+        )
+        ledger.record(call(started_at=NOW + timedelta(days=1), connection="d", output_tokens=3))
+        assert ledger.flush(10)
+        hours = ledger.timeseries(since=NOW - timedelta(days=1), by="model", bucket="hour")
+        assert [(p.bucket, p.key, p.calls) for p in hours] == [
+            ("2026-11-20T11:00:00Z", "c/a", 1),
+            ("2026-11-20T12:00:00Z", "c/a", 1),
+            ("2026-11-20T12:00:00Z", "c/b", 1),
+            ("2026-11-21T12:00:00Z", "d/m", 1),
+        ]
+        assert hours[1].input_tokens == 7 and hours[1].cost is None
+        assert hours[2].cost == pytest.approx(0.5) and hours[2].errors == 1
+        days = ledger.timeseries(by="connection", bucket="day")
+        assert [(p.bucket, p.key, p.calls, p.output_tokens) for p in days] == [
+            ("2026-11-20T00:00:00Z", "c", 3, 0),
+            ("2026-11-21T00:00:00Z", "d", 1, 3),
+        ]
+        assert ledger.timeseries(since=NOW + timedelta(days=2)) == []
+
     def test_recent_is_newest_first_and_limited(self, ledger: Ledger) -> None:
         for i in range(5):
             ledger.record(call(started_at=NOW + timedelta(minutes=i), model=f"m{i}"))

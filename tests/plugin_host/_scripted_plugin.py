@@ -18,7 +18,11 @@ unknown methods or unknown providers; streams through a ``$/cancelRequest``),
 ``final_null``, ``final_chunk_with_usage`` (the answer to ``provider.stream`` is the
 last chunk, ``{}``, ``null`` or a chunk holding the usage the chunks lacked),
 ``final_thin`` (chunks with no finish reason or usage, then ``{}``),
-``fail_after_refusal`` (fails ``initialize`` once its registration is refused).
+``fail_after_refusal`` (fails ``initialize`` once its registration is refused),
+``tools`` (when the last
+user message says ``RUN: <command>`` and tools are offered, calls the one that message
+names, else the first, with the command as its ``command`` or ``cmd``; answers a tool's
+result with ``tool said: <result>``, anything else with ``pong``).
 """
 
 from __future__ import annotations
@@ -107,6 +111,47 @@ def completion(text: str) -> dict:
 held: list[tuple[int, str]] = []
 
 
+def _text(content: object) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
+
+
+def tool_turn(method: str, id: int, rid: str, options: dict) -> None:
+    """The ``tools`` mode: a call to an offered tool, or an answer to a tool's result."""
+    last = options["messages"][-1]
+    tools = [tool["function"]["name"] for tool in options.get("tools") or []]
+    said = next(
+        (_text(m.get("content")) for m in reversed(options["messages"]) if m["role"] == "user"), ""
+    )
+    if last["role"] == "tool" or not tools or "RUN:" not in said:
+        text = f"tool said: {_text(last.get('content'))}" if last["role"] == "tool" else "pong"
+        if method == "provider.stream":
+            chunk(rid, {"role": "assistant", "content": text})
+            chunk(rid, {}, "stop")
+        send({"jsonrpc": "2.0", "id": id, "result": completion(text)})
+        return
+    name = next((tool for tool in tools if tool in said), tools[0])
+    command = said.split("RUN:", 1)[1].strip()
+    schema = next(t["function"] for t in options["tools"] if t["function"]["name"] == name)
+    known = (schema.get("parameters") or {}).get("properties") or {}
+    # The command under whichever of these names the tool takes (both when it says none).
+    fields = [key for key in ("command", "cmd") if key in known] or ["command", "cmd"]
+    arguments = json.dumps(dict.fromkeys(fields, command))
+    call = {"id": "call_scripted", "type": "function", "function": {"name": name}}
+    if method == "provider.stream":
+        chunk(rid, {"role": "assistant", "tool_calls": [{"index": 0, **call}]})
+        fragment = {"index": 0, "function": {"arguments": arguments}}
+        chunk(rid, {"tool_calls": [fragment]}, "tool_calls")
+        send({"jsonrpc": "2.0", "id": id, "result": {}})
+        return
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    call["function"]["arguments"] = arguments
+    result = completion("")
+    result["choices"][0].update(message=message, finish_reason="tool_calls")
+    send({"jsonrpc": "2.0", "id": id, "result": result})
+
+
 def main() -> None:
     print(f"scripted plugin starting in mode {MODE}", file=sys.stderr, flush=True)
     while True:
@@ -181,6 +226,9 @@ def main() -> None:
                         time.sleep(0.1)
                     send({"jsonrpc": "2.0", "id": id, "result": completion("x" * 15)})
                     continue
+            if MODE == "tools":
+                tool_turn(method, id, rid, options)
+                continue
             if MODE == "error_reply":
                 error = {
                     "code": -32000,

@@ -205,3 +205,48 @@ def test_garbage_manifests_beside_a_plugin_change_nothing_for_it(
     assert [s["dir"].rsplit("/", 1)[1] for s in listing["skipped"]] == ["a-library"]
     started = httpx.post(f"{gateway.url}/plugins/objects/start")
     assert started.status_code == 409 and "'triggers' must be" in started.text
+
+
+def test_the_responses_api_through_a_plugin(
+    gateway_factory: GatewayFactory, plugins_home: Path
+) -> None:
+    write_plugin(plugins_home / "plugins", "p", scripted("tools"), triggers=["startup"])
+    gateway = gateway_factory(create_app(parse_config(""), ledger=False))
+    assert _wait_running(gateway, "p")["state"] == "running"
+    shell = {
+        "type": "function",
+        "name": "shell",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}}},
+    }
+    with gateway.openai() as client:
+        with client.responses.stream(model="scripted/m1", input="hi") as stream:
+            assert stream.get_final_response().output_text == "pong"
+        assert client.responses.create(model="scripted/m1", input="hi").output_text == "pong"
+
+        # A function-tool turn, streamed, then its result by previous_response_id ...
+        events = list(
+            client.responses.create(
+                model="scripted/m1", input="RUN: echo hi", tools=[shell], stream=True
+            )
+        )
+        [call] = [e.item for e in events if e.type == "response.output_item.done"]
+        assert call.type == "function_call" and call.name == "shell"
+        assert json.loads(call.arguments)["command"] == "echo hi"
+        completed = events[-1].response
+        result = {"type": "function_call_output", "call_id": call.call_id, "output": "hi"}
+        answer = client.responses.create(
+            model="scripted/m1", input=[result], previous_response_id=completed.id, tools=[shell]
+        )
+        assert answer.output_text == "tool said: hi"
+        # ... and by sending the items back.
+        answer = client.responses.create(
+            model="scripted/m1",
+            input=[
+                {"role": "user", "content": "RUN: echo hi"},
+                call.model_dump(exclude_none=True),
+                result,
+            ],
+            tools=[shell],
+            store=False,
+        )
+        assert answer.output_text == "tool said: hi"

@@ -504,3 +504,17 @@ async def test_each_run_is_marked_in_the_log(make_host: HostFactory, home: Path)
     second = log.index("[modelport] --- run 2 ---")
     assert log.index("[modelport] --- run 1 ---") < log.index("crashing because ./crash exists")
     assert "crashing because ./crash exists" not in log[second:]  # the old run stays in its part
+
+
+def test_log_lines_are_numbered_so_a_reader_gets_only_what_is_new() -> None:
+    from modelport.plugin_host.host import LogLines
+
+    lines = LogLines(3)
+    assert lines.since(0) == [] and lines.total == 0
+    for text in ("a", "b"):
+        lines.append(text)
+    assert lines.since(0) == ["a", "b"] and lines.since(1) == ["b"] and lines.since(2) == []
+    for text in ("c", "d", "e"):
+        lines.append(text)
+    # Five lines written, three kept: a reader at 1 missed "b" (dropped) and gets what is kept.
+    assert lines.total == 5 and lines.since(1) == ["c", "d", "e"] and lines.since(4) == ["e"]

@@ -1,6 +1,6 @@
-"""The three HTTP adapters, each described once for the tests they share.
+"""The HTTP adapters, each described once for the tests they share.
 
-`test_adapters.py` runs every scenario the adapters have in common over all three;
+`test_adapters.py` runs every scenario the adapters have in common over all of them;
 `test_openai_compat.py`, `test_anthropic.py` and `test_ollama.py` keep what only one
 of them does (its wire details and quirks) and pick their own description through an
 ``adapter`` fixture. Every upstream is a real `FakeUpstream` on 127.0.0.1.
@@ -26,10 +26,21 @@ from modelport.providers._http import HttpProvider
 from modelport.providers.anthropic import AnthropicProvider
 from modelport.providers.ollama import OllamaProvider
 from modelport.providers.openai_compat import OpenAICompatProvider
+from modelport.providers.openai_responses import OpenAIResponsesProvider
 from modelport.testing import Reply
 from modelport.types import ChatRequest, Message
+from tests._fixtures import fixture_bytes
 
-__all__ = ["ADAPTERS", "ANTHROPIC", "OLLAMA", "OPENAI", "Adapter", "ErrorCase", "per_adapter"]
+__all__ = [
+    "ADAPTERS",
+    "ANTHROPIC",
+    "OLLAMA",
+    "OPENAI",
+    "OPENAI_RESPONSES",
+    "Adapter",
+    "ErrorCase",
+    "per_adapter",
+]
 
 
 @dataclass(frozen=True)
@@ -336,7 +347,47 @@ OLLAMA = Adapter(
     in_band_message="unknown error",
 )
 
-ADAPTERS = (OPENAI, ANTHROPIC, OLLAMA)
+OPENAI_RESPONSES = Adapter(
+    compat="openai-responses",
+    provider_class=OpenAIResponsesProvider,
+    connection="openai",
+    model="gpt-5.5",
+    request_fields={"messages": [Message(role="user", content="Reply with exactly: pong")]},
+    base_suffix="/v1",
+    other_base_suffix="/v1/",
+    chat_path="/v1/responses",
+    key="sk-test-secret-0123456789",
+    keyed_by_default=True,
+    key_header="authorization",
+    key_template="Bearer {key}",
+    refused_hint="is the server running? is the URL right?",
+    text_stream="openai/responses-stream-text.sse",
+    text="pong",
+    usage=(11, 5),
+    long_stream="openai/responses-stream-function-call.sse",
+    first_write=2800,  # through the first arguments delta
+    drop_write=100,
+    drop_points=(0, 2300, 5000),
+    complete_fixture="openai/responses-function-call.from-stream.json",
+    # The same error bodies as Chat Completions: it is the same server.
+    error_cases=OPENAI.error_cases,
+    rate_limit=OPENAI.rate_limit,
+    retry_after=7.0,
+    in_band_error=Reply(
+        body=(
+            b"data: "
+            + fixture_bytes("openai/responses-stream-error-insufficient_quota.jsonl").splitlines()[
+                2
+            ]
+            + b"\n\n"
+        ),
+        content_type="text/event-stream",
+        chunks=[7],
+    ),
+    in_band_message="exceeded your current quota",
+)
+
+ADAPTERS = (OPENAI, ANTHROPIC, OLLAMA, OPENAI_RESPONSES)
 
 
 def per_adapter(cases: Callable[[Adapter], Iterable[tuple[str, Any]]]) -> list[Any]:

@@ -1,4 +1,4 @@
-"""What every HTTP adapter does alike, run over OpenAI-compatible, Anthropic and Ollama.
+"""What every HTTP adapter does alike: OpenAI-compatible, Anthropic, Ollama, OpenAI Responses.
 
 Each adapter is described once in `_adapters.py`; its own wire details and quirks are
 tested in its own module. The upstream is a real `FakeUpstream` on 127.0.0.1.

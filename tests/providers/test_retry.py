@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from modelport.errors import (
@@ -16,7 +17,7 @@ from modelport.errors import (
 from modelport.events import FinishEvent, StreamEvent, TextEvent
 from modelport.providers._retry import MAX_RETRY_AFTER, RetryingProvider, backoff_delay
 from modelport.testing import FakeProvider, FakeReply
-from modelport.types import ChatRequest, Message
+from modelport.types import ChatRequest, Message, Reasoning
 
 REQUEST = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
 
@@ -189,3 +190,41 @@ async def test_aclose_closes_the_inner_provider() -> None:
     inner = FakeProvider()
     await retrying(inner).aclose()
     assert inner.closed
+
+
+# --- reasoning a model cannot do, asked for only adaptively -----------------------------
+
+NO_THINKING = InvalidRequestError('"llama3.1:8b" does not support thinking', status=400)
+ADAPTIVE = ChatRequest(
+    model="m",
+    messages=[Message(role="user", content="hi")],
+    reasoning=Reasoning(effort="high", adaptive=True),
+)
+
+
+@pytest.mark.parametrize("path", ["stream", "complete"])
+async def test_adaptive_reasoning_refused_is_asked_again_without_it(path: str) -> None:
+    inner = FakeProvider(NO_THINKING, "answered")
+    provider = retrying(inner, max_retries=0)
+    if path == "stream":
+        events = [event async for event in provider.stream(ADAPTIVE)]
+        assert events[0] == TextEvent(text="answered")
+    else:
+        assert (await provider.complete(ADAPTIVE)).content == "answered"
+    assert [request.reasoning for request in inner.history] == [ADAPTIVE.reasoning, None]
+
+
+@pytest.mark.parametrize(
+    ("request_", "error"),
+    [
+        # An explicit effort is the caller's to see refused.
+        (msgspec.structs.replace(ADAPTIVE, reasoning=Reasoning(effort="high")), NO_THINKING),
+        # Any other refusal is not about reasoning.
+        (ADAPTIVE, InvalidRequestError("messages: too many", status=400)),
+    ],
+)
+async def test_other_refusals_stand(request_: ChatRequest, error: ModelportError) -> None:
+    inner = FakeProvider(error, "answered")
+    with pytest.raises(InvalidRequestError):
+        [event async for event in retrying(inner).stream(request_)]
+    assert len(inner.history) == 1

@@ -93,7 +93,14 @@ def test_openapi_document_describes_the_served_routes(gateway: Gateway) -> None:
     document = response.json()
     assert document == json.loads(json.dumps(openapi_document()))
     assert document["openapi"].startswith("3.")
-    served = {"/v1/chat/completions", "/v1/models", "/v1/messages", "/health", "/metrics"}
+    served = {
+        "/v1/chat/completions",
+        "/v1/models",
+        "/v1/messages",
+        "/v1/responses",
+        "/health",
+        "/metrics",
+    }
     assert served <= set(document["paths"])
 
 

@@ -220,6 +220,33 @@ def test_the_anthropic_api_gets_the_cached_answer_in_its_own_shape(
     assert len(upstream.requests) == 1
 
 
+def test_the_responses_api_is_cached_and_a_hit_can_be_continued(
+    cached_gateway: CachedGateway, upstream: FakeUpstream
+) -> None:
+    upstream.route("POST", "/v1/chat/completions", Reply.fixture(STREAM))
+    client = cached_gateway().openai()
+    question = _nonce()
+    first = client.responses.with_raw_response.create(model="oai/gpt-4o", input=question)
+    assert first.headers["x-modelport-cache"] == "miss"
+    deadline = time.monotonic() + 3
+    while True:
+        raw = client.responses.with_raw_response.create(model="oai/gpt-4o", input=question)
+        if raw.headers["x-modelport-cache"] == "hit" or time.monotonic() > deadline:
+            break
+    assert raw.headers["x-modelport-cache"] == "hit"
+    hit = raw.parse()
+    assert hit.output_text == STREAM_TEXT and hit.id != first.parse().id
+    # The hit was kept like any answer: the conversation goes on from it.
+    client.responses.create(model="oai/gpt-4o", input="and tomorrow?", previous_response_id=hit.id)
+    sent = upstream.requests[-1].json()["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert sent[1]["content"] == STREAM_TEXT
+    stream = client.responses.create(model="oai/gpt-4o", input=question, stream=True)
+    deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+    assert "".join(deltas) == STREAM_TEXT
+    assert len(upstream.requests) == 2  # the first question, and the continuation
+
+
 # --- tenants --------------------------------------------------------------------------------
 
 

@@ -32,8 +32,11 @@ _OPERATIONS = [
     ("GET", "/v1/models"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/embeddings"),
+    ("POST", "/v1/responses"),
     ("GET", "/health"),
     ("GET", "/metrics"),
+    ("GET", "/admin/models"),
+    ("GET", "/admin/connections"),
 ]
 
 

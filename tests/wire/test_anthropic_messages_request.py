@@ -297,7 +297,11 @@ def test_build_then_parse_keeps_signatures_and_tool_ids() -> None:
     assert parsed.reasoning == Reasoning(budget_tokens=2048)
     assert parsed.tool_choice == ToolChoice(mode="required")
     assert parsed.tools == [WEATHER, TIME]
-    assert parsed.vendor == {"anthropic": {"top_k": 5, "service_tier": "auto"}}
+    assert parsed.vendor == {
+        "anthropic": {"top_k": 5, "service_tier": "auto"},
+        "openai": {"user": "u-1"},
+        "openai-responses": {"user": "u-1"},
+    }
     # …and building again gives the same body.
     assert wire.build_request(parsed, stream=False) == wire.build_request(
         CONVERSATION, stream=False

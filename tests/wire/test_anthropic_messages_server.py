@@ -175,7 +175,10 @@ def test_parse_a_realistic_request() -> None:
             "top_k": 40,
             "service_tier": "standard_only",
             "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
-        }
+        },
+        # metadata.user_id is OpenAI's `user`.
+        "openai": {"user": "abc"},
+        "openai-responses": {"user": "abc"},
     }
 
 
@@ -221,7 +224,7 @@ def test_parse_bytes_and_plain_strings() -> None:
             "least 1",
         ),
         ({"model": "m", "max_tokens": 9, "messages": []}, "at least one"),
-        ({"model": "m", "max_tokens": 9, "messages": [{"role": "system", "content": "x"}]}, "role"),
+        ({"model": "m", "max_tokens": 9, "messages": [{"role": "tool", "content": "x"}]}, "role"),
         (
             {
                 "model": "m",

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_COMPATS = ("openai", "anthropic", "ollama", "gemini", "azure")
+_COMPATS = ("openai", "anthropic", "ollama", "gemini", "azure", "openai-responses")
 #: Every key ``add`` may write, cleared first when ``--force`` replaces a connection.
 _CONNECTION_KEYS = (
     "base_url",

@@ -1,10 +1,9 @@
 """``modelport doctor``: what is configured, what works, and how to fix what doesn't.
 
-For every connection it lists the models (which proves the server is
-reachable, and the key accepted where listing needs one; many servers list
-models to anyone, so a remote connection with no key at all is a problem
-too) and, for the connection ``default_model``
-points at, checks the model is among them. Plugins are checked without
+For every connection it runs the checks of :mod:`modelport.checks` (list the
+models, which proves the server is reachable and the key accepted where
+listing needs one; a remote connection with no key at all; the default model
+among those listed), the same the web UI's Test button runs. Plugins are checked without
 starting them (:func:`modelport.plugin_host.diagnose.diagnose`: manifests,
 programs, trust, provider packages), then started so that their providers
 are listed like connections. An untrusted project config is a warning. Each
@@ -15,7 +14,6 @@ is broken; warnings (no default model, say) leave it at 0.
 from __future__ import annotations
 
 import asyncio
-import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,13 +22,11 @@ import typer
 from modelport.cli._output import err_console, exit_with, out_console, redact
 
 if TYPE_CHECKING:
+    from modelport.checks import Probe
     from modelport.config import Config, ConnectionConfig
     from modelport.plugin_host.diagnose import Finding
-    from modelport.routing import ConnectionModels
 
 __all__ = ["register"]
-
-_OLLAMA_PORT = ":11434"
 
 
 def register(app: typer.Typer) -> None:
@@ -195,71 +191,26 @@ def _split(address: str | None) -> tuple[str | None, str | None]:
     return connection, model
 
 
-class _Checked:
-    """One connection's results: its models (or error), whether a key is available,
-    whether it lies beyond this machine (``None``: unknown), and, for one that logs
-    in with OAuth, its login (``logged in as … / expires in … / refresh available``)."""
-
-    def __init__(
-        self,
-        result: ConnectionModels,
-        has_key: bool | None,
-        remote: bool | None = None,
-        login: str | None = None,
-    ) -> None:
-        self.result = result
-        self.has_key = has_key
-        self.remote = remote
-        self.login = login
-
-
-def _check_all(config: Config, default_connection: str | None) -> dict[str, _Checked]:
-    """Every configured connection's and plugin provider's check, plus the default's preset.
+def _check_all(config: Config, default_connection: str | None) -> dict[str, Probe]:
+    """Every configured connection's and plugin provider's probe, plus the default's preset.
 
     The default's connection is left out when it is neither configured, a
     preset, nor registered by a plugin.
     """
-    from modelport.auth.tokens import load_tokens, login_status
-    from modelport.errors import ModelportError
-    from modelport.plugin_host.host import PluginHost
-    from modelport.routing import Router, is_local_url, plugin_host
+    from modelport.checks import probe_connections
+    from modelport.routing import Router, plugin_host
 
-    async def _run() -> dict[str, _Checked]:
+    async def _run() -> dict[str, Probe]:
         router = Router(config, provider_source=plugin_host)
         try:
-            reports = await router.list_models_report()
+            probes = await probe_connections(router)
             if (
                 default_connection
-                and default_connection not in {r.connection for r in reports}
+                and default_connection not in probes
                 and config.connection(default_connection) is not None
             ):
-                reports += await router.list_models_report(default_connection)
-            checked = {}
-            host = router.provider_source
-            for result in reports:
-                has_key: bool | None = None  # the listing already failed with the reason
-                remote: bool | None = None
-                login: str | None = None
-                name = result.connection
-                configured = config.connection(name)
-                oauth_plugin = isinstance(host, PluginHost) and host.oauth_config(name) is not None
-                if oauth_plugin or (
-                    configured is not None and configured.auth in ("oauth", "auto")
-                ):
-                    login = login_status(await asyncio.to_thread(load_tokens, name))
-                try:
-                    settings = router.settings_for(result.connection)
-                except ModelportError:
-                    pass
-                else:
-                    has_key = settings.api_key is not None or settings.auth == "oauth"
-                    plugin = settings.compat.startswith("plugin:")
-                    local = is_local_url(settings.base_url) or (
-                        settings.compat == "ollama" and settings.base_url is None
-                    )
-                    remote = None if plugin else not local
-                checked[result.connection] = _Checked(result, has_key, remote, login)
-            return checked
+                probes.update(await probe_connections(router, [default_connection]))
+            return probes
         finally:
             await router.aclose()
 
@@ -270,120 +221,27 @@ def _check_connection(
     report: _Report,
     name: str,
     connection: ConnectionConfig,
-    checked: _Checked,
+    probe: Probe,
     default_connection: str | None,
     default_model: str | None,
 ) -> None:
-    from modelport.errors import AuthError, NetworkError
+    from modelport.checks import check_probe
 
-    plugin = (connection.compat or "").startswith("plugin:")
-    where = "a plugin" if plugin else connection.base_url or "its default URL"
-    report.console.print(
-        f"{name} ({connection.compat or 'openai'}, {where})", style="bold", markup=False
+    checked = check_probe(
+        name,
+        connection,
+        probe,
+        default_connection=default_connection,
+        default_model=default_model,
+        redact=redact,
     )
-    if checked.login is not None:
-        report.info("login", checked.login)
-    elif checked.has_key is not None:
-        report.info("key", "present" if checked.has_key else "none")
-    result = checked.result
-    error = result.error
-    if error is None:
-        state = "registered by a running plugin" if plugin else "reachable"
-        report.ok(f"{name}: {state}, {len(result.models)} models")
-        if checked.remote and checked.has_key is False:
-            # Listing proved nothing: OpenRouter, Ollama and others list models to anyone.
-            report.problem(
-                f"{name}: no API key, and a remote server will refuse chats without one "
-                "(its model list is public, so listing it proves nothing)",
-                _key_fix(name, connection),
-            )
-        if name == default_connection and default_model:
-            if default_model in {model.id for model in result.models}:
-                report.ok(f"{name}: default model {default_model!r} is available")
-            else:
-                report.problem(
-                    f"{name}: default model {default_model!r} is not among its models",
-                    _missing_model_fix(name, connection, default_model),
-                )
-        return
-    message = redact(getattr(error, "message", str(error)))
-    if plugin:
-        report.problem(f"{name}: {message}", "`modelport plugins list` shows each plugin's state")
-    elif isinstance(error, NetworkError):
-        report.problem(f"{name}: {message}", _unreachable_fix(name, connection))
-    elif isinstance(error, AuthError) and checked.login is not None:
-        report.problem(f"{name}: login missing or refused: {message}", f"`modelport login {name}`")
-    elif isinstance(error, AuthError):
-        report.problem(f"{name}: key missing or refused: {message}", _key_fix(name, connection))
-    else:
-        report.problem(f"{name}: {message}", _config_fix(name, connection, error))
-
-
-def _is_ollama(connection: ConnectionConfig) -> bool:
-    return connection.compat == "ollama" or _OLLAMA_PORT in (connection.base_url or "")
-
-
-def _unreachable_fix(name: str, connection: ConnectionConfig) -> str:
-    if _is_ollama(connection):
-        return "start Ollama: `ollama serve`"
-    url = connection.base_url or "the default URL"
-    return (
-        f"check that the server at {url} is running, or fix the URL: "
-        f"`modelport connections add {name} --compat {connection.compat or 'openai'} "
-        "--base-url URL --force`"
-    )
-
-
-def _key_fix(name: str, connection: ConnectionConfig) -> str:
-    from modelport.config import PRESET_KEY_FALLBACKS, PRESETS
-
-    if connection.api_key_env:
-        return f"export {connection.api_key_env}=... (or `modelport keys set {name}`)"
-    preset = PRESETS.get(name)
-    if (
-        preset is not None
-        and preset.api_key_env
-        and preset.compat == connection.compat
-        and preset.base_url == connection.base_url
-    ):
-        # The vendor's own variable, which the ladder reads for a preset's own URL only.
-        others = PRESET_KEY_FALLBACKS.get(name, ())
-        also = f" (or {', '.join(others)})" if others else ""
-        return f"`modelport keys set {name}`, or export {preset.api_key_env}=...{also}"
-    if connection.compat == "azure":
-        return (
-            f"`modelport keys set {name}`, or name the variable that holds it: "
-            f'api_key_env = "AZURE_OPENAI_API_KEY" under [connections.{name}]'
-        )
-    return f"`modelport keys set {name}`"
-
-
-def _config_fix(name: str, connection: ConnectionConfig, error: BaseException) -> str:
-    """The fix for a connection its adapter refused to build (the compat, a setting)."""
-    from modelport.errors import ConfigError
-    from modelport.providers import BUILTIN_PROVIDERS
-
-    compat = connection.compat or "openai"
-    if isinstance(error, ConfigError) and str(error.message).startswith("Unknown compat"):
-        known = sorted(BUILTIN_PROVIDERS)
-        close = difflib.get_close_matches(compat, known, n=1)
-        suggestion = close[0] if close else "openai"
-        return (
-            f'set compat = "{suggestion}" under [connections.{name}] '
-            f"(built in: {', '.join(known)}; or plugin:<provider id>)"
-        )
-    if compat == "azure" and not connection.base_url:
-        return (
-            f"`modelport connections add {name} --compat azure --base-url "
-            "https://NAME.openai.azure.com --api-key-env AZURE_OPENAI_API_KEY --force`"
-        )
-    return f"`modelport connections test {name}` for details"
-
-
-def _missing_model_fix(name: str, connection: ConnectionConfig, model: str) -> str:
-    if _is_ollama(connection):
-        return f"`ollama pull {model}`"
-    return (
-        f"pick a model from `modelport models --connection {name}` and set default_model "
-        "in config.toml to its address"
-    )
+    report.console.print(checked.heading, style="bold", markup=False)
+    for check in checked.checks:
+        if check.level == "info":
+            report.info(check.label or "", check.text)
+        elif check.level == "ok":
+            report.ok(check.text)
+        elif check.level == "warning":
+            report.warn(check.text, check.fix)
+        else:
+            report.problem(check.text, check.fix)

@@ -55,8 +55,8 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     """One ``[connections.<name>]`` table. ``None`` means "not set here".
 
     ``compat`` is ``openai``, ``anthropic``, ``ollama``, ``gemini``, ``azure``,
-    ``plugin:<provider id>`` or the name of an installed ``modelport.providers``
-    entry point.
+    ``openai-responses``, ``plugin:<provider id>`` or the name of an installed
+    ``modelport.providers`` entry point.
     ``options`` holds every other key of the table, untouched (provider-specific
     settings, a plugin's ``configFields`` values). ``auth`` (``key``, ``oauth``,
     ``auto``) and ``oauth`` say how the connection logs in (:mod:`._oauth`).
@@ -493,7 +493,7 @@ def _validate(data: dict[str, Any], path: Path) -> None:
         if compat is not None and (not compat or compat == "plugin:"):
             raise ConfigError(
                 f"{path}: connections.{name}.compat must be openai, anthropic, ollama, gemini, "
-                "azure, plugin:<provider id> or an installed provider's name"
+                "azure, openai-responses, plugin:<provider id> or an installed provider's name"
             )
     for key in fields.gateway:
         if key not in GatewayConfig.__struct_fields__:

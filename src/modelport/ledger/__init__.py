@@ -45,6 +45,7 @@ __all__ = [
     "CallRecord",
     "Ledger",
     "LedgerStore",
+    "UsagePoint",
     "UsageSummary",
     "compute_cost",
     "default_database_url",
@@ -54,6 +55,7 @@ __all__ = [
 logger = logging.getLogger("modelport.ledger")
 
 GroupBy = Literal["model", "connection"]
+Bucket = Literal["hour", "day"]
 
 
 class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +106,21 @@ class UsageSummary(msgspec.Struct, frozen=True, kw_only=True):
     avg_ttft_ms: float | None
 
 
+class UsagePoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Totals for one model or connection (``key``) in one hour or day.
+
+    ``bucket`` is the bucket's start in UTC, ISO 8601 (``2026-05-01T13:00:00Z``).
+    """
+
+    bucket: str
+    key: str
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+
+
 class LedgerStore(Protocol):
     """Where records go; :class:`modelport.ledger._store.SQLStore` is the one we ship."""
 
@@ -113,6 +130,9 @@ class LedgerStore(Protocol):
 
     def recent(self, limit: int) -> list[dict[str, Any]]: ...
     def summary(self, since: datetime | None, by: GroupBy) -> list[dict[str, Any]]: ...
+    def timeseries(
+        self, since: datetime | None, by: GroupBy, bucket: Bucket
+    ) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 
@@ -191,6 +211,17 @@ class Ledger:
     def database(self) -> str | None:
         """Where the records go, password masked (for ``doctor`` and the web UI)."""
         return getattr(self._store, "display_url", None)
+
+    def response_store(self) -> Any:
+        """Where the gateway keeps Responses API answers for ``previous_response_id``: a
+        :class:`~modelport.ledger._responses.SQLResponseStore` on this ledger's database,
+        or ``None`` for a store without one."""
+        engine = getattr(self._store, "engine", None)
+        if engine is None:
+            return None
+        from modelport.ledger._responses import SQLResponseStore
+
+        return SQLResponseStore(engine)
 
     @property
     def dropped(self) -> int:
@@ -305,6 +336,30 @@ class Ledger:
             since = datetime.now(UTC) - since
         return [_summary_from_row(row) for row in self._store.summary(since, by)]
 
+    def timeseries(
+        self,
+        since: datetime | timedelta | None = None,
+        by: GroupBy = "model",
+        bucket: Bucket = "hour",
+    ) -> list[UsagePoint]:
+        """Totals per hour or day (UTC) and model or connection, oldest first."""
+        if by not in ("model", "connection"):
+            raise ValueError(f"by must be 'model' or 'connection', not {by!r}")
+        if bucket not in ("hour", "day"):
+            raise ValueError(f"bucket must be 'hour' or 'day', not {bucket!r}")
+        if isinstance(since, timedelta):
+            since = datetime.now(UTC) - since
+        return [_point_from_row(row) for row in self._store.timeseries(since, by, bucket)]
+
+    async def atimeseries(
+        self,
+        since: datetime | timedelta | None = None,
+        by: GroupBy = "model",
+        bucket: Bucket = "hour",
+    ) -> list[UsagePoint]:
+        """:meth:`timeseries` on a worker thread, for the gateway."""
+        return await asyncio.to_thread(self.timeseries, since, by, bucket)
+
     def recent(self, limit: int = 50) -> list[CallRecord]:
         """The latest ``limit`` calls, newest first."""
         return [_record_from_row(row) for row in self._store.recent(limit)]
@@ -369,6 +424,18 @@ def _summary_from_row(row: dict[str, Any]) -> UsageSummary:
         cost=_float_or_none(row["cost"]),
         avg_latency_ms=_float_or_none(row["avg_latency_ms"]),
         avg_ttft_ms=_float_or_none(row["avg_ttft_ms"]),
+    )
+
+
+def _point_from_row(row: dict[str, Any]) -> UsagePoint:
+    return UsagePoint(
+        bucket=str(row["bucket"]),
+        key=row["key"],
+        calls=int(row["calls"]),
+        errors=int(row["errors"]),
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
+        cost=_float_or_none(row["cost"]),
     )
 
 

@@ -175,6 +175,26 @@ class _BatchInsert:
         return sql
 
 
+def _group_key(by: Literal["model", "connection"]) -> sa.ColumnElement[str]:
+    if by == "model":
+        return (calls.c.connection + "/" + calls.c.model).label("key")
+    return calls.c.connection.label("key")
+
+
+def _bucket_start(dialect: str, bucket: Literal["hour", "day"]) -> sa.ColumnElement[str]:
+    """The start of a call's hour or day in UTC, as ``YYYY-MM-DDTHH:00:00Z`` text.
+
+    The one per-dialect query piece: SQLite stores naive UTC text, PostgreSQL a
+    ``timestamptz`` that is truncated in UTC whatever the session's time zone.
+    """
+    if dialect == "postgresql":
+        utc = sa.func.timezone("UTC", calls.c.started_at)
+        pattern = 'YYYY-MM-DD"T"HH24:00:00"Z"' if bucket == "hour" else 'YYYY-MM-DD"T00:00:00Z"'
+        return sa.func.to_char(sa.func.date_trunc(bucket, utc), pattern)
+    pattern = "%Y-%m-%dT%H:00:00Z" if bucket == "hour" else "%Y-%m-%dT00:00:00Z"
+    return sa.func.strftime(pattern, calls.c.started_at)
+
+
 def normalize_url(url: str) -> str:
     """Pick the driver we ship for a PostgreSQL URL; leave anything else alone.
 
@@ -260,6 +280,11 @@ class SQLStore:
     def dialect(self) -> str:
         return self._engine.dialect.name
 
+    @property
+    def engine(self) -> Engine:
+        """The database, for the tables kept beside the calls (``ledger._responses``)."""
+        return self._engine
+
     def _ensure_table(self) -> None:
         try:
             _metadata.create_all(self._engine, checkfirst=True)
@@ -330,10 +355,7 @@ class SQLStore:
         self, since: datetime | None, by: Literal["model", "connection"]
     ) -> list[dict[str, Any]]:
         """One row of totals per model (``connection/model``) or per connection."""
-        if by == "model":
-            key = (calls.c.connection + "/" + calls.c.model).label("key")
-        else:
-            key = calls.c.connection.label("key")
+        key = _group_key(by)
         failed = sa.case((calls.c.outcome.in_(("ok", "cancelled", "cache_hit")), 0), else_=1)
         query = sa.select(
             key,
@@ -357,6 +379,32 @@ class SQLStore:
         if since is not None:
             query = query.where(calls.c.started_at >= since)
         query = query.group_by(key).order_by(sa.func.count().desc(), key)
+        with self._engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def timeseries(
+        self,
+        since: datetime | None,
+        by: Literal["model", "connection"],
+        bucket: Literal["hour", "day"],
+    ) -> list[dict[str, Any]]:
+        """Totals per time bucket (its UTC start, ISO 8601) and model or connection, oldest
+        first."""
+        key = _group_key(by)
+        start = _bucket_start(self._engine.dialect.name, bucket).label("bucket")
+        failed = sa.case((calls.c.outcome.in_(("ok", "cancelled")), 0), else_=1)
+        query = sa.select(
+            start,
+            key,
+            sa.func.count().label("calls"),
+            sa.func.coalesce(sa.func.sum(failed), 0).label("errors"),
+            sa.func.coalesce(sa.func.sum(calls.c.input_tokens), 0).label("input_tokens"),
+            sa.func.coalesce(sa.func.sum(calls.c.output_tokens), 0).label("output_tokens"),
+            sa.func.sum(calls.c.cost).label("cost"),
+        )
+        if since is not None:
+            query = query.where(calls.c.started_at >= since)
+        query = query.group_by(start, key).order_by(start, key)
         with self._engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 

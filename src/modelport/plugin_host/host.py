@@ -46,11 +46,32 @@ if TYPE_CHECKING:
     from modelport.auth.session import TokenBroker
     from modelport.config import Config, OAuthConfig
 
-__all__ = ["PluginHost", "PluginState", "ProviderRegistry"]
+__all__ = ["LogLines", "PluginHost", "PluginState", "ProviderRegistry"]
 
 logger = logging.getLogger("modelport.plugin_host")
 
 PluginState = Literal["loaded", "starting", "running", "stopping", "stopped", "crashed", "invalid"]
+
+
+class LogLines(deque[str]):
+    """A plugin's last log lines, numbered: :attr:`total` counts every line ever appended.
+
+    A reader that remembers ``total`` can ask for what came since
+    (:meth:`since`), which is how the web UI tails a plugin's log.
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        super().__init__(maxlen=maxlen)
+        self.total = 0
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        self.total += 1
+
+    def since(self, seen: int) -> list[str]:
+        """The lines appended after the first ``seen`` (those still kept)."""
+        new = max(0, min(self.total - seen, len(self)))
+        return list(self)[len(self) - new :] if new else []
 
 
 class _Plugin:
@@ -62,7 +83,7 @@ class _Plugin:
         self.error: str | None = found.error
         self.process: PluginProcess | None = None
         self.providers: dict[str, PluginProvider] = {}
-        self.stderr: deque[str] = deque(maxlen=stderr_lines)
+        self.stderr = LogLines(stderr_lines)
         self.problems: deque[str] = deque(maxlen=20)
         if found.error:
             self.problems.append(found.error)
@@ -186,6 +207,30 @@ class PluginHost:
         """Whether the plugin may run the manifest and files the host read (not whatever
         is on disk now: a start reads both again)."""
         return self._trust_check(self._plugins[name]).trusted
+
+    def trust_folder(self, name: str) -> dict[str, str]:
+        """Trust the project folder plugin ``name`` lives in, as ``modelport plugins trust`` does.
+
+        Every plugin now in that folder is trusted with its manifest as it is
+        now, and so is the project's ``config.toml`` beside it. Returns plugin
+        folder name → manifest hash. A plugin that needs no trust raises
+        :class:`ConfigError`.
+        """
+        found = self._plugins[name].found
+        if not found.origin.needs_trust:
+            raise ConfigError(
+                f"The plugin {name!r} comes from {found.origin.source} plugins, "
+                "which run without trust"
+            )
+        return self.trust.trust(found.dir.parent)
+
+    def log_since(self, name: str, seen: int) -> tuple[list[str], int]:
+        """Plugin ``name``'s log lines after the first ``seen``, and the count to pass next.
+
+        Scrubbed as :meth:`describe` scrubs them: a plugin may print what it was given.
+        """
+        lines = self._plugins[name].stderr
+        return [self._table.scrub(line) for line in lines.since(seen)], lines.total
 
     def _trust_check(self, plugin: _Plugin) -> TrustCheck:
         found = plugin.found
@@ -484,6 +529,7 @@ class PluginHost:
             "state": plugin.state,
             "trusted": self.is_trusted(name),
             "triggers": list(manifest.triggers) if manifest else [],
+            "command": list(manifest.command) if manifest else [],
             "pid": process.pid if process is not None and process.alive else None,
             "restarts": plugin.restarts,
             "exit_code": plugin.exit_code,
@@ -506,6 +552,7 @@ class PluginHost:
         if stderr:
             # A plugin may print what it was given; no secret of ours leaves through its log.
             info["stderr"] = [scrub(line) for line in plugin.stderr]
+            info["log_total"] = plugin.stderr.total
         return info
 
     def oauth_config(self, provider_id: str) -> OAuthConfig | None:

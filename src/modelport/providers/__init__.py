@@ -48,6 +48,7 @@ BUILTIN_PROVIDERS: dict[str, str] = {
     "ollama": "modelport.providers.ollama:OllamaProvider",
     "gemini": "modelport.providers.gemini:GeminiProvider",
     "azure": "modelport.providers.azure:AzureProvider",
+    "openai-responses": "modelport.providers.openai_responses:OpenAIResponsesProvider",
 }
 
 

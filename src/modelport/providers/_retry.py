@@ -15,7 +15,9 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from modelport.errors import ModelportError
+import msgspec
+
+from modelport.errors import InvalidRequestError, ModelportError
 from modelport.events import StreamEvent
 from modelport.providers import Provider
 from modelport.types import (
@@ -26,7 +28,7 @@ from modelport.types import (
     ModelInfo,
 )
 
-__all__ = ["RetryingProvider", "backoff_delay"]
+__all__ = ["RetryingProvider", "backoff_delay", "without_refused_reasoning"]
 
 logger = logging.getLogger("modelport.retry")
 
@@ -54,6 +56,25 @@ def backoff_delay(
         return retry_after
     ceiling = min(max_delay, base_delay * 2 ** (retry - 1))
     return rand() * ceiling
+
+
+#: Words an upstream's refusal of reasoning for a model that cannot reason contains
+#: (Ollama: '"llama3.1" does not support thinking'; OpenAI: "Unsupported parameter:
+#: 'reasoning_effort' …").
+_REASONING_WORDS = ("think", "reasoning", "effort")
+
+
+def without_refused_reasoning(request: ChatRequest, error: ModelportError) -> ChatRequest | None:
+    """``request`` without its reasoning, when that was only ``adaptive`` and the upstream
+    refused it as such; otherwise ``None``."""
+    reasoning = request.reasoning
+    if reasoning is None or not reasoning.adaptive or not isinstance(error, InvalidRequestError):
+        return None
+    message = error.message.lower()
+    if not any(word in message for word in _REASONING_WORDS):
+        return None
+    logger.info("%s cannot reason, as the upstream says; asking without reasoning", request.model)
+    return msgspec.structs.replace(request, reasoning=None)
 
 
 class RetryingProvider:
@@ -108,7 +129,13 @@ class RetryingProvider:
         return await self._call(self.inner.list_models)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        return await self._call(lambda: self.inner.complete(request))
+        try:
+            return await self._call(lambda: self.inner.complete(request))
+        except ModelportError as error:
+            plain = without_refused_reasoning(request, error)
+            if plain is None:
+                raise
+            return await self._call(lambda: self.inner.complete(plain))
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         """The inner provider's ``embed``, retried (check ``offers_embeddings(inner)`` first)."""
@@ -131,6 +158,10 @@ class RetryingProvider:
                 failure = error
             finally:
                 await _aclose(events)
+            plain = without_refused_reasoning(request, failure)
+            if plain is not None:
+                request = plain  # not a retry: the same call, minus what the model cannot do
+                continue
             retry += 1
             await self._pause_or_raise(failure, retry)
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from modelport.errors import AuthError
 from modelport.providers import ConnectionSettings
 from modelport.providers._http import HttpProvider, WireModule
+from modelport.types import ChatRequest
 from modelport.wire import anthropic_messages
 
 __all__ = ["AnthropicProvider"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
+#: The beta under which the API takes system messages in the middle of ``messages``.
+MID_CONVERSATION_SYSTEM = "mid-conversation-system-2026-04-07"
 
 
 class AnthropicProvider(HttpProvider):
@@ -36,6 +39,19 @@ class AnthropicProvider(HttpProvider):
 
     def models_url(self) -> str:
         return f"{self.base_url()}/v1/models"
+
+    def build_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        # Where the upstream takes a system message in place (its beta is on, configured or
+        # forwarded from a client such as Claude Code), it stays in place.
+        flags: set[str] = set()
+        for value in (
+            *(v for k, v in self.settings.headers.items() if k.lower() == "anthropic-beta"),
+            self.settings.options.get("anthropic_beta"),
+        ):
+            listed = value.split(",") if isinstance(value, str) else value or ()
+            flags.update(str(flag).strip() for flag in listed)
+        in_place = MID_CONVERSATION_SYSTEM in flags
+        return anthropic_messages.build_request(request, stream=stream, system_in_place=in_place)
 
     def auth_headers(self) -> dict[str, str]:
         name = self.settings.name

@@ -17,6 +17,7 @@ __all__ = ["ANTHROPIC_BETAS", "forwarded_headers"]
 #: (and a connection pool) of its own, and these are the ones that change a chat.
 ANTHROPIC_BETAS = frozenset(
     {
+        "claude-code-20250219",
         "code-execution-2025-05-22",
         "computer-use-2024-10-22",
         "computer-use-2025-01-24",
@@ -31,11 +32,15 @@ ANTHROPIC_BETAS = frozenset(
         "interleaved-thinking-2025-05-14",
         "mcp-client-2025-04-04",
         "mcp-client-2025-11-20",
+        "mid-conversation-system-2026-04-07",
         "model-context-window-exceeded-2025-08-26",
         "output-128k-2025-02-19",
         "pdfs-2024-09-25",
         "prompt-caching-2024-07-31",
+        "prompt-caching-scope-2026-01-05",
         "structured-outputs-2025-11-13",
+        "structured-outputs-2025-12-15",
+        "thinking-token-count-2026-05-13",
         "token-efficient-tools-2025-02-19",
     }
 )

@@ -11,7 +11,7 @@ tokens and a cost of zero: nothing went upstream.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -29,7 +29,7 @@ from modelport.server._response_cache import (
     cache_directive,
 )
 from modelport.server._streaming import EventStreamResponse, StreamEncoder
-from modelport.types import ChatRequest
+from modelport.types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
     from modelport.server._chat import ChatSurface
@@ -94,8 +94,14 @@ def answer_from_cache(
     encoder: StreamEncoder | None,
     started: float,
     request_id: str,
+    *,
+    encode: Callable[[ChatResponse], bytes] | None = None,
 ) -> Response:
-    """The stored answer, streamed (its events re-encoded) or whole, and its ledger row."""
+    """The stored answer, streamed (its events re-encoded) or whole, and its ledger row.
+
+    ``encode`` writes the whole body where the surface has its own (the
+    Responses API keeps the answer for ``previous_response_id``).
+    """
     state = request.app.state
     request.scope.setdefault("state", {})["cache"] = "hit"
     _record_hit(state, hit.address, surface.api, request_id, started)
@@ -110,7 +116,8 @@ def answer_from_cache(
             headers=lambda: headers,
         )
     response = aggregate(hit.events, model=request.scope["state"]["model"], id=request_id)
-    reply = Response(surface.wire.encode_response(response), media_type="application/json")
+    body = (encode or surface.wire.encode_response)(response)
+    reply = Response(body, media_type="application/json")
     reply.raw_headers += headers
     return reply
 

@@ -1,8 +1,9 @@
-"""The one chat handler both chat APIs share: read the body, call the router, answer or stream.
+"""The one chat handler the chat APIs share: read the body, call the router, answer or stream.
 
-``POST /v1/chat/completions`` and ``POST /v1/messages`` differ only in what a
-:class:`ChatSurface` describes (the wire module, the answer's id, the stream
-encoder's options, the keep-alive frame, the name the ledger records);
+``POST /v1/chat/completions``, ``/v1/messages`` and ``/v1/responses`` differ
+only in what a :class:`ChatSurface` describes (the wire module, the answer's
+id, the stream encoder's options, the keep-alive frame, the name the ledger
+records, and for the Responses API an :class:`Exchange` per call);
 :func:`chat_endpoint` makes the handler for one. Everything else is here:
 reading the JSON body (within :data:`~modelport.server._errors.MAX_BODY_BYTES`),
 attributing the call to the ledger (``api`` and the response id), forwarding
@@ -20,7 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
@@ -46,7 +47,24 @@ from modelport.server._errors import (
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
 
-__all__ = ["ChatSurface", "answer_chat", "chat_endpoint", "read_json", "reject"]
+__all__ = ["ChatSurface", "Exchange", "answer_chat", "chat_endpoint", "read_json", "reject"]
+
+
+class Exchange(Protocol):
+    """One call of an API whose answer needs more than the canonical response.
+
+    The Responses API echoes the request in its answer, names tools as the
+    client did and continues kept conversations: its surface makes one of
+    these per call, after parsing, and the handler uses it instead of the
+    wire module's plain encoders.
+    """
+
+    #: The request to send (a kept conversation added in front of the new input).
+    chat: ChatRequest
+
+    def stream_encoder(self, response_id: str) -> StreamEncoder: ...
+
+    def encode_response(self, response: ChatResponse) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +85,9 @@ class ChatSurface:
     stream_encoder: Callable[[ChatRequest, str, dict[str, Any]], StreamEncoder]
     #: The frame a silent stream gets, one that the API's SDKs skip.
     keepalive: bytes
+    #: ``(request, payload, chat) -> Exchange``, for an API that needs one per call
+    #: (:class:`Exchange`); ``None`` for the two chat APIs.
+    exchange: Callable[[Request, dict[str, Any], ChatRequest], Awaitable[Exchange]] | None = None
 
 
 def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Response]]:
@@ -75,13 +96,18 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
     id_template = surface.id_template
     id_bits = surface.id_bits
     stream_encoder = surface.stream_encoder
+    make_exchange = surface.exchange
     getrandbits = random.getrandbits
 
     async def chat_handler(request: Request) -> Response:
         started = time.perf_counter()
+        exchange: Exchange | None = None
         try:
             payload = await read_json(request)
             chat = wire.parse_request(payload)
+            if make_exchange is not None:
+                exchange = await make_exchange(request, payload, chat)
+                chat = exchange.chat
         except Exception as exc:
             return reject(request, wire, exc)
         # The id the client sees, streamed or not, is the one the ledger records.
@@ -89,9 +115,18 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
         request_id = id_template % getrandbits(id_bits)
         encoder = None
         if payload.get("stream") is True:
-            encoder = stream_encoder(chat, request_id, payload)
+            if exchange is not None:
+                encoder = exchange.stream_encoder(request_id)
+            else:
+                encoder = stream_encoder(chat, request_id, payload)
         return await answer_chat(
-            request, chat, surface, encoder=encoder, started=started, request_id=request_id
+            request,
+            chat,
+            surface,
+            encoder=encoder,
+            started=started,
+            request_id=request_id,
+            encode=exchange.encode_response if exchange is not None else None,
         )
 
     return chat_handler
@@ -135,11 +170,14 @@ async def answer_chat(
     encoder: StreamEncoder | None,
     started: float,
     request_id: str,
+    encode: Callable[[ChatResponse], bytes] | None = None,
 ) -> Response:
     """Run ``chat`` through the router: a stream when ``encoder`` is given, else one JSON body.
 
-    ``surface.api`` (``openai``/``anthropic``) and ``request_id`` (the id the
-    client sees in the answer) are what the ledger records the call under.
+    ``surface.api`` (``openai``/``anthropic``/``responses``) and ``request_id``
+    (the id the client sees in the answer) are what the ledger records the
+    call under. ``encode`` writes the JSON body (default: the wire module's
+    ``encode_response``).
     """
     wire = surface.wire
     state = request.app.state
@@ -155,7 +193,9 @@ async def answer_chat(
     if cache_key is not None and lookup is None:
         hit = await cache.lookup(cache_key)  # type: ignore[union-attr]
         if hit is not None:
-            return answer_from_cache(request, hit, surface, encoder, started, request_id)
+            return answer_from_cache(
+                request, hit, surface, encoder, started, request_id, encode=encode
+            )
         lookup = "miss"
     answered = Answered()
 
@@ -188,7 +228,8 @@ async def answer_chat(
     watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, task, left))
     try:
         response: ChatResponse = await state.router.complete(chat, **options)
-        body = wire.encode_response(msgspec.structs.replace(response, model=address, id=request_id))
+        answer = msgspec.structs.replace(response, model=address, id=request_id)
+        body = (encode or wire.encode_response)(answer)
     except asyncio.CancelledError:
         if left.is_set() and task.uncancel() == 0:
             # The client is gone and the upstream call with it; nobody reads this answer.

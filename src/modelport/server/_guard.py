@@ -10,13 +10,20 @@ name. So, before any key is checked, :class:`GuardMiddleware` refuses
   needs a key anyway, accepts any);
 * a request carrying an ``Origin`` that is not loopback (browsers send it on
   every cross-site request; SDKs and command-line tools send none);
-* a ``POST`` body that is not ``application/json`` (415), or that is larger
-  than :data:`~modelport.server._errors.MAX_BODY_BYTES` (413). An empty body
-  is no body, whatever ``Content-Type`` the client sends with it (Python's
-  ``urllib`` sends a form type with ``data=b""``): the admin POSTs take none.
+* a ``POST``/``PUT``/``PATCH`` body that is not ``application/json`` (415),
+  or that is larger than :data:`~modelport.server._errors.MAX_BODY_BYTES` (413).
+  An empty body is no body, whatever ``Content-Type`` the client sends with it
+  (Python's ``urllib`` sends a form type with ``data=b""``): the admin POSTs take none;
+* a state-changing request to an admin route or the web UI whose ``Origin``
+  is not the gateway itself: another page on this machine (a dev server on
+  another port) may chat through a keyless loopback gateway, but must not
+  rewrite its config, store keys or start processes.
 
-Then the key the path needs (:func:`~modelport.server._keys.key_refusal`).
-A refusal is answered in the shape of the API the path belongs to.
+Then the key the path needs (:func:`~modelport.server._keys.key_refusal`),
+which a signed-in web UI session (:mod:`modelport.server._sessions`) stands
+in for; a state-changing request on a session must carry the gateway's own
+``Origin``. A refusal is answered in the shape of the API the path belongs
+to, except the web UI's page, which sends the browser to its sign-in page.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.errors import AuthError, InvalidRequestError, ModelportError
 from modelport.server._errors import MAX_BODY_BYTES, BodyTooLarge, error_response_for_path
-from modelport.server._keys import GatewayKeys, is_loopback, key_refusal
+from modelport.server._keys import GatewayKeys, is_admin_path, is_loopback, key_refusal
+from modelport.server._sessions import UiSessions, session_token
 
 __all__ = ["GuardMiddleware"]
 
@@ -50,9 +59,10 @@ def _loopback_name(host: str) -> bool:
 class _Request:
     """The few headers the guard needs, found in one pass over the raw list."""
 
-    __slots__ = ("content_length", "content_type", "host", "keys", "origin", "streamed")
+    __slots__ = ("content_length", "content_type", "cookie", "host", "keys", "origin", "streamed")
 
     def __init__(self, scope: Scope) -> None:
+        self.cookie: bytes | None = None
         self.host: bytes | None = None
         self.origin: bytes | None = None
         self.content_type: bytes | None = None
@@ -76,6 +86,8 @@ class _Request:
                     self.keys.append(token.strip())
             elif name == b"x-api-key":
                 self.keys.append(value.strip())
+            elif name == b"cookie":
+                self.cookie = value if self.cookie is None else self.cookie + b"; " + value
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -100,9 +112,11 @@ class GuardMiddleware:
         host: str = "127.0.0.1",
         max_body: int = MAX_BODY_BYTES,
         allowed_hosts: Iterable[str] = (),
+        sessions: UiSessions | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
+        self.sessions = sessions
         self.loopback = loopback
         self.max_body = max_body
         bound = _host_name(host)
@@ -124,7 +138,7 @@ class GuardMiddleware:
         scheme, sep, authority = text.partition("://")
         if not sep or scheme not in ("http", "https"):
             return False  # "null" (sandboxed frames, file: pages) and the like
-        if host is not None and authority == host.decode("latin-1").strip().lower():
+        if _same_origin(authority, host):
             return True  # same origin as the request: a page the gateway served
         return _loopback_name(_host_name(authority))
 
@@ -147,11 +161,32 @@ class GuardMiddleware:
             return 403, AuthError(_FOREIGN_HOST)
         if request.origin is not None and not self._origin_allowed(request.origin, request.host):
             return 403, AuthError(_FOREIGN_ORIGIN)
-        if scope["type"] == "http" and scope["method"] == "POST":
-            body = self._body_refusal(request)
-            if body is not None:
-                return body
-        return key_refusal(self.keys, scope["path"], request.keys, loopback=self.loopback)
+        path = scope["path"]
+        changes = scope["type"] == "http" and scope["method"] not in _SAFE_METHODS
+        if changes:
+            if scope["method"] in _BODY_METHODS:
+                body = self._body_refusal(request)
+                if body is not None:
+                    return body
+            if (
+                request.origin is not None
+                and is_admin_path(path)
+                and not _same_origin(_authority(request.origin), request.host)
+            ):
+                return 403, AuthError(_OTHER_PAGE)
+        refusal = key_refusal(self.keys, path, request.keys, loopback=self.loopback)
+        if refusal is not None and self._signed_in(request):
+            if changes and (
+                request.origin is None or not _same_origin(_authority(request.origin), request.host)
+            ):
+                # SameSite=Strict keeps other sites' pages from sending the cookie;
+                # this keeps out a page on another port of this host (the same site).
+                return 403, AuthError(_OTHER_PAGE)
+            return None
+        return refusal
+
+    def _signed_in(self, request: _Request) -> bool:
+        return self.sessions is not None and self.sessions.valid(session_token(request.cookie))
 
     def _body_refusal(self, request: _Request) -> tuple[int, ModelportError] | None:
         length = request.content_length
@@ -168,6 +203,21 @@ class GuardMiddleware:
         return None
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _authority(origin: bytes) -> str:
+    return origin.decode("latin-1").strip().lower().partition("://")[2]
+
+
+def _same_origin(authority: str, host: bytes | None) -> bool:
+    """Whether an origin's ``authority`` is the host the request was sent to."""
+    return (
+        bool(authority) and host is not None and authority == host.decode("latin-1").strip().lower()
+    )
+
+
 _FOREIGN_HOST = (
     "This gateway answers only to its own host name (127.0.0.1, localhost or the "
     "address it was bound to); the Host header named another."
@@ -177,6 +227,12 @@ _FOREIGN_ORIGIN = (
     "keys and must not be driven by a page you happen to visit."
 )
 _NOT_JSON = "Send the request body as JSON, with `Content-Type: application/json`."
+_OTHER_PAGE = (
+    "Only the gateway's own pages may change its settings or plugins; this request came "
+    "from another page (its Origin is not this gateway)."
+)
+#: Where a browser that is not signed in is sent instead of the web UI.
+_SIGN_IN = "/ui/login"
 
 
 async def _refuse(scope: Scope, send: Send, status: int, error: ModelportError) -> None:
@@ -185,8 +241,12 @@ async def _refuse(scope: Scope, send: Send, status: int, error: ModelportError) 
         await send({"type": "websocket.close", "code": 1008})
         return
     scope.setdefault("state", {})["error"] = type(error).__name__
-    response = error_response_for_path(scope["path"], error)
-    response.status_code = status
+    if scope["path"] == "/" and scope["method"] in ("GET", "HEAD") and status in (401, 403):
+        # A person opening the web UI: show the sign-in page, which says what is needed.
+        response = Response(status_code=303, headers={"location": _SIGN_IN})
+    else:
+        response = error_response_for_path(scope["path"], error)
+        response.status_code = status
     await response(scope, _no_receive, send)
 
 

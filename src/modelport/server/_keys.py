@@ -8,9 +8,12 @@
   (what the Anthropic SDK sends); the SHA-256 digests of what was sent and what
   is expected are compared with :func:`hmac.compare_digest`, so neither the
   key nor its length leaks through timing.
-* Admin routes (``/plugins…``) take the admin key when one is set. Without
-  one they follow the gateway key on loopback and are closed elsewhere: a
-  key handed to every tool must not also start and stop processes.
+* Admin routes (``/plugins…``, ``/admin…``) take the admin key when one is
+  set. Without one they follow the gateway key on loopback and are closed
+  elsewhere: a key handed to every tool must not also start and stop processes.
+* The web UI (``/`` and ``/ui/…``) drives the admin routes, so it takes the
+  same key, as a browser session (:mod:`modelport.server._sessions`); only
+  what its sign-in page needs (:data:`UI_PUBLIC`) is open.
 
 Keys live only in :class:`GatewayKeys` (whose ``repr`` hides them) and are
 never logged or echoed: a refusal names the header to send, not what was sent.
@@ -34,14 +37,29 @@ __all__ = [
     "ADMIN_PREFIXES",
     "GATEWAY_KEY_ENV",
     "GatewayKeys",
+    "UI_PREFIX",
+    "UI_PUBLIC",
     "check_binding",
+    "is_admin_path",
     "is_loopback",
     "key_refusal",
     "resolve_keys",
 ]
 
 #: Paths that administer the gateway rather than use a model.
-ADMIN_PREFIXES = ("/plugins",)
+ADMIN_PREFIXES = ("/plugins", "/admin")
+#: The web UI's pages and assets (besides ``/``), which need what admin routes need.
+UI_PREFIX = "/ui/"
+#: What the web UI's sign-in page needs: open to anyone who may reach the gateway.
+UI_PUBLIC = frozenset(
+    {
+        "/ui/login",
+        "/ui/logout",
+        "/ui/static/login.js",
+        "/ui/static/style.css",
+        "/ui/static/icon.svg",
+    }
+)
 
 GATEWAY_KEY_ENV = "MODELPORT_GATEWAY_KEY"
 ADMIN_KEY_ENV = "MODELPORT_ADMIN_KEY"
@@ -112,7 +130,9 @@ def key_refusal(
     keys: GatewayKeys, path: str, presented: list[bytes], *, loopback: bool
 ) -> tuple[int, AuthError] | None:
     """Why the keys ``presented`` may not call ``path`` (a status and an error), or None."""
-    if path.startswith(ADMIN_PREFIXES):
+    if path in UI_PUBLIC:
+        return None
+    if is_admin_path(path):
         expected = keys.admin_digest
         if expected is None:
             if not loopback:
@@ -129,6 +149,11 @@ def key_refusal(
     if not _matches(presented, expected):
         return 401, AuthError(f"The {label} sent is not valid.")
     return None
+
+
+def is_admin_path(path: str) -> bool:
+    """Whether ``path`` administers the gateway: an admin route or the web UI."""
+    return path.startswith(ADMIN_PREFIXES) or path == "/" or path.startswith(UI_PREFIX)
 
 
 def _matches(presented: list[bytes], expected_digest: bytes) -> bool:

@@ -137,18 +137,32 @@ _ANTHROPIC_SCHEMAS: dict[str, Any] = {
             "messages": {
                 "type": "array",
                 "minItems": 1,
-                "items": _object(
-                    {
-                        "role": {"enum": ["user", "assistant"]},
-                        "content": {
-                            "anyOf": [
-                                _string(),
-                                {"type": "array", "items": _ref("ContentBlock")},
-                            ]
-                        },
-                    },
-                    ("role", "content"),
-                ),
+                "items": {
+                    "anyOf": [
+                        _object(
+                            {
+                                "role": {"enum": ["user", "assistant"]},
+                                "content": {
+                                    "anyOf": [
+                                        _string(),
+                                        {"type": "array", "items": _ref("ContentBlock")},
+                                    ]
+                                },
+                            },
+                            ("role", "content"),
+                        ),
+                        # The mid-conversation-system beta: a system message in place.
+                        _object(
+                            {
+                                "role": {"const": "system"},
+                                "content": {
+                                    "anyOf": [_string(), {"type": "array", "items": _TEXT_BLOCK}]
+                                },
+                            },
+                            ("role", "content"),
+                        ),
+                    ]
+                },
             },
             "system": _nullable({"anyOf": [_string(), {"type": "array", "items": _TEXT_BLOCK}]}),
             "stream": {"type": "boolean"},

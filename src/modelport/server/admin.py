@@ -1,4 +1,5 @@
-"""Admin routes for the plugin host: list, inspect, reload, start and stop plugins.
+"""Admin routes for the plugin host: list, inspect, reload, start, stop and trust plugins,
+and read a plugin's log as it grows.
 
 The gateway mounts :func:`routes` behind its admin key. Every handler reads the
 host from ``request.app.state.plugin_host`` (a
@@ -10,6 +11,7 @@ is one, read stored keys afresh.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -108,6 +110,48 @@ async def stop_plugin(request: Request) -> JSONResponse:
     return JSONResponse(host.describe(name, stderr=True))
 
 
+async def trust_plugin(request: Request) -> JSONResponse:
+    """Trust a project plugin's folder, as ``modelport plugins trust`` does.
+
+    Every plugin in that folder is trusted as its manifest is now, and so is
+    the project's ``config.toml``, which the gateway then reads again.
+    """
+    found = _named(request)
+    if isinstance(found, JSONResponse):
+        return found
+    host, name = found
+    try:
+        await asyncio.to_thread(host.trust_folder, name)
+    except ModelportError as exc:
+        return _failure(exc)
+    if getattr(request.app.state, "router", None) is not None:
+        from modelport.server.admin_connections import reload_config
+
+        try:
+            await reload_config(request.app.state)
+        except ModelportError as exc:
+            return _failure(exc)
+    return JSONResponse(host.describe(name, stderr=True))
+
+
+async def plugin_log(request: Request) -> JSONResponse:
+    """``GET /plugins/{name}/log?after=N``: the log lines after the first ``N`` ever written.
+
+    ``next`` is the ``after`` to send next time, so polling reads each line once.
+    """
+    found = _named(request)
+    if isinstance(found, JSONResponse):
+        return found
+    host, name = found
+    raw = request.query_params.get("after", "0")
+    if not raw.isdigit():
+        return _error(
+            400, "after must be a whole number (the `next` of the last answer)", "invalid"
+        )
+    lines, total = host.log_since(name, int(raw))
+    return JSONResponse({"lines": lines, "next": total})
+
+
 def routes() -> list[BaseRoute]:
     """The admin routes, to be mounted behind the admin key."""
     return [
@@ -116,4 +160,6 @@ def routes() -> list[BaseRoute]:
         Route("/plugins/{name}", get_plugin, methods=["GET"]),
         Route("/plugins/{name}/start", start_plugin, methods=["POST"]),
         Route("/plugins/{name}/stop", stop_plugin, methods=["POST"]),
+        Route("/plugins/{name}/trust", trust_plugin, methods=["POST"]),
+        Route("/plugins/{name}/log", plugin_log, methods=["GET"]),
     ]

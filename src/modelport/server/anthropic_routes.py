@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from modelport.server._chat import ChatSurface, chat_endpoint
@@ -39,5 +41,14 @@ ANTHROPIC_CHAT = ChatSurface(
 )
 
 
+async def _reachable(request: Request) -> Response:
+    """``HEAD /``: Claude Code's first request, to see that the server answers."""
+    return Response(status_code=200)
+
+
 def routes() -> list[BaseRoute]:
-    return [Route("/v1/messages", chat_endpoint(ANTHROPIC_CHAT), methods=["POST"], name="messages")]
+    return [
+        Route("/v1/messages", chat_endpoint(ANTHROPIC_CHAT), methods=["POST"], name="messages"),
+        # HEAD only: GET / is the web UI's.
+        Route("/", _reachable, methods=["HEAD"], include_in_schema=False),
+    ]

@@ -6,7 +6,8 @@ shared by every request (nothing is loaded per request), and the lifespan
 closes them. The middleware stack is two pure ASGI layers, metrics and access
 log outside (``_observe``), the guard inside (``_guard``: host, origin, body,
 key); the routes live in small modules (``openai_routes``, ``anthropic_routes``,
-``admin``, ``health``, ``metrics``, ``openapi``).
+``admin``, ``admin_*``, ``health``, ``metrics``, ``openapi``) and the web UI
+in ``ui``.
 """
 
 from __future__ import annotations
@@ -26,12 +27,24 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server import admin, anthropic_routes, embedding_routes, openai_routes
+from modelport.server import (
+    admin,
+    admin_connections,
+    admin_models,
+    admin_usage,
+    anthropic_routes,
+    embedding_routes,
+    openai_routes,
+    responses_routes,
+    ui,
+)
 from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
 from modelport.server._observe import ObserveMiddleware
 from modelport.server._response_cache import build_cache
+from modelport.server._response_store import ResponseStore
+from modelport.server._sessions import UiSessions
 from modelport.server.access_log import BufferedAccessLog
 from modelport.server.health import HealthTracker, health_endpoint
 from modelport.server.metrics import GatewayMetrics, metrics_endpoint
@@ -65,9 +78,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 class _Gateway(Starlette):
-    """Starlette, with a direct path for the two chat routes.
+    """Starlette, with a direct path for the chat routes.
 
-    ``POST /v1/chat/completions`` and ``POST /v1/messages`` go through the same
+    ``POST /v1/chat/completions``, ``/v1/messages`` and ``/v1/responses`` go through the same
     two middlewares (metrics and access log, then the guard) to their
     handler, without Starlette's error middleware, router and per-route
     exception wrapper (~10 µs a request; the chat handlers answer their own
@@ -159,13 +172,19 @@ def create_app(
     routes: list[BaseRoute] = [
         *openai_routes.routes(),
         *anthropic_routes.routes(),
+        *responses_routes.routes(),
         *embedding_routes.routes(),
         Route("/health", health_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         *admin.routes(),
+        *admin_connections.routes(),
+        *admin_models.routes(),
+        *admin_usage.routes(),
+        *ui.routes(),
     ]
     metrics = GatewayMetrics()
+    sessions = UiSessions()
     middleware = [
         Middleware(
             ObserveMiddleware,
@@ -179,6 +198,7 @@ def create_app(
             loopback=loopback,
             host=host,
             allowed_hosts=(*config.gateway.allowed_hosts, *allowed_hosts),
+            sessions=sessions,
         ),
     ]
     app = _Gateway(
@@ -204,11 +224,14 @@ def create_app(
     state.router = router
     state.ledger = ledger or None
     _watch_ledger(metrics, state.ledger or router.ledger)
+    state.responses = _response_store(state.ledger or router.ledger)
     state.plugin_host = plugin_host or None
     state.metrics = metrics
     state.health = HealthTracker(router.connection_names)
     state.keepalive_interval = keepalive_interval
     state.keys = keys
+    state.loopback = loopback
+    state.sessions = sessions
     state.cache = build_cache(config.cache, config.redis_url)
     state.ready = False
     state.access_log = access_log if isinstance(access_log, BufferedAccessLog) else None
@@ -216,7 +239,7 @@ def create_app(
 
 
 #: The routes :class:`_Gateway` dispatches itself.
-_DIRECT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
+_DIRECT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses"})
 
 
 def _watch_ledger(metrics: GatewayMetrics, ledger: Any) -> None:
@@ -225,6 +248,13 @@ def _watch_ledger(metrics: GatewayMetrics, ledger: Any) -> None:
     # A router handed in may record through its own ledger; /metrics counts its losses too.
     if isinstance(ledger, Ledger):
         metrics.watch_ledger(ledger)
+
+
+def _response_store(ledger: Any) -> ResponseStore:
+    from modelport.ledger import Ledger
+
+    # previous_response_id survives restarts where calls are recorded: in the same database.
+    return ResponseStore(ledger.response_store if isinstance(ledger, Ledger) else None)
 
 
 def _load_config() -> Config:
@@ -277,7 +307,7 @@ async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
     access_log = getattr(state, "access_log", None)
     if access_log is not None:
         access_log.flush()
-    for name in ("plugin_host", "router", "cache", "ledger"):
+    for name in ("plugin_host", "router", "responses", "cache", "ledger"):
         resource = getattr(state, name, None)
         if resource is None:
             continue

@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 __all__ = ["openapi_document", "openapi_endpoint"]
 
+from modelport.server._openapi_admin import ADMIN_PATHS, ADMIN_SCHEMAS
 from modelport.server._openapi_anthropic import _ANTHROPIC_SCHEMAS
 from modelport.server._openapi_builders import (
     _JSON,
@@ -36,6 +37,7 @@ from modelport.server._openapi_builders import (
 )
 from modelport.server._openapi_embeddings import _EMBEDDING_SCHEMAS
 from modelport.server._openapi_openai import _OPENAI_SCHEMAS
+from modelport.server._openapi_responses import _RESPONSES_SCHEMAS, responses_path
 from modelport.server._openapi_streams import _STREAM_SCHEMAS
 
 _ERRORS = {
@@ -89,8 +91,10 @@ _SCHEMAS: dict[str, Any] = {
     ),
     **_OPENAI_SCHEMAS,
     **_EMBEDDING_SCHEMAS,
+    **_RESPONSES_SCHEMAS,
     **_ANTHROPIC_SCHEMAS,
     **_STREAM_SCHEMAS,
+    **ADMIN_SCHEMAS,
     "ModelList": _object(
         {
             "object": {"const": "list"},
@@ -234,6 +238,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": messages_ok, **_ANTHROPIC_ERRORS},
                 }
             },
+            "/v1/responses": responses_path(_OPENAI_ERRORS),
             "/v1/embeddings": {
                 "post": {
                     "operationId": "createEmbedding",
@@ -264,12 +269,19 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **ADMIN_PATHS,
         },
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "modelport_ui",
+                    "description": "A web UI session from `POST /ui/login`",
+                },
             },
         },
     }

@@ -19,6 +19,7 @@ from modelport.types import (
     ThinkingPart,
     ToolDefinition,
 )
+from modelport.wire._vendor import note_unsent
 
 __all__ = ["DEFAULT_MAX_TOKENS", "EFFORT_BUDGETS", "build_request"]
 
@@ -31,15 +32,31 @@ EFFORT_BUDGETS: dict[str, int] = {"minimal": 1024, "low": 2048, "medium": 8192, 
 _EPHEMERAL = {"type": "ephemeral"}
 
 
-def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    """The ``POST /v1/messages`` body for ``request`` (``request.model`` is the bare id)."""
+def build_request(
+    request: ChatRequest, *, stream: bool, system_in_place: bool = False
+) -> dict[str, Any]:
+    """The ``POST /v1/messages`` body for ``request`` (``request.model`` is the bare id).
+
+    ``system_in_place`` keeps a system message that follows other messages where
+    it is (``role: "system"`` in ``messages``), as the API does with the
+    ``mid-conversation-system-2026-04-07`` beta; without it every system message
+    joins the top-level ``system``.
+    """
+    note_unsent(request, "anthropic")
+    vendor = dict(request.vendor.get("anthropic", {}))
     body: dict[str, Any] = {"model": request.model}
-    system = _system(request.messages)
+    leading = _leading_system(request.messages) if system_in_place else len(request.messages)
+    system = _system(request.messages[:leading])
     if system is not None:
         body["system"] = system
-    body["messages"] = _messages(request.messages)
+    body["messages"] = _messages(request.messages, leading)
     max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
-    if request.reasoning is not None:
+    # A client's own thinking object (adaptive, display …) or effort travels as sent: the
+    # canonical reasoning was read from it, and adding a budget of ours would change it.
+    own_effort = (
+        isinstance(vendor.get("output_config"), dict) and "effort" in vendor["output_config"]
+    )
+    if request.reasoning is not None and "thinking" not in vendor and not own_effort:
         budget = request.reasoning.budget_tokens or EFFORT_BUDGETS.get(
             request.reasoning.effort or "medium", EFFORT_BUDGETS["medium"]
         )
@@ -67,7 +84,6 @@ def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body["metadata"] = {"user_id": request.metadata["user_id"]}
     if stream:
         body["stream"] = True
-    vendor = dict(request.vendor.get("anthropic", {}))
     if "tools" in vendor and "tools" in body:
         # Server tools (code execution, web search) ride in vendor["anthropic"]["tools"];
         # they join the client's tools rather than replace them.
@@ -75,6 +91,14 @@ def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     body.update(vendor)
     body.update(request.extra)
     return body
+
+
+def _leading_system(messages: list[Message]) -> int:
+    """How many system messages open the conversation."""
+    for position, message in enumerate(messages):
+        if message.role != "system":
+            return position
+    return len(messages)
 
 
 def _system(messages: list[Message]) -> str | list[dict[str, Any]] | None:
@@ -101,11 +125,17 @@ def _system(messages: list[Message]) -> str | list[dict[str, Any]] | None:
     return "\n\n".join(block["text"] for block in blocks)
 
 
-def _messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Alternating user/assistant turns: tool results and same-role turns merge."""
+def _messages(messages: list[Message], in_place_from: int) -> list[dict[str, Any]]:
+    """Alternating user/assistant turns: tool results and same-role turns merge.
+
+    System messages from ``in_place_from`` on stay where they are.
+    """
     out: list[dict[str, Any]] = []
-    for message in messages:
+    for position, message in enumerate(messages):
         if message.role == "system":
+            content = _system([message]) if position >= in_place_from else None
+            if content is not None:
+                out.append({"role": "system", "content": content})
             continue
         role = "assistant" if message.role == "assistant" else "user"
         content = _content(message)

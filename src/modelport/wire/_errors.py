@@ -18,7 +18,13 @@ from modelport.errors import (
     UpstreamError,
 )
 
-__all__ = ["error_for_status", "excerpt", "parse_retry_after", "truncated_stream"]
+__all__ = [
+    "error_for_status",
+    "excerpt",
+    "parse_retry_after",
+    "status_for_code",
+    "truncated_stream",
+]
 
 _CONTEXT_HINTS = (
     "context_length_exceeded",
@@ -111,3 +117,36 @@ def error_for_status(
             return ContextTooLongError(message, limit=limit, actual=actual, **kwargs)
         return InvalidRequestError(message, **kwargs)
     return UpstreamError(message, retry_after=parse_retry_after(headers), **kwargs)
+
+
+#: Status for an in-band OpenAI error that names no number, from its ``code`` or ``type``.
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "permission_error": 403,
+    "model_not_found": 404,
+    "not_found_error": 404,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+}
+
+
+def status_for_code(code: object, kind: object) -> tuple[int, str | None]:
+    """The HTTP status an in-band OpenAI error stands for, and its ``code`` when a word.
+
+    An integer ``code`` (or its digits) is the status itself; a word such as
+    ``insufficient_quota`` or a ``type`` such as ``rate_limit_error`` is looked
+    up; anything else is a 500.
+    """
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool):
+        return (code if 400 <= code <= 599 else 500), None
+    text = code if isinstance(code, str) else None
+    status = _ERROR_STATUS.get(text or "") or _ERROR_STATUS.get(
+        kind if isinstance(kind, str) else ""
+    )
+    return status or 500, text

@@ -18,6 +18,7 @@ from modelport.types import (
     ToolChoice,
     ToolDefinition,
 )
+from modelport.wire._vendor import note_unsent
 
 __all__ = ["build_request", "effort_for_budget"]
 
@@ -31,6 +32,7 @@ _IMAGE_MAGIC = (
 
 def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The ``/chat/completions`` body for ``request`` (whose ``model`` is the bare id)."""
+    note_unsent(request, "openai")
     body: dict[str, Any] = {
         "model": request.model,
         "messages": [_message(message) for message in request.messages],

@@ -1,4 +1,4 @@
-"""What the SSE stream decoders (Chat Completions, Messages, Gemini) share.
+"""What the SSE stream decoders (Chat Completions, Messages, Gemini, Responses) share.
 
 Both read ``text/event-stream`` bytes through one :class:`~modelport.wire._sse.SSEDecoder`
 and hold back an error that arrives after some events of the same

@@ -11,11 +11,20 @@ Choices this module makes where the API leaves room:
   the same user turn. ``is_error: true`` has no canonical field, so the result's
   text is prefixed with ``"Error: "``, which every model reads the same way.
 * Settings only the Messages API knows (``top_k``, ``service_tier``,
-  ``container``, ``mcp_servers``, a ``thinking`` with more than a budget …) travel
-  untouched in ``ChatRequest.vendor["anthropic"]``, so they reach an Anthropic
-  upstream and no other. Anthropic-defined tools (a ``tools`` entry with a
-  ``type`` such as ``web_search_20250305`` or ``bash_20250124``) go there too,
-  under ``tools``; a model behind any other API does not get them.
+  ``container``, ``mcp_servers``, ``context_management``, ``output_config``, a
+  ``thinking`` that is more than a budget …) travel untouched in
+  ``ChatRequest.vendor["anthropic"]``, so they reach an Anthropic upstream and
+  no other (whose request builder says so at debug level).
+* What has a meaning elsewhere is translated as well: a ``role: "system"``
+  message in the middle of ``messages`` (the ``mid-conversation-system`` beta)
+  is a system message in place; adaptive thinking and ``output_config.effort``
+  are the canonical reasoning effort (``xhigh`` and ``max`` are ``high``;
+  adaptive thinking without an effort is ``high``, the API's default);
+  ``output_config.format`` (or the older ``output_format``) is a JSON-schema
+  ``response_format``; ``metadata.user_id`` is OpenAI's ``user``.
+* Anthropic-defined tools (a ``tools`` entry with a ``type`` such as
+  ``web_search_20250305`` or ``bash_20250124``) go to ``vendor["anthropic"]``
+  too, under ``tools``; a model behind any other API does not get them.
 * Content blocks are read by their ``type``: each kind takes its own fields
   and ignores the rest (a ``data`` key on a text block is not an error), and
   a kind the canonical types cannot hold (``document``, ``search_result`` …)
@@ -169,6 +178,13 @@ class _Request(msgspec.Struct):
 
 _KNOWN_FIELDS = frozenset(_Request.__struct_fields__)
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
+_EFFORTS: dict[str, Any] = {
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
+}
 
 
 def parse_request(body: Any) -> ChatRequest:
@@ -186,15 +202,10 @@ def parse_request(body: Any) -> ChatRequest:
         raise InvalidRequestError("messages must hold at least one message")
 
     vendor = {key: value for key, value in body.items() if key not in _KNOWN_FIELDS}
-    reasoning = None
-    if request.thinking is not None:
-        kind = request.thinking.get("type")
-        budget = request.thinking.get("budget_tokens")
-        if kind == "enabled" and isinstance(budget, int):
-            reasoning = Reasoning(budget_tokens=budget)
-        if kind != "disabled" and set(request.thinking) - {"type", "budget_tokens"}:
-            # Keys such as "display", or a type other than "enabled", reach Anthropic as sent.
-            vendor["thinking"] = request.thinking
+    reasoning = _reasoning(request.thinking, body.get("output_config"))
+    if request.thinking is not None and not _plain_budget(request.thinking):
+        # adaptive, disabled, a "display" key …: Anthropic gets the object as sent.
+        vendor["thinking"] = request.thinking
     tools: list[ToolDefinition] = []
     anthropic_tools: list[Any] = []
     for position, tool in enumerate(request.tools or []):
@@ -209,6 +220,11 @@ def parse_request(body: Any) -> ChatRequest:
     messages = _system(request.system)
     for message in request.messages:
         messages.extend(_message(message))
+    other: dict[str, dict[str, Any]] = {}
+    user_id = (request.metadata or {}).get("user_id")
+    if isinstance(user_id, str) and user_id:
+        # The one metadata field OpenAI's APIs have a place for.
+        other = {"openai": {"user": user_id}, "openai-responses": {"user": user_id}}
     return ChatRequest(
         model=request.model,
         messages=messages,
@@ -218,10 +234,53 @@ def parse_request(body: Any) -> ChatRequest:
         top_p=request.top_p,
         max_tokens=max_tokens,
         stop=request.stop_sequences,
+        response_format=_response_format(body.get("output_config"), body.get("output_format")),
         reasoning=reasoning,
         metadata=request.metadata,
-        vendor={"anthropic": vendor} if vendor else {},
+        vendor={**other, "anthropic": vendor} if vendor else other,
     )
+
+
+def _plain_budget(thinking: dict[str, Any]) -> bool:
+    """``{"type": "enabled", "budget_tokens": N}``: what the canonical request says whole."""
+    return (
+        set(thinking) == {"type", "budget_tokens"}
+        and thinking.get("type") == "enabled"
+        and isinstance(thinking.get("budget_tokens"), int)
+    )
+
+
+def _reasoning(thinking: dict[str, Any] | None, output_config: Any) -> Reasoning | None:
+    """Extended or adaptive thinking, and ``output_config.effort``, as a canonical reasoning.
+
+    An effort beyond ``high`` (``xhigh``, ``max``) is ``high``; adaptive thinking
+    without one is ``high``, the API's default. Both are ``adaptive``: a model
+    that cannot think answers without thinking, as it would on Anthropic.
+    """
+    kind = thinking.get("type") if thinking is not None else None
+    if kind == "disabled":
+        return None
+    effort = output_config.get("effort") if isinstance(output_config, dict) else None
+    effort = _EFFORTS.get(effort) if isinstance(effort, str) else None
+    budget = thinking.get("budget_tokens") if kind == "enabled" and thinking else None
+    if isinstance(budget, int) and not isinstance(budget, bool):
+        return Reasoning(budget_tokens=budget, effort=effort)
+    if kind == "adaptive":
+        return Reasoning(effort=effort or "high", adaptive=True)
+    return Reasoning(effort=effort, adaptive=True) if effort is not None else None
+
+
+def _response_format(output_config: Any, output_format: Any) -> dict[str, Any] | None:
+    """Structured outputs (``output_config.format``, or the older ``output_format``) as a
+    JSON-schema ``response_format`` for the APIs that take one."""
+    fmt = output_config.get("format") if isinstance(output_config, dict) else None
+    fmt = fmt if fmt is not None else output_format
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise InvalidRequestError("output_config.format of type json_schema needs a schema")
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
 
 
 def _system(system: str | list[_Text] | None) -> list[Message]:
@@ -236,8 +295,12 @@ def _system(system: str | list[_Text] | None) -> list[Message]:
 
 
 def _message(message: _Message) -> list[Message]:
+    if message.role == "system":
+        return _system_in_place(message)
     if message.role not in ("user", "assistant"):
-        raise InvalidRequestError(f"messages: role must be user or assistant, not {message.role!r}")
+        raise InvalidRequestError(
+            f"messages: role must be user, assistant or system, not {message.role!r}"
+        )
     if isinstance(message.content, str):
         return [Message(role=message.role, content=message.content)]
     out: list[Message] = []
@@ -260,6 +323,18 @@ def _message(message: _Message) -> list[Message]:
         content: str | list[ContentPart] = parts
         out.append(Message(role=message.role, content=content, tool_calls=calls, cache=cache))
     return out
+
+
+def _system_in_place(message: _Message) -> list[Message]:
+    """A system message in the middle of ``messages`` (the ``mid-conversation-system`` beta)."""
+    if isinstance(message.content, str):
+        return [Message(role="system", content=message.content)]
+    parts: list[ContentPart] = []
+    for block in message.content:
+        if not isinstance(block, _Text):
+            raise InvalidRequestError("messages: a system message holds text blocks only")
+        parts.append(TextPart(text=block.text, cache=block.cache_control is not None))
+    return [Message(role="system", content=parts)]
 
 
 def _part(block: _Part) -> ContentPart:

@@ -54,6 +54,7 @@ from modelport.types import (
 )
 from modelport.wire._errors import error_for_status, excerpt, truncated_stream
 from modelport.wire._json import decode
+from modelport.wire._vendor import note_unsent
 
 __all__ = [
     "StreamDecoder",
@@ -74,6 +75,7 @@ _DONE_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
 def build_request(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The ``POST /api/chat`` body for ``request`` (``request.model`` is the bare name)."""
+    note_unsent(request, "ollama")
     body: dict[str, Any] = {
         "model": request.model,
         "messages": _messages(request.messages),

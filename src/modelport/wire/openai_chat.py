@@ -57,7 +57,7 @@ from modelport.events import (
 )
 from modelport.types import Capabilities, FinishReason, ModelInfo, ModelPrices
 from modelport.wire import _openai_shapes as _shapes
-from modelport.wire._errors import error_for_status, excerpt, truncated_stream
+from modelport.wire._errors import error_for_status, excerpt, status_for_code, truncated_stream
 from modelport.wire._openai_request import build_request, effort_for_budget
 from modelport.wire._sse import SSEEvent
 from modelport.wire._sse_stream import SSEStreamDecoder
@@ -88,20 +88,6 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "content_filter": "content_filter",
     "safety": "content_filter",
     "refusal": "refusal",
-}
-
-#: Status for an in-band error that names no number, from its ``code`` or ``type``.
-_ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "context_length_exceeded": 400,
-    "authentication_error": 401,
-    "invalid_api_key": 401,
-    "permission_error": 403,
-    "model_not_found": 404,
-    "not_found_error": 404,
-    "rate_limit_error": 429,
-    "rate_limit_exceeded": 429,
-    "insufficient_quota": 429,
 }
 
 
@@ -138,20 +124,8 @@ def _arguments(function: _shapes.Function | None) -> str:
 def _in_band_error(error: _shapes.ErrorDetail | str) -> ModelportError:
     if isinstance(error, str):
         return error_for_status(500, error or "The upstream reported an error")
-    status, code = _status_and_code(error.code, error.type)
+    status, code = status_for_code(error.code, error.type)
     return error_for_status(status, _error_message(error), code=code)
-
-
-def _status_and_code(code: object, kind: object) -> tuple[int, str | None]:
-    if isinstance(code, str) and code.isdigit():
-        code = int(code)
-    if isinstance(code, int) and not isinstance(code, bool):
-        return (code if 400 <= code <= 599 else 500), None
-    text = code if isinstance(code, str) else None
-    status = _ERROR_STATUS.get(text or "") or _ERROR_STATUS.get(
-        kind if isinstance(kind, str) else ""
-    )
-    return status or 500, text
 
 
 def _error_message(error: _shapes.ErrorDetail) -> str:
