@@ -113,10 +113,18 @@ def main() -> None:
         extras = [path.read_text() if path else "" for path in (args.extra_a, args.extra_b)]
         gateways = (
             start_gateway(
-                upstream.port, folder, [], {"PYTHONPATH": str(args.a.resolve())}, extras[0]
+                upstream.port,
+                folder,
+                [],
+                {"PYTHONPATH": str(args.a.resolve())},
+                extra_config=extras[0],
             ),
             start_gateway(
-                upstream.port, folder, [], {"PYTHONPATH": str(args.b.resolve())}, extras[1]
+                upstream.port,
+                folder,
+                [],
+                {"PYTHONPATH": str(args.b.resolve())},
+                extra_config=extras[1],
             ),
         )
         body = scenario.body("bench/")

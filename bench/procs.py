@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,13 +101,16 @@ def start_gateway(
     folder: Path,
     extra_args: list[str],
     env: dict[str, str] | None = None,
+    *,
     extra_config: str = "",
+    prepare: Callable[[Path], None] | None = None,
 ) -> Process:
     """``modelport serve`` with a fresh MODELPORT_HOME that points at the upstream.
 
     ``env`` adds to the environment (``PYTHONPATH`` to run another build);
-    ``extra_config`` opens its ``config.toml`` (``{upstream}`` in it becomes
-    the upstream's base URL).
+    ``extra_config`` goes at the top of its ``config.toml`` (``{upstream}`` in it
+    becomes the upstream's base URL), and ``prepare`` gets the home folder
+    before the gateway starts (to issue virtual keys in it).
 
     Readiness is timed from just before the process is spawned to the first
     ``200`` from ``GET /health``: interpreter start, imports, config, the
@@ -114,13 +118,14 @@ def start_gateway(
     """
     home = Path(tempfile.mkdtemp(prefix="home-", dir=folder))
     (home / "config.toml").write_text(
-        # First, so its top-level keys (redis_url) stay top-level.
         extra_config.replace("{upstream}", f"http://127.0.0.1:{upstream_port}/v1")
         + "\n[connections.bench]\n"
         'compat = "openai"\n'
         f'base_url = "http://127.0.0.1:{upstream_port}/v1"\n'
         "max_retries = 0\n"
     )
+    if prepare is not None:
+        prepare(home)
     # cwd is the fresh home too, so no project .modelport/ is discovered.
     env = dict(os.environ, **(env or {}), MODELPORT_HOME=str(home))
     port = free_port()

@@ -6,6 +6,7 @@
     ├── NetworkError            refused, DNS, TLS, timeout, dropped connection
     ├── AuthError               401 / 403, or no key where one is required
     ├── RateLimitError          429 (``retry_after`` in seconds where known)
+    │   └── BudgetExceededError a virtual key's budget has no room (the gateway's own 429)
     ├── InvalidRequestError     400
     │   └── ContextTooLongError ``limit`` and ``actual`` tokens where known
     ├── ModelNotFoundError      unknown model, connection or alias
@@ -27,6 +28,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AuthError",
+    "BudgetExceededError",
     "ConfigError",
     "ContextTooLongError",
     "InvalidRequestError",
@@ -142,6 +144,17 @@ class RateLimitError(ModelportError):
     retryable = True
 
 
+class BudgetExceededError(RateLimitError):
+    """A budget of the gateway's virtual key, user or team has no room for the request.
+
+    ``retry_after`` is when trying again can help: when holds of requests in
+    flight settle, or when the budget's period starts afresh (``None`` for a
+    budget that never does). Not worth retrying at once, unlike an upstream's 429.
+    """
+
+    retryable = False
+
+
 class InvalidRequestError(ModelportError):
     """The upstream rejected the request as malformed (400)."""
 
@@ -206,6 +219,7 @@ _CLASSES: dict[str, type[ModelportError]] = {
         NetworkError,
         AuthError,
         RateLimitError,
+        BudgetExceededError,
         InvalidRequestError,
         ContextTooLongError,
         ModelNotFoundError,

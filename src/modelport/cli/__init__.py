@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "connections",
     "keys",
     "login",
+    "vkeys",
     "local",
     "doctor",
     "serve",

@@ -49,7 +49,10 @@ __all__ = [
     "UsageSummary",
     "compute_cost",
     "default_database_url",
+    "ensure_ledger_table",
+    "make_engine",
     "open_ledger",
+    "spend_of_keys",
 ]
 
 logger = logging.getLogger("modelport.ledger")
@@ -67,6 +70,7 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     its message without credentials (:func:`~modelport._redact.public_message`).
     ``ttft_ms`` runs to the first output (text, reasoning or a tool call) and is
     ``None`` when none arrived; ``cost`` is ``None`` when the model's prices are unknown.
+    ``key_id`` names the gateway's virtual key that made the call, if one did.
     """
 
     started_at: datetime
@@ -84,6 +88,7 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     outcome: str = "ok"
     error: str | None = None
     request_id: str | None = None
+    key_id: str | None = None
 
 
 class UsageSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -256,6 +261,7 @@ class Ledger:
         prices: ModelPrices | None,
         api: str = "python",
         request_id: str | None = None,
+        key_id: str | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Re-yield ``events`` unchanged and record the call once they end.
 
@@ -299,6 +305,7 @@ class Ledger:
                 outcome=outcome,
                 error=error,
                 request_id=request_id,
+                key_id=key_id,
             )
             # Abandoning us abandons the upstream too (its finally closes the response).
             aclose = getattr(events, "aclose", None)
@@ -479,3 +486,32 @@ def open_ledger(config: Any = None, *, url: str | None = None) -> Ledger:
     from modelport.ledger._store import SQLStore
 
     return Ledger(SQLStore(url or _configured_url(config) or default_database_url()))
+
+
+def make_engine(url: str) -> tuple[Any, str]:
+    """A SQLAlchemy engine on ``url`` made as the ledger makes its own, and the URL with its
+    password masked; for other tables that live in the ledger's database."""
+    from modelport.ledger._store import make_engine as make
+
+    return make(url)
+
+
+def ensure_ledger_table(engine: Any) -> None:
+    """Create the calls table on ``engine`` if it is missing, or bring an old one up to date."""
+    from modelport.ledger._store import ensure_table
+
+    ensure_table(engine)
+
+
+def spend_of_keys(
+    conn: Any,
+    key_ids: Sequence[str],
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    address: str | None = None,
+) -> tuple[float, int]:
+    """Dollars and tokens the calls made with ``key_ids`` in ``[since, until)`` cost."""
+    from modelport.ledger._store import spend_of_keys as spend
+
+    return spend(conn, key_ids, since=since, until=until, address=address)

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 
 from modelport.errors import ConfigError
 
-__all__ = ["SQLStore", "normalize_url"]
+__all__ = ["SQLStore", "calls", "ensure_table", "make_engine", "normalize_url", "spend_of_keys"]
 
 logger = logging.getLogger("modelport.ledger")
 
@@ -75,7 +75,13 @@ calls = sa.Table(
     sa.Column("outcome", sa.String(128), nullable=False),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("request_id", sa.String(255), nullable=True),
+    # The gateway's virtual key that made the call (``modelport.governance``); budgets
+    # are rebuilt from these rows when the shared counters are lost.
+    sa.Column("key_id", sa.String(64), nullable=True, index=True),
 )
+
+#: Columns added after the table first shipped: an older database gets them on open.
+_ADDED_COLUMNS = ("key_id",)
 
 #: The widths of the bounded string columns.
 _WIDTHS: dict[str, int] = {
@@ -98,7 +104,7 @@ def _fit(row: dict[str, Any]) -> dict[str, Any]:
 RECORD_COLUMNS: tuple[str, ...] = tuple(c.name for c in calls.columns if c.name != "id")
 
 
-#: Rows per multi-row INSERT: 32 rows of 15 columns are 480 parameters, under the 999
+#: Rows per multi-row INSERT: 32 rows of 16 columns are 512 parameters, under the 999
 #: that SQLite before 3.32 allows in one statement.
 _ROWS_PER_STATEMENT = 32
 
@@ -175,6 +181,58 @@ class _BatchInsert:
         return sql
 
 
+def ensure_table(engine: Engine) -> None:
+    """Create the calls table, or bring one created by an older release up to date."""
+    try:
+        _metadata.create_all(engine, checkfirst=True)
+    except sa.exc.DBAPIError:
+        # Several replicas may race to create the table; losing the race is fine.
+        if not sa.inspect(engine).has_table(_TABLE):
+            raise
+    present = {column["name"] for column in sa.inspect(engine).get_columns(_TABLE)}
+    for name in _ADDED_COLUMNS:
+        if name in present:
+            continue
+        kind = calls.c[name].type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {_TABLE} ADD COLUMN {name} {kind}")
+        except sa.exc.DBAPIError:
+            # Another replica added it first.
+            if name not in {c["name"] for c in sa.inspect(engine).get_columns(_TABLE)}:
+                raise
+
+
+def spend_of_keys(
+    conn: Connection,
+    key_ids: Sequence[str],
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    address: str | None = None,
+) -> tuple[float, int]:
+    """The cost (US dollars; unknown costs count 0) and tokens of the calls made with ``key_ids``.
+
+    Calls started in ``[since, until)`` (open where ``None``), and only those to
+    ``address`` (``connection/model``) when one is given. What budgets are rebuilt from.
+    """
+    if not key_ids:
+        return 0.0, 0
+    query = sa.select(
+        sa.func.coalesce(sa.func.sum(calls.c.cost), 0.0),
+        sa.func.coalesce(sa.func.sum(calls.c.input_tokens + calls.c.output_tokens), 0),
+    ).where(calls.c.key_id.in_(list(key_ids)))
+    if since is not None:
+        query = query.where(calls.c.started_at >= since)
+    if until is not None:
+        query = query.where(calls.c.started_at < until)
+    if address is not None:
+        connection, _, model = address.partition("/")
+        query = query.where(calls.c.connection == connection, calls.c.model == model)
+    cost, tokens = conn.execute(query).one()
+    return float(cost), int(tokens)
+
+
 def _group_key(by: Literal["model", "connection"]) -> sa.ColumnElement[str]:
     if by == "model":
         return (calls.c.connection + "/" + calls.c.model).label("key")
@@ -232,6 +290,17 @@ def _parse(url: str) -> sa.engine.URL:
     return parsed
 
 
+def make_engine(url: str) -> tuple[Engine, str]:
+    """An engine for ``url`` as the ledger makes its own, and the URL with its password masked.
+
+    Other tables that live in the ledger's database (the gateway's virtual keys,
+    ``modelport.governance``) open theirs with this, so both read the same URL the
+    same way. Raises :class:`ConfigError` for a URL that is neither SQLite nor PostgreSQL.
+    """
+    parsed = _parse(url)
+    return _create_engine(parsed), parsed.render_as_string(hide_password=True)
+
+
 def _create_engine(parsed: sa.engine.URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -286,12 +355,7 @@ class SQLStore:
         return self._engine
 
     def _ensure_table(self) -> None:
-        try:
-            _metadata.create_all(self._engine, checkfirst=True)
-        except sa.exc.DBAPIError:
-            # Several replicas may race to create the table; losing the race is fine.
-            if not sa.inspect(self._engine).has_table(_TABLE):
-                raise
+        ensure_table(self._engine)
 
     def insert(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert rows (one dict per call, keyed by column) in one transaction.

@@ -294,6 +294,7 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
+        key_id: str | None = None,
         on_answer: Callable[[str], object] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``request`` (whose ``model`` is an address) through its provider.
@@ -301,9 +302,9 @@ class Router:
         Overrides apply to the requested connection; a configured fallback gets
         only ``timeout`` and ``max_retries``, so a key never travels to another
         connection. ``api`` (the front end: ``python``, ``cli``, ``openai``,
-        ``anthropic``) and ``request_id`` are what the ledger records the call under.
-        ``on_answer`` is told the address that answers (a model group's deployment,
-        a fallback) before its first event.
+        ``anthropic``), ``request_id`` and ``key_id`` (the gateway's virtual key) are
+        what the ledger records the call under. ``on_answer`` is told the address
+        that answers (a model group's deployment, a fallback) before its first event.
         """
         overrides: dict[str, Any] = {
             "api_key": api_key,
@@ -312,7 +313,7 @@ class Router:
             "max_retries": max_retries,
             "headers": headers,
         }
-        attribution = Attribution(api, request_id)
+        attribution = Attribution(api, request_id, key_id)
         return stream_along(
             self._routes_for(request, overrides),
             lambda route: self._events(
@@ -391,6 +392,7 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
+        key_id: str | None = None,
     ) -> ChatResponse:
         """The whole answer at once, from the provider's ``complete`` (one non-streaming
         upstream request where the provider has one); ``model`` is the address that
@@ -407,7 +409,7 @@ class Router:
             "max_retries": max_retries,
             "headers": headers,
         }
-        attribution = Attribution(api, request_id)
+        attribution = Attribution(api, request_id, key_id)
         return await complete_along(
             self._routes_for(request, overrides),
             lambda route: self._complete_one(
@@ -442,6 +444,7 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
+        key_id: str | None = None,
     ) -> EmbeddingResponse:
         """Embed ``request.input`` with the model its address leads to.
 
@@ -484,7 +487,7 @@ class Router:
                     route,
                     lambda: provider.embed(bare),
                     prices=self.prices_for(route.connection, route.model),
-                    attribution=Attribution(api, request_id),
+                    attribution=Attribution(api, request_id, key_id),
                 )
         finally:
             if route.ephemeral:

@@ -38,15 +38,17 @@ class UsageTracker(Protocol):
         prices: ModelPrices | None,
         api: str = "python",
         request_id: str | None = None,
+        key_id: str | None = None,
     ) -> AsyncIterator[StreamEvent]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Attribution:
-    """Who made a call, for the ledger: the front end and its request id."""
+    """Who made a call, for the ledger: the front end, its request id and the virtual key."""
 
     api: str
     request_id: str | None
+    key_id: str | None = None
 
 
 def track_events(
@@ -57,7 +59,20 @@ def track_events(
     prices: ModelPrices | None,
     attribution: Attribution,
 ) -> AsyncIterator[StreamEvent]:
-    """``events`` of a call on ``route``, recorded by ``ledger`` as they pass."""
+    """``events`` of a call on ``route``, recorded by ``ledger`` as they pass.
+
+    ``key_id`` is passed only when a virtual key made the call, so a tracker
+    written before keys existed keeps working for every other call.
+    """
+    if attribution.key_id is None:
+        return ledger.track(
+            events,
+            connection=route.connection,
+            model=route.model,
+            prices=prices,
+            api=attribution.api,
+            request_id=attribution.request_id,
+        )
     return ledger.track(
         events,
         connection=route.connection,
@@ -65,6 +80,7 @@ def track_events(
         prices=prices,
         api=attribution.api,
         request_id=attribution.request_id,
+        key_id=attribution.key_id,
     )
 
 

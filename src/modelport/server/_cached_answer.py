@@ -104,7 +104,7 @@ def answer_from_cache(
     """
     state = request.app.state
     request.scope.setdefault("state", {})["cache"] = "hit"
-    _record_hit(state, hit.address, surface.api, request_id, started)
+    _record_hit(state, request.scope["state"], hit.address, surface.api, request_id, started)
     headers = answer_headers(hit.address, "hit")
     if encoder is not None:
         return EventStreamResponse(
@@ -127,7 +127,14 @@ async def _replay(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
         yield event
 
 
-def _record_hit(state: Any, address: str, api: str, request_id: str, started: float) -> None:
+def _record_hit(
+    state: Any,
+    request_state: Mapping[str, Any],
+    address: str,
+    api: str,
+    request_id: str,
+    started: float,
+) -> None:
     ledger = getattr(state, "ledger", None) or getattr(state.router, "ledger", None)
     record = getattr(ledger, "record", None)
     if record is None:
@@ -135,6 +142,7 @@ def _record_hit(state: Any, address: str, api: str, request_id: str, started: fl
     from modelport.ledger import CallRecord
 
     connection, _, model = address.partition("/")
+    vkey = request_state.get("vkey")
     record(
         CallRecord(
             started_at=datetime.now(UTC),
@@ -145,5 +153,6 @@ def _record_hit(state: Any, address: str, api: str, request_id: str, started: fl
             latency_ms=(time.perf_counter() - started) * 1000,
             outcome="cache_hit",
             request_id=request_id,
+            key_id=None if vkey is None else vkey.id,
         )
     )

@@ -44,6 +44,7 @@ from modelport.server._errors import (
     json_error,
     scrub_secrets,
 )
+from modelport.server._governed import GovernedCall, admit_chat
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
 
@@ -183,25 +184,43 @@ async def answer_chat(
     state = request.app.state
     address = chat.model
     scope = request.scope
-    scope.setdefault("state", {})["model"] = address
+    scope_state = scope.setdefault("state", {})
+    scope_state["model"] = address
     outcome = _ChatOutcome(state, address, scope, started)
     options: dict[str, Any] = {"api": surface.api, "request_id": request_id}
     headers = forwarded_headers(state.router, address, request.headers)
     if headers:
         options["headers"] = headers
+
+    def scrub(exc: ModelportError) -> None:
+        scrub_secrets(state, exc)
+
+    governed: GovernedCall | None = None
+    key = scope_state.get("vkey")
+    if key is not None:  # the guard found a virtual key: budgets and limits apply
+        try:
+            chat, governed = await admit_chat(state, key, chat)
+        except Exception as exc:
+            failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
+            scrub(failure)
+            outcome.finished(None, failure)
+            return json_error(wire, failure)
+        options["key_id"] = key.id
+
+    # After the gate: a hit is for a model the key may use, counts as a request
+    # against its rate limits, costs nothing, and its key is the request as sent
+    # (max_tokens clamped to the budget is another request).
     cache, cache_key, lookup = cache_for(request, chat, headers)
     if cache_key is not None and lookup is None:
         hit = await cache.lookup(cache_key)  # type: ignore[union-attr]
         if hit is not None:
+            if governed is not None:
+                governed.done(None, "failed")  # nothing went upstream: release the hold
             return answer_from_cache(
                 request, hit, surface, encoder, started, request_id, encode=encode
             )
         lookup = "miss"
     answered = Answered()
-
-    def scrub(exc: ModelportError) -> None:
-        scrub_secrets(state, exc)
-
     if encoder is not None:
         try:
             events = state.router.stream(chat, on_answer=answered.set, **options)
@@ -209,9 +228,13 @@ async def answer_chat(
             failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
             scrub(failure)
             outcome.finished(None, failure)
+            if governed is not None:
+                governed.done(None, "failed")
             return json_error(wire, failure)
         if cache_key is not None:
             events = cache.recording(cache_key, events, answered.get)  # type: ignore[union-attr]
+        if governed is not None:
+            events = governed.watch(events)
         return EventStreamResponse(
             events,
             encoder,
@@ -231,18 +254,24 @@ async def answer_chat(
         answer = msgspec.structs.replace(response, model=address, id=request_id)
         body = (encode or wire.encode_response)(answer)
     except asyncio.CancelledError:
+        if governed is not None:
+            governed.done(None, "broken")  # the upstream may have generated before we left
         if left.is_set() and task.uncancel() == 0:
             # The client is gone and the upstream call with it; nobody reads this answer.
             outcome.finished(None, asyncio.CancelledError())
             return Response(status_code=499)
         raise
     except Exception as exc:
+        if governed is not None:
+            governed.done(None, "failed")
         failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
         scrub(failure)
         outcome.finished(None, failure)
         return json_error(wire, failure)
     finally:
         watcher.cancel()
+    if governed is not None:
+        governed.done(response.usage, "ok")
     outcome.finished(response.usage, None)
     if cache_key is not None:
         cache.remember(cache_key, response.model, response_events(response))  # type: ignore[union-attr]

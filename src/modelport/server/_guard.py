@@ -22,14 +22,19 @@ name. So, before any key is checked, :class:`GuardMiddleware` refuses
 Then the key the path needs (:func:`~modelport.server._keys.key_refusal`),
 which a signed-in web UI session (:mod:`modelport.server._sessions`) stands
 in for; a state-changing request on a session must carry the gateway's own
-``Origin``. A refusal is answered in the shape of the API the path belongs
-to, except the web UI's page, which sends the browser to its sign-in page.
+``Origin``. Once the gateway has issued virtual keys (:mod:`modelport.governance`),
+a model route (``/v1/…``) takes one of those instead of the gateway key: the
+key found goes to the route as ``scope["state"]["vkey"]`` (a signed-in UI
+session, which is the admin's, still chats ungoverned). A refusal is answered
+in the shape of the API the path belongs to, except the web UI's page, which
+sends the browser to its sign-in page.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -112,10 +117,13 @@ class GuardMiddleware:
         host: str = "127.0.0.1",
         max_body: int = MAX_BODY_BYTES,
         allowed_hosts: Iterable[str] = (),
+        governance: Any = None,
         sessions: UiSessions | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
+        #: The team gateway's gate (:class:`~modelport.governance.Governance`), if any.
+        self.governance = governance
         self.sessions = sessions
         self.loopback = loopback
         self.max_body = max_body
@@ -174,7 +182,15 @@ class GuardMiddleware:
                 and not _same_origin(_authority(request.origin), request.host)
             ):
                 return 403, AuthError(_OTHER_PAGE)
-        refusal = key_refusal(self.keys, path, request.keys, loopback=self.loopback)
+        governance = self.governance
+        if governance is not None and governance.active and path.startswith("/v1/"):
+            found = governance.authenticate(request.keys)
+            if not isinstance(found, AuthError):
+                scope.setdefault("state", {})["vkey"] = found
+                return None
+            refusal: tuple[int, ModelportError] | None = (401, found)
+        else:
+            refusal = key_refusal(self.keys, path, request.keys, loopback=self.loopback)
         if refusal is not None and self._signed_in(request):
             if changes and (
                 request.origin is None or not _same_origin(_authority(request.origin), request.host)

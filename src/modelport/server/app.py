@@ -34,6 +34,7 @@ from modelport.server import (
     admin_usage,
     anthropic_routes,
     embedding_routes,
+    governance_routes,
     openai_routes,
     responses_routes,
     ui,
@@ -52,6 +53,7 @@ from modelport.server.openapi import openapi_endpoint
 
 if TYPE_CHECKING:
     from modelport.config import Config
+    from modelport.governance import Governance
     from modelport.ledger import Ledger
     from modelport.plugin_host.host import PluginHost
     from modelport.routing import Router
@@ -129,6 +131,7 @@ def create_app(
     keys: GatewayKeys | None = None,
     access_log: bool | BufferedAccessLog = True,
     allowed_hosts: Iterable[str] = (),
+    governance: Governance | None | Literal[False] = None,
 ) -> Starlette:
     """Build the gateway.
 
@@ -151,6 +154,11 @@ def create_app(
     per request on ``modelport.access``), False, or a
     :class:`~modelport.server.access_log.BufferedAccessLog` (what ``modelport
     serve`` uses; the lifespan flushes it).
+    ``governance`` is the team gateway's gate (virtual keys, budgets, rate
+    limits: :func:`modelport.governance.open_governance`); ``None`` opens it on
+    the ledger's database (and ``redis_url``), ``False`` runs without. A
+    database that cannot be read raises ``ConfigError``: the gateway cannot know
+    whether it has keys to enforce, so it does not start open.
     """
     if config is None:
         config = router.config if router is not None else _load_config()
@@ -169,6 +177,12 @@ def create_app(
 
             plugin_host = PluginHost.from_config(router, config, tokens=router.tokens)
 
+    if governance is None:
+        from modelport.governance import open_governance
+
+        governance = open_governance(config)
+    governance = governance or None
+
     routes: list[BaseRoute] = [
         *openai_routes.routes(),
         *anthropic_routes.routes(),
@@ -178,6 +192,7 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         *admin.routes(),
+        *governance_routes.routes(),
         *admin_connections.routes(),
         *admin_models.routes(),
         *admin_usage.routes(),
@@ -198,6 +213,7 @@ def create_app(
             loopback=loopback,
             host=host,
             allowed_hosts=(*config.gateway.allowed_hosts, *allowed_hosts),
+            governance=governance,
             sessions=sessions,
         ),
     ]
@@ -226,6 +242,7 @@ def create_app(
     _watch_ledger(metrics, state.ledger or router.ledger)
     state.responses = _response_store(state.ledger or router.ledger)
     state.plugin_host = plugin_host or None
+    state.governance = governance
     state.metrics = metrics
     state.health = HealthTracker(router.connection_names)
     state.keepalive_interval = keepalive_interval
@@ -279,6 +296,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state = app.state
     host = state.plugin_host
     starting: asyncio.Task[None] | None = None
+    if state.governance is not None:
+        # Refuses (ConfigError) to run beside instances it cannot share counters with.
+        await state.governance.start()
     if host is not None:
         # Discovery is a quick folder scan; starting the plugins is not, and the
         # gateway must answer /health within a second, so that runs behind us.
@@ -307,7 +327,7 @@ async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
     access_log = getattr(state, "access_log", None)
     if access_log is not None:
         access_log.flush()
-    for name in ("plugin_host", "router", "responses", "cache", "ledger"):
+    for name in ("plugin_host", "router", "governance", "responses", "cache", "ledger"):
         resource = getattr(state, name, None)
         if resource is None:
             continue

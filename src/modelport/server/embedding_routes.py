@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from modelport.errors import ModelportError
 from modelport.server._chat import read_json, reject
 from modelport.server._errors import json_error, scrub_secrets
+from modelport.server._governed import GovernedCall, admit_embedding
 from modelport.server._streaming import internal_error
 from modelport.wire import openai_embeddings_server as wire
 
@@ -35,13 +36,27 @@ async def embeddings(request: Request) -> Response:
     request.scope.setdefault("state", {})["model"] = address
     # 128 random bits, as for chat ids; the ledger records the call under it.
     request_id = f"embd-{random.getrandbits(128):032x}"
+    options: dict[str, Any] = {"api": "openai", "request_id": request_id}
+    governed: GovernedCall | None = None
     try:
-        response = await state.router.embed(embedding, api="openai", request_id=request_id)
+        key = request.scope["state"].get("vkey")
+        if key is not None:  # budgets and limits apply, as on the chat routes
+            governed = await admit_embedding(state, key, embedding)
+            options["key_id"] = key.id
+        response = await state.router.embed(embedding, **options)
     except Exception as exc:
+        if governed is not None:
+            governed.done(None, "failed")
         failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
         scrub_secrets(state, failure)
         _finished(state, request, address, failure)
         return json_error(wire, failure)
+    except BaseException:
+        if governed is not None:
+            governed.done(None, "broken")
+        raise
+    if governed is not None:
+        governed.done(response.usage, "ok")
     _finished(state, request, address, None, usage=response.usage)
     # The client sees the name it asked for (an alias stays an alias), as chats do.
     answered = msgspec.structs.replace(response, model=address)

@@ -55,6 +55,9 @@ async def list_models(request: Request) -> Response:
         models: list[ModelInfo] = await request.app.state.router.list_models()
     except Exception as exc:
         return reject(request, api, exc)
+    key = request.scope.get("state", {}).get("vkey")
+    if key is not None and key.models:  # a virtual key sees the models it may use
+        models = [m for m in models if m.address in key.models]
     return Response(api.encode_models(models), media_type="application/json")
 
 

@@ -36,19 +36,21 @@ from modelport.server._openapi_builders import (
     _string,
 )
 from modelport.server._openapi_embeddings import _EMBEDDING_SCHEMAS
+from modelport.server._openapi_governance import GOVERNANCE_PATHS, GOVERNANCE_SCHEMAS
 from modelport.server._openapi_openai import _OPENAI_SCHEMAS
 from modelport.server._openapi_responses import _RESPONSES_SCHEMAS, responses_path
 from modelport.server._openapi_streams import _STREAM_SCHEMAS
 
 _ERRORS = {
     "400": "Invalid request, or the prompt is longer than the model's context window",
-    "401": "Missing or wrong gateway key, or the upstream refused its key",
-    "403": "A request from a web page or an unknown host name, or the upstream refused "
-    "the key's permissions",
+    "401": "Missing or wrong gateway key or virtual key, or the upstream refused its key",
+    "403": "A request from a web page or an unknown host name, a model the virtual key may "
+    "not use, or the upstream refused the key's permissions",
     "404": "Unknown model or connection",
     "413": "The body is larger than the gateway or the upstream accepts",
     "415": "The body is not `application/json`",
-    "429": "The upstream is rate-limiting (see `retry-after`)",
+    "429": "A rate limit or budget of the gateway's virtual key (`insufficient_quota`), or "
+    "the upstream's (see `retry-after`)",
     "500": "Internal error",
     "502": "The upstream failed or answered with something unreadable",
 }
@@ -94,6 +96,7 @@ _SCHEMAS: dict[str, Any] = {
     **_RESPONSES_SCHEMAS,
     **_ANTHROPIC_SCHEMAS,
     **_STREAM_SCHEMAS,
+    **GOVERNANCE_SCHEMAS,
     **ADMIN_SCHEMAS,
     "ModelList": _object(
         {
@@ -258,6 +261,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json_body(_ref("Health"), "The gateway is up")},
                 }
             },
+            **GOVERNANCE_PATHS,
             "/metrics": {
                 "get": {
                     "operationId": "metrics",

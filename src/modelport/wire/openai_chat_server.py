@@ -38,6 +38,7 @@ import msgspec
 from modelport._redact import public_url
 from modelport.errors import (
     AuthError,
+    BudgetExceededError,
     ConfigError,
     ContextTooLongError,
     InvalidRequestError,
@@ -492,7 +493,13 @@ def encode_models(models: list[ModelInfo]) -> bytes:
 # --- errors ----------------------------------------------------------------------
 
 _ErrorType = Literal[
-    "authentication_error", "rate_limit_error", "invalid_request_error", "server_error", "api_error"
+    "authentication_error",
+    "permission_error",
+    "rate_limit_error",
+    "insufficient_quota",
+    "invalid_request_error",
+    "server_error",
+    "api_error",
 ]
 
 
@@ -523,8 +530,13 @@ def _error_body(exc: ModelportError) -> tuple[int, dict[str, Any]]:
 
 def _classify(exc: ModelportError) -> tuple[int, _ErrorType, str | None, str | None]:
     match exc:
+        case AuthError() if exc.status == 403:
+            return 403, "permission_error", "permission_denied", None
         case AuthError():
             return 401, "authentication_error", "invalid_api_key", None
+        case BudgetExceededError():
+            # OpenAI's own answer when an account's quota is spent.
+            return 429, "insufficient_quota", "insufficient_quota", None
         case RateLimitError():
             return 429, "rate_limit_error", "rate_limit_exceeded", None
         case ContextTooLongError():
