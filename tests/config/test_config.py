@@ -106,7 +106,11 @@ base_url = "http://localhost:11434/v1"
 timeout = 30
 max_retries = 0
 headers = { "X-Team" = "a" }
-organisation = "research"
+model = "llama3.1:8b"
+temperature = 0.2
+max_tokens = 4096
+retry_base_delay = 1
+retry_max_delay = 20
 
 [connections.local.prices."llama3.1:8b"]
 input = 0.1
@@ -133,7 +137,11 @@ key_env = "GATEWAY_KEY"
         max_retries=0,
         headers={"X-Team": "a"},
         prices={"llama3.1:8b": ModelPrices(input=0.1, output=0.2)},
-        options={"organisation": "research"},
+        model="llama3.1:8b",
+        temperature=0.2,
+        max_tokens=4096,
+        retry_base_delay=1.0,
+        retry_max_delay=20.0,
     )
     assert config.aliases == {"fast": "local/qwen2.5-coder:7b"}
     assert config.gateway == GatewayConfig(port=5000, key_env="GATEWAY_KEY")

@@ -134,11 +134,17 @@ compat = "anthropic"
 base_url = "https://work"
 timeout = 10
 max_retries = 0
-region = "eu"
+retry_base_delay = 0.25
+retry_max_delay = 3
+temperature = 0.2
+max_tokens = 4096
+anthropic_version = "2024-01-01"
 """
     settings = router(text).settings_for("work")
     assert (settings.compat, settings.timeout, settings.max_retries) == ("anthropic", 10, 0)
-    assert settings.options == {"region": "eu"}
+    assert (settings.retry_base_delay, settings.retry_max_delay) == (0.25, 3.0)
+    assert (settings.temperature, settings.max_tokens) == (0.2, 4096)
+    assert settings.options == {"anthropic_version": "2024-01-01"}
 
 
 def test_an_openai_compatible_connection_needs_a_base_url() -> None:

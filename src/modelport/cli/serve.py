@@ -3,16 +3,22 @@
 The command reads the same configuration as every other command
 (``MODELPORT_HOME/config.toml`` and the project's), refuses to listen beyond
 loopback without a gateway key, prints the URL to point tools at, and lets
-in-flight streams finish for ``--grace`` seconds on shutdown.
+in-flight streams finish for ``--grace`` seconds on shutdown. Changes to
+config.toml, the trust file and stored keys reach the running gateway
+without a restart: it polls those files every second and reloads on SIGHUP
+and on ``POST /admin/reload`` (:mod:`modelport.server._reload`).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from modelport.server._reload import ConfigReloader
 
 __all__ = ["register", "serve"]
 
@@ -68,7 +74,12 @@ def serve(
     # batches: a logging record per request cost the event loop ~75 µs.
     access = BufferedAccessLog(sys.stderr) if access_log else None
     app = create_app(
-        config, host=host, keys=keys, keepalive_interval=keepalive, access_log=access or False
+        config,
+        host=host,
+        keys=keys,
+        keepalive_interval=keepalive,
+        access_log=access or False,
+        reloader=_reloader(),
     )
     shown = f"[{host}]" if ":" in host else host
     logging.getLogger("modelport.server").info(
@@ -108,6 +119,25 @@ def serve(
             access.flush()
     if not server.started:
         sys.exit(1)
+
+
+def _reloader() -> ConfigReloader:
+    """Reload on a change to what the configuration is read from, and on SIGHUP."""
+    from modelport.auth.keys import keys_path
+    from modelport.config import (
+        global_config_path,
+        load_config,
+        modelport_home,
+        project_config_path,
+    )
+    from modelport.server._reload import DEFAULT_INTERVAL, ConfigReloader
+    from modelport.trust import TRUST_FILE
+
+    project = project_config_path()
+    watched = [global_config_path(), modelport_home() / TRUST_FILE, keys_path()]
+    if project is not None:
+        watched.append(project)
+    return ConfigReloader(load_config, watch=watched, interval=DEFAULT_INTERVAL, sighup=True)
 
 
 #: Collect the youngest generation after 50,000 net new container objects instead of

@@ -4,10 +4,14 @@ An address is split at its *first* slash only, so model ids keep theirs:
 ``openrouter/anthropic/claude-3.5-sonnet`` is the model
 ``anthropic/claude-3.5-sonnet`` on the connection ``openrouter``.
 
-A name without a slash must be an alias. It is never quietly sent to the
-default model's connection: a user who keeps prompts on a local server would
-not want ``gpt-4o`` to go anywhere by guesswork, so the error suggests the
-full address instead.
+An address may name only the connection, when its table sets a ``model``
+(``[connections.local] model = "llama3.1:8b"``): ``local/`` always means that
+model, and a bare ``local`` does too when no alias of that name exists.
+
+Any other name without a slash must be an alias. It is never quietly sent to
+the default model's connection: a user who keeps prompts on a local server
+would not want ``gpt-4o`` to go anywhere by guesswork, so the error suggests
+the full address instead.
 """
 
 from __future__ import annotations
@@ -85,10 +89,28 @@ def resolve_target(
         seen.append(name)
         if name in groups:
             return name
-    if "/" not in name:
+    connection, slash, model = name.partition("/")
+    if not model and connection:
+        own = _connection_model(connection, config)
+        if own is not None:
+            return f"{connection}/{own}"
+        if slash:
+            raise ModelNotFoundError(
+                f"{name!r} names the connection {connection!r} without a model, and "
+                f"[connections.{connection}] sets no model. Write '{connection}/MODEL', or set "
+                f'model = "MODEL" under [connections.{connection}] in config.toml.',
+                connection=connection,
+            )
+    if not slash:
         raise ModelNotFoundError(_unknown_name_message(name, config, env), model=name)
     split_address(name)
     return name
+
+
+def _connection_model(connection: str, config: Config) -> str | None:
+    """The default model of ``[connections.<connection>]`` (``None`` when it sets none)."""
+    table = config.connections.get(connection)
+    return table.model if table is not None else None
 
 
 def _unknown_name_message(name: str, config: Config, env: Mapping[str, str] | None) -> str:

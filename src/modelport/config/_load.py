@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from modelport.config._cache_settings import CacheConfig, parse_cache
+from modelport.config._connection_keys import check_connection_keys
 from modelport.config._groups import ModelGroup, parse_group
 from modelport.config._inline_secrets import refuse_inline_secrets
 from modelport.config._oauth import OAuthConfig, check_auth, parse_oauth
@@ -56,9 +57,13 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     ``compat`` is ``openai``, ``anthropic``, ``ollama``, ``gemini``, ``azure``,
     ``openai-responses``, ``plugin:<provider id>`` or the name of an installed
-    ``modelport.providers`` entry point.
-    ``options`` holds every other key of the table, untouched (provider-specific
-    settings, a plugin's ``configFields`` values). ``auth`` (``key``, ``oauth``,
+    ``modelport.providers`` entry point. ``model``, ``temperature`` and
+    ``max_tokens`` are the connection's defaults (a request's own values win;
+    ``model`` answers an address that names only the connection).
+    ``retry_base_delay`` and ``retry_max_delay`` bound the backoff between
+    retries. ``options`` holds every other key of the table, untouched (an
+    adapter's own settings, a plugin's ``configFields`` values); only keys with
+    an effect get here (:mod:`modelport.config._connection_keys`). ``auth`` (``key``, ``oauth``,
     ``auto``) and ``oauth`` say how the connection logs in (:mod:`._oauth`).
     """
 
@@ -67,6 +72,11 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     api_key_env: str | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    retry_base_delay: float | None = None
+    retry_max_delay: float | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -80,6 +90,11 @@ class _ConnectionFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     api_key_env: str | None = None
     timeout: _Timeout | None = None
     max_retries: _Retries | None = None
+    retry_base_delay: _Timeout | None = None
+    retry_max_delay: _Timeout | None = None
+    model: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(gt=0)] | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
     auth: str | None = None
@@ -459,6 +474,15 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 f"{path}: [{where}]: a connection name cannot be empty or contain '/', "
                 "because model addresses are split at the first slash"
             )
+        refuse_inline_secrets(name, table, path)
+        preset = PRESETS.get(name)
+        check_connection_keys(
+            path,
+            name,
+            table,
+            common=_CONNECTION_KEYS,
+            preset_compat=preset.compat if preset is not None else None,
+        )
         for key in table:
             # Other keys are provider options, but a near miss of ours is a typo.
             # `<field>_env` names the variable holding a plugin's config field
@@ -470,7 +494,6 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 raise ConfigError(
                     f"{path}: [{where}]: unknown key {key!r}. Did you mean {close[0]!r}?"
                 )
-        refuse_inline_secrets(name, table, path)
         compat = table.get("compat")
         plugin = isinstance(compat, str) and compat.startswith("plugin:")
         try:

@@ -29,6 +29,8 @@ from modelport.types import (
 
 __all__ = [
     "BUILTIN_PROVIDERS",
+    "DEFAULT_RETRY_BASE_DELAY",
+    "DEFAULT_RETRY_MAX_DELAY",
     "BaseProvider",
     "ConnectionSettings",
     "Embedder",
@@ -37,6 +39,10 @@ __all__ = [
     "load_factory",
     "offers_embeddings",
 ]
+
+#: Backoff before the first retry, and the most any retry waits (seconds; before jitter).
+DEFAULT_RETRY_BASE_DELAY = 0.5
+DEFAULT_RETRY_MAX_DELAY = 8.0
 
 #: Entry-point group through which Python packages add provider factories.
 ENTRY_POINT_GROUP = "modelport.providers"
@@ -59,9 +65,12 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     ``api_key_env`` is the environment variable the settings ladder reads the
     key from (a name, not a secret, so ``repr()`` shows it): the connection's
     ``api_key_env``, else the vendor's usual variable where that applies, else
-    ``None``; providers name it in their "no key" message. ``options`` holds
-    every other key of the connection's config table (provider-specific
-    settings, a plugin's ``configFields`` values). ``auth`` is how the call
+    ``None``; providers name it in their "no key" message. ``temperature``
+    and ``max_tokens`` are the connection's defaults, which the router puts on
+    a request that sets neither. ``retry_base_delay`` and ``retry_max_delay``
+    (seconds) bound the backoff between retries. ``options`` holds every other
+    key of the connection's config table (provider-specific settings, a
+    plugin's ``configFields`` values). ``auth`` is how the call
     authenticates: ``"key"``, or ``"oauth"``, where ``api_key`` holds the
     current OAuth access token (sent as ``Authorization: Bearer``, whatever the
     adapter's own key header) and ``oauth`` says where the login lives.
@@ -74,6 +83,10 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_key_env: str | None = None
     timeout: float = 60.0
     max_retries: int = 2
+    retry_base_delay: float = DEFAULT_RETRY_BASE_DELAY
+    retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY
+    temperature: float | None = None
+    max_tokens: int | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     auth: str = "key"

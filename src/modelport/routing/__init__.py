@@ -31,10 +31,14 @@ module, and takes the values they share (:class:`Route`) from :mod:`._route`:
   in-flight counts in this process or in Redis (:mod:`._deployment_state`);
 - :mod:`modelport.routing._usage` — usage tracking, with a ledger (a :class:`UsageTracker`).
 
-Every call is wrapped in retries (:mod:`modelport.providers._retry`).
-:meth:`Router.complete` asks the upstream for a non-streaming answer.
+Every call is wrapped in retries (:mod:`modelport.providers._retry`; an
+:data:`OnRetry` callback hears of each). :meth:`Router.complete` asks the
+upstream for a non-streaming answer. The router counts its calls in flight
+(:mod:`modelport.routing._calls`), so one that a reload replaced closes once
+they end (:meth:`Router.aclose_when_idle`).
 """
 
+from modelport.providers._retry import OnRetry
 from modelport.routing._provider_source import ProviderSource, ProviderSourceFactory, plugin_host
 from modelport.routing._route import ConnectionModels, ProviderRegistry, Route
 from modelport.routing._router import Router
@@ -43,6 +47,7 @@ from modelport.routing._usage import UsageTracker
 
 __all__ = [
     "ConnectionModels",
+    "OnRetry",
     "ProviderRegistry",
     "ProviderSource",
     "ProviderSourceFactory",

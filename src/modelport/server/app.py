@@ -43,6 +43,7 @@ from modelport.server._errors import error_response_for_path
 from modelport.server._guard import GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
 from modelport.server._observe import ObserveMiddleware
+from modelport.server._reload import ConfigReloader
 from modelport.server._response_cache import build_cache
 from modelport.server._response_store import ResponseStore
 from modelport.server._sessions import UiSessions
@@ -132,6 +133,7 @@ def create_app(
     access_log: bool | BufferedAccessLog = True,
     allowed_hosts: Iterable[str] = (),
     governance: Governance | None | Literal[False] = None,
+    reloader: ConfigReloader | None = None,
 ) -> Starlette:
     """Build the gateway.
 
@@ -159,7 +161,15 @@ def create_app(
     the ledger's database (and ``redis_url``), ``False`` runs without. A
     database that cannot be read raises ``ConfigError``: the gateway cannot know
     whether it has keys to enforce, so it does not start open.
+
+
+    ``reloader`` picks configuration changes up without a restart
+    (:mod:`modelport.server._reload`; ``modelport serve`` watches the files and
+    SIGHUP). Without one, ``POST /admin/reload`` reads the configuration again
+    when ``create_app`` loaded it, and only stored keys when it was handed in.
     """
+    if reloader is None:
+        reloader = ConfigReloader(_load_config if config is None and router is None else None)
     if config is None:
         config = router.config if router is not None else _load_config()
     keys = keys if keys is not None else resolve_keys(config)
@@ -244,7 +254,10 @@ def create_app(
     state.plugin_host = plugin_host or None
     state.governance = governance
     state.metrics = metrics
-    state.health = HealthTracker(router.connection_names)
+    # The router a reload swapped in, whichever it is by then.
+    state.health = HealthTracker(lambda: state.router.connection_names())
+    state.reloader = reloader
+    reloader.bind(app)
     state.keepalive_interval = keepalive_interval
     state.keys = keys
     state.loopback = loopback
@@ -304,6 +317,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         # gateway must answer /health within a second, so that runs behind us.
         await host.load()
         starting = asyncio.create_task(_start_plugins(host))
+    state.reloader.start()
     state.ready = True
     try:
         yield
@@ -327,7 +341,7 @@ async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
     access_log = getattr(state, "access_log", None)
     if access_log is not None:
         access_log.flush()
-    for name in ("plugin_host", "router", "governance", "responses", "cache", "ledger"):
+    for name in ("reloader", "plugin_host", "router", "governance", "responses", "cache", "ledger"):
         resource = getattr(state, name, None)
         if resource is None:
             continue

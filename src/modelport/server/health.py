@@ -3,8 +3,11 @@
 The answer never waits on an upstream: probing every provider would make a
 liveness check as slow as the slowest server and hammer them on every poll.
 Instead the chat routes report each call's outcome to a :class:`HealthTracker`
-and ``/health`` shows what the last real call saw. The route answers 200 as
-soon as the app has started; a connection that is failing turns the overall
+and ``/health`` shows what the last real call saw, beside where each connection
+goes (``upstream``: its URL without credentials or query, or ``plugin:<id>``).
+The route answers 200 as soon as the app has started; a connection that is
+failing, or a configuration that no longer loads (``config.state`` ``stale``:
+the last good one runs, ``config.error`` says why), turns the overall
 ``status`` to ``degraded`` without making the gateway look dead.
 """
 
@@ -17,7 +20,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelport._redact import public_message
+from modelport._redact import public_message, public_url
 from modelport.errors import (
     AuthError,
     ConfigError,
@@ -148,10 +151,18 @@ async def health_endpoint(request: Request) -> Response:
     """``GET /health``: 200 with each connection's and plugin's state."""
     state = request.app.state
     tracker: HealthTracker = state.health
-    connections = tracker.snapshot(sorted(state.router.connection_names()))
+    router = state.router
+    connections = tracker.snapshot(sorted(router.connection_names()))
+    for row in connections:
+        upstream = router.upstream(row["name"])
+        row["upstream"] = public_url(upstream) if upstream else None
     plugins = _plugins(getattr(state, "plugin_host", None))
-    degraded = any(c["state"] == "error" for c in connections) or any(
-        p["state"] == "crashed" for p in plugins
+    reloader = getattr(state, "reloader", None)
+    config = reloader.status() if reloader is not None else None
+    degraded = (
+        any(c["state"] == "error" for c in connections)
+        or any(p["state"] == "crashed" for p in plugins)
+        or (config is not None and config["state"] == "stale")
     )
     body = {
         "status": "degraded" if degraded else "ok",
@@ -159,4 +170,6 @@ async def health_endpoint(request: Request) -> Response:
         "connections": connections,
         "plugins": plugins,
     }
+    if config is not None:
+        body["config"] = config
     return Response(msgspec.json.encode(body), media_type="application/json")
