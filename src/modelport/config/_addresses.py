@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from modelport.config._load import Config
 from modelport.errors import ConfigError, ModelNotFoundError
 
-__all__ = ["default_model", "resolve_address", "split_address"]
+__all__ = ["default_model", "resolve_address", "resolve_target", "split_address"]
 
 _HOW_TO = "Write a model as 'connection/model', for example 'openai/gpt-4o-mini'."
 
@@ -50,8 +50,24 @@ def resolve_address(
 
     ``None`` or ``""`` means the default model. Aliases may point at other
     aliases; a cycle raises ConfigError. A name that is neither an alias nor
-    an address raises ModelNotFoundError listing the aliases.
+    an address raises ModelNotFoundError listing the aliases, and so does a
+    model group (several deployments are not one address; see :func:`resolve_target`).
     """
+    target = resolve_target(name, config, env=env)
+    if target in config.model_groups:
+        raise ModelNotFoundError(
+            f"{target!r} is a model group of several deployments "
+            f"({', '.join(config.model_groups[target].addresses)}), not one address; "
+            "name one of them here",
+            model=target,
+        )
+    return target
+
+
+def resolve_target(
+    name: str | None, config: Config, *, env: Mapping[str, str] | None = None
+) -> str:
+    """What a caller wrote, aliases followed: an address, or the name of a model group."""
     if not name:
         name = default_model(config, env)
         if not name:
@@ -60,6 +76,9 @@ def resolve_address(
                 "default_model in config.toml, or set MODELPORT_MODEL. " + _HOW_TO
             )
     seen = [name]
+    groups = config.model_groups
+    if name in groups:
+        return name
     while name in config.aliases:
         name = config.aliases[name]
         if name in seen:
@@ -68,6 +87,8 @@ def resolve_address(
                 f"The aliases form a cycle: {chain}. Point one of them at an address."
             )
         seen.append(name)
+        if name in groups:
+            return name
     connection, slash, model = name.partition("/")
     if not model and connection:
         own = _connection_model(connection, config)

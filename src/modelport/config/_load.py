@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from modelport.config._cache_settings import CacheConfig, parse_cache
 from modelport.config._connection_keys import check_connection_keys
+from modelport.config._groups import ModelGroup, parse_group
 from modelport.config._inline_secrets import refuse_inline_secrets
 from modelport.config._oauth import OAuthConfig, check_auth, parse_oauth
 from modelport.errors import ConfigError
@@ -137,11 +139,13 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class _FileFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     default_model: str | None = None
     connections: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    # A plain alias is a string; a table is a model group (``_groups.py``).
+    aliases: dict[str, str | dict[str, Any]] = msgspec.field(default_factory=dict)
     database_url: str | None = None
     redis_url: str | None = None
     gateway: dict[str, Any] = msgspec.field(default_factory=dict)
     fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    cache: dict[str, Any] | None = None
 
 
 _TOP_LEVEL_KEYS = frozenset(_FileFields.__struct_fields__)
@@ -208,16 +212,22 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     """The merged configuration (global, then project). ``sources`` lists the files read.
 
     ``ignored`` lists what an untrusted project file set that was left out.
+    ``aliases`` holds the plain aliases (a name for one address) and
+    ``model_groups`` the aliases written as tables (a name for several
+    deployments, :mod:`modelport.config._groups`). ``cache`` is ``[cache]``,
+    ``None`` when there is none (no response cache).
     """
 
     default_model: str | None = None
     connections: dict[str, ConnectionConfig] = msgspec.field(default_factory=dict)
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    model_groups: dict[str, ModelGroup] = msgspec.field(default_factory=dict)
     database_url: str | None = None
     #: The Redis that several gateway instances share their budget and rate counters in.
     redis_url: str | None = None
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    cache: CacheConfig | None = None
     sources: list[Path] = msgspec.field(default_factory=list)
     ignored: list[IgnoredSettings] = msgspec.field(default_factory=list)
 
@@ -539,11 +549,16 @@ def _validate(data: dict[str, Any], path: Path) -> None:
         msgspec.convert(fields.gateway, GatewayConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {_problem(exc, 'gateway')}") from exc
+    for name, target in fields.aliases.items():
+        if isinstance(target, dict):
+            parse_group(name, target, path)
+    if fields.cache is not None:
+        parse_cache(fields.cache, path)
 
 
 def _merge(merged: dict[str, Any], data: dict[str, Any]) -> None:
     for key, value in data.items():
-        if key in ("connections", "aliases", "fallbacks", "gateway"):
+        if key in ("connections", "aliases", "fallbacks", "gateway", "cache"):
             # Connections replace whole tables by name; the others merge key by key.
             merged.setdefault(key, {}).update(value)
         else:
@@ -567,11 +582,15 @@ def _build(
     return Config(
         default_model=fields.default_model,
         connections={name: _connection(t) for name, t in fields.connections.items()},
-        aliases=dict(fields.aliases),
+        aliases={k: v for k, v in fields.aliases.items() if isinstance(v, str)},
+        model_groups={
+            k: parse_group(k, v) for k, v in fields.aliases.items() if isinstance(v, dict)
+        },
         database_url=fields.database_url,
         redis_url=fields.redis_url,
         gateway=msgspec.convert(fields.gateway, GatewayConfig),
         fallbacks={k: list(v) for k, v in fields.fallbacks.items()},
+        cache=None if fields.cache is None else parse_cache(fields.cache),
         sources=sources,
         ignored=list(ignored or []),
     )

@@ -65,8 +65,9 @@ Bucket = Literal["hour", "day"]
 class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One call as the ledger keeps it.
 
-    ``outcome`` is ``"ok"``, ``"cancelled"`` (the caller went away) or the class
-    name of the error raised (``"RateLimitError"``); ``error`` is an excerpt of
+    ``outcome`` is ``"ok"``, ``"cancelled"`` (the caller went away), ``"cache_hit"``
+    (the gateway answered from its response cache: no tokens, a cost of zero) or
+    the class name of the error raised (``"RateLimitError"``); ``error`` is an excerpt of
     its message without credentials (:func:`~modelport._redact.public_message`).
     ``ttft_ms`` runs to the first output (text, reasoning or a tool call) and is
     ``None`` when none arrived; ``cost`` is ``None`` when the model's prices are unknown.

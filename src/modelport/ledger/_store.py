@@ -467,7 +467,7 @@ class SQLStore:
     ) -> list[dict[str, Any]]:
         """One row of totals per model (``connection/model``) or per connection."""
         key = _group_key(by)
-        failed = sa.case((calls.c.outcome.in_(("ok", "cancelled")), 0), else_=1)
+        failed = sa.case((calls.c.outcome.in_(("ok", "cancelled", "cache_hit")), 0), else_=1)
         query = sa.select(
             key,
             sa.func.count().label("calls"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -23,6 +24,7 @@ from modelport.errors import InvalidRequestError, ModelNotFoundError, ModelportE
 from modelport.events import StreamEvent
 from modelport.providers import ConnectionSettings, Provider, ProviderFactory, offers_embeddings
 from modelport.providers._retry import OnRetry, RetryingProvider
+from modelport.routing._balancer import Balancer
 from modelport.routing._calls import CallCount, CallHold
 from modelport.routing._fallbacks import (
     RouteChain,
@@ -31,6 +33,7 @@ from modelport.routing._fallbacks import (
     overrides_at,
     stream_along,
 )
+from modelport.routing._listing import models_in, report_of
 from modelport.routing._provider_source import (
     PLUGIN_PREFIX,
     LazySource,
@@ -103,6 +106,8 @@ class Router:
         self.tokens = tokens if tokens is not None else TokenBroker(env=lambda: self.env)
         self._cache = RouteCache(self.tokens)
         self._seen_prices: dict[tuple[str, str], ModelPrices] = {}
+        #: Chooses among the deployments of model groups (``[aliases.<name>]`` tables).
+        self.balancer = Balancer(self.config.redis_url)
         self._calls = CallCount()
         #: False once with_config handed the broker on to the router that replaces this one.
         self._owns_tokens = True
@@ -361,8 +366,9 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
-        on_retry: OnRetry | None = None,
         key_id: str | None = None,
+        on_answer: Callable[[str], object] | None = None,
+        on_retry: OnRetry | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``request`` (whose ``model`` is an address) through its provider.
 
@@ -372,7 +378,9 @@ class Router:
         in what the request leaves unset. ``api`` (the front end: ``python``,
         ``cli``, ``openai``, ``anthropic``), ``request_id`` and ``key_id`` (the
         gateway's virtual key) are what the ledger records the call under.
-        ``on_retry(attempt, error, delay)`` is called before each retry (see
+        ``on_answer`` is told the address that answers (a model group's
+        deployment, a fallback) before its first event. ``on_retry(attempt,
+        error, delay)`` is called before each retry (see
         :class:`~modelport.providers._retry.RetryingProvider`).
         """
         overrides: dict[str, Any] = {
@@ -386,12 +394,14 @@ class Router:
         return stream_along(
             self._routes_for(request, overrides, CallHold(self._calls)),
             lambda route: self._events(route, _for_route(request, route), attribution, on_retry),
+            on_answer,
         )
 
     async def _routes_for(
         self, request: ChatRequest, overrides: dict[str, Any], hold: CallHold | None = None
     ) -> RouteChain:
-        """Each route of the request's chain (the address, then configured fallbacks).
+        """Each route of the request's chain (the address, then configured fallbacks;
+        a model group's deployments in the order its balancer chose).
 
         The second item is the address that comes next (``None`` for the last).
         Stored keys are read off the event loop; a provider built for this call
@@ -399,18 +409,45 @@ class Router:
         flight, is released when the chain ends (see :mod:`._calls`).
         """
         try:
-            chain = fallback_chain(request.model, self.config, self.env)
+            async with contextlib.aclosing(self._chain(request, overrides)) as routes:
+                async for item in routes:
+                    yield item
+        finally:
+            if hold is not None:
+                hold.release()
+
+    async def _chain(self, request: ChatRequest, overrides: dict[str, Any]) -> RouteChain:
+        chain = fallback_chain(request.model, self.config, self.env)
+        groups = self.config.model_groups
+        if not groups:  # no model groups: no balancer in the way
             for position, address in enumerate(chain):
-                await self._prepare(address.partition("/")[0])
-                route = self.resolve(address, **overrides_at(position, overrides))
+                route = await self._route_at(address, overrides_at(position, overrides))
                 try:
                     yield route, chain[position + 1] if position + 1 < len(chain) else None
                 finally:
                     if route.ephemeral:
                         await _aclose(route.provider)
-        finally:
-            if hold is not None:
-                hold.release()
+            return
+        if chain[0] in groups and any(overrides[k] for k in ("api_key", "base_url", "headers")):
+            raise InvalidRequestError(
+                f"{chain[0]!r} is a model group: a call's own key, URL or headers would reach "
+                "whichever deployment is chosen. Name one deployment's address instead."
+            )
+        async with contextlib.aclosing(self.balancer.walk(chain, groups)) as steps:
+            async for step in steps:
+                position = 0 if step.first else 1
+                route = await self._route_at(step.address, overrides_at(position, overrides))
+                if step.group is not None:
+                    route = route.of_group(step.group)
+                try:
+                    yield route, step.next
+                finally:
+                    if route.ephemeral:
+                        await _aclose(route.provider)
+
+    async def _route_at(self, address: str, overrides: dict[str, Any]) -> Route:
+        await self._prepare(address.partition("/")[0])
+        return self.resolve(address, **overrides)
 
     def _retrying(
         self, provider: Provider, settings: ConnectionSettings, on_retry: OnRetry | None = None
@@ -432,6 +469,9 @@ class Router:
         on_retry: OnRetry | None,
     ) -> AsyncIterator[StreamEvent]:
         events = self._retrying(route.provider, route.settings, on_retry).stream(request)
+        if route.group is not None:
+            group = self.config.model_groups[route.group]
+            events = self.balancer.observe(group, route.address, events)
         if self.ledger is None:
             return events
         prices = self.prices_for(route.connection, route.model)
@@ -448,8 +488,8 @@ class Router:
         headers: Mapping[str, str] | None = None,
         api: str = "python",
         request_id: str | None = None,
-        on_retry: OnRetry | None = None,
         key_id: str | None = None,
+        on_retry: OnRetry | None = None,
     ) -> ChatResponse:
         """The whole answer at once, from the provider's ``complete`` (one non-streaming
         upstream request where the provider has one); ``model`` is the address that
@@ -488,11 +528,16 @@ class Router:
     ) -> ChatResponse:
         provider = self._retrying(route.provider, route.settings, on_retry)
         if self.ledger is None:
-            return await provider.complete(request)
-        prices = self.prices_for(route.connection, route.model)
-        return await track_answer(
-            self.ledger, route, provider, request, prices=prices, attribution=attribution
-        )
+            answer = provider.complete(request)
+        else:
+            prices = self.prices_for(route.connection, route.model)
+            answer = track_answer(
+                self.ledger, route, provider, request, prices=prices, attribution=attribution
+            )
+        if route.group is None:
+            return await answer
+        group = self.config.model_groups[route.group]
+        return await self.balancer.observe_answer(group, route.address, answer)
 
     async def embed(
         self,
@@ -599,20 +644,9 @@ class Router:
         try:
             await self.load_providers(connection)
             names = [connection] if connection is not None else self.connection_names()
-            results = await asyncio.gather(*(self._report_one(name) for name in names))
-            return list(results)
+            return list(await asyncio.gather(*(report_of(name, self._models_of) for name in names)))
         finally:
             self._calls.leave()
-
-    async def _report_one(self, connection: str) -> ConnectionModels:
-        try:
-            return ConnectionModels(connection=connection, models=await self._models_of(connection))
-        except ModelportError as error:
-            return ConnectionModels(connection=connection, models=[], error=error)
-        except Exception as exc:  # a third-party provider's bug must not hide the others
-            error = ModelportError(f"{type(exc).__name__}: {exc}", connection=connection)
-            error.__cause__ = exc
-            return ConnectionModels(connection=connection, models=[], error=error)
 
     async def list_models(self, connection: str | None = None) -> list[ModelInfo]:
         """Models of one connection (errors raise), or of all configured ones.
@@ -627,14 +661,7 @@ class Router:
                 return await self._models_of(connection)
             finally:
                 self._calls.leave()
-        report = await self.list_models_report()
-        failures = [entry for entry in report if entry.error is not None]
-        for entry in failures:
-            logger.warning("listing models of %s failed: %s", entry.connection, entry.error)
-        if report and len(failures) == len(report):
-            assert failures[0].error is not None
-            raise failures[0].error
-        return [model for entry in report for model in entry.models]
+        return models_in(await self.list_models_report())
 
     def prices_for(self, connection: str, model: str) -> ModelPrices | None:
         """Prices from config, else a registered provider's models, else models seen listed."""
@@ -662,6 +689,7 @@ class Router:
         await self._cache.aclose()
         if self._owns_tokens:
             await self.tokens.aclose()
+        await self.balancer.aclose()
 
     async def aclose_when_idle(self) -> None:
         """Wait until no call is in flight (:attr:`active_calls`), then :meth:`aclose`.

@@ -10,6 +10,8 @@ attributing the call to the ledger (``api`` and the response id), forwarding
 an Anthropic client's beta flags (:mod:`modelport.server._anthropic_betas`),
 cancelling a non-streamed call whose client left, and making every error safe
 to show before it is encoded (:func:`~modelport.server._errors.scrub_secrets`).
+Every chat route passes the response cache here (:mod:`modelport.server._cached_answer`),
+so a surface added through :func:`chat_endpoint` is cached like the others.
 """
 
 from __future__ import annotations
@@ -26,8 +28,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from modelport.aggregate import response_events
 from modelport.errors import ModelportError
 from modelport.server._anthropic_betas import beta_flags, forwarded_headers
+from modelport.server._cached_answer import (
+    Answered,
+    answer_from_cache,
+    answer_headers,
+    cache_for,
+)
 from modelport.server._errors import (
     MAX_BODY_BYTES,
     BodyTooLarge,
@@ -185,6 +194,7 @@ async def answer_chat(
     scope_state["model"] = address
     outcome = _ChatOutcome(state, address, scope, started)
     options: dict[str, Any] = {"api": surface.api, "request_id": request_id}
+    headers: dict[str, str] | None = None
     flags = beta_flags(request.headers)
     if flags:
         headers = await forwarded_headers(state.router, address, flags)
@@ -206,9 +216,23 @@ async def answer_chat(
             return json_error(wire, failure)
         options["key_id"] = key.id
 
+    # After the gate: a hit is for a model the key may use, counts as a request
+    # against its rate limits, costs nothing, and its key is the request as sent
+    # (max_tokens clamped to the budget is another request).
+    cache, cache_key, lookup = cache_for(request, chat, headers)
+    if cache_key is not None and lookup is None:
+        hit = await cache.lookup(cache_key)  # type: ignore[union-attr]
+        if hit is not None:
+            if governed is not None:
+                governed.done(None, "failed")  # nothing went upstream: release the hold
+            return answer_from_cache(
+                request, hit, surface, encoder, started, request_id, encode=encode
+            )
+        lookup = "miss"
+    answered = Answered()
     if encoder is not None:
         try:
-            events = state.router.stream(chat, **options)
+            events = state.router.stream(chat, on_answer=answered.set, **options)
         except Exception as exc:  # a router that fails before returning an iterator
             failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
             scrub(failure)
@@ -216,6 +240,8 @@ async def answer_chat(
             if governed is not None:
                 governed.done(None, "failed")
             return json_error(wire, failure)
+        if cache_key is not None:
+            events = cache.recording(cache_key, events, answered.get)  # type: ignore[union-attr]
         if governed is not None:
             events = governed.watch(events)
         return EventStreamResponse(
@@ -227,6 +253,7 @@ async def answer_chat(
             outcome=outcome,
             scrub=scrub,
             drain=state.drain,
+            headers=lambda: answer_headers(answered.address, lookup),
         )
     task = asyncio.current_task()
     assert task is not None
@@ -263,7 +290,11 @@ async def answer_chat(
     if governed is not None:
         governed.done(response.usage, "ok")
     outcome.finished(response.usage, None)
-    return Response(body, media_type="application/json")
+    if cache_key is not None:
+        cache.remember(cache_key, response.model, response_events(response))  # type: ignore[union-attr]
+    reply = Response(body, media_type="application/json")
+    reply.raw_headers += answer_headers(response.model, lookup)
+    return reply
 
 
 async def _cancel_on_disconnect(

@@ -120,7 +120,8 @@ class EventStreamResponse(Response):
     ``error_response`` turns an error raised before anything was written into
     a complete ``(status, body, headers)`` answer (the wire's ``encode_error``).
     ``keepalive`` is the wire's keep-alive frame, sent after ``keepalive_interval``
-    seconds of silence.
+    seconds of silence. ``headers`` gives headers to add to the SSE ones, asked
+    for when they are sent.
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class EventStreamResponse(Response):
         outcome: StreamOutcome | None = None,
         scrub: Callable[[ModelportError], None] | None = None,
         drain: Drain | None = None,
+        headers: Callable[[], list[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         # Response.__init__ would render a body; this response writes its own.
         self.status_code = 200
@@ -147,6 +149,7 @@ class EventStreamResponse(Response):
         self._scrub = scrub
         self._drain = drain
         self._call: InFlight | None = None
+        self._headers = headers
         self._started = False  # headers sent
         self._sending = False  # the streaming task is inside send()
         self._watcher_busy = False  # the watcher is inside send()
@@ -272,10 +275,14 @@ class EventStreamResponse(Response):
         self._started = True
         self._sending = True
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": self._head()})
         finally:
             self._sending = False
         await self._write(send, body, more_body=more_body)
+
+    def _head(self) -> list[tuple[bytes, bytes]]:
+        # Asked when the headers go out: by then the answering deployment is known.
+        return _SSE_HEADERS if self._headers is None else _SSE_HEADERS + self._headers()
 
     async def _write(self, send: Send, body: bytes, *, more_body: bool = True) -> None:
         if self._watcher_busy:
@@ -322,7 +329,7 @@ class EventStreamResponse(Response):
                 # A long wait for the first token: commit to a 200 and the
                 # encoder's prelude (Anthropic SDKs need message_start before a ping).
                 self._started = True
-                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                await send({"type": "http.response.start", "status": 200, "headers": self._head()})
                 body = self._encoder.start() + self._keepalive
             else:
                 body = self._keepalive

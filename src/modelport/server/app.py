@@ -45,6 +45,7 @@ from modelport.server._guard import BodyBudget, GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
 from modelport.server._observe import ObserveMiddleware
 from modelport.server._reload import ConfigReloader
+from modelport.server._response_cache import build_cache
 from modelport.server._response_store import ResponseStore
 from modelport.server._sessions import UiSessions
 from modelport.server.access_log import BufferedAccessLog
@@ -266,6 +267,7 @@ def create_app(
     state.keys = keys
     state.loopback = loopback
     state.sessions = sessions
+    state.cache = build_cache(config.cache, config.redis_url)
     state.ready = False
     state.access_log = access_log if isinstance(access_log, BufferedAccessLog) else None
     return app
@@ -356,7 +358,7 @@ async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
     access_log = getattr(state, "access_log", None)
     if access_log is not None:
         access_log.flush()
-    for name in ("reloader", "plugin_host", "router", "governance", "responses", "ledger"):
+    for name in ("reloader", "plugin_host", "router", "governance", "responses", "cache", "ledger"):
         resource = getattr(state, name, None)
         if resource is None:
             continue

@@ -288,7 +288,11 @@ class _Connection(asyncio.Protocol):
                 reply = self._upstream._next_reply(request.method, request.path)
                 if not isinstance(reply, Reply):
                     reply = reply(request)
-                keep_open = await self._respond(request, reply)
+                self._upstream._begin()
+                try:
+                    keep_open = await self._respond(request, reply)
+                finally:
+                    self._upstream._end()
                 if not keep_open or request.headers.get("connection", "").lower() == "close":
                     return
         except _Closed:
@@ -376,6 +380,8 @@ class FakeUpstream:
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self._port: int | None = None
+        self._in_flight = 0
+        self._peak = 0
 
     @property
     def url(self) -> str:
@@ -388,6 +394,29 @@ class FakeUpstream:
         if self._port is None:
             raise RuntimeError("FakeUpstream is not started; call start() or use `with`")
         return self._port
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered right now (read, reply not yet complete)."""
+        return self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests it was answering at once (:meth:`reset_peak` starts over)."""
+        return self._peak
+
+    def reset_peak(self) -> None:
+        with self._lock:
+            self._peak = self._in_flight
+
+    def _begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+
+    def _end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     @property
     def open_connections(self) -> int:

@@ -9,9 +9,11 @@ and matches replies to callers in order, which is how Redis answers. The protoco
 ``hiredis`` (Redis's own C parser and command packer), so nothing of RESP is
 written here by hand.
 
-A connection lost fails every call in flight with
-:class:`~modelport.governance._enforcer.CountersUnavailable`; the next call
-connects again (at most one attempt a second). A call that gets no answer
+It is shared by everything that keeps state in Redis (the team gateway's
+counters, the balancer's in-flight counts and cooldowns, the response cache),
+which is why it sits beside the core and imports only ``errors``. A
+connection lost fails every call in flight with :class:`Unavailable`; the
+next call connects again (at most one attempt a second). A call that gets no answer
 within ``timeout`` closes the connection, with the same effect.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import ssl
 import time
 from dataclasses import dataclass
@@ -27,7 +30,14 @@ from urllib.parse import unquote, urlsplit
 
 from modelport.errors import ConfigError
 
-__all__ = ["RedisAddress", "RedisConnection", "ReplyError", "Unavailable", "parse_redis_url"]
+__all__ = [
+    "RedisAddress",
+    "RedisConnection",
+    "ReplyError",
+    "Script",
+    "Unavailable",
+    "parse_redis_url",
+]
 
 
 class Unavailable(Exception):
@@ -225,3 +235,21 @@ async def _checked(future: asyncio.Future[Any]) -> Any:
     if isinstance(reply, Exception):
         raise ReplyError(str(reply))
     return reply
+
+
+class Script:
+    """A Lua script run by its SHA-1 (``EVALSHA``), sent whole once if Redis lacks it."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, redis: RedisConnection, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await redis.call("EVALSHA", self.sha, len(keys), *keys, *args)
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await redis.call("EVAL", self.source, len(keys), *keys, *args)
