@@ -26,7 +26,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from modelport.errors import ConfigError
 
@@ -66,18 +66,40 @@ class RedisAddress:
     username: str | None
     password: str | None
     tls: bool
+    #: A Unix socket's path (``unix://``); ``host`` and ``port`` are then unused.
+    path: str | None = None
 
     @property
     def fingerprint(self) -> str:
         """Which Redis, without credentials: instances on one database must share it."""
+        if self.path is not None:
+            return f"unix://{self.path}?db={self.db}"
         return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
 
 
+_URL_SHAPE = (
+    "redis_url must look like redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://… for TLS, "
+    "or unix://[:PASSWORD@]/PATH/TO/redis.sock[?db=DB] for a Unix socket."
+)
+
+
 def parse_redis_url(url: str) -> RedisAddress:
-    """``redis://[[user]:password@]host[:port][/db]``, or ``rediss://`` for TLS."""
+    """``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS, or
+    ``unix://[[user]:password@]/path/to/socket[?db=N]`` (redis-py's form)."""
     parts = urlsplit(url)
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    if parts.scheme == "unix":
+        db_values = parse_qs(parts.query).get("db", ["0"])
+        if not parts.path or parts.hostname:
+            raise ConfigError(_URL_SHAPE)
+        try:
+            db = int(db_values[-1])
+        except ValueError:
+            raise ConfigError("redis_url has a database number that is not a number.") from None
+        return RedisAddress("", 0, db, username, password, tls=False, path=unquote(parts.path))
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ConfigError("redis_url must look like redis://[:PASSWORD@]HOST[:PORT][/DB].")
+        raise ConfigError(_URL_SHAPE)
     path = parts.path.strip("/")
     try:
         db = int(path) if path else 0
@@ -88,8 +110,8 @@ def parse_redis_url(url: str) -> RedisAddress:
         host=parts.hostname,
         port=port,
         db=db,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
+        username=username,
+        password=password,
         tls=parts.scheme == "rediss",
     )
 
@@ -203,12 +225,17 @@ class RedisConnection:
         loop = asyncio.get_running_loop()
         reader = self._hiredis.Reader()
         context = ssl.create_default_context() if address.tls else None
-        _transport, protocol = await loop.create_connection(
-            lambda: _Protocol(reader, self._lost),
-            address.host,
-            address.port,
-            ssl=context,
-        )
+        if address.path is not None:
+            _transport, protocol = await loop.create_unix_connection(
+                lambda: _Protocol(reader, self._lost), address.path
+            )
+        else:
+            _transport, protocol = await loop.create_connection(
+                lambda: _Protocol(reader, self._lost),
+                address.host,
+                address.port,
+                ssl=context,
+            )
         if address.password:
             auth = (address.username, address.password) if address.username else (address.password,)
             await self._send(protocol, ("AUTH", *auth))
