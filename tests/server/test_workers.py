@@ -4,7 +4,8 @@ The calls spread over both workers (``/metrics`` names each worker's pid),
 every call is in the ledger once, ``/metrics`` sums the workers, a team's
 requests-per-minute limit holds across them (counters in each process would
 let each worker allow the whole limit), the workers do not refuse each other
-as other instances without Redis, and SIGTERM stops them all.
+as other instances without Redis, and SIGTERM stops them all, each draining
+its calls as one ``modelport serve`` does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -29,7 +31,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from modelport.governance import open_catalog
@@ -63,6 +65,30 @@ async def _upstream_chat(request: Request) -> Response:
     )
 
 
+async def _upstream_slow_stream(request: Request) -> Response:
+    await request.body()
+
+    async def events() -> Any:
+        chunk = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-test",
+            "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}],
+        }
+        yield f"data: {json.dumps(chunk)}\n\n"
+        await asyncio.sleep(60)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def _upstream(request: Request) -> Response:
+    body = json.loads(await request.body())
+    if body.get("stream"):
+        return await _upstream_slow_stream(request)
+    return await _upstream_chat(request)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -71,7 +97,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def fake_upstream() -> Iterator[str]:
-    app = Starlette(routes=[Route("/v1/chat/completions", _upstream_chat, methods=["POST"])])
+    app = Starlette(routes=[Route("/v1/chat/completions", _upstream, methods=["POST"])])
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
@@ -226,3 +252,43 @@ def test_two_workers_share_the_port_ledger_metrics_and_limits(
     text = log.read_text()
     assert text.count("Application shutdown complete") == 2, text[-3000:]
     assert "Refusing to start" not in text
+
+
+def test_sigterm_drains_each_workers_streams(tmp_path: Path, fake_upstream: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        f'[connections.up]\ncompat = "openai"\nbase_url = "{fake_upstream}"\nmax_retries = 0\n'
+    )
+    port = _free_port()
+    log = home / "serve.log"
+    command = [sys.executable, "-m", "modelport", "serve", "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--workers", "2", "--drain-timeout", "1", "--no-access-log"],
+            env={**os.environ, "MODELPORT_HOME": str(home)},
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    try:
+        _wait_ready(port, process, log)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        stream = client.chat.completions.create(
+            model="up/gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        first = next(iter(stream))
+        assert first.choices[0].delta.content == "x"
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        # The upstream holds the stream for a minute; the worker's drain ends it after 1 s
+        # with the API's error event, which the SDK raises.
+        with pytest.raises(openai.APIError, match="drain timeout"):
+            for _ in stream:
+                pass
+        assert time.monotonic() - started < 15
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

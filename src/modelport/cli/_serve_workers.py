@@ -4,13 +4,15 @@ One Python process uses one core (the event loop, one thread), so past one
 core a gateway needs more processes. The parent binds the socket once and
 uvicorn's supervisor (:class:`uvicorn.supervisors.Multiprocess`) spawns N
 workers that accept on it; the kernel hands each new connection to one of
-them. The parent only supervises: it restarts a worker that dies, and on
-SIGTERM or SIGINT stops every worker, each finishing its streams for
-``--grace`` seconds.
+them. The parent only supervises: it restarts a worker that dies, restarts
+them all on SIGHUP, and on SIGTERM or SIGINT stops every worker, each
+draining its calls for ``--drain-timeout`` seconds as one ``modelport serve``
+does (:class:`~modelport.server._serving.GatewayServer`).
 
 Each worker is a whole gateway of its own (router, upstream connections,
-ledger writer, plugin host), built by :func:`worker_app` from the options the
-parent leaves in ``MODELPORT_WORKER_OPTIONS``. What they share:
+ledger writer, plugin host, configuration reloader, HTTP limits), built by
+:func:`worker_app` from the options the parent leaves in
+``MODELPORT_WORKER_OPTIONS``. What they share:
 
 * **the ledger**: each worker writes its own rows to the one database;
   SQLite in WAL mode with a busy timeout (``modelport.ledger``) takes
@@ -32,15 +34,20 @@ parent leaves in ``MODELPORT_WORKER_OPTIONS``. What they share:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from uvicorn.supervisors import multiprocess
+
+from modelport.server._serving import GatewayServer
 
 if TYPE_CHECKING:
     from modelport.config import Config
@@ -61,19 +68,28 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     keepalive: float
     access_log: bool
     log_level: str
+    drain_timeout: float = 30.0
     group: str = ""
+
+
+#: What :func:`worker_app` built in this process: the drain its server runs on shutdown.
+_built: dict[str, Any] = {}
+
+
+def _options() -> WorkerOptions:
+    return msgspec.json.decode(os.environ[OPTIONS_ENV], type=WorkerOptions)
 
 
 def worker_app() -> Any:
     """The gateway of one worker (uvicorn calls this factory in each worker process)."""
-    from modelport.cli.serve import _configure_logging, _tune_gc
+    from modelport.cli.serve import _configure_logging, _reloader, _tune_gc
     from modelport.config import load_config
     from modelport.governance import open_governance
     from modelport.server._keys import resolve_keys
     from modelport.server.access_log import BufferedAccessLog
     from modelport.server.app import create_app
 
-    options = msgspec.json.decode(os.environ[OPTIONS_ENV], type=WorkerOptions)
+    options = _options()
     _configure_logging(options.log_level)
     config = load_config()
     access = BufferedAccessLog(sys.stderr) if options.access_log else None
@@ -84,19 +100,57 @@ def worker_app() -> Any:
         keepalive_interval=options.keepalive,
         access_log=access or False,
         governance=open_governance(config, workers_group=options.group),
+        reloader=_reloader(),
     )
+    _built["drain"] = app.state.drain
     _tune_gc()
     return app
 
 
-def run_workers(config: Config, options: WorkerOptions, *, workers: int, grace: float) -> bool:
+class _ThisWorkersDrain:
+    """The drain of the gateway :func:`worker_app` builds later, in this process."""
+
+    async def run(self, timeout: float) -> None:
+        drain = _built.get("drain")
+        if drain is not None:
+            await drain.run(timeout)
+
+
+class _WorkerProcess(multiprocess.Process):
+    """uvicorn's worker process, serving with :class:`GatewayServer` (the drain on shutdown)."""
+
+    @property
+    def server(self) -> Any:
+        if self._server is None:
+            self._server = GatewayServer(
+                self.config,
+                drain=_ThisWorkersDrain(),  # type: ignore[arg-type]
+                drain_timeout=_options().drain_timeout,
+            )
+        return self._server
+
+
+@contextlib.contextmanager
+def _gateway_workers() -> Iterator[None]:
+    # The supervisor makes (and remakes) its workers from this module attribute; three of
+    # its methods would have to be copied to name another class.
+    plain = multiprocess.Process
+    multiprocess.Process = _WorkerProcess  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        multiprocess.Process = plain  # type: ignore[misc]
+
+
+def run_workers(config: Config, options: WorkerOptions, *, workers: int) -> bool:
     """Serve with ``workers`` processes until a signal stops them; False if one failed to start."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
 
-    from modelport.cli.serve import _http, _loop
+    from modelport.cli.serve import _loop
     from modelport.server._metrics_shared import WORKER_METRICS_ENV
+    from modelport.server._protocol import HttpLimits
+    from modelport.server._serving import uvicorn_timeout
 
     options = msgspec.structs.replace(options, group=secrets.token_hex(4))
     metrics_dir = tempfile.mkdtemp(prefix="modelport-metrics-")
@@ -111,23 +165,35 @@ def run_workers(config: Config, options: WorkerOptions, *, workers: int, grace: 
         host=options.host,
         port=options.port,
         loop=_loop(),
-        http=_http(),
+        http=_http_protocol(),
+        h11_max_incomplete_event_size=HttpLimits().max_head_bytes,
         lifespan="on",
         access_log=False,
         log_config=None,
         log_level=options.log_level,
-        timeout_graceful_shutdown=grace,
+        timeout_graceful_shutdown=uvicorn_timeout(options.drain_timeout),
         server_header=False,
         proxy_headers=False,
     )
     sock = server_config.bind_socket()
-    supervisor = Multiprocess(server_config, sockets=[sock])
+    supervisor = multiprocess.Multiprocess(server_config, sockets=[sock])
     try:
-        supervisor.run()
+        with _gateway_workers():
+            supervisor.run()
     finally:
         sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return not any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
+
+
+def _http_protocol() -> str:
+    """The gateway's HTTP protocol, by name: the workers' config travels pickled."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    # Its default limits; the connection cap is worked out from each worker's descriptors.
+    return "modelport.server._protocol:GatewayProtocol"
 
 
 def _drop_stale_counters(config: Config, group: str) -> None:

@@ -25,6 +25,7 @@ import asyncio
 import secrets
 from typing import Any
 
+from modelport._resp import RedisConnection, ReplyError, Unavailable
 from modelport.governance._counters import (
     Granted,
     InitFrom,
@@ -33,7 +34,6 @@ from modelport.governance._counters import (
     Refused,
 )
 from modelport.governance._pricing import Charge
-from modelport.governance._resp import RedisConnection, ReplyError, Unavailable
 
 __all__ = ["RedisCounters"]
 

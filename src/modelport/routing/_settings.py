@@ -52,13 +52,19 @@ from urllib.parse import urlsplit
 
 from modelport.config import PRESET_KEY_FALLBACKS, PRESETS, Config, ConnectionConfig, check_base_url
 from modelport.errors import ConfigError
-from modelport.providers import BUILTIN_PROVIDERS, ConnectionSettings
+from modelport.providers import (
+    BUILTIN_PROVIDERS,
+    DEFAULT_RETRY_BASE_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
+    ConnectionSettings,
+)
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "LOCAL_MAX_RETRIES",
     "StoredKeys",
+    "default_base_url",
     "is_local_url",
     "ladder_stamp",
     "resolve_settings",
@@ -173,6 +179,10 @@ def resolve_settings(
         api_key_env=variables[0] if variables else None,
         timeout=timeout if timeout is not None else (table.timeout or DEFAULT_TIMEOUT),
         max_retries=max_retries,
+        retry_base_delay=table.retry_base_delay or DEFAULT_RETRY_BASE_DELAY,
+        retry_max_delay=table.retry_max_delay or DEFAULT_RETRY_MAX_DELAY,
+        temperature=table.temperature,
+        max_tokens=table.max_tokens,
         headers={**table.headers, **(headers or {})},
         options=dict(table.options),
         auth=auth,
@@ -224,6 +234,17 @@ def _generic_key_allowed(
         # adapter's default is a vendor's (api.anthropic.com), not the generic key's server.
         return compat not in BUILTIN_PROVIDERS
     return False
+
+
+def default_base_url(compat: str) -> str | None:
+    """The URL a built-in adapter uses when the connection names none (``None`` otherwise)."""
+    target = BUILTIN_PROVIDERS.get(compat)
+    if target is None or not target.startswith("modelport.providers."):
+        return None
+    import importlib
+
+    module = importlib.import_module(target.partition(":")[0])
+    return getattr(module, "DEFAULT_BASE_URL", None)
 
 
 def ladder_stamp(

@@ -10,6 +10,8 @@ attributing the call to the ledger (``api`` and the response id), forwarding
 an Anthropic client's beta flags (:mod:`modelport.server._anthropic_betas`),
 cancelling a non-streamed call whose client left, and making every error safe
 to show before it is encoded (:func:`~modelport.server._errors.scrub_secrets`).
+Every chat route passes the response cache here (:mod:`modelport.server._cached_answer`),
+so a surface added through :func:`chat_endpoint` is cached like the others.
 """
 
 from __future__ import annotations
@@ -26,8 +28,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from modelport.errors import InvalidRequestError, ModelportError
-from modelport.server._anthropic_betas import forwarded_headers
+from modelport.aggregate import response_events
+from modelport.errors import ModelportError
+from modelport.server._anthropic_betas import beta_flags, forwarded_headers
+from modelport.server._cached_answer import (
+    Answered,
+    answer_from_cache,
+    answer_headers,
+    cache_for,
+)
 from modelport.server._errors import (
     MAX_BODY_BYTES,
     BodyTooLarge,
@@ -38,6 +47,7 @@ from modelport.server._errors import (
 from modelport.server._governed import GovernedCall, admit_chat
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
+from modelport.wire._json import decode_request
 
 __all__ = ["ChatSurface", "Exchange", "answer_chat", "chat_endpoint", "read_json", "reject"]
 
@@ -100,6 +110,11 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
             if make_exchange is not None:
                 exchange = await make_exchange(request, payload, chat)
                 chat = exchange.chat
+        except ClientDisconnect:
+            # Gone before its body arrived (or timed out sending it): nothing to answer.
+            request.app.state.metrics.disconnects.inc()
+            request.scope.setdefault("state", {})["error"] = "ClientDisconnected"
+            return Response(status_code=499)
         except Exception as exc:
             return reject(request, wire, exc)
         # The id the client sees, streamed or not, is the one the ledger records.
@@ -179,9 +194,12 @@ async def answer_chat(
     scope_state["model"] = address
     outcome = _ChatOutcome(state, address, scope, started)
     options: dict[str, Any] = {"api": surface.api, "request_id": request_id}
-    headers = forwarded_headers(state.router, address, request.headers)
-    if headers:
-        options["headers"] = headers
+    headers: dict[str, str] | None = None
+    flags = beta_flags(request.headers)
+    if flags:
+        headers = await forwarded_headers(state.router, address, flags)
+        if headers:
+            options["headers"] = headers
 
     def scrub(exc: ModelportError) -> None:
         scrub_secrets(state, exc)
@@ -198,9 +216,23 @@ async def answer_chat(
             return json_error(wire, failure)
         options["key_id"] = key.id
 
+    # After the gate: a hit is for a model the key may use, counts as a request
+    # against its rate limits, costs nothing, and its key is the request as sent
+    # (max_tokens clamped to the budget is another request).
+    cache, cache_key, lookup = cache_for(request, chat, headers)
+    if cache_key is not None and lookup is None:
+        hit = await cache.lookup(cache_key)  # type: ignore[union-attr]
+        if hit is not None:
+            if governed is not None:
+                governed.done(None, "failed")  # nothing went upstream: release the hold
+            return answer_from_cache(
+                request, hit, surface, encoder, started, request_id, encode=encode
+            )
+        lookup = "miss"
+    answered = Answered()
     if encoder is not None:
         try:
-            events = state.router.stream(chat, **options)
+            events = state.router.stream(chat, on_answer=answered.set, **options)
         except Exception as exc:  # a router that fails before returning an iterator
             failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
             scrub(failure)
@@ -208,6 +240,8 @@ async def answer_chat(
             if governed is not None:
                 governed.done(None, "failed")
             return json_error(wire, failure)
+        if cache_key is not None:
+            events = cache.recording(cache_key, events, answered.get)  # type: ignore[union-attr]
         if governed is not None:
             events = governed.watch(events)
         return EventStreamResponse(
@@ -218,11 +252,15 @@ async def answer_chat(
             keepalive_interval=state.keepalive_interval,
             outcome=outcome,
             scrub=scrub,
+            drain=state.drain,
+            headers=lambda: answer_headers(answered.address, lookup),
         )
     task = asyncio.current_task()
     assert task is not None
     left = asyncio.Event()
     watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, task, left))
+    drain = state.drain
+    call = drain.enter()
     try:
         response: ChatResponse = await state.router.complete(chat, **options)
         answer = msgspec.structs.replace(response, model=address, id=request_id)
@@ -234,6 +272,10 @@ async def answer_chat(
             # The client is gone and the upstream call with it; nobody reads this answer.
             outcome.finished(None, asyncio.CancelledError())
             return Response(status_code=499)
+        if call.ended is not None and task.uncancel() == 0:
+            # The gateway is shutting down and this call outlived the drain timeout.
+            outcome.finished(None, call.ended)
+            return json_error(wire, call.ended)
         raise
     except Exception as exc:
         if governed is not None:
@@ -244,10 +286,15 @@ async def answer_chat(
         return json_error(wire, failure)
     finally:
         watcher.cancel()
+        drain.leave(call)
     if governed is not None:
         governed.done(response.usage, "ok")
     outcome.finished(response.usage, None)
-    return Response(body, media_type="application/json")
+    if cache_key is not None:
+        cache.remember(cache_key, response.model, response_events(response))  # type: ignore[union-attr]
+    reply = Response(body, media_type="application/json")
+    reply.raw_headers += answer_headers(response.model, lookup)
+    return reply
 
 
 async def _cancel_on_disconnect(
@@ -284,21 +331,22 @@ async def read_json(request: Request, *, limit: int = MAX_BODY_BYTES) -> Any:
     # Straight from receive(), not request.stream(): an async generator costs ~2 µs a
     # request, and the chat handlers read their body once.
     receive = request.receive
-    chunks: list[bytes] = []
-    size = 0
-    while True:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    body = message.get("body", b"")
+    if len(body) > limit:
+        raise BodyTooLarge(limit)
+    if not message.get("more_body", False):
+        return decode_request(body)  # the usual case: one piece
+    # Pieces go into one buffer as they come, so a large body is held once, not twice
+    # (a list of pieces and then their join).
+    buffer = bytearray(body)
+    while message.get("more_body", False):
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
+        buffer += message.get("body", b"")
+        if len(buffer) > limit:
             raise BodyTooLarge(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    return decode_request(buffer)

@@ -8,7 +8,9 @@ counter increment and one histogram observation), several per request on
 the hot path. Instead each worker keeps its metrics in its own registry, as
 one process does, and a thread writes the registry's exposition to
 ``<dir>/<pid>.prom`` once a second (and the scraping worker its own just
-before it answers). A scrape reads every worker's file and adds up the
+before it answers). The thread only keeps time: the writing runs on the
+worker's event loop, where the gauges read what they read in one process
+(requests in flight, the loop's tasks). A scrape reads every worker's file and adds up the
 samples with the same name and labels: counters and histograms of every
 worker that ever ran (a restarted worker's counts stay counted), gauges of
 the live ones only. So ``/metrics`` lags the other workers by up to a
@@ -20,6 +22,7 @@ label: how evenly the kernel spreads connections over the workers.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Iterator
@@ -55,6 +58,11 @@ class WorkerExposition:
         self._folder = folder
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        try:
+            # uvicorn builds the app on its running loop; elsewhere the thread writes.
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         Gauge(
             "modelport_gateway_worker_requests",
             "Requests answered by each worker process of this gateway (pid).",
@@ -67,7 +75,14 @@ class WorkerExposition:
     def _run(self) -> None:
         stop = threading.Event()
         while not stop.wait(SYNC_INTERVAL_S):
-            self.write()
+            loop = self._loop
+            if loop is None:
+                self.write()
+                continue
+            try:
+                loop.call_soon_threadsafe(self.write)
+            except RuntimeError:  # the loop closed: the worker is ending
+                return
 
     def write(self) -> None:
         """Leave this worker's exposition where the others read it (whole, never half)."""
