@@ -40,8 +40,9 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
+# make bench BENCH_ARGS=--versus: beside TensorZero (pip install -e '.[bench]' first).
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # A mixed load against a real gateway for $SOAK_SECONDS (300 by default); fails on a leak.
 soak: $(STAMP)

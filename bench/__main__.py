@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         help="extra `modelport serve` argument (repeatable), e.g. --gateway-arg=--no-access-log",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--versus",
+        action="store_true",
+        help="instead: modelport (1 and 2 workers) beside TensorZero's gateway, measured in "
+        "the same rounds (python -m bench.versus --help; needs the bench extra)",
+    )
     return parser
 
 
@@ -106,6 +112,12 @@ def _measure(targets: Targets, args: argparse.Namespace) -> list[Cell]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the whole benchmark and print the report (see the module docstring)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--versus" in argv:
+        from bench.versus import main as versus
+
+        versus([arg for arg in argv if arg != "--versus"])
+        return
     args = _parser().parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.ttfb_rounds, args.ttfb_seconds = 1, 1, 1, 0.5

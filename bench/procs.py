@@ -47,18 +47,55 @@ class Process:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time so far (all threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # Fields 14 and 15 of stat(5), counted after the ")" that ends the command name.
-        return (int(fields[11]) + int(fields[12])) / _TICK
+        return _cpu_seconds(self.pid)
 
     def memory_mb(self) -> tuple[float, float]:
         """(VmRSS, VmHWM) in MB (10^6 bytes)."""
-        values: dict[str, float] = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) * 1024 / 1e6
-        return values["VmRSS"], values["VmHWM"]
+        return _memory_mb(self.pid)
+
+    def tree_cpu_seconds(self) -> float:
+        """:meth:`cpu_seconds` of this process and every live descendant (``--workers``)."""
+        return sum(_cpu_seconds(pid) for pid in _tree(self.pid))
+
+    def tree_rss_mb(self) -> float:
+        """VmRSS of this process and every live descendant, in MB (shared pages counted twice)."""
+        return sum(_memory_mb(pid)[0] for pid in _tree(self.pid))
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0  # gone between listing and reading
+    # Fields 14 and 15 of stat(5), counted after the ")" that ends the command name.
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _memory_mb(pid: int) -> tuple[float, float]:
+    values: dict[str, float] = {"VmRSS": 0.0, "VmHWM": 0.0}
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0.0, 0.0
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in values:
+            values[key] = int(rest.split()[0]) * 1024 / 1e6
+    return values["VmRSS"], values["VmHWM"]
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from each thread's ``children`` file in /proc."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                queue.extend(int(c) for c in (task / "children").read_text().split())
+            except FileNotFoundError:
+                continue
+    return found
 
 
 def raise_fd_limit(wanted: int = 8192) -> None:
@@ -168,13 +205,13 @@ def _tail(log: Path, size: int = 3000) -> str:
         return "(no log)"
 
 
-def stop(process: Process | None) -> None:
+def stop(process: Process | None, timeout: float = 5.0) -> None:
     """Terminate a server we started (only ours, by its pid) and reap it."""
     if process is None or process.popen.poll() is not None:
         return
     process.popen.terminate()
     try:
-        process.popen.wait(timeout=5)
+        process.popen.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.popen.kill()
         process.popen.wait()

@@ -1,6 +1,7 @@
 """Fixtures for the team gateway: a catalog per test, counters on each backend.
 
-``backend`` runs a test against the counters in this process, in PostgreSQL
+``backend`` runs a test against the counters in this process, in the SQLite
+file (the workers of ``serve --workers N``), in PostgreSQL
 (``MODELPORT_TEST_DATABASE_URL``) and in Redis (``MODELPORT_TEST_REDIS_URL``);
 ``.ci/run`` sets both, and a test skips a backend only where its variable is
 absent. Each test gets a fresh database (a SQLite file or a PostgreSQL
@@ -28,6 +29,7 @@ needs_redis = pytest.mark.skipif(
 
 BACKENDS = [
     "memory",
+    "sqlite-workers",
     pytest.param("postgresql", marks=needs_pg),
     pytest.param("redis", marks=needs_redis),
 ]
@@ -47,14 +49,18 @@ def fresh_minute(margin: float = 15.0) -> None:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str | None]]:
-    """``(database_url, redis_url)`` for one backend."""
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, str | None, str | None]]:
+    """``(database_url, redis_url, workers_group)`` for one backend."""
     if request.param == "memory":
-        yield f"sqlite:///{tmp_path / 'gov.db'}", None
+        yield f"sqlite:///{tmp_path / 'gov.db'}", None, None
+    elif request.param == "sqlite-workers":
+        yield f"sqlite:///{tmp_path / 'gov.db'}", None, "group1"
     elif request.param == "postgresql":
-        yield from ((url, None) for url in _postgres_schema())
+        yield from ((url, None, None) for url in _postgres_schema())
     else:
-        yield f"sqlite:///{tmp_path / 'gov.db'}", REDIS_URL
+        yield f"sqlite:///{tmp_path / 'gov.db'}", REDIS_URL, None
 
 
 @pytest.fixture

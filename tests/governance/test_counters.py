@@ -1,4 +1,4 @@
-"""The counters on every backend (this process, PostgreSQL, Redis): exact under concurrency.
+"""The counters on every backend (this process, SQLite, PostgreSQL, Redis): exact under concurrency.
 
 Each test runs the same operations against the three, through
 :class:`~modelport.governance.Governance` as the gateway uses it.
@@ -29,9 +29,9 @@ def chat(max_tokens: int | None = 100) -> ChatRequest:
 
 
 @pytest.fixture
-async def governance(backend: tuple[str, str | None]) -> Any:
-    url, redis_url = backend
-    gate = open_governance(url=url, redis_url=redis_url, hold_seconds=60)
+async def governance(backend: tuple[str, str | None, str | None]) -> Any:
+    url, redis_url, group = backend
+    gate = open_governance(url=url, redis_url=redis_url, workers_group=group, hold_seconds=60)
     yield gate
     await gate.aclose()
 
@@ -154,7 +154,7 @@ async def test_tokens_per_minute_clamp_and_refuse(governance: Any) -> None:
 
 
 async def test_a_lost_counter_starts_again_from_the_ledger(
-    governance: Any, backend: tuple[str, str | None]
+    governance: Any, backend: tuple[str, str | None, str | None]
 ) -> None:
     key = issue(governance, user="ann")
     governance.catalog.set_budget(

@@ -13,6 +13,8 @@ timeouts for half-sent requests.
 Changes to config.toml, the trust file and stored keys reach the running
 gateway without a restart: it polls those files every second and reloads on
 SIGHUP and on ``POST /admin/reload`` (:mod:`modelport.server._reload`).
+``--workers N`` runs N gateway processes on the one port
+(:mod:`modelport.cli._serve_workers`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ def serve(
         bool, typer.Option("--access-log/--no-access-log", help="One log line per request.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Gateway processes on the one port, one core each (sharing ledger and limits).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the OpenAI- and Anthropic-compatible gateway (http://127.0.0.1:4848/v1)."""
     from modelport.cli._output import fail
@@ -79,16 +88,27 @@ def serve(
     except ConfigError as exc:
         fail(str(exc), "Keys are read from the environment or config.toml, never from the flags.")
 
+    from modelport.server._protocol import HttpLimits, raise_open_file_limit
+
+    _configure_logging(log_level)
+    # Each stream holds a client and an upstream connection: use the hard limit
+    # (the workers of --workers inherit it).
+    raise_open_file_limit()
+    if workers > 1:
+        from modelport.cli._serve_workers import WorkerOptions, run_workers
+
+        _log_url(host, port, bool(keys.gateway), workers)
+        options = WorkerOptions(host, port, keepalive, access_log, log_level, drain_timeout)
+        if not run_workers(config, options, workers=workers):
+            sys.exit(1)
+        return
+
     import uvicorn
 
-    from modelport.server._protocol import HttpLimits, raise_open_file_limit
     from modelport.server._serving import GatewayServer, uvicorn_timeout
     from modelport.server.access_log import BufferedAccessLog
     from modelport.server.app import create_app
 
-    _configure_logging(log_level)
-    # Each stream holds a client and an upstream connection: use the hard limit.
-    raise_open_file_limit()
     # Our own access lines, formatted as the log format below and written in
     # batches: a logging record per request cost the event loop ~75 µs.
     access = BufferedAccessLog(sys.stderr) if access_log else None
@@ -100,18 +120,7 @@ def serve(
         access_log=access or False,
         reloader=_reloader(),
     )
-    shown = f"[{host}]" if ":" in host else host
-    logging.getLogger("modelport.server").info(
-        "modelport gateway on http://%s:%d — OpenAI base URL http://%s:%d/v1, "
-        "Anthropic base URL http://%s:%d%s",
-        shown,
-        port,
-        shown,
-        port,
-        shown,
-        port,
-        " (gateway key required)" if keys.gateway else "",
-    )
+    _log_url(host, port, bool(keys.gateway), 1)
     server = GatewayServer(
         uvicorn.Config(
             app,
@@ -143,6 +152,22 @@ def serve(
             access.flush()
     if not server.started:
         sys.exit(1)
+
+
+def _log_url(host: str, port: int, keyed: bool, workers: int) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    logging.getLogger("modelport.server").info(
+        "modelport gateway on http://%s:%d — OpenAI base URL http://%s:%d/v1, "
+        "Anthropic base URL http://%s:%d%s%s",
+        shown,
+        port,
+        shown,
+        port,
+        shown,
+        port,
+        " (gateway key required)" if keyed else "",
+        f" ({workers} worker processes)" if workers > 1 else "",
+    )
 
 
 def _reloader() -> ConfigReloader:

@@ -76,12 +76,21 @@ def open_catalog(config: Any = None, *, url: str | None = None) -> Catalog:
 
 
 def open_governance(
-    config: Any = None, *, url: str | None = None, redis_url: str | None = None, **options: Any
+    config: Any = None,
+    *,
+    url: str | None = None,
+    redis_url: str | None = None,
+    workers_group: str | None = None,
+    **options: Any,
 ) -> Governance:
     """The gate for one gateway instance: its catalog and the counters it shares.
 
     Counters go to Redis when ``redis_url`` (or ``config.redis_url``) is set,
     else to PostgreSQL when the database is PostgreSQL, else into this process.
+    ``workers_group`` makes this one of the workers of one ``modelport serve
+    --workers N`` (they share the group): on SQLite their counters go to the
+    database file, which every worker locks in turn, and the workers of a
+    group do not count as other instances (their counters add up).
     ``options`` go to :class:`Governance`. Raises
     :class:`~modelport.errors.ConfigError` when the database cannot be opened,
     or Redis is asked for without the extra installed.
@@ -111,9 +120,15 @@ def open_governance(
         from modelport.governance._postgres import PostgresCounters
 
         counters = PostgresCounters(engine, ttl_ms=ttl_ms)
+    elif workers_group:
+        from modelport.governance._sqlite import SqliteCounters, locking_engine
+
+        counters = SqliteCounters(
+            locking_engine(engine.url.render_as_string(hide_password=False)), ttl_ms=ttl_ms
+        )
     else:
         from modelport.governance._memory import MemoryCounters
 
         counters = MemoryCounters(ledger_spend(engine), ttl_ms=ttl_ms)
-    registry = InstanceRegistry(engine, fingerprint)
+    registry = InstanceRegistry(engine, fingerprint, group=workers_group or "")
     return Governance(catalog, counters, registry=registry, **options)

@@ -8,6 +8,9 @@ process, or in a Redis of its own, would let N instances allow N times every
 limit. So while this gateway has virtual keys, an instance refuses to start
 next to live others unless all use the same Redis; one already running that
 sees such an instance appear refuses governed calls (503) until it is gone.
+The workers of one ``modelport serve --workers N`` share a group, named at
+the start of their ids, and are not others to each other: their counters are
+shared (Redis, PostgreSQL, or the SQLite file, see ``_sqlite``).
 """
 
 from __future__ import annotations
@@ -41,11 +44,16 @@ class Instance:
 class InstanceRegistry:
     """This instance's row in ``modelport_instances``, and a view of the others."""
 
-    def __init__(self, engine: Engine, redis: str) -> None:
+    def __init__(self, engine: Engine, redis: str, *, group: str = "") -> None:
         self._engine = engine
         self.redis = redis
-        self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.host = socket.gethostname()
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        #: The id's start every worker of this serve shares ("" for a lone instance).
+        self.group = f"{group}." if group else ""
+        if group:
+            # The host last: a long name may be cut to the column, never the group or pid.
+            self.id = f"{self.group}{os.getpid()}-{secrets.token_hex(3)}-{self.host}"[:64]
 
     def announce(self) -> None:
         now = time.time()
@@ -68,7 +76,7 @@ class InstanceRegistry:
             conn.execute(t.instances.delete().where(t.instances.c.seen_at < now - 3600))
 
     def others(self) -> list[Instance]:
-        """The other instances seen within :data:`LIVE_S`."""
+        """The other instances seen within :data:`LIVE_S`, not counting this one's workers."""
         since = time.time() - LIVE_S
         query = sa.select(t.instances).where(
             t.instances.c.seen_at >= since, t.instances.c.id != self.id
@@ -77,6 +85,7 @@ class InstanceRegistry:
             return [
                 Instance(row.id, row.host, row.pid, row.redis, row.seen_at)
                 for row in conn.execute(query)
+                if not (self.group and row.id.startswith(self.group))
             ]
 
     def leave(self) -> None:

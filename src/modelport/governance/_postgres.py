@@ -47,9 +47,15 @@ _W = t.rate_windows
 class PostgresCounters:
     """Budget and rate counters in three tables of the ledger's PostgreSQL database."""
 
+    #: The dialect's ``INSERT`` (its ``on_conflict_do_nothing`` is the same in SQLite's).
+    _insert: Any = staticmethod(insert)
+
     def __init__(self, engine: Engine, *, ttl_ms: int) -> None:
         self._engine = engine
         self._ttl_ms = ttl_ms
+
+    def _now_ms(self, conn: Connection) -> int:
+        return int(conn.execute(_NOW_MS).scalar_one())
 
     async def reserve(self, plan: Plan, charge: Charge, lease_id: str) -> Granted | Refused:
         return await self._in_thread(self._reserve, plan, charge, lease_id)
@@ -65,7 +71,7 @@ class PostgresCounters:
 
     def _reserve(self, plan: Plan, charge: Charge, lease_id: str) -> Granted | Refused:
         with self._engine.begin() as conn:
-            now = int(conn.execute(_NOW_MS).scalar_one())
+            now = self._now_ms(conn)
             window = now // WINDOW_MS
             states = self._lock_budgets(conn, plan.budgets)
             windows = self._lock_windows(conn, [line.counter for line in plan.rates], window)
@@ -99,7 +105,7 @@ class PostgresCounters:
         for line in missing:
             cost, tokens = ledger_spend_on(conn, line)
             conn.execute(
-                insert(_C)
+                self._insert(_C)
                 .values(
                     counter=line.counter,
                     epoch=secrets.token_hex(4),
@@ -141,7 +147,7 @@ class PostgresCounters:
         if not names:
             return {}
         conn.execute(
-            insert(_W)
+            self._insert(_W)
             .values(
                 [
                     {"counter": n, "window": window, "count": 0, "tokens": 0, "held": 0}
@@ -260,7 +266,7 @@ class PostgresCounters:
         if not names:
             return
         with self._engine.begin() as conn:
-            now = int(conn.execute(_NOW_MS).scalar_one())
+            now = self._now_ms(conn)
             conn.execute(
                 _H.update()
                 .where(_H.c.counter.in_(names), _H.c.lease == lease.id)

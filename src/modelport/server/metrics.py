@@ -26,6 +26,8 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelport.server._metrics_shared import WorkerExposition, worker_metrics_dir
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -99,6 +101,8 @@ class GatewayMetrics:
         #: Requests being answered right now: a plain count, read by the gauge at each
         #: scrape (Gauge.inc/dec take a lock on every request; only the event loop counts).
         self.in_flight = 0
+        #: Requests answered by this process (per worker under ``serve --workers``).
+        self.answered = 0
         Gauge(
             "modelport_gateway_in_flight_requests",
             "Requests being answered right now (streams included).",
@@ -109,6 +113,9 @@ class GatewayMetrics:
             "asyncio tasks alive on the gateway's event loop (a leak shows as growth at rest).",
             registry=r,
         ).set_function(_task_count)
+        folder = worker_metrics_dir()
+        #: One of the workers of ``serve --workers N``: a scrape sums them all.
+        self._workers = WorkerExposition(r, self, folder) if folder is not None else None
         self._children: dict[tuple[Any, ...], Any] = {}
         self._model_labels: set[str] = set()
 
@@ -120,6 +127,7 @@ class GatewayMetrics:
         return child
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.answered += 1
         self._child(self.requests, route, method, str(status)).inc()
         self._child(self.latency, route).observe(seconds)
 
@@ -172,6 +180,8 @@ class GatewayMetrics:
         self.registry.register(_LedgerCollector(ledger))
 
     def render(self) -> bytes:
+        if self._workers is not None:
+            return self._workers.render()
         return generate_latest(self.registry)
 
 
