@@ -6,9 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from modelport.testing import FakeUpstream
 from tests._fixtures import FIXTURES
+
+# Property tests check what parsers do, not how fast: on a loaded 2-core machine one
+# example took 417 ms against hypothesis's default 200 ms deadline and failed a run.
+settings.register_profile("modelport", deadline=None)
+settings.load_profile("modelport")
 
 _real_connect = socket.socket.connect
 _LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
