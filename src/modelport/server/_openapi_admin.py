@@ -139,6 +139,13 @@ ADMIN_SCHEMAS: dict[str, Any] = {
                 ("set", "source"),
                 description="Whether a key is available and where from; never the key",
             ),
+            "overridden_by": {
+                **_NULLABLE_STRING,
+                "description": (
+                    "The project config.toml whose table for this connection replaces the "
+                    "global one these routes edit (an edit here then has no effect), else null"
+                ),
+            },
             "plugin": _NULLABLE_STRING,
             "config_fields": {"type": "array", "items": {"type": "object"}},
         },

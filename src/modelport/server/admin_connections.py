@@ -3,7 +3,10 @@
 What the web UI's Settings page does, any script can do here:
 
 * ``GET /admin/connections``: every configured connection and every provider
-  a plugin registered, with where its key comes from, never the key;
+  a plugin registered, with where its key comes from, never the key, and
+  ``overridden_by``: the project's ``.modelport/config.toml`` when that file
+  sets the connection, since its table replaces the global one these routes
+  edit (an edit here then changes nothing until the project's table goes);
 * ``PUT /admin/connections/{name}``: create the connection or change the
   fields the body names, in ``config.toml`` (through
   :func:`modelport.config.set_connection`, which keeps the file's comments),
@@ -96,6 +99,14 @@ def _key_status(state: Any, name: str, connection: ConnectionConfig | None) -> d
     return {"set": False, "source": None}
 
 
+def _overridden_by(config: Config, name: str) -> str | None:
+    """The file whose ``[connections.<name>]`` wins over the global one these routes write."""
+    from modelport.config import global_config_path
+
+    source = config.connection_files.get(name)
+    return None if source is None or source == global_config_path() else str(source)
+
+
 def _row(state: Any, name: str) -> dict[str, Any]:
     config: Config = state.router.config
     configured = config.connections.get(name)
@@ -122,6 +133,7 @@ def _row(state: Any, name: str) -> dict[str, Any]:
         "headers": sorted(connection.headers) if connection else [],
         "options": options,
         "key": _key_status(state, name, connection),
+        "overridden_by": _overridden_by(config, name),
         "plugin": provider.registration.plugin if provider is not None else None,
         "config_fields": list(provider.registration.config_fields) if provider else [],
     }
