@@ -41,7 +41,16 @@ _SECURITY = [{"bearer": []}, {"apiKey": []}, {"session": []}, {}]
 
 ADMIN_SCHEMAS: dict[str, Any] = {
     "AdminError": _ADMIN_ERROR,
-    "Deleted": _object({"deleted": _string()}, ("deleted",)),
+    "Deleted": _object(
+        {
+            "deleted": _string(),
+            "overridden_by": {
+                **_NULLABLE_STRING,
+                "description": "A connection: the project config.toml that still sets it",
+            },
+        },
+        ("deleted",),
+    ),
     "Plugin": _object(
         {
             "name": _string(),
@@ -343,7 +352,13 @@ ADMIN_PATHS: dict[str, Any] = {
         "delete": _operation(
             "deleteConnection",
             "Remove a connection from config.toml (its stored key stays unless forget_key=true)",
-            _answer("Deleted", "Removed", "400", "404"),
+            {
+                **_answer("Deleted", "Removed", "400", "404"),
+                "409": _json_body(
+                    _ref("AdminError"),
+                    "Only the project's config.toml sets it; deleting here would change nothing",
+                ),
+            },
             parameters=[
                 _NAME,
                 {"name": "forget_key", "in": "query", "schema": {"enum": ["true", "false"]}},

@@ -11,7 +11,8 @@ What the web UI's Settings page does, any script can do here:
   fields the body names, in ``config.toml`` (through
   :func:`modelport.config.set_connection`, which keeps the file's comments),
   and store a key where ``modelport keys set`` does;
-* ``DELETE /admin/connections/{name}``;
+* ``DELETE /admin/connections/{name}``: from the global file; ``409`` when only
+  the project's file sets it (deleting would change nothing);
 * ``POST /admin/connections/{name}/test``: the checks ``modelport doctor``
   runs (:mod:`modelport.checks`), through the running router.
 
@@ -274,14 +275,23 @@ async def delete_connection(request: Request) -> JSONResponse:
     name = request.path_params["name"]
     if name not in state.router.config.connections:
         return _error(404, f"No connection named {name!r} in config.toml.", "not_found")
+    overridden_by = _overridden_by(state.router.config, name)
     try:
-        await asyncio.to_thread(remove_connection, name)
+        removed = await asyncio.to_thread(remove_connection, name)
+        if overridden_by is not None and not removed:
+            # Only the project's file sets it: deleting here would change nothing.
+            return _error(
+                409,
+                f"{name!r} is set in {overridden_by}, not in the global config.toml these "
+                f"routes edit; remove [connections.{name}] there.",
+                "conflict",
+            )
         if request.query_params.get("forget_key") == "true":
             await asyncio.to_thread(delete_key, name)
         await reload_config(state)
     except ConfigError as exc:
         return _error(400, exc.message)
-    return JSONResponse({"deleted": name})
+    return JSONResponse({"deleted": name, "overridden_by": overridden_by})
 
 
 async def check_connection_route(request: Request) -> JSONResponse:

@@ -28,6 +28,7 @@ def project(tmp_path: Path, home: Path, upstream: FakeUpstream) -> Path:
     (folder / ".modelport").mkdir(parents=True)
     (folder / ".modelport" / "config.toml").write_text(
         f'[connections.up]\ncompat = "openai"\nbase_url = "{upstream.url}/v1"\ntimeout = 42.0\n'
+        f'[connections.ours]\ncompat = "openai"\nbase_url = "{upstream.url}/v1"\n'
     )
     # A project's connections count only once its folder is trusted.
     subprocess.run(
@@ -80,12 +81,18 @@ def test_the_settings_page_says_a_project_file_overrides_the_connection(
         screenshot(page, "settings-overridden")
         results = Axe().run(page)
         assert results.violations_count == 0, results.generate_report()
+        # The edit went to the global file, and the project's table still wins: as the page said.
+        assert "timeout = 5" in (home / "config.toml").read_text()
+        rows = httpx.get(f"{in_project.url}/admin/connections").json()["connections"]
+        assert [row["timeout"] for row in rows if row["name"] == "up"] == [42.0]
+        # Deleting takes the global table away; the page says the project's stays in use.
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Delete up").click()
+        status.get_by_text("still sets it").wait_for()
+        assert str(up["overridden_by"]) in status.inner_text()
+        page.locator("#override-up").wait_for()
     finally:
         context.close()
-    # The edit went to the global file, and the project's table still wins: as the page said.
-    assert "timeout = 5" in (home / "config.toml").read_text()
-    rows = httpx.get(f"{in_project.url}/admin/connections").json()["connections"]
-    assert [row["timeout"] for row in rows if row["name"] == "up"] == [42.0]
 
 
 def test_a_connection_only_the_global_file_sets_is_not_overridden(
@@ -98,3 +105,22 @@ def test_a_connection_only_the_global_file_sets_is_not_overridden(
     )
     assert saved.status_code == 201, saved.text
     assert saved.json()["overridden_by"] is None
+
+
+def test_deleting_what_the_project_file_sets_is_never_a_silent_no_op(
+    in_project: Served, project: Path, home: Path
+) -> None:
+    project_file = str((project / ".modelport" / "config.toml").resolve())
+    origin = {"origin": in_project.url}
+    # Only the project sets it: the global file has nothing to delete.
+    refused = httpx.delete(f"{in_project.url}/admin/connections/ours", headers=origin)
+    assert refused.status_code == 409
+    message = refused.json()["error"]["message"]
+    assert project_file in message and "[connections.ours]" in message
+    # Both set it: the global table goes, the answer says the project's stays in use.
+    deleted = httpx.delete(f"{in_project.url}/admin/connections/up", headers=origin)
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json() == {"deleted": "up", "overridden_by": project_file}
+    assert "[connections.up]" not in (home / "config.toml").read_text()
+    rows = httpx.get(f"{in_project.url}/admin/connections").json()["connections"]
+    assert {row["name"] for row in rows} >= {"up", "ours"}

@@ -234,9 +234,12 @@ async function test(name, resultRow, cell) {
 async function remove(name) {
   if (!window.confirm(`Delete the connection ${name} from config.toml? Its stored key stays.`)) return;
   try {
-    await api(`/admin/connections/${encodeURIComponent(name)}`, { method: "DELETE" });
-    toast(`Deleted ${name}.`);
-    status.textContent = `Deleted ${name}.`;
+    const deleted = await api(`/admin/connections/${encodeURIComponent(name)}`, { method: "DELETE" });
+    const message = deleted.overridden_by
+      ? `Deleted ${name} from config.toml; ${deleted.overridden_by} still sets it, so it stays in use.`
+      : `Deleted ${name}.`;
+    toast(message);
+    status.textContent = message;
     loadModels(true).catch(() => {});
     await refresh();
   } catch (error) {
