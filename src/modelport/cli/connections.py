@@ -207,7 +207,9 @@ def add(
 
 
 def _is_local(url: str | None) -> bool:
-    return bool(url) and any(host in url for host in ("://localhost", "://127.", "://[::1]"))  # type: ignore[operator]
+    from modelport.routing._settings import is_local_url
+
+    return is_local_url(url)
 
 
 @connections_app.command(name="remove")

@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["LocalServer", "local_server", "local_server_hint"]
+__all__ = ["LocalServer", "local_server", "local_server_hint", "on_this_machine"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ def local_server(connection: str, base_url: str | None) -> LocalServer | None:
         port = parts.port
     except ValueError:
         return None
-    if port is None or not _on_this_machine(parts.hostname):
+    if port is None or not on_this_machine(parts.hostname):
         return None
     for server in SERVERS:
         if port == server.port:
@@ -73,7 +73,8 @@ def local_server_hint(connection: str, base_url: str | None, model: str | None) 
     return hint
 
 
-def _on_this_machine(host: str | None) -> bool:
+def on_this_machine(host: str | None) -> bool:
+    """Whether ``host`` is this machine (``localhost``, a loopback or unspecified address)."""
     if not host:
         return False
     host = host.lower()

@@ -44,7 +44,6 @@ names the variable the ladder reads for the connection's own key (its
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from typing import Literal
@@ -58,6 +57,7 @@ from modelport.providers import (
     DEFAULT_RETRY_MAX_DELAY,
     ConnectionSettings,
 )
+from modelport.providers._local_servers import on_this_machine
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
@@ -95,16 +95,10 @@ def is_local_url(url: str | None) -> bool:
     if not url:
         return False
     try:
-        host = (urlsplit(url).hostname or "").lower()
+        host = urlsplit(url).hostname
     except ValueError:  # a malformed URL is nobody's machine; check_base_url names it
         return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
+    return on_this_machine(host)
 
 
 def _same_url(a: str | None, b: str | None) -> bool:
