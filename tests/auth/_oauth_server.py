@@ -12,6 +12,9 @@ Routes:
   back), or, with ``auto_approve``, straight to the redirect;
 - ``POST /authorize``: the user's consent → ``302`` to the client's callback;
 - ``POST /token``: codes and refresh tokens for tokens (short-lived as set);
+- ``POST /revoke``: RFC 7009 revocation (authlib's ``RevocationEndpoint``), each
+  request recorded in :attr:`OAuthTestServer.revocations`; ``revoke_status``
+  makes it answer that status instead (a provider that is down);
 - ``GET /v1/models``, ``POST /v1/chat/completions``: an OpenAI-compatible API that
   answers only a valid, unexpired, unrevoked ``Authorization: Bearer`` token
   and answers ``401`` (OpenAI's error shape) otherwise.
@@ -37,6 +40,7 @@ from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, grants
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload, OAuth2Request
+from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -153,6 +157,8 @@ class _State:
     tokens: list[_Token] = field(default_factory=list)
     token_requests: list[str] = field(default_factory=list)  # grant types, in order
     api_tokens: list[str] = field(default_factory=list)  # tokens the API was shown
+    #: Each revocation request: (token_type_hint, the token sent, whether it matched one issued).
+    revocations: list[tuple[str | None, str, bool]] = field(default_factory=list)
 
 
 class _CodeGrant(grants.AuthorizationCodeGrant):
@@ -198,6 +204,26 @@ class _RefreshGrant(grants.RefreshTokenGrant):
         refresh_token.revoked = True
 
 
+class _Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = ["none", "client_secret_basic"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> _Token | None:
+        state = self.server.state
+        for token in state.tokens:
+            if token_string in (token.access_token, token.refresh_token):
+                state.revocations.append((token_type_hint, token_string, True))
+                return token
+        state.revocations.append((token_type_hint, token_string, False))
+        return None
+
+    def revoke_token(self, token: _Token, request: OAuth2Request) -> None:
+        if request.form.get("token") == token.refresh_token:
+            # Ending the grant ends its access token too (RFC 7009 §2.1 SHOULD).
+            token.revoked = token.access_revoked = True
+        else:
+            token.access_revoked = True
+
+
 class _Request(OAuth2Request):
     def __init__(self, method: str, url: str, headers: Any, args: dict[str, str], form: dict):
         super().__init__(method, url, headers=headers)
@@ -223,6 +249,7 @@ class _Server(AuthorizationServer):
         self.register_token_generator("default", self._generate)
         self.register_grant(_CodeGrant, [CodeChallenge(required=True)])
         self.register_grant(_RefreshGrant)
+        self.register_endpoint(_Revocation)
 
     def query_client(self, client_id: str) -> _Client | None:
         return self.state.clients.get(client_id)
@@ -294,6 +321,7 @@ class OAuthTestServer:
         client_secret: str | None = None,
         auto_approve: bool = True,
         token_delay: float = 0.0,
+        revoke_status: int | None = None,
     ) -> None:
         self.clock = Clock()
         self.state = _State()
@@ -301,6 +329,7 @@ class OAuthTestServer:
         self.server = _Server(self.state, self.clock, expires_in)
         self.auto_approve = auto_approve
         self.token_delay = token_delay
+        self.revoke_status = revoke_status
         self._lock = threading.Lock()
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
@@ -326,6 +355,11 @@ class OAuthTestServer:
         return "\n".join(lines) + "\n"
 
     # --- what tests inspect and change -----------------------------------------
+
+    @property
+    def revocations(self) -> list[tuple[str | None, str, bool]]:
+        with self._lock:
+            return list(self.state.revocations)
 
     @property
     def refreshes(self) -> int:
@@ -368,6 +402,7 @@ class OAuthTestServer:
             routes=[
                 Route("/authorize", self._authorize, methods=["GET", "POST"]),
                 Route("/token", self._token, methods=["POST"]),
+                Route("/revoke", self._revoke, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
@@ -410,6 +445,16 @@ class OAuthTestServer:
         with self._lock:
             self.state.token_requests.append(oauth_request.form.get("grant_type", ""))
             return self.server.create_token_response(oauth_request)
+
+    async def _revoke(self, request: Request) -> Response:
+        oauth_request = await self._request(request)
+        if self.revoke_status is not None:
+            return JSONResponse(
+                {"error": "temporarily_unavailable", "error_description": "try again later"},
+                status_code=self.revoke_status,
+            )
+        with self._lock:
+            return self.server.create_endpoint_response("revocation", oauth_request)
 
     def _unauthorized(self) -> Response:
         return JSONResponse(

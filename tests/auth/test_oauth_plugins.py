@@ -165,6 +165,15 @@ def test_a_registration_oauth_block_is_checked_like_the_users_table() -> None:
     )
     assert registration.oauth is not None and registration.oauth.scopes == ["x"]
     assert registration.wants_oauth and registration.oauth_field is None
+    revocable = parse_registration(
+        {
+            "providerId": "p",
+            "oauth": {**base, "clientId": "c", "revocationUrl": "https://a.example/revoke"},
+        },
+        plugin="p",
+    )
+    assert revocable.oauth is not None
+    assert revocable.oauth.revocation_url == "https://a.example/revoke"
     with pytest.raises(InvalidRequestError, match="needs client_id"):
         parse_registration({"providerId": "p", "oauth": base}, plugin="p")
     with pytest.raises(InvalidRequestError, match="a client secret never travels"):

@@ -191,6 +191,44 @@ def test_plugin_problems_are_shown_with_fixes_and_fail_the_check(
     assert f"✓ {PLUGIN_ID}: registered by a running plugin, 1 models" in out
 
 
+def test_skipped_folders_and_missing_main_files_are_listed_with_the_reason(
+    cli: RunCli, write_config: Callable[[str], Path], home: Path
+) -> None:
+    write_config("")
+    plugins = home / "plugins"
+    # A package.json without a plugin section: skipped, and said so.
+    (plugins / "some-lib").mkdir(parents=True)
+    (plugins / "some-lib" / "package.json").write_text('{"name": "some-lib", "main": "x.js"}')
+    # A Node plugin whose main file was never built.
+    (plugins / "unbuilt").mkdir()
+    (plugins / "unbuilt" / "package.json").write_text(
+        '{"name": "unbuilt", "version": "1.0.0", "main": "dist/index.js",'
+        ' "modelport": {"plugin": {"type": "llmProvider", "triggers": []}}}'
+    )
+    # A manifest that cannot be read as text.
+    (plugins / "garbled").mkdir()
+    (plugins / "garbled" / "modelport-plugin.toml").write_bytes(b'name = "\xff\xfe"\n')
+
+    result = cli("doctor")
+
+    out = result.stdout
+    assert "! plugin some-lib: skipped: " in out
+    assert "is not a modelport plugin" in out
+    missing = plugins / "unbuilt" / "dist" / "index.js"
+    assert f"✗ plugin unbuilt: its main file {missing} does not exist" in out
+    assert "✗ plugin garbled: " in out
+    assert result.exit_code == 1
+
+
+def test_a_plugins_path_that_is_not_a_folder_is_a_warning(
+    cli: RunCli, write_config: Callable[[str], Path], home: Path
+) -> None:
+    write_config("")
+    (home / "plugins").write_text("not a folder")
+    result = cli("doctor")
+    assert f"! folder plugins: {home / 'plugins'} is not a folder" in result.stdout
+
+
 def test_an_untrusted_project_plugin_is_a_warning(
     cli: RunCli, write_config: Callable[[str], Path]
 ) -> None:

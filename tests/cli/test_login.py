@@ -19,13 +19,13 @@ from tests.cli.conftest import RunCli
 WriteConfig = Callable[[str], Path]
 
 
-def _corp(server: OAuthTestServer, auth: str = "oauth") -> str:
+def _corp(server: OAuthTestServer, auth: str = "oauth", **oauth: str) -> str:
     return (
         "[connections.corp]\n"
         'compat = "openai"\n'
         f'base_url = "{server.url}/v1"\n'
         f'auth = "{auth}"\n\n'
-        "[connections.corp.oauth]\n" + server.oauth_table()
+        "[connections.corp.oauth]\n" + server.oauth_table(**oauth)
     )
 
 
@@ -147,6 +147,68 @@ def test_logout_forgets_the_login(
     assert load_tokens("corp") is None
     again = cli("logout", "corp")
     assert again.exit_code == 1 and "'corp' is not logged in" in again.stderr
+    assert oauth_server.revocations == []  # no revocation_url: nothing to ask
+
+
+def test_logout_revokes_the_tokens_at_the_providers_revocation_endpoint(
+    cli: RunCli,
+    oauth_server: OAuthTestServer,
+    write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    write_config(_corp(oauth_server, revocation_url=f"{oauth_server.url}/revoke"))
+    monkeypatch.setattr(webbrowser, "open", Browser())
+    assert cli("login", "corp").exit_code == 0
+    tokens = load_tokens("corp")
+    assert tokens is not None and tokens.refresh_token
+    bearer = {"authorization": f"Bearer {tokens.access_token}"}
+    assert httpx.get(f"{oauth_server.url}/v1/models", headers=bearer).status_code == 200
+
+    result = cli("logout", "corp")
+
+    assert result.exit_code == 0, result.stderr
+    assert "the provider revoked its tokens" in result.stderr
+    # RFC 7009: the refresh token first (it ends the grant), then the access token.
+    assert oauth_server.revocations == [
+        ("refresh_token", tokens.refresh_token, True),
+        ("access_token", tokens.access_token, True),
+    ]
+    assert httpx.get(f"{oauth_server.url}/v1/models", headers=bearer).status_code == 401
+    assert load_tokens("corp") is None
+    assert tokens.access_token not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("down", ["503", "unreachable"])
+def test_a_failed_revocation_says_so_in_one_line_and_still_forgets_the_tokens(
+    cli: RunCli,
+    oauth_servers: Callable[..., OAuthTestServer],
+    write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    down: str,
+) -> None:
+    from tests.server.ui.conftest import free_port
+
+    server = oauth_servers(revoke_status=503)
+    url = f"{server.url}/revoke" if down == "503" else f"http://127.0.0.1:{free_port()}/revoke"
+    write_config(_corp(server, revocation_url=url))
+    monkeypatch.setattr(webbrowser, "open", Browser())
+    assert cli("login", "corp").exit_code == 0
+    tokens = load_tokens("corp")
+    assert tokens is not None
+
+    result = cli("logout", "corp")
+
+    assert result.exit_code == 0, result.stderr
+    [failure] = [line for line in result.stderr.splitlines() if line.startswith("Could not revoke")]
+    assert failure.startswith("Could not revoke the tokens of 'corp' at the provider: ")
+    if down == "503":
+        assert "answered 503 (temporarily_unavailable: try again later)" in failure
+    assert "removed from this machine" in result.stderr
+    assert load_tokens("corp") is None
+    output = result.stderr + result.stdout
+    assert tokens.access_token not in output and str(tokens.refresh_token) not in output
 
 
 def test_connections_list_and_doctor_show_the_login(

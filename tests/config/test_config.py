@@ -194,6 +194,20 @@ port = 2222
     assert config.aliases == {"a": "global/a", "b": "project/b", "c": "project/c"}
     assert config.gateway == GatewayConfig(port=2222, key_env="GLOBAL_KEY")
     assert config.sources == [home / "config.toml", project.resolve() / ".modelport/config.toml"]
+    # Which file each table came from: what the web UI warns about (issue 11).
+    assert config.connection_files == {
+        "shared": project.resolve() / ".modelport/config.toml",
+        "only_global": home / "config.toml",
+    }
+
+
+def test_an_untrusted_project_overrides_no_connection(home: Path, project: Path) -> None:
+    write(home / "config.toml", '[connections.shared]\nbase_url = "http://global/v1"\n')
+    write(
+        project / ".modelport" / "config.toml", '[connections.shared]\nbase_url = "http://p/v1"\n'
+    )
+    config = load_config(cwd=project)
+    assert config.connection_files == {"shared": home / "config.toml"}
 
 
 def test_explicit_home_argument_wins(tmp_path: Path) -> None:

@@ -89,6 +89,13 @@ def test_without_auth_a_connection_uses_keys() -> None:
             r"token_url must start with https:// \(plain http:// only to this machine\)",
         ),
         (
+            CORP.format(auth="oauth").replace(
+                'client_id = "modelport"',
+                'client_id = "modelport"\nrevocation_url = "http://login.corp.example/revoke"',
+            ),
+            r"revocation_url must start with https:// \(plain http:// only to this machine\)",
+        ),
+        (
             CORP.format(auth="oauth").replace("redirect_port = 1455", 'redirect_host = "0.0.0.0"'),
             "redirect_host must be 127.0.0.1 or localhost",
         ),

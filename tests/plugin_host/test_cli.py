@@ -67,6 +67,38 @@ def test_check_reports_failures_and_exits_non_zero(cli: RunCli, tmp_path: Path) 
     assert "FAIL  stream" in result.stdout and "PASS  shutdown" in result.stdout
 
 
+def test_check_names_a_missing_main_file_before_starting_anything(
+    cli: RunCli, tmp_path: Path
+) -> None:
+    folder = tmp_path / "unbuilt"
+    folder.mkdir()
+    (folder / "package.json").write_text(
+        json.dumps(
+            {
+                "name": "unbuilt",
+                "version": "1.0.0",
+                "main": "dist/index.js",
+                "modelport": {"plugin": {"type": "llmProvider", "triggers": ["startup"]}},
+            }
+        )
+    )
+    result = cli("plugins", "check", str(folder))
+    assert result.exit_code == 1
+    [line] = result.stdout.splitlines()  # one line, and no start was tried
+    assert line.startswith("FAIL  manifest")
+    assert f"its main file {folder / 'dist' / 'index.js'} does not exist" in line
+    assert "0 passed, 1 failed" in result.stderr
+
+
+def test_check_names_a_missing_script_of_a_toml_manifest(cli: RunCli, tmp_path: Path) -> None:
+    folder = write_plugin(tmp_path, "p", ["python", "plugin.py"])
+    result = cli("plugins", "check", str(folder))
+    assert result.exit_code == 1
+    [line] = result.stdout.splitlines()
+    assert f"its script {folder / 'plugin.py'} does not exist" in line
+    assert "modelport-plugin.toml" in line
+
+
 def test_new_refuses_a_bad_language_or_name(cli: RunCli, tmp_path: Path) -> None:
     assert cli("plugins", "new", "x", "--lang", "go").exit_code == 1
     result = cli("plugins", "new", "Bad Name", "--dir", str(tmp_path / "b"))

@@ -55,7 +55,7 @@ def test_diagnose_reports_plugins_and_packages(packages: Path, tmp_path: Path) -
     from tests.plugin_host.conftest import write_plugin
 
     home, project = tmp_path / "h" / "plugins", tmp_path / "p" / ".modelport" / "plugins"
-    write_plugin(home, "fine", [sys.executable, "x.py"])
+    write_plugin(home, "fine", [sys.executable, "x.py"], files={"x.py": ""})
     write_plugin(home, "missing", ["no-such-program-xyz"])
     write_plugin(project, "untrusted", ["python", "x.py"])
     dirs = [PluginDir(home, "home"), PluginDir(project, "project")]

@@ -10,7 +10,8 @@ shown (and opened in a browser unless the caller passes none: ``--no-browser``
 or a session over SSH), the callback's ``state`` is checked, the code is
 exchanged for tokens, and the tokens are stored like a key
 (:func:`~modelport.auth.tokens.save_tokens`) before the browser is told it
-worked. :func:`logout` forgets them.
+worked. :func:`revoke` asks the provider to end the login (RFC 7009) when
+its config names a ``revocation_url``; :func:`logout` forgets the tokens here.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from modelport.config import OAuthConfig
 from modelport.errors import ModelportError
 from modelport.providers._http_client import HttpClient
 
-__all__ = ["DEFAULT_TIMEOUT", "login", "logout"]
+__all__ = ["DEFAULT_TIMEOUT", "login", "logout", "revoke"]
 
 #: How long a login waits for the browser to come back, in seconds.
 DEFAULT_TIMEOUT = 300.0
@@ -78,6 +79,27 @@ async def login(
             who = f" as {tokens.account}" if tokens.account else ""
             server.finish(True, f"modelport is signed in to {name!r}{who}.")
             return tokens, stored
+    finally:
+        if own_http:
+            await client_http.aclose()
+
+
+async def revoke(
+    name: str,
+    config: OAuthConfig,
+    tokens: TokenSet,
+    *,
+    env: Mapping[str, str] | None = None,
+    http: HttpClient | None = None,
+) -> None:
+    """Revoke ``tokens`` at ``config.revocation_url``; :class:`ModelportError` if unconfirmed."""
+    import os
+
+    own_http = http is None
+    client_http = http if http is not None else HttpClient(timeout=30.0)
+    client = OAuthClient(name, config, http=client_http, env=os.environ if env is None else env)
+    try:
+        await client.revoke(tokens)
     finally:
         if own_http:
             await client_http.aclose()

@@ -12,6 +12,10 @@ upstream call, so a token endpoint that cannot be reached is a
 are never followed (a code or a refresh token must reach only the configured
 URL).
 
+:meth:`OAuthClient.revoke` asks the provider's RFC 7009 revocation endpoint
+(``revocation_url``) to end the login, refresh token first (which ends the
+grant), then the access token.
+
 A refresh the server refuses with ``invalid_grant`` (the refresh token was
 revoked or has expired) is an :class:`~modelport.errors.AuthError` saying
 ``run `modelport login NAME```. No token, code or secret is ever part of a
@@ -174,11 +178,35 @@ class OAuthClient:
         answer = await self._token_request(body, action="refreshing the login")
         return TokenSet.from_response(answer, now=self._clock(), previous=tokens)
 
-    async def _token_request(self, body: str, *, action: str) -> dict[str, Any]:
-        from authlib.oauth2.auth import ClientAuth
-        from authlib.oauth2.rfc6749.wrappers import OAuth2Token
+    async def revoke(self, tokens: TokenSet) -> None:
+        """Revoke ``tokens`` at ``revocation_url`` (RFC 7009); raises when it is not confirmed.
 
-        url = self.config.token_url
+        The refresh token goes first: revoking it ends the grant, and a server
+        that revokes its access tokens with it makes the second call a formality.
+        A server answers 200 even for a token it no longer knows (RFC 7009 §2.2).
+        """
+        from authlib.oauth2.rfc7009.parameters import prepare_revoke_token_request
+
+        url = self.config.revocation_url
+        if url is None:
+            raise ConfigError(
+                f"[connections.{self.name}.oauth] names no revocation_url", connection=self.name
+            )
+        pairs = [(tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token")]
+        for token, hint in pairs:
+            if not token:
+                continue
+            body, _ = prepare_revoke_token_request(token, token_type_hint=hint)
+            status, answer = await self._post(url, body, "revocation_url")
+            if status != 200:
+                raise UpstreamError(
+                    _not_revoked(self.name, answer, status), connection=self.name, status=status
+                )
+
+    async def _post(self, url: str, body: str, setting: str) -> tuple[int, dict[str, Any]]:
+        """POST a form ``body`` to one of the server's endpoints, authenticated as the client."""
+        from authlib.oauth2.auth import ClientAuth
+
         secret = self._client_secret()
         auth = ClientAuth(
             self.config.client_id, secret, "client_secret_basic" if secret else "none"
@@ -188,14 +216,20 @@ class OAuthClient:
         with upstream_errors(
             url=url,
             connection=self.name,
-            hint=f"is the token_url in [connections.{self.name}.oauth] right?",
+            hint=f"is the {setting} in [connections.{self.name}.oauth] right?",
         ):
             response = await self._http.request(
                 "POST", url, headers=headers, content=body.encode(), timeout=30.0
             )
-        answer = _json_object(response.content)
-        if response.status >= 300 or "error" in answer or not answer.get("access_token"):
-            raise self._token_error(response.status, answer, action)
+        return response.status, _json_object(response.content)
+
+    async def _token_request(self, body: str, *, action: str) -> dict[str, Any]:
+        from authlib.oauth2.rfc6749.wrappers import OAuth2Token
+
+        status, answer = await self._post(self.config.token_url, body, "token_url")
+
+        if status >= 300 or "error" in answer or not answer.get("access_token"):
+            raise self._token_error(status, answer, action)
         return dict(OAuth2Token.from_dict(answer))
 
     def _client_secret(self) -> str | None:
@@ -247,6 +281,17 @@ def _json_object(content: bytes) -> dict[str, Any]:
     except msgspec.DecodeError:
         return {}
     return answer if isinstance(answer, dict) else {}
+
+
+def _not_revoked(name: str, answer: Mapping[str, Any], status: int) -> str:
+    """``the revocation endpoint … answered 503 (error: description)`` — no token in it."""
+    error = answer.get("error")
+    description = answer.get("error_description")
+    detail = f"{error}: {description}" if error and isinstance(description, str) else error
+    shown = f" ({str(detail)[:300]})" if detail else ""
+    return public_text(
+        f"The revocation endpoint of {name!r} answered {status}{shown} instead of confirming"
+    )
 
 
 def _refusal(name: str, who: str, answer: Mapping[str, Any], status: int | None = None) -> str:

@@ -5,7 +5,8 @@ for a connection whose ``[connections.NAME.oauth]`` table, or whose plugin's
 registration, says where to log in. It prints the authorization URL, opens
 it in the browser unless ``--no-browser`` is given or the session is over
 SSH, waits for the one-shot callback on 127.0.0.1, and stores the tokens like
-a key, saying where. ``logout`` forgets them.
+a key, saying where. ``logout`` revokes them at the provider when its config
+names a ``revocation_url`` (RFC 7009), then forgets them whatever the answer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import typer
 from modelport.cli._output import err_console, fail
 
 if TYPE_CHECKING:
+    from modelport.auth.tokens import TokenSet
     from modelport.config import Config, OAuthConfig
 
 __all__ = ["register"]
@@ -81,16 +83,52 @@ def login(
 
 
 def logout(name: Annotated[str, typer.Argument(help="Connection to log out of.")]) -> None:
-    """Forget the OAuth tokens of connection NAME."""
+    """Revoke the OAuth tokens of connection NAME at the provider, if it can, and forget them."""
     from modelport.auth.login import logout as run_logout
+    from modelport.auth.tokens import load_tokens
 
+    console = err_console()
+    tokens = load_tokens(name)
+    revoked = False
+    if tokens is not None:
+        revoked = _revoke(name, tokens)
+    # Forgotten here whatever the provider answered: a logout never leaves them behind.
     if not run_logout(name):
         fail(f"{name!r} is not logged in", f"`modelport login {name}` logs it in.")
-    err_console().print(
+    if revoked:
+        console.print(
+            f"Logged out of {name!r}: the provider revoked its tokens, and they are removed "
+            "from this machine.",
+            markup=False,
+        )
+        return
+    console.print(
         f"Logged out of {name!r}: its tokens are removed from this machine. A running "
         "gateway stops using them once the access token it holds expires.",
         markup=False,
     )
+
+
+def _revoke(name: str, tokens: TokenSet) -> bool:
+    """Revoke at the provider when its config has a ``revocation_url``; one line on a failure."""
+    from modelport.auth.login import revoke
+    from modelport.config import load_config
+    from modelport.errors import ModelportError
+
+    try:
+        oauth = asyncio.run(_oauth_config(load_config(), name))
+        if oauth is None or oauth.revocation_url is None:
+            return False
+        asyncio.run(revoke(name, oauth, tokens))
+    except ModelportError as exc:
+        err_console().print(
+            f"Could not revoke the tokens of {name!r} at the provider: {exc.message}",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
+        return False
+    return True
 
 
 async def _oauth_config(config: Config, name: str) -> OAuthConfig | None:

@@ -212,10 +212,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     """The merged configuration (global, then project). ``sources`` lists the files read.
 
     ``ignored`` lists what an untrusted project file set that was left out.
-    ``aliases`` holds the plain aliases (a name for one address) and
-    ``model_groups`` the aliases written as tables (a name for several
-    deployments, :mod:`modelport.config._groups`). ``cache`` is ``[cache]``,
-    ``None`` when there is none (no response cache).
+    ``connection_files`` names the file each ``[connections.<name>]`` table was
+    taken from (a project's table replaces the global one of the same name, so
+    an edit of the global file has no effect on it). ``aliases`` holds the
+    plain aliases (a name for one address) and ``model_groups`` the aliases
+    written as tables (a name for several deployments,
+    :mod:`modelport.config._groups`). ``cache`` is ``[cache]``, ``None`` when
+    there is none (no response cache).
     """
 
     default_model: str | None = None
@@ -230,6 +233,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     cache: CacheConfig | None = None
     sources: list[Path] = msgspec.field(default_factory=list)
     ignored: list[IgnoredSettings] = msgspec.field(default_factory=list)
+    connection_files: dict[str, Path] = msgspec.field(default_factory=dict)
 
     def is_configured(self, name: str) -> bool:
         """Whether ``[connections.<name>]`` exists (a preset alone does not count)."""
@@ -374,12 +378,14 @@ def load_config(home: Path | None = None, cwd: Path | str | None = None) -> Conf
     merged: dict[str, Any] = {}
     sources: list[Path] = []
     ignored: list[IgnoredSettings] = []
+    files: dict[str, Path] = {}
     global_path = global_config_path(home)
     data = _read(global_path)
     if data is not None:
         _validate(data, global_path)
         _merge(merged, data)
         sources.append(global_path)
+        files.update(dict.fromkeys(data.get("connections", {}), global_path))
     project = find_project_dir(cwd, home=home)
     if project is not None:
         path = project / PROJECT_DIR / CONFIG_FILE
@@ -388,9 +394,10 @@ def load_config(home: Path | None = None, cwd: Path | str | None = None) -> Conf
             _validate(data, path)
             _merge(merged, data)
             sources.append(path)
+            files.update(dict.fromkeys(data.get("connections", {}), path))
         if held_back is not None:
             ignored.append(held_back)
-    return _build(merged, sources, ignored)
+    return msgspec.structs.replace(_build(merged, sources, ignored), connection_files=files)
 
 
 def _read_bytes(path: Path) -> bytes | None:

@@ -8,6 +8,7 @@ environment), ``"oauth"`` (tokens from ``modelport login NAME``) or ``"auto"``
     [connections.corp.oauth]
     authorize_url = "https://login.corp.example/authorize"
     token_url = "https://login.corp.example/token"
+    revocation_url = "https://login.corp.example/revoke"   # optional (RFC 7009)
     client_id = "modelport"
     client_secret_env = "CORP_CLIENT_SECRET"   # only for a confidential client
     scopes = ["llm", "offline_access"]
@@ -50,6 +51,8 @@ class OAuthConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     authorize_url: str
     token_url: str
     client_id: str
+    #: The RFC 7009 endpoint ``modelport logout`` revokes the tokens at, if the provider has one.
+    revocation_url: str | None = None
     client_secret_env: str | None = None
     scopes: list[str] = msgspec.field(default_factory=list)
     redirect_port: _Port = 0
@@ -130,8 +133,9 @@ def parse_oauth(table: Any, where: str) -> OAuthConfig:
         config = msgspec.convert(table, OAuthConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{where}: {str(exc).replace('`$.', '`')}") from None
-    for what in ("authorize_url", "token_url"):
-        problem = check_oauth_url(getattr(config, what), what)
+    for what in ("authorize_url", "token_url", "revocation_url"):
+        url = getattr(config, what)
+        problem = None if url is None else check_oauth_url(url, what)
         if problem is not None:
             raise ConfigError(f"{where}: {problem}")
     if not config.redirect_path.startswith("/"):

@@ -25,6 +25,7 @@ from typing import Any
 from modelport import plugin_protocol
 from modelport.aggregate import Aggregator, aggregate
 from modelport.errors import ModelportError
+from modelport.plugin_host.diagnose import launch_problem
 from modelport.plugin_host.manifest import load_manifest
 from modelport.plugin_host.process import Call, MethodNotFound, PluginProcess, minimal_env
 from modelport.plugin_host.provider import Registration, parse_registration
@@ -258,6 +259,10 @@ async def check_plugin(
         manifest = load_manifest(plugin_dir)
     except ModelportError as exc:
         return [CheckResult("manifest", False, str(exc))]
+    # A missing program or main file is named here, not guessed from a failed start.
+    problem = launch_problem(manifest)
+    if problem is not None:
+        return [CheckResult("manifest", False, f"{manifest.name} {manifest.version}: {problem}")]
     results.append(CheckResult("manifest", True, f"{manifest.name} {manifest.version}"))
     recorder = _Recorder(manifest.name)
     process = PluginProcess(

@@ -61,6 +61,7 @@ DEFAULT_OAUTH_FIELD = "accessToken"
 _OAUTH_KEYS = {
     "authorizeUrl": "authorize_url",
     "tokenUrl": "token_url",
+    "revocationUrl": "revocation_url",
     "clientId": "client_id",
     "scopes": "scopes",
     "redirectPort": "redirect_port",

@@ -41,7 +41,16 @@ _SECURITY = [{"bearer": []}, {"apiKey": []}, {"session": []}, {}]
 
 ADMIN_SCHEMAS: dict[str, Any] = {
     "AdminError": _ADMIN_ERROR,
-    "Deleted": _object({"deleted": _string()}, ("deleted",)),
+    "Deleted": _object(
+        {
+            "deleted": _string(),
+            "overridden_by": {
+                **_NULLABLE_STRING,
+                "description": "A connection: the project config.toml that still sets it",
+            },
+        },
+        ("deleted",),
+    ),
     "Plugin": _object(
         {
             "name": _string(),
@@ -139,6 +148,13 @@ ADMIN_SCHEMAS: dict[str, Any] = {
                 ("set", "source"),
                 description="Whether a key is available and where from; never the key",
             ),
+            "overridden_by": {
+                **_NULLABLE_STRING,
+                "description": (
+                    "The project config.toml whose table for this connection replaces the "
+                    "global one these routes edit (an edit here then has no effect), else null"
+                ),
+            },
             "plugin": _NULLABLE_STRING,
             "config_fields": {"type": "array", "items": {"type": "object"}},
         },
@@ -336,7 +352,13 @@ ADMIN_PATHS: dict[str, Any] = {
         "delete": _operation(
             "deleteConnection",
             "Remove a connection from config.toml (its stored key stays unless forget_key=true)",
-            _answer("Deleted", "Removed", "400", "404"),
+            {
+                **_answer("Deleted", "Removed", "400", "404"),
+                "409": _json_body(
+                    _ref("AdminError"),
+                    "Only the project's config.toml sets it; deleting here would change nothing",
+                ),
+            },
             parameters=[
                 _NAME,
                 {"name": "forget_key", "in": "query", "schema": {"enum": ["true", "false"]}},

@@ -3,12 +3,16 @@
 What the web UI's Settings page does, any script can do here:
 
 * ``GET /admin/connections``: every configured connection and every provider
-  a plugin registered, with where its key comes from, never the key;
+  a plugin registered, with where its key comes from, never the key, and
+  ``overridden_by``: the project's ``.modelport/config.toml`` when that file
+  sets the connection, since its table replaces the global one these routes
+  edit (an edit here then changes nothing until the project's table goes);
 * ``PUT /admin/connections/{name}``: create the connection or change the
   fields the body names, in ``config.toml`` (through
   :func:`modelport.config.set_connection`, which keeps the file's comments),
   and store a key where ``modelport keys set`` does;
-* ``DELETE /admin/connections/{name}``;
+* ``DELETE /admin/connections/{name}``: from the global file; ``409`` when only
+  the project's file sets it (deleting would change nothing);
 * ``POST /admin/connections/{name}/test``: the checks ``modelport doctor``
   runs (:mod:`modelport.checks`), through the running router.
 
@@ -96,6 +100,14 @@ def _key_status(state: Any, name: str, connection: ConnectionConfig | None) -> d
     return {"set": False, "source": None}
 
 
+def _overridden_by(config: Config, name: str) -> str | None:
+    """The file whose ``[connections.<name>]`` wins over the global one these routes write."""
+    from modelport.config import global_config_path
+
+    source = config.connection_files.get(name)
+    return None if source is None or source == global_config_path() else str(source)
+
+
 def _row(state: Any, name: str) -> dict[str, Any]:
     config: Config = state.router.config
     configured = config.connections.get(name)
@@ -122,6 +134,7 @@ def _row(state: Any, name: str) -> dict[str, Any]:
         "headers": sorted(connection.headers) if connection else [],
         "options": options,
         "key": _key_status(state, name, connection),
+        "overridden_by": _overridden_by(config, name),
         "plugin": provider.registration.plugin if provider is not None else None,
         "config_fields": list(provider.registration.config_fields) if provider else [],
     }
@@ -262,14 +275,23 @@ async def delete_connection(request: Request) -> JSONResponse:
     name = request.path_params["name"]
     if name not in state.router.config.connections:
         return _error(404, f"No connection named {name!r} in config.toml.", "not_found")
+    overridden_by = _overridden_by(state.router.config, name)
     try:
-        await asyncio.to_thread(remove_connection, name)
+        removed = await asyncio.to_thread(remove_connection, name)
+        if overridden_by is not None and not removed:
+            # Only the project's file sets it: deleting here would change nothing.
+            return _error(
+                409,
+                f"{name!r} is set in {overridden_by}, not in the global config.toml these "
+                f"routes edit; remove [connections.{name}] there.",
+                "conflict",
+            )
         if request.query_params.get("forget_key") == "true":
             await asyncio.to_thread(delete_key, name)
         await reload_config(state)
     except ConfigError as exc:
         return _error(400, exc.message)
-    return JSONResponse({"deleted": name})
+    return JSONResponse({"deleted": name, "overridden_by": overridden_by})
 
 
 async def check_connection_route(request: Request) -> JSONResponse:

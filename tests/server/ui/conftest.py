@@ -122,7 +122,11 @@ class Served:
 
 
 def start_serve(
-    home: Path, *, host: str = "127.0.0.1", env: dict[str, str] | None = None
+    home: Path,
+    *,
+    host: str = "127.0.0.1",
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Served:
     port = free_port()
     log = home / "serve.log"
@@ -151,7 +155,7 @@ def start_serve(
                 "1",
             ],
             env=environ,
-            cwd=home,
+            cwd=cwd or home,
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -102,3 +102,41 @@ def test_the_browser_signs_in_with_the_admin_key(
         page.locator("#chat-log .message.assistant").get_by_text("signed in").wait_for()
     finally:
         context.close()
+
+
+def test_sign_out_ends_the_session_on_the_gateway(browser: Any, exposed: Served) -> None:
+    context = browser.new_context(base_url=exposed.url, viewport={"width": 1100, "height": 760})
+    page = context.new_page()
+    try:
+        page.goto("/ui/login")
+        page.get_by_label("Admin key").fill(ADMIN_KEY)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{exposed.url}/")
+        [cookie] = context.cookies()
+        sign_out = page.get_by_role("button", name="Sign out")
+        sign_out.wait_for()
+        page.wait_for_load_state("networkidle")
+        screenshot(page, "signed-in")
+        from axe_playwright_python.sync_playwright import Axe
+
+        results = Axe().run(page)
+        assert results.violations_count == 0, results.generate_report()
+        sign_out.click()
+        page.wait_for_url(f"{exposed.url}/ui/login")
+        page.get_by_label("Admin key").wait_for()
+        assert context.cookies() == []
+        # Ended on the gateway, not only forgotten by this browser: the old cookie is refused.
+        stolen = {"cookie": f"{cookie['name']}={cookie['value']}"}
+        assert httpx.get(f"{exposed.url}/admin/models", headers=stolen).status_code == 401
+        page.goto("/#/chat")
+        assert page.url.startswith(f"{exposed.url}/ui/login")
+    finally:
+        context.close()
+
+
+def test_a_gateway_without_sign_in_offers_no_sign_out(page: Any, served: Served) -> None:
+    page.goto("/#/models")
+    page.locator("#page-models h1").wait_for()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_role("button", name="Sign out").count() == 0
+    assert httpx.get(f"{served.url}/ui/session").json() == {"session": False}

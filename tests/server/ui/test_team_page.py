@@ -122,7 +122,8 @@ def test_a_key_issued_in_the_ui_works_with_the_sdk_until_revoked_there(
     row.get_by_role("button", name=f"Revoke ci job ({key_id})").click()
     row.locator(".badge").get_by_text("revoked").wait_for()
     assert row.get_by_role("button", name=f"Revoke ci job ({key_id})").is_disabled()
-    assert page.evaluate("document.activeElement.id") == "team-status"
+    # The row is drawn before the page's refresh finishes, and the focus moves after it.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'team-status'")
     with pytest.raises(openai.AuthenticationError, match="revoked"):
         _ask(served, secret)
 

@@ -123,6 +123,17 @@ async def login(request: Request) -> Response:
     return response
 
 
+async def session(request: Request) -> Response:
+    """``GET /ui/session``: whether this browser is signed in with a session cookie.
+
+    The cookie is ``HttpOnly``, so the page cannot look for itself; it asks here
+    to know whether to offer **Sign out** (a keyless loopback gateway has no session).
+    """
+    sessions: UiSessions = request.app.state.sessions
+    token = session_token(request.headers.get("cookie", "").encode())
+    return _json({"session": sessions.valid(token)})
+
+
 async def logout(request: Request) -> Response:
     """``POST /ui/logout``: end this browser's session."""
     request.app.state.sessions.end(session_token(request.headers.get("cookie", "").encode()))
@@ -153,6 +164,7 @@ def routes() -> list[BaseRoute]:
         Route("/", index, methods=["GET"]),
         Route("/ui/login", login_page, methods=["GET"]),
         Route("/ui/login", login, methods=["POST"]),
+        Route("/ui/session", session, methods=["GET"]),
         Route("/ui/logout", logout, methods=["POST"]),
         Mount("/ui/static", app=_Secured(StaticFiles(directory=STATIC_DIR)), name="ui_static"),
     ]

@@ -75,6 +75,31 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
+// Sign out: offered only when this browser holds a session (a gateway that needs its
+// admin key); the cookie is HttpOnly, so the gateway says whether there is one.
+async function offerSignOut() {
+  let signedIn = false;
+  try {
+    signedIn = (await api("/ui/session")).session;
+  } catch {
+    return;
+  }
+  if (!signedIn) return;
+  const button = h("button", { type: "button", id: "sign-out", class: "sign-out", onclick: signOut }, "Sign out");
+  document.querySelector("header.top").append(button);
+}
+
+async function signOut() {
+  try {
+    // The gateway forgets the session and clears the cookie.
+    await api("/ui/logout", { method: "POST" });
+  } catch {
+    // Signed out already (expired, or the gateway restarted): the sign-in page is next anyway.
+  }
+  location.assign("/ui/login");
+}
+
 window.addEventListener("hashchange", show);
 show();
 poll();
+offerSignOut();

@@ -62,6 +62,13 @@ function keyText(key) {
   return key.source === "stored" ? "set (stored)" : `set (${key.source})`;
 }
 
+/** Why an edit here would change nothing: a project's config.toml sets this connection. */
+function overrideText(row) {
+  return `${row.overridden_by} sets [connections.${row.name}]; that project file overrides ` +
+    "the global config.toml this page edits, so changes saved here have no effect " +
+    "until you change or remove the table there.";
+}
+
 function renderTable() {
   clear(table);
   const configured = rows.filter((row) => row.configured);
@@ -83,6 +90,11 @@ function renderTable() {
         h("button", { type: "button", onclick: () => test(row.name, resultRow, result), "aria-label": `Test ${row.name}` }, "Test"),
         h("button", { type: "button", class: "danger", onclick: () => remove(row.name), "aria-label": `Delete ${row.name}` }, "Delete")),
     ), resultRow);
+    if (row.overridden_by) {
+      body.append(h("tr", { class: "override" },
+        h("td", { colspan: "5", class: "override-note", id: `override-${row.name}` },
+          h("strong", {}, "Overridden: "), overrideText(row))));
+    }
   }
   table.append(h("table", { class: "connections" },
     h("thead", {}, h("tr", {},
@@ -112,6 +124,7 @@ function buildForm() {
   const forget = h("input", { type: "checkbox", id: "conn-forget-key" });
   const legend = h("legend", {}, "Add connection");
   const error = h("p", { class: "error", role: "alert", hidden: true });
+  const override = h("p", { class: "override-note", id: "conn-override", hidden: true });
   const element = h("form", { id: "connection-form", class: "card", hidden: true, onsubmit: (event) => {
     event.preventDefault();
     saveConnection();
@@ -121,13 +134,14 @@ function buildForm() {
       h("div", { class: "field" }, h("label", { for: "conn-compat" }, "Compat"), compat),
       baseUrl.field, keyEnv.field, timeout.field, retries.field, key.field, keyState,
       h("div", { class: "field check" }, forget, h("label", { for: "conn-forget-key" }, "Forget the stored key"))),
+    override,
     error,
     h("div", { class: "buttons" },
-      h("button", { type: "submit" }, "Save connection"),
+      h("button", { type: "submit", "aria-describedby": "conn-override" }, "Save connection"),
       h("button", { type: "button", onclick: closeForm }, "Cancel")));
   fields = {
     name: name.element, compat, baseUrl: baseUrl.element, keyEnv: keyEnv.element,
-    timeout: timeout.element, retries: retries.element, key: key.element, keyState, forget, legend, error,
+    timeout: timeout.element, retries: retries.element, key: key.element, keyState, forget, legend, error, override,
     editing: null,
   };
   return { element };
@@ -154,6 +168,8 @@ function openForm(row) {
     ? `Key: ${keyText(row.key)}. Leave empty to keep it.`
     : "Key: not set. Leave empty for a server that needs none.";
   fields.error.hidden = true;
+  fields.override.hidden = !row?.overridden_by;
+  fields.override.textContent = row?.overridden_by ? overrideText(row) : "";
   form.element.hidden = false;
   (row ? fields.compat : fields.name).focus();
 }
@@ -181,10 +197,14 @@ async function saveConnection() {
   else if (fields.forget.checked) body.clear_key = true;
   fields.key.value = ""; // sent once; never kept in the page
   try {
-    await api(`/admin/connections/${encodeURIComponent(name)}`, { method: "PUT", body });
+    const saved = await api(`/admin/connections/${encodeURIComponent(name)}`, { method: "PUT", body });
     form.element.hidden = true;
-    toast(`Saved ${name}.`);
-    status.textContent = `Saved ${name}.`;
+    // Never a silent no-op: say when the saved table is not the one in use.
+    const message = saved.overridden_by
+      ? `Saved ${name} to config.toml, but it has no effect: ${saved.overridden_by} overrides it.`
+      : `Saved ${name}.`;
+    toast(message);
+    status.textContent = message;
     loadModels(true).catch(() => {});
     await refresh();
   } catch (error) {
@@ -214,9 +234,12 @@ async function test(name, resultRow, cell) {
 async function remove(name) {
   if (!window.confirm(`Delete the connection ${name} from config.toml? Its stored key stays.`)) return;
   try {
-    await api(`/admin/connections/${encodeURIComponent(name)}`, { method: "DELETE" });
-    toast(`Deleted ${name}.`);
-    status.textContent = `Deleted ${name}.`;
+    const deleted = await api(`/admin/connections/${encodeURIComponent(name)}`, { method: "DELETE" });
+    const message = deleted.overridden_by
+      ? `Deleted ${name} from config.toml; ${deleted.overridden_by} still sets it, so it stays in use.`
+      : `Deleted ${name}.`;
+    toast(message);
+    status.textContent = message;
     loadModels(true).catch(() => {});
     await refresh();
   } catch (error) {
@@ -267,16 +290,21 @@ function providerForm(row) {
       }
     }
     try {
-      await api(`/admin/connections/${encodeURIComponent(row.name)}`, { method: "PUT", body });
-      toast(`Saved the settings of ${row.name}.`);
-      status.textContent = `Saved the settings of ${row.name}.`;
+      const saved = await api(`/admin/connections/${encodeURIComponent(row.name)}`, { method: "PUT", body });
+      const message = saved.overridden_by
+        ? `Saved the settings of ${row.name} to config.toml, but ${saved.overridden_by} overrides them.`
+        : `Saved the settings of ${row.name}.`;
+      toast(message);
+      status.textContent = message;
       await refresh();
     } catch (failure) {
       error.textContent = failure.message;
       error.hidden = false;
     }
   } },
-    fieldset, error,
+    fieldset,
+    row.overridden_by ? h("p", { class: "override-note", id: `${prefix}-override` }, overrideText(row)) : null,
+    error,
     h("div", { class: "buttons" }, h("button", { type: "submit" }, `Save ${row.name} settings`)));
   return formElement;
 }
