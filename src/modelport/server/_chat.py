@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from modelport.errors import InvalidRequestError, ModelportError
+from modelport.events import UsageEvent
 from modelport.server._anthropic_betas import forwarded_headers
 from modelport.server._errors import (
     MAX_BODY_BYTES,
@@ -36,6 +37,15 @@ from modelport.server._errors import (
     scrub_secrets,
 )
 from modelport.server._governed import GovernedCall, admit_chat
+from modelport.server._passthrough import (
+    RELAY_KEEPALIVE,
+    RelayEncoder,
+    clamp,
+    collect,
+    passthrough_enabled,
+    relay_body,
+    relay_factory,
+)
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
 
@@ -90,6 +100,8 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
     stream_encoder = surface.stream_encoder
     make_exchange = surface.exchange
     getrandbits = random.getrandbits
+    # The same-format passthrough (see modelport.server._passthrough), for the chat APIs.
+    relays = make_exchange is None and passthrough_enabled()
 
     async def chat_handler(request: Request) -> Response:
         started = time.perf_counter()
@@ -105,6 +117,18 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
         # The id the client sees, streamed or not, is the one the ledger records.
         # Random bits, as uuid4's hex but without its os.urandom call (~3 µs).
         request_id = id_template % getrandbits(id_bits)
+        relayed = relay_body(surface.api, payload, chat, request.app.state) if relays else None
+        if relayed is not None:
+            return await answer_chat(
+                request,
+                chat,
+                surface,
+                encoder=None,
+                started=started,
+                request_id=request_id,
+                relayed=relayed,
+                payload=payload,
+            )
         encoder = None
         if payload.get("stream") is True:
             if exchange is not None:
@@ -163,13 +187,16 @@ async def answer_chat(
     started: float,
     request_id: str,
     encode: Callable[[ChatResponse], bytes] | None = None,
+    relayed: dict[str, Any] | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> Response:
     """Run ``chat`` through the router: a stream when ``encoder`` is given, else one JSON body.
 
     ``surface.api`` (``openai``/``anthropic``/``responses``) and ``request_id``
     (the id the client sees in the answer) are what the ledger records the
     call under. ``encode`` writes the JSON body (default: the wire module's
-    ``encode_response``).
+    ``encode_response``). ``relayed`` is the body to send on the same-format
+    passthrough (:mod:`modelport.server._passthrough`), ``payload`` the client's.
     """
     wire = surface.wire
     state = request.app.state
@@ -190,13 +217,46 @@ async def answer_chat(
     key = scope_state.get("vkey")
     if key is not None:  # the guard found a virtual key: budgets and limits apply
         try:
-            chat, governed = await admit_chat(state, key, chat)
+            admitted, governed = await admit_chat(state, key, chat)
+            if relayed is not None and admitted.max_tokens != chat.max_tokens:
+                clamp(surface.api, relayed, admitted.max_tokens)
+            chat = admitted
         except Exception as exc:
             failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
             scrub(failure)
             outcome.finished(None, failure)
             return json_error(wire, failure)
         options["key_id"] = key.id
+
+    if relayed is not None:
+        assert payload is not None
+        make_relay = relay_factory(surface.api, chat, request_id, payload)
+        stream = payload.get("stream") is True
+        options["stream"] = stream
+        try:
+            items = state.router.relay(chat, relayed, make_relay, **options)
+        except Exception as exc:
+            failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
+            scrub(failure)
+            outcome.finished(None, failure)
+            if governed is not None:
+                governed.done(None, "failed")
+            return json_error(wire, failure)
+        if governed is not None:
+            items = governed.watch(items)
+        if stream:
+            return EventStreamResponse(
+                items,
+                RelayEncoder(surface.stream_encoder(chat, request_id, payload).error),
+                error_response=wire.encode_error,
+                keepalive=RELAY_KEEPALIVE,
+                keepalive_interval=state.keepalive_interval,
+                outcome=outcome,
+                scrub=scrub,
+            )
+        relayed_answer = collect(items)
+    else:
+        relayed_answer = None
 
     if encoder is not None:
         try:
@@ -223,10 +283,15 @@ async def answer_chat(
     assert task is not None
     left = asyncio.Event()
     watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, task, left))
+    usage: Usage | UsageEvent | None
     try:
-        response: ChatResponse = await state.router.complete(chat, **options)
-        answer = msgspec.structs.replace(response, model=address, id=request_id)
-        body = (encode or wire.encode_response)(answer)
+        if relayed_answer is not None:
+            body, usage = await relayed_answer
+        else:
+            response: ChatResponse = await state.router.complete(chat, **options)
+            answer = msgspec.structs.replace(response, model=address, id=request_id)
+            body = (encode or wire.encode_response)(answer)
+            usage = response.usage
     except asyncio.CancelledError:
         if governed is not None:
             governed.done(None, "broken")  # the upstream may have generated before we left
@@ -245,8 +310,8 @@ async def answer_chat(
     finally:
         watcher.cancel()
     if governed is not None:
-        governed.done(response.usage, "ok")
-    outcome.finished(response.usage, None)
+        governed.done(usage, "ok")
+    outcome.finished(usage, None)  # type: ignore[arg-type]
     return Response(body, media_type="application/json")
 
 
