@@ -307,7 +307,7 @@ class OpenAIRelay(_SSERelay):
             if event != self._last_usage:
                 self._last_usage = event
                 items.append(event)
-            if not self._include_usage and chunk.usage is not None:
+            if not self._include_usage:
                 if not chunk.choices:
                     return b""  # the usage chunk the gateway asked for on the ledger's behalf
                 frame = _without_usage(frame, self._sep)
@@ -387,6 +387,9 @@ def _without_usage(frame: bytes, sep: bytes) -> bytes:
     """A chunk with choices that also carried usage the client did not ask for (rare)."""
     chunk: dict[str, Any] = msgspec.json.decode(_data(frame))
     chunk.pop("usage", None)
+    groq = chunk.get("x_groq")
+    if isinstance(groq, dict):
+        groq.pop("usage", None)
     return b"data: " + msgspec.json.encode(chunk) + sep
 
 
