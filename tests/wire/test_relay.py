@@ -225,3 +225,38 @@ def test_anthropic_answer_relayed_as_decoded(name: str) -> None:
     )
     assert _ledger_usage(items[:-1]) == _ledger_usage(events)  # type: ignore[arg-type]
     assert f'"id":"{RID}"'.encode() in relayed and b'"model":"conn/some-model"' in relayed
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {
+        "id": "chatcmpl-up",
+        "object": "chat.completion.chunk",
+        "model": "some-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + msgspec.json.encode(body) + b"\n\n"
+
+
+_CALL = {
+    "tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": '{"a":1}'}}]
+}
+
+
+@pytest.mark.parametrize(
+    ("chunks", "finish"),
+    [
+        # Ollama ends a turn that called tools with "stop"; the SDKs' users test for tool_calls.
+        ([_chunk(_CALL), _chunk({}, "stop")], b'"finish_reason":"tool_calls"'),
+        ([_chunk({"content": "hi"}), _chunk({}, "eos")], b'"finish_reason":"stop"'),
+        ([_chunk({"content": "hi"}), _chunk({}, "max_tokens")], b'"finish_reason":"length"'),
+    ],
+)
+def test_a_finish_reason_is_written_as_the_decode_encode_path_writes_it(
+    chunks: list[bytes], finish: bytes
+) -> None:
+    body = b"".join(chunks) + b"data: [DONE]\n\n"
+    encoder = openai_chat_server.StreamEncoder(model=ADDRESS, id=RID)
+    relay = OpenAIRelay(model=ADDRESS, response_id=RID, include_usage=False)
+    relayed, _, _ = _relay(relay, [body], encoder)
+    written, _, _ = _canonical(openai_chat.StreamDecoder(), encoder, [body])
+    assert finish in relayed and finish in written
