@@ -40,10 +40,31 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--connections", type=int, default=32, help="per gateway (32)")
     parser.add_argument("--rounds", type=int, default=8, help="paired rounds (8)")
     parser.add_argument("--seconds", type=int, default=3, help="seconds per round (3)")
+    parser.add_argument(
+        "--env-a",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the first gateway only (repeatable)",
+    )
+    parser.add_argument(
+        "--env-b",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the same for the second: one build, two settings (MODELPORT_PASSTHROUGH=off)",
+    )
     return parser
 
 
-def _cpu_per_request(wrk: str, gateway: Process, script: Path, args: argparse.Namespace) -> float:
+def _env(pairs: list[str]) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def _cpu_per_request(
+    wrk: str, gateway: Process, script: Path, args: argparse.Namespace
+) -> tuple[float, float]:
+    """Gateway CPU µs per request, and requests per second, in one wrk run."""
     before = gateway.cpu_seconds()
     result = run_wrk(
         wrk,
@@ -52,13 +73,14 @@ def _cpu_per_request(wrk: str, gateway: Process, script: Path, args: argparse.Na
         connections=args.connections,
         seconds=args.seconds,
     )
-    return (gateway.cpu_seconds() - before) / max(1, result.requests) * 1e6
+    cpu = (gateway.cpu_seconds() - before) / max(1, result.requests) * 1e6
+    return cpu, result.requests / args.seconds
 
 
 def _side_by_side(
     wrk: str, gateways: tuple[Process, Process], script: Path, args: argparse.Namespace
-) -> tuple[float, float]:
-    results: dict[int, float] = {}
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    results: dict[int, tuple[float, float]] = {}
 
     def load(index: int) -> None:
         results[index] = _cpu_per_request(wrk, gateways[index], script, args)
@@ -81,22 +103,40 @@ def main() -> None:
     gateways: tuple[Process, Process] | None = None
     try:
         gateways = (
-            start_gateway(upstream.port, folder, [], {"PYTHONPATH": str(args.a.resolve())}),
-            start_gateway(upstream.port, folder, [], {"PYTHONPATH": str(args.b.resolve())}),
+            start_gateway(
+                upstream.port,
+                folder,
+                [],
+                {"PYTHONPATH": str(args.a.resolve()), **_env(args.env_a)},
+            ),
+            start_gateway(
+                upstream.port,
+                folder,
+                [],
+                {"PYTHONPATH": str(args.b.resolve()), **_env(args.env_b)},
+            ),
         )
         script = write_script(scenario.body("bench/"), folder)
         warm = argparse.Namespace(**{**vars(args), "seconds": 1})
         _side_by_side(wrk, gateways, script, warm)
         differences = []
+        rates: list[tuple[float, float]] = []
         for round_ in range(1, args.rounds + 1):
-            a, b = _side_by_side(wrk, gateways, script, args)
+            (a, rate_a), (b, rate_b) = _side_by_side(wrk, gateways, script, args)
             differences.append(b - a)
-            print(f"round {round_}: a {a:5.0f} µs  b {b:5.0f} µs  b - a {b - a:+5.0f} µs")
+            rates.append((rate_a, rate_b))
+            print(
+                f"round {round_}: a {a:5.0f} µs {rate_a:6.0f}/s  b {b:5.0f} µs {rate_b:6.0f}/s"
+                f"  b - a {b - a:+5.0f} µs"
+            )
         spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
         print(
             f"{scenario.name}, c={args.connections} each: b - a = "
             f"{statistics.median(differences):+.0f} µs of gateway CPU per request "
-            f"(median of {len(differences)} rounds; sd {spread:.0f} µs)"
+            f"(median of {len(differences)} rounds; sd {spread:.0f} µs); requests/s "
+            f"a {statistics.median(r[0] for r in rates):.0f}, "
+            f"b {statistics.median(r[1] for r in rates):.0f} (side by side, so each "
+            "has part of the machine)"
         )
     finally:
         for gateway in gateways or ():

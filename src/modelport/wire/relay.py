@@ -228,6 +228,11 @@ class OpenAIRelay(_SSERelay):
         rb'"(?:content|reasoning_content|reasoning|refusal)"\s*:\s*"[^"]'
         rb'|"(?:tool_calls|function_call)"\s*:\s*[\[{]|"finish_reason"\s*:\s*"'
     )
+    #: Anything in a read that the fast path must not pass over (see ``_batch``).
+    _QUICK = re.compile(
+        rb'"finish_reason":"|"usage":\{|"error"|\[DONE\]|event:|": |"tool_calls"|"function_call"'
+        rb'|"refusal"'
+    )
     _CALLS = re.compile(rb'"(?:tool_calls|function_call)"\s*:\s*[\[{]\s*[^\]\s]')
     _REFUSAL = re.compile(rb'"refusal"\s*:\s*"[^"]')
     _FINISH = re.compile(rb'"finish_reason"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -259,14 +264,18 @@ class OpenAIRelay(_SSERelay):
     def _batch(self, data: bytes) -> list[RelayItem]:
         if not self._learned:
             self._learn(data)
+        if self._held is None and self._QUICK.search(data) is None:
+            # The common read: text deltas only. One search for a handful of literals,
+            # then the two rewrites.
+            return [self._rewrite(data)]
         items: list[RelayItem] = []
         if self._held is not None and self._OUTPUT.search(data):
             items = self._open()
-        if not self._calls and self._CALLS.search(data):
-            self._calls = True
-        if not self._refused and self._REFUSAL.search(data):
-            self._refused = True
-        if self._MARKS.search(data) is None:
+        if not self._calls and (b'"tool_calls"' in data or b'"function_call"' in data):
+            self._calls = self._CALLS.search(data) is not None
+        if not self._refused and b'"refusal"' in data:
+            self._refused = self._REFUSAL.search(data) is not None
+        if not self._may_be_marked(data):
             items.append(self._rewrite(data))
             return items
         # Some frame of this read carries usage, a finish, an error or the end: frame by frame.
@@ -274,7 +283,7 @@ class OpenAIRelay(_SSERelay):
         for frame in self._frames(data):
             if self._done:
                 break
-            if self._MARKS.search(frame) is None:
+            if not self._may_be_marked(frame) or self._MARKS.search(frame) is None:
                 out.append(frame)
                 continue
             try:
@@ -288,6 +297,19 @@ class OpenAIRelay(_SSERelay):
         if out:
             items.append(self._rewrite(b"".join(out)))
         return items
+
+    def _may_be_marked(self, data: bytes) -> bool:
+        """Whether a frame of ``data`` may carry usage, a finish, an error or the end."""
+        if (
+            b'"finish_reason":"' in data
+            or b'"usage":{' in data
+            or b'"error"' in data
+            or b"[DONE]" in data
+            or b"event:" in data
+        ):
+            return True
+        # JSON written with spaces (`"usage": {`): the regular expression decides.
+        return b'": ' in data and self._MARKS.search(data) is not None
 
     def _marked(self, frame: bytes, items: list[RelayItem]) -> bytes:
         """``frame`` as the client gets it (``b""``: dropped); usage goes into ``items``."""
@@ -411,7 +433,11 @@ class AnthropicRelay(_SSERelay):
     def _batch(self, data: bytes) -> list[RelayItem]:
         items: list[RelayItem] = []
         opening = self._held is not None and self._OUTPUT.search(data) is not None
-        if self._MARKS.search(data) is None:
+        # Only message_* and error frames matter, and no other frame holds `"message_`
+        # or `"error"` outside a string (where its quotes would be escaped).
+        if (b'"message_' not in data and b'"error"' not in data) or self._MARKS.search(
+            data
+        ) is None:
             if opening:
                 items = self._open()
             items.append(data)  # message_start, the one frame rewritten, is a marked one
