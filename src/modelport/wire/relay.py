@@ -69,6 +69,9 @@ RelayItem = bytes | StreamEvent
 
 _OUTPUT_EVENTS = (TextEvent, ReasoningEvent, ToolCallStartEvent, ToolCallDeltaEvent)
 
+#: What a Chat Completions frame that matters holds (written without spaces).
+_OPENAI_MARKS = (b'"finish_reason":"', b'"usage":{', b'"error"', b"[DONE]", b"event:")
+
 #: The marker of the first output (the ledger and the metrics time it).
 _FIRST_OUTPUT = TextEvent(text="")
 
@@ -278,25 +281,49 @@ class OpenAIRelay(_SSERelay):
         if not self._may_be_marked(data):
             items.append(self._rewrite(data))
             return items
-        # Some frame of this read carries usage, a finish, an error or the end: frame by frame.
+        # Some frame of this read carries usage, a finish, an error or the end: those
+        # frames alone are looked at, found by `find`; the bytes between go as they are.
         out: list[bytes] = []
-        for frame in self._frames(data):
-            if self._done:
-                break
-            if not self._may_be_marked(frame) or self._MARKS.search(frame) is None:
-                out.append(frame)
+        position = 0
+        for start, end in self._marked_spans(data):
+            frame = data[start:end]
+            if self._MARKS.search(frame) is None:
                 continue
+            out.append(data[position:start])
             try:
                 kept = self._marked(frame, items)
             except ModelportError as error:
-                if out:
+                if any(out):
                     items.append(self._rewrite(b"".join(out)))
                 return self._fail(error, items)
-            if kept:
-                out.append(kept)
-        if out:
-            items.append(self._rewrite(b"".join(out)))
+            out.append(kept)
+            position = end
+            if self._done:
+                break  # nothing after [DONE] is read, as the decoder reads nothing after it
+        if not self._done:
+            out.append(data[position:])
+        relayed = b"".join(out)
+        if relayed:
+            items.append(self._rewrite(relayed))
         return items
+
+    def _marked_spans(self, data: bytes) -> list[tuple[int, int]]:
+        """The (start, end) of each frame of ``data`` that may be marked, in order."""
+        sep = self._sep
+        starts: set[int] = set()
+        for literal in _OPENAI_MARKS:
+            at = data.find(literal)
+            while at >= 0:
+                starts.add(data.rfind(sep, 0, at) + 1)
+                at = data.find(literal, at + len(literal))
+        if b'": ' in data:
+            starts.update(data.rfind(sep, 0, m.start()) + 1 for m in self._MARKS.finditer(data))
+        spans = []
+        for start in sorted(starts):
+            begin = start + len(sep) - 1 if start else 0
+            end = data.find(sep, begin)
+            spans.append((begin, len(data) if end < 0 else end + len(sep)))
+        return spans
 
     def _may_be_marked(self, data: bytes) -> bool:
         """Whether a frame of ``data`` may carry usage, a finish, an error or the end."""
