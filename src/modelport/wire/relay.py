@@ -138,7 +138,8 @@ class _SSERelay:
 
     def feed(self, chunk: bytes) -> list[RelayItem]:
         """The items these bytes complete (bytes for the client, events for the ledger)."""
-        self._raise_deferred()
+        if self._deferred is not None:
+            self._raise_deferred()
         if self._done:
             return []
         buffer = self._partial + chunk if self._partial else chunk
@@ -149,8 +150,13 @@ class _SSERelay:
             self._partial = buffer
             return []
         cut += len(self._sep)
-        self._partial = buffer[cut:]
-        return self._release(self._batch(buffer[:cut]))
+        if cut == len(buffer):
+            self._partial = b""
+            items = self._batch(buffer)
+        else:
+            self._partial = buffer[cut:]
+            items = self._batch(buffer[:cut])
+        return items if self._held is None else self._release(items)
 
     def close(self) -> list[RelayItem]:
         """The end of the body: what was left, or the error the decoder would raise."""
@@ -231,11 +237,6 @@ class OpenAIRelay(_SSERelay):
         rb'"(?:content|reasoning_content|reasoning|refusal)"\s*:\s*"[^"]'
         rb'|"(?:tool_calls|function_call)"\s*:\s*[\[{]|"finish_reason"\s*:\s*"'
     )
-    #: Anything in a read that the fast path must not pass over (see ``_batch``).
-    _QUICK = re.compile(
-        rb'"finish_reason":"|"usage":\{|"error"|\[DONE\]|event:|": |"tool_calls"|"function_call"'
-        rb'|"refusal"'
-    )
     _CALLS = re.compile(rb'"(?:tool_calls|function_call)"\s*:\s*[\[{]\s*[^\]\s]')
     _REFUSAL = re.compile(rb'"refusal"\s*:\s*"[^"]')
     _FINISH = re.compile(rb'"finish_reason"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -267,9 +268,18 @@ class OpenAIRelay(_SSERelay):
     def _batch(self, data: bytes) -> list[RelayItem]:
         if not self._learned:
             self._learn(data)
-        if self._held is None and self._QUICK.search(data) is None:
-            # The common read: text deltas only. One search for a handful of literals,
-            # then the two rewrites.
+        if self._held is None and not (
+            b"_call" in data  # tool_calls, function_call
+            or b'"finish_reason":"' in data
+            or b'"usage":{' in data
+            or b'"refusal":"' in data
+            or b'"error"' in data
+            or b"[DONE]" in data
+            or b"event:" in data
+            or b'": ' in data  # JSON written with spaces: the slow path decides
+        ):
+            # The common read: text deltas only. A few `in` (tens of ns each; a regular
+            # expression over the same literals costs microseconds), then the two rewrites.
             return [self._rewrite(data)]
         items: list[RelayItem] = []
         if self._held is not None and self._OUTPUT.search(data):
