@@ -97,6 +97,8 @@ class Router:
         self.tokens = tokens if tokens is not None else TokenBroker(env=lambda: self.env)
         self._cache = RouteCache(self.tokens)
         self._seen_prices: dict[tuple[str, str], ModelPrices] = {}
+        self._relay_compats: dict[str | None, str | None] = {}
+        self._relay_stamp: tuple[object, ...] = ()
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -356,7 +358,17 @@ class Router:
         :mod:`modelport.routing._relay`); ``None`` otherwise, and for anything
         that does not resolve (the decode-encode path then says what is wrong).
         """
-        return relay_compat(self, address)
+        # Remembered per config and set of registered providers: a new config (an admin
+        # edit) or a provider registered starts afresh. A call that could not be decided
+        # yet (a plugin not started) is remembered as not relayed, which is always safe.
+        stamp = (self.config, len(self._cache.registered), self.env.get("MODELPORT_MODEL"))
+        if self._relay_stamp != stamp:
+            self._relay_compats.clear()
+            self._relay_stamp = stamp
+        found = self._relay_compats.get(address, False)
+        if found is False:
+            found = self._relay_compats[address] = relay_compat(self, address)
+        return found
 
     def relay(
         self,
