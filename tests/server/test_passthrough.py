@@ -57,7 +57,8 @@ def pair(
     gateways = {}
     ledgers = {}
     for mode in ("on", "off"):
-        monkeypatch.setenv("MODELPORT_PASSTHROUGH", mode)
+        # `all`: plain answers too (by default only streams are relayed).
+        monkeypatch.setenv("MODELPORT_PASSTHROUGH", "all" if mode == "on" else "off")
         ledgers[mode] = open_ledger(url=f"sqlite:///{tmp_path / f'{mode}.db'}")
         app = create_app(upstream_config(upstream, EXTRA), plugin_host=False, ledger=ledgers[mode])
         gateways[mode] = gateway_factory(app)
@@ -287,6 +288,23 @@ def test_what_the_passthrough_cannot_keep_takes_the_decode_encode_path(
     completion = pair.on.openai().chat.completions.create(model=model, messages=USER, **payload)  # type: ignore[arg-type]
     assert completion.model == model and len(completion.choices) == 1
     assert (completion.created == created) is relayed
+
+
+def test_by_default_streams_are_relayed_and_plain_answers_decoded(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    name = "openai/chat-completion-tool-call.json"
+    created = json.loads((FIXTURES / name).read_bytes())["created"]
+    upstream.route("POST", "/v1/chat/completions", Reply.fixture(name))
+    plain = gateway.openai().chat.completions.create(model="oai/gpt-4o", messages=USER)  # type: ignore[arg-type]
+    assert plain.created != created
+    stream = "openai/chat-stream-text-include-usage.sse"
+    first = json.loads((FIXTURES / stream).read_bytes().split(b"\n\n")[0].removeprefix(b"data: "))
+    upstream.route("POST", "/v1/chat/completions", Reply.fixture(stream))
+    chunks = list(
+        gateway.openai().chat.completions.create(model="oai/gpt-4o", messages=USER, stream=True)  # type: ignore[arg-type]
+    )
+    assert chunks[0].created == first["created"]
 
 
 def test_a_connection_default_or_a_fallback_elsewhere_takes_the_decode_encode_path(

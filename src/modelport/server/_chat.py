@@ -42,7 +42,7 @@ from modelport.server._passthrough import (
     RelayEncoder,
     clamp,
     collect,
-    passthrough_enabled,
+    passthrough_mode,
     relay_body,
     relay_factory,
 )
@@ -101,7 +101,7 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
     make_exchange = surface.exchange
     getrandbits = random.getrandbits
     # The same-format passthrough (see modelport.server._passthrough), for the chat APIs.
-    relays = make_exchange is None and passthrough_enabled()
+    relays = "off" if make_exchange is not None else passthrough_mode()
 
     async def chat_handler(request: Request) -> Response:
         started = time.perf_counter()
@@ -117,7 +117,11 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
         # The id the client sees, streamed or not, is the one the ledger records.
         # Random bits, as uuid4's hex but without its os.urandom call (~3 µs).
         request_id = id_template % getrandbits(id_bits)
-        relayed = relay_body(surface.api, payload, chat, request.app.state) if relays else None
+        relayed = (
+            relay_body(surface.api, payload, chat, request.app.state, relays)
+            if relays != "off"
+            else None
+        )
         if relayed is not None:
             return await answer_chat(
                 request,

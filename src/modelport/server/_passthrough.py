@@ -12,7 +12,8 @@ on disconnect, status and error mapping.
 A call takes the passthrough only when all of these hold (:func:`relay_body`);
 otherwise it takes the decode-encode path, which can do everything:
 
-* ``MODELPORT_PASSTHROUGH`` is not ``0``/``off``/``false`` (on by default);
+* ``MODELPORT_PASSTHROUGH`` is not ``off`` (:func:`passthrough_mode`), and the
+  request asks for a stream unless it is ``all``;
 * the route is ``/v1/chat/completions`` or ``/v1/messages`` (the Responses API
   is always translated);
 * the address and every configured fallback lead to connections of the
@@ -40,7 +41,7 @@ __all__ = [
     "RelayEncoder",
     "clamp",
     "collect",
-    "passthrough_enabled",
+    "passthrough_mode",
     "relay_body",
     "relay_factory",
 ]
@@ -52,16 +53,27 @@ RELAY_KEEPALIVE = b": keep-alive\n\n"
 _OFF = frozenset({"0", "off", "false", "no"})
 
 
-def passthrough_enabled() -> bool:
-    """``MODELPORT_PASSTHROUGH``, read when the app is built (on unless switched off)."""
-    return os.environ.get("MODELPORT_PASSTHROUGH", "on").strip().lower() not in _OFF
+def passthrough_mode() -> str:
+    """``MODELPORT_PASSTHROUGH``, read when the app is built: ``streams`` (the default,
+    also ``on``), ``all`` (plain answers too) or ``off``.
+
+    Plain answers take the decode-encode path by default: measured side by side
+    (docs/performance.md) the passthrough saved nothing on them, while it did on
+    streams, whose decode-encode path handles every event.
+    """
+    value = os.environ.get("MODELPORT_PASSTHROUGH", "streams").strip().lower()
+    if value in _OFF:
+        return "off"
+    return "all" if value == "all" else "streams"
 
 
 def relay_body(
-    api: str, payload: dict[str, Any], chat: ChatRequest, state: Any
+    api: str, payload: dict[str, Any], chat: ChatRequest, state: Any, mode: str = "all"
 ) -> dict[str, Any] | None:
     """The body to relay for this call, or ``None`` where it takes the decode-encode path."""
     if api not in ("openai", "anthropic"):
+        return None
+    if mode != "all" and payload.get("stream") is not True:
         return None
     reasoning = chat.reasoning
     if reasoning is not None and reasoning.adaptive:
