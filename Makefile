@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NODE_SDK := sdk/node
 NODE_STAMP := $(NODE_SDK)/node_modules/.installed
 
-.PHONY: serve test lint format bench clean
+.PHONY: serve test lint format bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,15 @@ $(NODE_STAMP): $(NODE_SDK)/package.json $(NODE_SDK)/package-lock.json
 serve: $(STAMP)
 	$(BIN)/modelport serve
 
+# pytest and the Node SDK's tests run where only loopback exists (tests/_netns.py):
+# nothing a test starts can reach the network, whichever library or process opens the socket.
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	cd $(NODE_SDK) && ./node_modules/.bin/tsc -p test/types
-	cd $(NODE_SDK) && MODELPORT_BIN=$(abspath $(BIN))/modelport node --test test/
-	$(BIN)/python -m pytest -q
+	cd $(NODE_SDK) && MODELPORT_BIN=$(abspath $(BIN))/modelport \
+		$(abspath $(BIN))/python $(CURDIR)/tests/_netns.py node --test test/
+	$(BIN)/python tests/_netns.py $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -39,6 +42,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# A mixed load against a real gateway for $SOAK_SECONDS (300 by default); fails on a leak.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist $(NODE_SDK)/node_modules

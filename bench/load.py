@@ -80,14 +80,36 @@ def ensure_wrk() -> str:
     )
 
 
-def write_script(body: bytes, folder: Path | None = None) -> Path:
-    """A wrk Lua script that POSTs ``body`` and prints a ``BENCH {json}`` line."""
+#: Appended to the script by ``vary=True``: each request's body gets a number of its own
+#: in place of ``__N__`` (wrk then builds each request, at a small cost to its own CPU).
+#: The run's own tag keeps one run's requests apart from an earlier run's (wrk runs the
+#: script afresh each time, so a counter alone would repeat them).
+_VARY = """
+math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+local run = tostring(os.time()) .. "-" .. tostring(math.random(1, 1000000000)) .. "-"
+local counter = 0
+local head, tail = wrk.body:match("^(.-)__N__(.*)$")
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, head .. run .. counter .. tail)
+end
+"""
+
+
+def write_script(body: bytes, folder: Path | None = None, *, vary: bool = False) -> Path:
+    """A wrk Lua script that POSTs ``body`` and prints a ``BENCH {json}`` line.
+
+    With ``vary``, ``__N__`` in the body becomes a number that differs for every
+    request (so no two requests are alike: cache misses).
+    """
     folder = folder or Path(tempfile.mkdtemp(prefix="modelport-bench-"))
     text = body.decode()
     if "]==]" in text:
         raise ValueError("the body must not contain ]==]")
-    path = folder / f"post-{abs(hash(body)):x}.lua"
-    path.write_text(_LUA % text)
+    if vary and "__N__" not in text:
+        raise ValueError("vary needs __N__ in the body")
+    path = folder / f"post-{abs(hash((body, vary))):x}.lua"
+    path.write_text(_LUA % text + (_VARY if vary else ""))
     return path
 
 

@@ -108,8 +108,9 @@ def start_gateway(
     """``modelport serve`` with a fresh MODELPORT_HOME that points at the upstream.
 
     ``env`` adds to the environment (``PYTHONPATH`` to run another build);
-    ``extra_config`` goes at the top of its ``config.toml``, and ``prepare`` gets
-    the home folder before the gateway starts (to issue virtual keys in it).
+    ``extra_config`` goes at the top of its ``config.toml`` (``{upstream}`` in it
+    becomes the upstream's base URL), and ``prepare`` gets the home folder
+    before the gateway starts (to issue virtual keys in it).
 
     Readiness is timed from just before the process is spawned to the first
     ``200`` from ``GET /health``: interpreter start, imports, config, the
@@ -117,7 +118,8 @@ def start_gateway(
     """
     home = Path(tempfile.mkdtemp(prefix="home-", dir=folder))
     (home / "config.toml").write_text(
-        extra_config + "[connections.bench]\n"
+        extra_config.replace("{upstream}", f"http://127.0.0.1:{upstream_port}/v1")
+        + "\n[connections.bench]\n"
         'compat = "openai"\n'
         f'base_url = "http://127.0.0.1:{upstream_port}/v1"\n'
         "max_retries = 0\n"

@@ -16,6 +16,8 @@ What the request's ``model`` selects (the gateway strips ``bench/``):
 * ``hold-S`` — a stream whose role chunk and first content chunk go out at
   once and the rest ``S`` seconds later: it keeps streams open for the
   "1,000 open streams" memory figure.
+* ``error-NNN`` — an OpenAI-style error body with status ``NNN`` (the soak's
+  upstream errors).
 * anything else without ``stream`` — one ``chat.completion`` JSON body.
 
 Keep-alive always; ``GET /health`` and ``GET /v1/models`` answer too.
@@ -31,7 +33,14 @@ import sys
 from functools import cache
 from typing import cast
 
-__all__ = ["UpstreamProtocol", "completion_body", "main", "serve", "stream_body"]
+__all__ = [
+    "UpstreamProtocol",
+    "completion_body",
+    "error_body",
+    "main",
+    "serve",
+    "stream_body",
+]
 
 _ID = "chatcmpl-bench0000000000000000000000"
 _CREATED = 1727346168
@@ -96,6 +105,14 @@ def completion_body() -> bytes:
         '"system_fingerprint":"fp_5050236cbd"}'
     ).encode()
     return _plain(b"200 OK", body)
+
+
+@cache
+def error_body(status: int) -> bytes:
+    """An OpenAI-style error answer with ``status``, headers included."""
+    reason = {429: b"Too Many Requests", 500: b"Internal Server Error"}.get(status, b"Error")
+    body = b'{"error":{"message":"bench upstream error %d","type":"server_error"}}' % status
+    return _plain(b"%d %s" % (status, reason), body)
 
 
 def _plain(status: bytes, body: bytes) -> bytes:
@@ -171,7 +188,9 @@ class UpstreamProtocol(asyncio.Protocol):
         line = head[: head.find(b"\r\n")]
         if line.startswith(b"POST ") and b"/chat/completions" in line:
             model = _model(body)
-            if model.startswith(b"hold-"):
+            if model.startswith(b"error-"):
+                transport.write(error_body(int(model[6:])))
+            elif model.startswith(b"hold-"):
                 self._hold(float(model[5:]), _wants_usage(body))
             elif _is_stream(body):
                 chunks = int(model[7:]) if model.startswith(b"chunks-") else 20

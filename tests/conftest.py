@@ -23,6 +23,12 @@ def _guarded_connect(self: socket.socket, address: object) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse a Python ``socket.connect`` beyond loopback, in this process.
+
+    Only this process's Python sockets: uvloop connects in C and child processes
+    have their own. ``make test`` runs the suite where only loopback exists
+    (``tests/_netns.py``), which covers those too.
+    """
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
 
 

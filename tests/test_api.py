@@ -498,3 +498,51 @@ def test_the_default_router_and_the_sync_twins_reach_plugin_models(
     assert isinstance(host, _api._LoopPlugins)
     assert [info["state"] for info in host.host.describe_all()] == ["stopped"]
     assert len(plugin_upstream.requests) == 3
+
+
+# --- on_retry ----------------------------------------------------------------------
+
+
+async def _no_pause(delay: float) -> None:
+    return None
+
+
+def _flaky_router() -> tuple[Router, FakeProvider]:
+    from modelport.errors import NetworkError
+
+    router = Router(Config(), env={}, sleep=_no_pause)
+    provider = FakeProvider(NetworkError("down"), NetworkError("down"), "ok")
+    router.register_provider("fake", provider)
+    return router, provider
+
+
+async def test_on_retry_hears_every_retry_of_a_stream_and_a_complete_call() -> None:
+    heard: list[tuple[int, str, float]] = []
+
+    def on_retry(attempt: int, error: modelport.ModelportError, delay: float) -> None:
+        heard.append((attempt, type(error).__name__, delay))
+
+    router, _ = _flaky_router()
+    events = [
+        e async for e in modelport.stream("fake/m", MESSAGES, on_retry=on_retry, router=router)
+    ]
+    assert TextEvent(text="ok") in events
+    router, _ = _flaky_router()
+    response = await modelport.complete("fake/m", MESSAGES, on_retry=on_retry, router=router)
+    assert response.content == "ok"
+    assert [(a, name) for a, name, _ in heard] == [(1, "NetworkError"), (2, "NetworkError")] * 2
+    assert all(0 <= delay <= 1.0 for _, _, delay in heard)
+
+
+def test_on_retry_works_with_the_sync_twins() -> None:
+    heard: list[int] = []
+    router, _ = _flaky_router()
+    response = modelport.complete_sync(
+        "fake/m",
+        MESSAGES,
+        on_retry=lambda attempt, error, delay: heard.append(attempt),
+        router=router,
+    )
+    assert response.content == "ok"
+    assert heard == [1, 2]
+    assert "on_retry" in inspect.signature(modelport.stream_sync).parameters

@@ -49,7 +49,7 @@ from modelport.types import (
 )
 
 if TYPE_CHECKING:
-    from modelport.routing import Router
+    from modelport.routing import OnRetry, Router
 
 __all__ = [
     "complete",
@@ -257,13 +257,18 @@ async def stream(
     base_url: str | None = None,
     timeout: float | None = None,
     max_retries: int | None = None,
+    on_retry: OnRetry | None = None,
     router: Router | None = None,
 ) -> AsyncIterator[StreamEvent]:
     """Stream the answer of ``model`` (an address or alias) as canonical events.
 
     Closing the iterator early (``break``, cancellation) aborts the upstream
     request. ``api_key``, ``base_url``, ``timeout`` and ``max_retries``
-    override the connection's settings for this call.
+    override the connection's settings for this call. ``on_retry(attempt,
+    error, delay)`` is called before each retry: attempt number ``attempt``
+    (1 for the first) failed with ``error``, the next starts in ``delay``
+    seconds. It may be a coroutine function; with the ``*_sync`` twins it
+    runs on modelport's background thread.
     """
     request = _request(
         model,
@@ -282,7 +287,13 @@ async def stream(
     active = router if router is not None else await _default_router()
     events = active.stream(
         request,
-        **_overrides(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries),
+        **_overrides(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            on_retry=on_retry,
+        ),
     )
     try:
         async for event in events:
@@ -311,9 +322,13 @@ async def complete(
     base_url: str | None = None,
     timeout: float | None = None,
     max_retries: int | None = None,
+    on_retry: OnRetry | None = None,
     router: Router | None = None,
 ) -> ChatResponse:
-    """The whole answer of ``model`` at once: the aggregate of :func:`stream`."""
+    """The whole answer of ``model`` at once: the aggregate of :func:`stream`.
+
+    ``on_retry`` is called before each retry, as for :func:`stream`.
+    """
     request = _request(
         model,
         messages,
@@ -331,7 +346,13 @@ async def complete(
     active = router if router is not None else await _default_router()
     return await active.complete(
         request,
-        **_overrides(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries),
+        **_overrides(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            on_retry=on_retry,
+        ),
     )
 
 

@@ -7,14 +7,114 @@ query (``?api-key=…``), a fragment, or a ``user:password@`` part.
 and the ledger's error excerpt show of an exception; :func:`public_url` is the
 URL part of it, and what every upstream error message carries. It lives at
 the bottom of the package so providers, the ledger and the gateway share it.
+
+Patterns catch keys of the usual shapes; a key of another shape is caught
+because the process knows it: every key it holds is remembered
+(:func:`remember_secret`: connection settings, plugin passwords, the gateway's
+keys), and :func:`public_text` masks each one, and any run of eight or more of
+its first characters (an upstream that echoes ``sk-holdout-OAI...``).
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["public_message", "public_text", "public_url"]
+__all__ = ["mask_secrets", "public_message", "public_text", "public_url", "remember_secret"]
+
+#: How many distinct secrets are remembered (a process holds a handful; per-call
+#: keys from a long-running caller must not grow this without end).
+MAX_KNOWN_SECRETS = 256
+#: A secret this short is masked where it appears whole, and never by prefix; a
+#: shorter one is not masked at all ("ab" everywhere would garble text, not protect it).
+_SHORTEST = 4
+#: A run of this many of a secret's first characters is masked wherever it appears.
+PREFIX = 8
+
+# Newest last. Replaced whole (never changed in place), so a reader on another
+# thread (the ledger's writer) always sees a complete tuple.
+_known: tuple[str, ...] = ()
+_known_lock = threading.Lock()
+
+
+def remember_secret(value: str | None) -> None:
+    """Mask ``value`` (and any 8+ character prefix of it) in every public text from now on.
+
+    Values shorter than eight characters are not remembered: they are
+    placeholders (``ollama``, ``EMPTY``) far more often than keys, and masking
+    them everywhere would garble messages that name them.
+    """
+    global _known
+    if not value or len(value) < PREFIX or value in _known:
+        return
+    with _known_lock:
+        if value not in _known:
+            _known = (*_known[-(MAX_KNOWN_SECRETS - 1) :], value)
+
+
+def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with each of ``secrets`` and of the remembered ones replaced by ``***``.
+
+    A secret is masked wherever it appears whole. One of eight characters or
+    more is also masked where a run of at least its first eight stands as a token
+    of its own (not inside a longer word: ``nomic-embed-text`` does not show a
+    cut of the key ``embed-test-…``): an upstream that echoes a cut key
+    (``sk-abcdefgh...``) still shows none of it. Where keys share a beginning
+    (``sk-proj-…``), each place is masked as far as the longest of them matches,
+    whatever order they were remembered in. ``secrets`` may be as short as four
+    characters (the gateway's own keys); shorter ones are not masked.
+    """
+    spans: list[tuple[int, int]] = []
+    for secret in (*secrets, *_known):
+        if len(secret) >= _SHORTEST:
+            _find_runs(text, secret, spans)
+    if not spans:
+        return text
+    spans.sort()
+    pieces: list[str] = []
+    position = 0
+    start, end = spans[0]
+    for next_start, next_end in spans[1:]:
+        if next_start <= end:
+            end = max(end, next_end)
+            continue
+        pieces += (text[position:start], "***")
+        position = end
+        start, end = next_start, next_end
+    pieces += (text[position:start], "***", text[end:])
+    return "".join(pieces)
+
+
+def _find_runs(text: str, secret: str, spans: list[tuple[int, int]]) -> None:
+    """Add to ``spans`` each place ``secret`` is whole, or 8+ of its first characters
+    stand as a token."""
+    size = len(secret)
+    start = text.find(secret if size < PREFIX else secret[:PREFIX])
+    while start != -1:
+        if size < PREFIX:
+            spans.append((start, start + size))
+        else:
+            end = start + PREFIX
+            limit = min(len(text), start + size)
+            while end < limit and text[end] == secret[end - start]:
+                end += 1
+            if end - start == size or _is_token(text, start, end):
+                spans.append((start, end))
+        start = text.find(secret if size < PREFIX else secret[:PREFIX], start + 1)
+
+
+def _is_token(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is not part of a longer word (a cut key is not)."""
+    return (start == 0 or not _continues_key(text[start - 1])) and (
+        end == len(text) or not _continues_key(text[end])
+    )
+
+
+def _continues_key(character: str) -> bool:
+    return character.isalnum() or character in "-_"
+
 
 # Shapes of credentials: key-like tokens, auth schemes, and URL userinfo.
 _SECRET = re.compile(
@@ -56,7 +156,12 @@ def public_url(url: str) -> str:
 
 
 def public_text(text: str) -> str:
-    """``text`` with URL queries and fragments dropped and anything key-like masked."""
+    """``text`` with URL queries and fragments dropped and anything key-like masked.
+
+    Key-like: the usual key shapes, and every secret this process remembers
+    (:func:`remember_secret`), whole or by a prefix of eight characters or more.
+    """
+    text = mask_secrets(text)
     text = _URL_TAIL.sub(r"\1", text)
     text = _PARAM.sub(r"\1***", text)
     return _SECRET.sub(_mask, text)

@@ -165,7 +165,8 @@ class TrustStore:
             "folders": folders,
             "configs": self._read_configs() if configs is None else configs,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # MODELPORT_HOME is its owner's alone (mkstemp makes the file itself 0600).
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Write-then-rename so a crash never leaves half a trust file behind.
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trust-")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -181,3 +181,27 @@ def test_a_registration_oauth_block_is_checked_like_the_users_table() -> None:
         parse_registration(
             {"providerId": "p", "configFields": [{"key": "k", "type": "x"}]}, plugin="p"
         )
+
+
+async def test_a_config_reload_keeps_the_plugins_login(server: OAuthTestServer) -> None:
+    # What the gateway's reload does: a new router, the plugin's providers moved to it
+    # (behind their login, as when they registered), the OAuth broker handed over.
+    router = _router(server)
+    replacement: Router | None = None
+    try:
+        await _login(router, server)
+        assert (await router.complete(_request())).content == "Hello from corp"
+        host = router.provider_source
+        assert isinstance(host, PluginHost)
+
+        replacement = router.with_config(load_config())
+        host.config = replacement.config
+        host.attach(replacement)
+
+        assert (await replacement.complete(_request())).content == "Hello from corp"
+        assert len(server.state.api_tokens) == 2  # the plugin was handed the token again
+        assert host.describe("acme-plugin")["problems"] == []
+    finally:
+        if replacement is not None:
+            await replacement.aclose()
+        await router.aclose()

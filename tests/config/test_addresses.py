@@ -111,3 +111,40 @@ def test_no_model_and_no_default_says_how_to_set_one() -> None:
 def test_an_alias_to_a_broken_address_is_reported() -> None:
     with pytest.raises(ModelNotFoundError, match="'local/'"):
         resolve_address("x", Config(aliases={"x": "local/"}), env={})
+
+
+# --- an address that names only the connection ----------------------------------
+
+
+def _with_local_model(model: str | None = "llama3.1:8b", **aliases: str) -> Config:
+    from modelport.config import parse_config
+
+    line = f'model = "{model}"\n' if model else ""
+    text = f'[connections.local]\nbase_url = "http://localhost:11434/v1"\n{line}'
+    config = parse_config(text)
+    return Config(connections=config.connections, aliases=dict(aliases))
+
+
+@pytest.mark.parametrize("address", ["local", "local/"])
+def test_naming_only_the_connection_means_its_model(address: str) -> None:
+    assert resolve_address(address, _with_local_model(), env={}) == "local/llama3.1:8b"
+
+
+def test_an_alias_of_the_connections_name_wins() -> None:
+    config = _with_local_model(local="anthropic/claude-sonnet-4-5")
+    assert resolve_address("local", config, env={}) == "anthropic/claude-sonnet-4-5"
+    assert resolve_address("local/", config, env={}) == "local/llama3.1:8b"
+
+
+def test_the_default_model_may_name_only_the_connection() -> None:
+    config = _with_local_model()
+    config = Config(connections=config.connections, default_model="local/")
+    assert resolve_address(None, config, env={}) == "local/llama3.1:8b"
+
+
+def test_a_connection_without_a_model_says_how_to_name_one() -> None:
+    with pytest.raises(ModelNotFoundError, match=r"sets no model.*'local/MODEL'.*model = "):
+        resolve_address("local/", _with_local_model(None), env={})
+    # A bare name stays an alias or nothing: it never guesses.
+    with pytest.raises(ModelNotFoundError, match="neither an alias nor a model address"):
+        resolve_address("local", _with_local_model(None), env={})

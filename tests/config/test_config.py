@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -106,7 +107,11 @@ base_url = "http://localhost:11434/v1"
 timeout = 30
 max_retries = 0
 headers = { "X-Team" = "a" }
-organisation = "research"
+model = "llama3.1:8b"
+temperature = 0.2
+max_tokens = 4096
+retry_base_delay = 1
+retry_max_delay = 20
 
 [connections.local.prices."llama3.1:8b"]
 input = 0.1
@@ -133,7 +138,11 @@ key_env = "GATEWAY_KEY"
         max_retries=0,
         headers={"X-Team": "a"},
         prices={"llama3.1:8b": ModelPrices(input=0.1, output=0.2)},
-        options={"organisation": "research"},
+        model="llama3.1:8b",
+        temperature=0.2,
+        max_tokens=4096,
+        retry_base_delay=1.0,
+        retry_max_delay=20.0,
     )
     assert config.aliases == {"fast": "local/qwen2.5-coder:7b"}
     assert config.gateway == GatewayConfig(port=5000, key_env="GATEWAY_KEY")
@@ -329,6 +338,23 @@ base_url = "http://localhost:11434/v1"
     config = load_config()
     assert config.connections["local"].timeout == 30
     assert config.aliases == {"fast": "local/b"}
+
+
+def test_a_new_home_and_its_config_are_the_owners_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELPORT_HOME", str(tmp_path / "users" / "home"))
+    home = modelport_home()
+    set_connection("work", {"compat": "openai", "base_url": "http://w/v1"})
+    # Created, and the missing folder above it too, for its owner alone.
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert home.parent.stat().st_mode & 0o777 == 0o700
+    assert (home / "config.toml").stat().st_mode & 0o777 == 0o600
+    # A project's config is shared with its repository: it keeps the usual mode.
+    project = write(tmp_path / "repo" / ".modelport" / "config.toml", "")
+    os.chmod(project, 0o644)
+    set_value("aliases.x", "work/m", path=project)
+    assert project.stat().st_mode & 0o777 == 0o644
 
 
 def test_set_connection_merges_keys_and_none_removes_one(home: Path) -> None:

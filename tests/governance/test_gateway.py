@@ -276,6 +276,30 @@ def test_admin_routes_issue_list_rotate_and_revoke_with_an_audit_trail(
         admin.close()
 
 
+def test_the_audit_log_pages_on_with_before(
+    governed: Callable[..., tuple[Gateway, Any]],
+) -> None:
+    gateway, _ = governed(keys=GatewayKeys(None, "admin-key-0123456789"))
+    admin = httpx.Client(
+        base_url=gateway.url, headers={"authorization": "Bearer admin-key-0123456789"}
+    )
+    try:
+        for n in range(5):
+            assert admin.post("/admin/keys", json={"name": f"k{n}"}).status_code == 201
+        pages: list[list[str]] = []
+        query = "/admin/audit?limit=2"
+        while True:
+            entries = admin.get(query).json()["entries"]
+            if not entries:
+                break
+            pages.append([e["detail"]["name"] for e in entries])
+            query = f"/admin/audit?limit=2&before={entries[-1]['id']}"
+        assert pages == [["k4", "k3"], ["k2", "k1"], ["k0"]]
+        assert admin.get("/admin/audit?before=x").status_code == 400
+    finally:
+        admin.close()
+
+
 def test_plugin_models_pass_the_same_gate(
     gateway_factory: Callable[..., Gateway], tmp_path: Path
 ) -> None:

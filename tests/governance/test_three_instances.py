@@ -257,7 +257,7 @@ async def _revoke_and_probe(catalog: Any, key_id: str, secret: str, ports: list[
 
 async def _check_counters(deployment: str, limit: Any) -> None:
     """What the shared counters hold: spend within the budget, no minute over its limits."""
-    from modelport.governance._resp import RedisConnection, parse_redis_url
+    from modelport._resp import RedisConnection, parse_redis_url
 
     assert REDIS_URL is not None
     redis = RedisConnection(parse_redis_url(REDIS_URL))

@@ -11,6 +11,9 @@ import pytest
 
 from tests.ledger._fakes import MemoryStore
 
+# The gateway's fixtures, for the outage test that runs a gateway on the ledger.
+from tests.server.conftest import gateway_factory, upstream_keys  # noqa: F401
+
 # Read at import: the autouse environment scrub in tests/conftest.py removes every
 # MODELPORT_* variable before a test runs. .ci/run sets this one.
 PG_URL = os.environ.get("MODELPORT_TEST_DATABASE_URL")

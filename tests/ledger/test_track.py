@@ -201,7 +201,7 @@ async def test_a_failing_database_never_reaches_the_caller(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = MemoryStore(fail=True)
-    ledger = Ledger(store)
+    ledger = Ledger(store, retry_min=0.05, retry_max=0.05)
     try:
         with caplog.at_level(logging.WARNING, logger="modelport.ledger"):
             for _ in range(3):
@@ -211,11 +211,15 @@ async def test_a_failing_database_never_reaches_the_caller(
                     )
                 )
                 assert seen == [TextEvent(text="ok")]
-            assert ledger.flush(5)
+            assert not ledger.flush(0.5)  # not written: the records wait
+        assert ledger.degraded and ledger.pending == 3 and ledger.dropped == 0
+        assert "cannot take records" in caplog.text
+        store.fail = False  # the database is back
+        assert ledger.flush(5)
+        assert not ledger.degraded and ledger.pending == 0
     finally:
         ledger.close()
-    assert ledger.dropped == 3
-    assert "could not write" in caplog.text
+    assert len(store.rows) == 3 and ledger.dropped == 0
 
 
 async def test_a_slow_database_does_not_slow_the_stream() -> None:

@@ -57,20 +57,21 @@ def test_items_queued_while_busy_go_in_one_batch() -> None:
     assert writer.written == 121
 
 
-def test_a_failing_sink_is_counted_and_the_writer_goes_on(
+def test_a_failing_sink_keeps_the_batch_and_writes_it_when_it_recovers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     sink = Sink()
     sink.fail_next = True
-    writer = BackgroundWriter(sink)
+    writer = BackgroundWriter(sink, retry_min=0.05)
     with caplog.at_level(logging.WARNING, logger="modelport.ledger"):
         writer.put(1)
-        assert writer.flush(5)
+        assert writer.flush(5)  # the retry 50 ms later went in
         writer.put(2)
         writer.close()
-    assert writer.failed == 1
-    assert sink.items == [2]
-    assert "could not write 1 record" in caplog.text
+    assert (writer.failed, writer.dropped, writer.written) == (0, 0, 2)
+    assert sink.items == [1, 2]
+    assert "cannot take records (RuntimeError: boom)" in caplog.text
+    assert "the database is back" in caplog.text
 
 
 def test_overflow_warns_at_powers_of_ten(caplog: pytest.LogCaptureFixture) -> None:

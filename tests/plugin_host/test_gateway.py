@@ -149,6 +149,34 @@ def test_openai_sdk_gets_tool_calls_from_the_node_example(
         assert upstream.requests[0].headers["authorization"] == "Bearer sk-node"
 
 
+def test_a_running_plugins_models_survive_a_config_reload(
+    gateway_factory: GatewayFactory, plugins_home: Path
+) -> None:
+    from modelport.config import load_config
+    from modelport.server._reload import ConfigReloader
+
+    config_file = plugins_home / "config.toml"
+    config_file.write_text("")
+    write_plugin(plugins_home / "plugins", "p", scripted("ok", "Scripted"), triggers=["startup"])
+    reloader = ConfigReloader(load_config)
+    gateway = gateway_factory(create_app(load_config(), ledger=False, reloader=reloader))
+    assert _wait_running(gateway, "p")["state"] == "running"
+    before = gateway.app.state.router
+
+    # A default for the plugin's connection: the reload applies it to the plugin's calls.
+    config_file.write_text('[connections.scripted]\ncompat = "plugin:scripted"\nmax_tokens = 77\n')
+    assert httpx.post(f"{gateway.url}/admin/reload").status_code == 200
+
+    assert gateway.app.state.router is not before
+    with gateway.openai() as client:
+        assert "scripted/m1" in [model.id for model in client.models.list()]
+        completion = client.chat.completions.create(
+            model="scripted/m1", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert completion.choices[0].message.content == "Hello"
+    assert httpx.get(f"{gateway.url}/plugins/p").json()["problems"] == []
+
+
 def test_admin_posts_with_an_empty_body_take_any_content_type(
     gateway_factory: GatewayFactory, plugins_home: Path
 ) -> None:

@@ -306,7 +306,7 @@ OLLAMA = Adapter(
     keyed_by_default=False,
     key_header="authorization",
     key_template="Bearer {key}",
-    refused_hint="is Ollama running (`ollama serve`)? is the URL right?",
+    refused_hint="is Ollama running? start it with `ollama serve`; is the URL right?",
     text_stream=OLLAMA_STREAM,
     text=(
         "Why did the OpenTelemetry agent go to therapy?\n\nBecause it was feeling traced out "

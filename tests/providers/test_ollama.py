@@ -73,6 +73,23 @@ async def test_stream_sends_the_request_the_upstream_expects(
     }
 
 
+@pytest.mark.parametrize("path", ["stream", "complete"])
+async def test_the_connections_options_go_with_every_request_under_the_requests_own(
+    upstream: FakeUpstream, make_provider: ProviderFactory, path: str
+) -> None:
+    # num_ctx: Ollama's 2,048-token default silently truncates long agent prompts.
+    upstream.route(
+        "POST", CHAT, Reply.fixture(STREAM if path == "stream" else "ollama/api-chat.json")
+    )
+    provider = make_provider(options={"options": {"num_ctx": 32768, "temperature": 0.9}})
+    if path == "stream":
+        await collect(provider.stream(_request()))
+    else:
+        await provider.complete(_request())
+    # The request's temperature (0.2) wins over the connection's.
+    assert upstream.requests[0].json()["options"] == {"num_ctx": 32768, "temperature": 0.2}
+
+
 async def test_complete_from_a_json_body(
     upstream: FakeUpstream, make_provider: ProviderFactory
 ) -> None:

@@ -4,6 +4,8 @@ in `test_adapters.py`."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from modelport.aggregate import aggregate
@@ -139,10 +141,17 @@ async def test_a_shared_client_is_not_closed_by_the_provider(upstream: FakeUpstr
     settings = ConnectionSettings(name="a", compat="openai", base_url=f"{upstream.url}/v1")
     provider = OpenAICompatProvider(settings, client=client)
     await collect(provider.stream(_request()))
+    first = upstream.requests[0]
     await provider.aclose()
-    # Still usable: the provider did not own it.
+    # The pooled connection is still open: the provider did not own the client. (An
+    # HttpClient opens a new pool when used after aclose(), so "still usable" alone
+    # would pass either way; the connection is what tells.)
+    await asyncio.sleep(0.2)
+    assert not first.closed.is_set(), "the provider closed the client it was lent"
     await collect(OpenAICompatProvider(settings, client=client).stream(_request()))
+    assert upstream.open_connections == 1  # the second request rode the same connection
     await client.aclose()
+    assert await first.wait_closed()  # the owner's aclose() closes it
 
 
 # --- error statuses ----------------------------------------------------------------
@@ -223,3 +232,88 @@ async def test_refused_on_ollamas_port_asks_whether_the_model_is_pulled(
         await provider.complete(_request("llama3.1:8b"))
     assert "connection refused" in str(caught.value)
     assert "is the model pulled (`ollama pull llama3.1:8b`)?" in str(caught.value)
+
+
+# --- local servers: "is it running? start it with …" ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "expected"),
+    [
+        ("local", "http://127.0.0.1:11434/v1", "is Ollama running? start it with `ollama serve`"),
+        ("local", "http://localhost:1234/v1", "is LM Studio running? start it with `lms server"),
+        ("lmstudio", "http://10.0.0.5:4321/v1", "is LM Studio running?"),
+        ("local", "http://[::1]:8000/v1", "is vLLM running? start it with `vllm serve MODEL`"),
+        ("vllm", "http://gpu-box:9000/v1", "is vLLM running?"),
+        ("local", "http://127.0.0.1:8080/v1", "is llama.cpp's server running? start it with"),
+        ("llamacpp", "http://gpu-box:80/v1", "`llama-server -m MODEL.gguf --port 8080`"),
+    ],
+)
+def test_each_local_server_gets_its_own_hint(
+    make_provider: ProviderFactory, name: str, url: str, expected: str
+) -> None:
+    assert expected in make_provider(name=name, base_url=url).hint_for("m")
+
+
+def test_a_remote_server_on_a_local_servers_port_gets_the_general_hint(
+    make_provider: ProviderFactory,
+) -> None:
+    hint = make_provider(name="work", base_url="https://llm.example:8000/v1").hint_for("m")
+    assert hint == "is the server running? is the URL right?"
+
+
+async def test_a_refused_lm_studio_says_how_to_start_it(
+    make_provider: ProviderFactory, closed_port: int
+) -> None:
+    provider = make_provider(name="lmstudio", base_url=f"http://127.0.0.1:{closed_port}/v1")
+    with pytest.raises(NetworkError) as caught:
+        await collect(provider.stream(_request("qwen2.5-7b-instruct")))
+    message = str(caught.value)
+    assert "connection refused" in message
+    assert "is LM Studio running? start it with `lms server start`" in message
+
+
+# --- a base_url without /v1 -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["stream", "complete", "list_models"])
+async def test_a_base_url_without_v1_that_the_server_does_not_answer_says_to_add_it(
+    upstream: FakeUpstream, make_provider: ProviderFactory, call: str
+) -> None:
+    # The server answers under /v1 only (Ollama, vLLM, LM Studio); nothing at the bare root.
+    upstream.route("POST", CHAT, Reply.fixture(TEXT_STREAM))
+    provider = make_provider(base_url=upstream.url)
+    with pytest.raises(ConfigError) as caught:
+        if call == "stream":
+            await collect(provider.stream(_request()))
+        elif call == "complete":
+            await provider.complete(_request())
+        else:
+            await provider.list_models()
+    assert f'set base_url = "{upstream.url}/v1" under [connections.{OPENAI.connection}]' in str(
+        caught.value
+    )
+    assert caught.value.status == 404
+    assert not caught.value.retryable
+    assert [r.path for r in upstream.requests][0] in ("/chat/completions", "/models")
+
+
+async def test_a_base_url_without_v1_that_the_server_answers_is_used_as_it_is(
+    upstream: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    # llama.cpp's server answers /chat/completions as well as /v1/chat/completions.
+    upstream.route("POST", "/chat/completions", Reply.fixture(TEXT_STREAM))
+    response = await make_provider(base_url=upstream.url).complete(_request())
+    assert response.content == OPENAI.text
+
+
+async def test_a_404_under_v1_is_still_a_missing_model(
+    upstream: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    from modelport.errors import ModelNotFoundError
+
+    upstream.route(
+        "POST", CHAT, Reply.fixture("openai/error-404-model_not_found.sorted.json", status=404)
+    )
+    with pytest.raises(ModelNotFoundError):
+        await make_provider().complete(_request())

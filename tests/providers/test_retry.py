@@ -16,7 +16,7 @@ from modelport.errors import (
 )
 from modelport.events import FinishEvent, StreamEvent, TextEvent
 from modelport.providers._retry import MAX_RETRY_AFTER, RetryingProvider, backoff_delay
-from modelport.testing import FakeProvider, FakeReply
+from modelport.testing import FakeProvider, FakeReply, FakeUpstream, Reply
 from modelport.types import ChatRequest, Message, Reasoning
 
 REQUEST = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
@@ -228,3 +228,60 @@ async def test_other_refusals_stand(request_: ChatRequest, error: ModelportError
     with pytest.raises(InvalidRequestError):
         [event async for event in retrying(inner).stream(request_)]
     assert len(inner.history) == 1
+
+
+# --- over real HTTP: a stream that drops --------------------------------------------------
+
+STREAM_FIXTURE = "openai/chat-stream-text-include-usage.sse"
+
+
+def _http_provider(upstream: FakeUpstream, sleeps: Sleeps) -> RetryingProvider:
+    from modelport.providers import ConnectionSettings
+    from modelport.providers.openai_compat import OpenAICompatProvider
+
+    settings = ConnectionSettings(name="up", compat="openai", base_url=f"{upstream.url}/v1")
+    return RetryingProvider(OpenAICompatProvider(settings), max_retries=2, sleep=sleeps)
+
+
+async def test_a_stream_dropped_after_its_first_event_is_not_retried_over_http(
+    upstream: FakeUpstream,
+) -> None:
+    body = Reply.fixture(STREAM_FIXTURE).body
+    cut = body.index(b"\n\n", body.index(b'"content":"I')) + 2  # text, then the drop
+    upstream.route(
+        "POST",
+        "/v1/chat/completions",
+        Reply.fixture(STREAM_FIXTURE, chunks=[cut], drop_after=cut + 5),
+        Reply.fixture(STREAM_FIXTURE),
+    )
+    sleeps = Sleeps()
+    provider = _http_provider(upstream, sleeps)
+    seen: list[StreamEvent] = []
+    try:
+        with pytest.raises(NetworkError, match="closed mid-response"):
+            async for event in provider.stream(REQUEST):
+                seen.append(event)
+    finally:
+        await provider.aclose()
+    assert any(isinstance(e, TextEvent) for e in seen)  # the caller had text already …
+    assert not any(isinstance(e, FinishEvent) for e in seen)  # … and no false end
+    assert len(upstream.requests) == 1 and sleeps.delays == []  # so no second attempt
+
+
+async def test_a_stream_dropped_before_any_event_is_retried_over_http(
+    upstream: FakeUpstream,
+) -> None:
+    upstream.route(
+        "POST",
+        "/v1/chat/completions",
+        Reply.fixture(STREAM_FIXTURE, drop_after=3),  # a few bytes, not one whole event
+        Reply.fixture(STREAM_FIXTURE, chunks="random", split_seed=5),
+    )
+    sleeps = Sleeps()
+    provider = _http_provider(upstream, sleeps)
+    try:
+        events = [event async for event in provider.stream(REQUEST)]
+    finally:
+        await provider.aclose()
+    assert len(upstream.requests) == 2 and len(sleeps.delays) == 1
+    assert any(isinstance(e, FinishEvent) for e in events)

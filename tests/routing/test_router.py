@@ -134,11 +134,17 @@ compat = "anthropic"
 base_url = "https://work"
 timeout = 10
 max_retries = 0
-region = "eu"
+retry_base_delay = 0.25
+retry_max_delay = 3
+temperature = 0.2
+max_tokens = 4096
+anthropic_version = "2024-01-01"
 """
     settings = router(text).settings_for("work")
     assert (settings.compat, settings.timeout, settings.max_retries) == ("anthropic", 10, 0)
-    assert settings.options == {"region": "eu"}
+    assert (settings.retry_base_delay, settings.retry_max_delay) == (0.25, 3.0)
+    assert (settings.temperature, settings.max_tokens) == (0.2, 4096)
+    assert settings.options == {"anthropic_version": "2024-01-01"}
 
 
 def test_an_openai_compatible_connection_needs_a_base_url() -> None:
@@ -835,12 +841,13 @@ async def test_a_configured_connection_streams_over_http_with_retries() -> None:
         set_key("work", "sk-work-stored", backend=null.Keyring())
         r = router(f"[connections.work]\nbase_url = '{upstream.url}/v1'\nmax_retries = 1")
         try:
-            response = await r.complete(request("work/gpt-4o-mini"))
+            events = await collect(r.stream(request("work/gpt-4o-mini")))
         finally:
             await r.aclose()
-        assert response.content
-        assert response.model == "work/gpt-4o-mini"
-        assert len(upstream.requests) == 2
+        # A stream, retried after the 503, that reached its end.
+        assert [q.json()["stream"] for q in upstream.requests] == [True, True]
+        assert "".join(e.text for e in events if isinstance(e, TextEvent))
+        assert any(isinstance(e, FinishEvent) for e in events)
         assert upstream.requests[1].json()["model"] == "gpt-4o-mini"
         assert upstream.requests[1].headers["authorization"] == "Bearer sk-work-stored"
 
@@ -1127,6 +1134,26 @@ def test_routes_are_remembered_until_what_they_read_changes(
     assert r.resolve("f/m").settings.api_key == "sk-stored"  # … until forgotten
     r.config = parse_config("[connections.f]\ncompat = 'fake'\ntimeout = 3")
     assert r.resolve("f/m").settings.timeout == 3
+
+
+def test_remembered_routes_are_bounded_and_only_resolvable_ones_kept(
+    fake_compat: list[FakeProvider],
+) -> None:
+    from modelport.routing._route_cache import MAX_REMEMBERED_ROUTES
+
+    r = router("[connections.f]\ncompat = 'fake'")
+    # A client inventing a model name per request: every one resolves.
+    for n in range(3 * MAX_REMEMBERED_ROUTES):
+        r.resolve(f"f/invented-{n}")
+    assert len(r._cache._routes) == MAX_REMEMBERED_ROUTES
+    newest = r.resolve(f"f/invented-{3 * MAX_REMEMBERED_ROUTES - 1}")
+    assert r.resolve(f"f/invented-{3 * MAX_REMEMBERED_ROUTES - 1}") is newest
+    assert "f/invented-0" not in r._cache._routes  # the oldest went first
+    assert len(fake_compat) == 1  # one kept provider served them all
+    for n in range(10):
+        with pytest.raises(ModelNotFoundError):
+            r.resolve(f"nowhere-{n}/m")
+    assert not any(str(a).startswith("nowhere") for a in r._cache._routes)
 
 
 async def test_stored_keys_are_read_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """Fixtures for gateway tests: a real uvicorn server on a loopback port.
 
 ``gateway_factory(app)`` serves a Starlette app with uvicorn (uvloop,
-httptools, as ``modelport serve`` does) from a background thread on a free
+httptools with the gateway's own protocol and its limits, as ``modelport
+serve`` does; ``limits=`` changes them) from a background thread on a free
 127.0.0.1 port and stops it after the test. ``upstream`` is a
 :class:`~modelport.testing.FakeUpstream`; ``gateway`` puts a gateway with two
 connections in front of it: ``oai`` (OpenAI-compatible, ``/v1/chat/completions``)
@@ -25,6 +26,7 @@ import uvloop
 from starlette.applications import Starlette
 
 from modelport.config import Config, parse_config
+from modelport.server._protocol import GatewayProtocol, HttpLimits
 from modelport.server.app import create_app
 from modelport.testing import FakeUpstream
 
@@ -81,7 +83,7 @@ def gateway_factory() -> Iterator[GatewayFactory]:
     """Start ``app`` under uvicorn on a free loopback port; stopped after the test."""
     running: list[Gateway] = []
 
-    def start(app: Starlette, **config: Any) -> Gateway:
+    def start(app: Starlette, limits: HttpLimits | None = None, **config: Any) -> Gateway:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -89,8 +91,9 @@ def gateway_factory() -> Iterator[GatewayFactory]:
         config.setdefault("log_config", None)
         config.setdefault("access_log", False)
         config.setdefault("timeout_graceful_shutdown", 5)
+        protocol = GatewayProtocol.with_limits(limits)
         server = uvicorn.Server(
-            uvicorn.Config(app, http="httptools", lifespan="on", host="127.0.0.1", **config)
+            uvicorn.Config(app, http=protocol, lifespan="on", host="127.0.0.1", **config)
         )
         thread = threading.Thread(target=_serve, args=(server, sock), daemon=True)
         thread.start()
@@ -140,11 +143,11 @@ def make_gateway(
 ) -> Callable[..., Gateway]:
     """``make_gateway(**create_app_options)``: a gateway in front of ``upstream``."""
 
-    def make(extra_config: str = "", **options: Any) -> Gateway:
+    def make(extra_config: str = "", limits: HttpLimits | None = None, **options: Any) -> Gateway:
         options.setdefault("plugin_host", False)
         options.setdefault("ledger", False)
         app = create_app(upstream_config(upstream, extra_config), **options)
-        return gateway_factory(app)
+        return gateway_factory(app, limits=limits)
 
     return make
 

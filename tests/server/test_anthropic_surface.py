@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import anthropic
 import httpx
+import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
 
@@ -272,3 +274,41 @@ anthropic_beta = "prompt-caching-2024-07-31"
     # An OpenAI-compatible upstream gets no Anthropic headers at all.
     assert "anthropic-beta" not in openai_upstream
     assert "anthropic-version" not in openai_upstream
+
+
+def test_a_beta_flag_does_not_read_the_keyring_on_the_event_loop(
+    make_gateway: Callable[..., Gateway], upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import modelport.auth.keys
+
+    readers: list[threading.Thread] = []
+
+    def get_key(name: str, **kwargs: Any) -> str | None:
+        readers.append(threading.current_thread())
+        return "sk-ant-stored-0123456789" if name == "stored" else None
+
+    monkeypatch.setattr(modelport.auth.keys, "get_key", get_key)
+    gateway = make_gateway(
+        f"""
+[connections.stored]
+compat = "anthropic"
+base_url = "{upstream.url}"
+max_retries = 0
+"""
+    )
+    upstream.route("POST", "/v1/messages", Reply.fixture("anthropic/message-text.json"))
+    client = gateway.anthropic(
+        default_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"}
+    )
+    client.messages.create(model="stored/claude", max_tokens=5, messages=USER)  # type: ignore[arg-type]
+    # Invented connection names cost no keyring lookup at all.
+    for n in range(3):
+        with pytest.raises(anthropic.NotFoundError):
+            client.messages.create(model=f"invented{n}/claude", max_tokens=5, messages=USER)  # type: ignore[arg-type]
+    assert upstream.requests[0].headers["x-api-key"] == "sk-ant-stored-0123456789"
+    assert upstream.requests[0].headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    assert readers, "the stored key was never read"
+    assert gateway.thread not in readers  # the gateway's event loop never waited on the keyring
+    assert len(readers) == 1

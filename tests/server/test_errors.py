@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import anthropic
 import httpx
 import openai
@@ -251,3 +255,81 @@ def test_an_upstream_that_echoes_its_key_does_not_leak_it(
         assert "Invalid key ***" in response.json()["error"]["message"]
     health = httpx.get(f"{gateway.url}/health").text
     assert "Invalid key ***" in health and UPSTREAM_OPENAI_KEY not in health
+
+
+#: Keys of a shape no pattern knows: only the gateway knowing them can hide them.
+ODD_OPENAI_KEY = "holdout:OAI.0123456789/abcdef"
+ODD_ANTHROPIC_KEY = "sk-holdout-ANT-9876543210zyxw"
+
+
+def _ledger_bytes(home: Path) -> bytes:
+    """Everything SQLite wrote: the database and its WAL."""
+    return b"".join(p.read_bytes() for p in sorted(home.glob("usage.db*")))
+
+
+def test_no_key_reaches_the_ledger_health_or_a_client_whole_or_cut(
+    make_gateway: Callable[..., Gateway],
+    upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    monkeypatch.setenv("TEST_OAI_KEY", ODD_OPENAI_KEY)
+    monkeypatch.setenv("TEST_ANT_KEY", ODD_ANTHROPIC_KEY)
+    home = Path(os.environ["MODELPORT_HOME"])
+    assert not home.exists()
+    gateway = make_gateway(ledger=None)  # the configured ledger: SQLite under MODELPORT_HOME
+    # A 401 that quotes the key whole, and an in-band error that quotes a cut of it.
+    upstream.route(
+        "POST",
+        "/v1/chat/completions",
+        Reply.json({"error": {"message": f"bad key {ODD_OPENAI_KEY}"}}, status=401),
+    )
+    cut = ODD_ANTHROPIC_KEY[:14] + "..."  # "sk-holdout-ANT...": too short for any pattern
+    in_band = (
+        "event: message_start\n"
+        'data: {"type":"message_start","message":{"id":"m","type":"message","role":"assistant",'
+        '"content":[],"model":"c","usage":{"input_tokens":1,"output_tokens":1}}}\n\n'
+        "event: error\n"
+        'data: {"type":"error","error":{"type":"authentication_error",'
+        f'"message":"key {cut}"}}}}\n\n'
+    )
+    upstream.route(
+        "POST", "/v1/messages", Reply(body=in_band.encode(), content_type="text/event-stream")
+    )
+    seen = []
+    for stream in (False, True):
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"model": "oai/gpt-4o", "messages": USER, "stream": stream},
+        )
+        seen.append(response.text)
+        response = httpx.post(
+            f"{gateway.url}/v1/messages",
+            json={"model": "ant/c", "max_tokens": 5, "messages": USER, "stream": stream},
+        )
+        seen.append(response.text)
+    seen.append(httpx.get(f"{gateway.url}/health").text)
+    ledger = gateway.app.state.ledger
+    deadline = time.monotonic() + 5
+    while len(ledger.recent(10)) < 4:
+        assert time.monotonic() < deadline, "ledger records missing"
+        ledger.flush(timeout=1)
+    errors = [record.error or "" for record in ledger.recent(10)]
+    assert all(errors) and any("bad key ***" in e for e in errors), errors
+    assert any("key ***" in e for e in errors)
+    seen.extend(errors)
+    for text in seen:
+        assert ODD_OPENAI_KEY not in text
+        assert ODD_OPENAI_KEY[:8] not in text and ODD_ANTHROPIC_KEY[:8] not in text, text
+    stored = _ledger_bytes(home)
+    assert ODD_OPENAI_KEY[:8].encode() not in stored
+    assert ODD_ANTHROPIC_KEY[:8].encode() not in stored
+    # MODELPORT_HOME and the ledger's files are their owner's alone.
+    assert home.stat().st_mode & 0o777 == 0o700
+    files = sorted(home.glob("usage.db*"))
+    assert [f.name for f in files][:1] == ["usage.db"]
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files), [
+        (f.name, oct(f.stat().st_mode)) for f in files
+    ]
+    assert any(f.name == "usage.db-wal" for f in files)

@@ -35,9 +35,11 @@ _OPERATIONS = [
     ("POST", "/v1/responses"),
     ("GET", "/health"),
     ("GET", "/metrics"),
+    ("POST", "/admin/reload"),
     ("GET", "/admin/models"),
     ("GET", "/admin/connections"),
 ]
+_BODIES = ("/v1/chat/completions", "/v1/messages", "/v1/embeddings")
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,9 @@ def _on_fake(case: Any, prefix: bool) -> Any:
 _CASES = [
     *((method, path, GenerationMode.POSITIVE) for method, path in _OPERATIONS),
     # The GET routes take no input that could be malformed (`anthropic-version` may be
-    # any string), so only the POST routes have negative cases.
-    *((method, path, GenerationMode.NEGATIVE) for method, path in _OPERATIONS if method == "POST"),
+    # any string), and the admin reload takes none at all, so only the routes with a
+    # body have negative cases.
+    *((method, path, GenerationMode.NEGATIVE) for method, path in _OPERATIONS if path in _BODIES),
 ]
 
 

@@ -7,11 +7,14 @@ the assertions compare what the client got with what the fixture streamed.
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import openai
+import pytest
 from anthropic.types import Message
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from modelport.testing import FakeUpstream, Reply
+from modelport.testing import FakeUpstream, RecordedRequest, Reply, Responder
 from tests.server._sse import anthropic_deltas, openai_delta_text
 from tests.server.conftest import Gateway
 
@@ -245,3 +248,156 @@ def test_openai_clients_tool_result_turn_reaches_an_anthropic_upstream(
     (result,) = messages[2]["content"]
     assert result["type"] == "tool_result" and result["tool_use_id"] == "toolu_01A"
     assert json.dumps(result["content"]).count("21C") == 1
+
+
+# --- signed thinking through an OpenAI client, there and back ------------------------------
+
+THINKING_THEN_TOOL = "anthropic/messages-stream-thinking-then-tool_use.sse"
+VERSION_TOOL = [
+    {
+        "type": "function",
+        "function": {
+            "name": "fixed_version",
+            "description": "The version",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
+]
+
+
+def _recorded_block() -> tuple[str, str]:
+    """The thinking text and signature the fixture streams (what Anthropic signed)."""
+    return anthropic_deltas(THINKING_THEN_TOOL, "thinking_delta"), anthropic_deltas(
+        THINKING_THEN_TOOL, "signature_delta"
+    )
+
+
+def _like_anthropic(second_turn: Reply) -> Responder:
+    """An upstream that checks a tool-result turn as the real Messages API does.
+
+    With thinking on, the assistant turn that called the tool must start with the
+    thinking block exactly as it was signed; otherwise Anthropic answers 400.
+    """
+    thinking, signature = _recorded_block()
+
+    def respond(request: RecordedRequest) -> Reply:
+        messages = request.json()["messages"]
+        if len(messages) == 1:
+            return Reply.fixture(THINKING_THEN_TOOL)
+        assistant = messages[1]["content"]
+        first = assistant[0] if isinstance(assistant, list) and assistant else {}
+        if first != {"type": "thinking", "thinking": thinking, "signature": signature}:
+            return Reply.json(
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "messages.1.content.0.type: Expected `thinking` or "
+                        "`redacted_thinking`, but found `tool_use`. When `thinking` is enabled, "
+                        "a final `assistant` message must start with a thinking block.",
+                    },
+                },
+                status=400,
+            )
+        (use,) = [b for b in assistant if b["type"] == "tool_use"]
+        (result,) = messages[2]["content"]
+        assert result["type"] == "tool_result" and result["tool_use_id"] == use["id"]
+        return second_turn
+
+    return respond
+
+
+def _first_turn_streamed(client: Any) -> dict[str, Any]:
+    """The assistant message an OpenAI client rebuilds from the stream, extension included."""
+    with client.chat.completions.stream(
+        model="ant/claude-haiku-4-5",
+        messages=USER,
+        tools=VERSION_TOOL,
+        reasoning_effort="low",
+    ) as stream:
+        completion = stream.get_final_completion()
+    return completion.choices[0].message.model_dump(exclude_none=True, exclude={"parsed"})
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_openai_client_hands_signed_thinking_back_to_an_anthropic_model(
+    gateway: Gateway, upstream: FakeUpstream, streamed: bool
+) -> None:
+    second = Reply.fixture(
+        "anthropic/messages-stream-text.sse" if streamed else "anthropic/message-text.json"
+    )
+    upstream.route("POST", "/v1/messages", _like_anthropic(second))
+    client = gateway.openai()
+    if streamed:
+        assistant = _first_turn_streamed(client)
+    else:
+        first = client.chat.completions.create(
+            model="ant/claude-haiku-4-5",
+            messages=USER,  # type: ignore[arg-type]
+            tools=VERSION_TOOL,  # type: ignore[arg-type]
+            reasoning_effort="low",
+        )
+        assistant = first.choices[0].message.model_dump(exclude_none=True)
+    thinking, signature = _recorded_block()
+    blocks = [{k: v for k, v in b.items() if k != "index"} for b in assistant["thinking_blocks"]]
+    assert blocks == [{"type": "thinking", "thinking": thinking, "signature": signature}]
+    (call,) = assistant["tool_calls"]
+    assert call["function"]["name"] == "fixed_version"
+    # The second turn: the assistant message as the SDK gave it, then the tool's result.
+    messages = [*USER, assistant, {"role": "tool", "tool_call_id": call["id"], "content": "1.2.3"}]
+    if streamed:
+        answer = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(
+                model="ant/claude-haiku-4-5",
+                messages=messages,  # type: ignore[arg-type]
+                tools=VERSION_TOOL,  # type: ignore[arg-type]
+                reasoning_effort="low",
+                stream=True,
+            )
+            if c.choices
+        )
+    else:
+        answer = (
+            client.chat.completions.create(
+                model="ant/claude-haiku-4-5",
+                messages=messages,  # type: ignore[arg-type]
+                tools=VERSION_TOOL,  # type: ignore[arg-type]
+                reasoning_effort="low",
+            )
+            .choices[0]
+            .message.content
+            or ""
+        )
+    assert answer  # the upstream accepted the turn
+    assert len(upstream.requests) == 2
+    sent = upstream.requests[1].json()["messages"][1]["content"]
+    assert [b["type"] for b in sent] == ["thinking", "tool_use"]
+
+
+def test_a_turn_without_the_signed_block_is_refused_as_anthropic_would(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    # The check above can fail: an assistant turn handed back with only reasoning_content.
+    upstream.route(
+        "POST", "/v1/messages", _like_anthropic(Reply.fixture("anthropic/message-text.json"))
+    )
+    thinking, _ = _recorded_block()
+    assistant = {
+        "role": "assistant",
+        "reasoning_content": thinking,
+        "tool_calls": [
+            {
+                "id": "toolu_1",
+                "type": "function",
+                "function": {"name": "fixed_version", "arguments": "{}"},
+            }
+        ],
+    }
+    messages = [*USER, assistant, {"role": "tool", "tool_call_id": "toolu_1", "content": "1.2.3"}]
+    with pytest.raises(openai.BadRequestError, match="must start with a thinking block"):
+        gateway.openai().chat.completions.create(
+            model="ant/claude-haiku-4-5",
+            messages=messages,  # type: ignore[arg-type]
+            tools=VERSION_TOOL,  # type: ignore[arg-type]
+        )

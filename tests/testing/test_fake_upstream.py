@@ -365,3 +365,21 @@ def test_the_split_modules_keep_their_import_paths() -> None:
     for name in ("edit_config", "get_value", "set_value", "set_connection", "set_default_model"):
         assert getattr(modelport.config, name) is getattr(modelport.config._write, name)
     assert set(modelport.testing.__all__) >= {"FakeProvider", "FakeUpstream", "Reply"}
+
+
+def test_it_counts_the_requests_it_is_answering() -> None:
+    import concurrent.futures
+    import urllib.request
+
+    with FakeUpstream() as upstream:
+        upstream.route("GET", "/slow", Reply(body=b"ok", delay=0.3))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(
+                pool.map(lambda _i: opener.open(f"{upstream.url}/slow").read(), range(4))
+            )
+        assert answers == [b"ok"] * 4
+        assert upstream.peak_in_flight == 4
+        assert upstream.in_flight == 0
+        upstream.reset_peak()
+        assert upstream.peak_in_flight == 0

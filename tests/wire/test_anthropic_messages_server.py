@@ -214,6 +214,9 @@ def test_parse_bytes_and_plain_strings() -> None:
     assert request.vendor == {} and request.reasoning is None
 
 
+USER_X = {"role": "user", "content": "x"}
+
+
 @pytest.mark.parametrize(
     ("body", "match"),
     [
@@ -221,8 +224,29 @@ def test_parse_bytes_and_plain_strings() -> None:
         ({"model": "m", "max_tokens": "9", "messages": []}, "max_tokens"),
         (
             {"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]},
-            "least 1",
+            r">= 1 - at `\$.max_tokens`",
         ),
+        # Numbers out of range stop at the edge, naming the field (not forwarded upstream).
+        (
+            {"model": "m", "max_tokens": 10**400, "messages": [{"role": "user", "content": "x"}]},
+            r"<= 2147483647 - at `\$.max_tokens`",
+        ),
+        (
+            {"model": "m", "max_tokens": 9, "temperature": 1.5, "messages": [USER_X]},
+            r"<= 1.0 - at `\$.temperature`",
+        ),
+        ({"model": "m", "max_tokens": 9, "top_p": -1, "messages": [USER_X]}, r"\$.top_p"),
+        ({"model": "m", "max_tokens": 9, "top_k": 10**30, "messages": [USER_X]}, r"\$.top_k"),
+        (
+            {
+                "model": "m",
+                "max_tokens": 9,
+                "thinking": {"type": "enabled", "budget_tokens": 10**400},
+                "messages": [USER_X],
+            },
+            "budget_tokens",
+        ),
+        ({"model": "m" * 257, "max_tokens": 9, "messages": [USER_X]}, r"length <= 256"),
         ({"model": "m", "max_tokens": 9, "messages": []}, "at least one"),
         ({"model": "m", "max_tokens": 9, "messages": [{"role": "tool", "content": "x"}]}, "role"),
         (

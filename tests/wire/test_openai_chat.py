@@ -451,7 +451,14 @@ def test_openrouter_rate_limit_names_the_real_cause_and_honours_retry_after() ->
             502,
             b"<html><body>Bad gateway</body></html>",
             UpstreamError,
-            "The upstream answered HTTP 502: <html><body>Bad gateway</body></html>",
+            "The upstream answered HTTP 502: an HTML page (Bad gateway)",
+        ),
+        (
+            502,
+            b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title><style>b{}</style>"
+            b"</head><body><h1>502 Bad Gateway</h1></body></html>",
+            UpstreamError,
+            "The upstream answered HTTP 502: an HTML page (502 Bad Gateway)",
         ),
         (503, b"", UpstreamError, "The upstream answered HTTP 503 with an empty body"),
         (500, b'{"error": 5}', UpstreamError, 'The upstream answered HTTP 500: {"error": 5}'),

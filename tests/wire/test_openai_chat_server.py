@@ -39,6 +39,7 @@ from modelport.types import (
     Message,
     ModelInfo,
     Reasoning,
+    RedactedThinkingPart,
     TextPart,
     ThinkingPart,
     ToolCall,
@@ -217,6 +218,103 @@ def test_assistant_reasoning_becomes_a_thinking_part_and_refusal_text() -> None:
     ]
 
 
+def test_thinking_blocks_handed_back_become_the_leading_parts() -> None:
+    request = parse_request(
+        {
+            "model": "m",
+            "messages": [
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "reasoning_content": "Let me look.",  # the same text: not sent twice
+                    "thinking_blocks": [
+                        {
+                            "index": 0,
+                            "type": "thinking",
+                            "thinking": "Let me look.",
+                            "signature": "S",
+                        },
+                        {"type": "redacted_thinking", "data": "R"},
+                    ],
+                    "tool_calls": [
+                        {
+                            "id": "t1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    assert request.messages == [
+        Message(
+            role="assistant",
+            content=[
+                ThinkingPart(text="Let me look.", signature="S"),
+                RedactedThinkingPart(data="R"),
+            ],
+            tool_calls=[ToolCall(id="t1", name="f", arguments="{}")],
+        )
+    ]
+
+
+def test_only_signed_and_redacted_blocks_are_returned_on_an_answer() -> None:
+    response = ChatResponse(
+        content="Hi",
+        reasoning="unsigned signed",
+        thinking=[
+            ThinkingPart(text="unsigned"),
+            ThinkingPart(text="signed", signature="S"),
+            RedactedThinkingPart(data="R"),
+        ],
+        model="a/m",
+        id="x",
+    )
+    message = json.loads(encode_response(response))["choices"][0]["message"]
+    assert message["thinking_blocks"] == [
+        {"type": "thinking", "thinking": "signed", "signature": "S"},
+        {"type": "redacted_thinking", "data": "R"},
+    ]
+    plain = ChatResponse(
+        content="Hi", reasoning="r", thinking=[ThinkingPart(text="r")], model="a/m", id="y"
+    )
+    assert "thinking_blocks" not in json.loads(encode_response(plain))["choices"][0]["message"]
+
+
+def test_a_stream_sends_each_signed_block_whole_as_it_closes() -> None:
+    from openai.lib.streaming._deltas import accumulate_delta
+
+    encoder = StreamEncoder(model="a/m", id="c")
+    events: list[StreamEvent] = [
+        ReasoningEvent(text="Let "),
+        ReasoningEvent(text="me look."),
+        ReasoningEvent(signature="S1"),
+        ReasoningEvent(text="never signed"),
+        ReasoningEvent(redacted="R"),
+        ReasoningEvent(text="again", signature="S2"),
+        TextEvent(text="Hi"),
+        FinishEvent(reason="stop"),
+    ]
+    body = b"".join(encoder.encode(e) for e in events) + encoder.finish()
+    chunks = [
+        json.loads(line[6:]) for line in body.decode().splitlines() if line.startswith("data: {")
+    ]
+    for chunk in chunks:
+        ChatCompletionChunk.model_validate(chunk)
+    # What the OpenAI SDK's stream helper assembles from the deltas.
+    message: dict[str, Any] = {}
+    for chunk in chunks:
+        accumulate_delta(message, chunk["choices"][0]["delta"])
+    assert message["reasoning_content"] == "Let me look.never signedagain"
+    assert message["thinking_blocks"] == [
+        {"index": 0, "type": "thinking", "thinking": "Let me look.", "signature": "S1"},
+        {"index": 1, "type": "redacted_thinking", "data": "R"},
+        {"index": 2, "type": "thinking", "thinking": "again", "signature": "S2"},
+    ]
+    assert message["content"] == "Hi"
+
+
 def test_legacy_functions() -> None:
     request = parse_request(
         {
@@ -268,6 +366,9 @@ def test_max_tokens_and_stop_list() -> None:
     assert (request.max_tokens, request.stop, request.vendor) == (9, ["a", "b"], {})
 
 
+_ONE: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -299,12 +400,28 @@ def test_max_tokens_and_stop_list() -> None:
             },
             "needs a function name",
         ),
+        # Numbers out of range and overlong names stop at the edge, naming the field.
+        ({**_ONE, "max_tokens": 10**400}, "<= 2147483647 - at `$.max_tokens`"),
+        ({**_ONE, "max_completion_tokens": 0}, ">= 1 - at `$.max_completion_tokens`"),
+        ({**_ONE, "reasoning": {"max_tokens": 1e300}}, "at `$.reasoning.max_tokens`"),
+        ({**_ONE, "temperature": 1e300}, "<= 2.0 - at `$.temperature`"),
+        ({**_ONE, "top_p": 1.5}, "at `$.top_p`"),
+        ({**_ONE, "seed": 10**30}, "at `$.seed`"),
+        ({**_ONE, "n": 10**6}, "at `$.n`"),
+        ({**_ONE, "presence_penalty": -3}, "at `$.presence_penalty`"),
+        ({**_ONE, "model": "x" * 5_000_000}, "length <= 256 - at `$.model`"),
     ],
 )
 def test_bad_requests_say_what_is_wrong(body: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         parse_request(body)
     assert message in caught.value.message
+
+
+def test_a_refused_name_is_not_echoed() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_request({**_ONE, "model": "x" * 5_000_000})
+    assert len(caught.value.message) < 200
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", "null", 5, None])
@@ -448,15 +565,29 @@ def test_every_chunk_validates_against_the_sdk() -> None:
     assert chunks[0].choices[0].delta.model_extra == {
         "reasoning_content": 'Let me think "hard" — ünïcode\n'
     }
-    assert chunks[1].choices[0].delta.content == "Calling </script> tools"
-    start = chunks[2].choices[0].delta.tool_calls[0]  # type: ignore[index]
+    # The signed block whole as it closes, then the redacted one, for the client to hand back.
+    assert chunks[1].choices[0].delta.model_extra == {
+        "thinking_blocks": [
+            {
+                "type": "thinking",
+                "thinking": 'Let me think "hard" — ünïcode\n',
+                "signature": "sig",
+                "index": 0,
+            }
+        ]
+    }
+    assert chunks[2].choices[0].delta.model_extra == {
+        "thinking_blocks": [{"type": "redacted_thinking", "data": "opaque", "index": 1}]
+    }
+    assert chunks[3].choices[0].delta.content == "Calling </script> tools"
+    start = chunks[4].choices[0].delta.tool_calls[0]  # type: ignore[index]
     assert (start.index, start.id, start.type, start.function.name) == (
         0,
         "call_a",
         "function",
         "weather",
     )  # type: ignore[union-attr]
-    assert chunks[4].choices[0].delta.tool_calls[0].function.arguments == '"Oslo"}'  # type: ignore[index, union-attr]
+    assert chunks[6].choices[0].delta.tool_calls[0].function.arguments == '"Oslo"}'  # type: ignore[index, union-attr]
     assert chunks[-2].choices[0].finish_reason == "tool_calls"
     usage = chunks[-1].usage
     assert chunks[-1].choices == []

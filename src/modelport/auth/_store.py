@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from modelport.config import modelport_home
+from modelport.config import ensure_private_dir, modelport_home
 from modelport.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -189,8 +189,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _replace_private(path: Path, text: str) -> None:
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True)
+    ensure_private_dir(path.parent)  # and any missing folder above it, 0700 too
     # mkstemp opens with O_EXCL and mode 0600: the secret is never readable by others,
     # not even for the moment between creating and renaming the file.
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

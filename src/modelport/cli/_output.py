@@ -161,8 +161,10 @@ class EventPrinter:
 
     Text goes to stdout, flushed per chunk, exactly as the model produced it.
     Reasoning goes to stderr (dimmed on a terminal) so a pipe receives only the
-    answer. Tool calls print once their arguments are complete. With
-    ``as_json`` every event is one JSON line on stdout instead.
+    answer. A tool call prints once its arguments are whole: when the next call
+    starts, text follows or the answer finishes (a call whose fragments are
+    still arriving, interleaved with another's, waits). With ``as_json`` every
+    event is one JSON line on stdout instead.
     """
 
     def __init__(self, *, model: str, as_json: bool = False) -> None:
@@ -170,8 +172,8 @@ class EventPrinter:
         self.aggregator = Aggregator(model=model)
         self._out = out_console()
         self._err = err_console()
-        self._printed_calls: set[int] = set()
-        self._open_call: int | None = None
+        #: Calls started and not shown yet: index → (id, name, argument fragments).
+        self._pending_calls: dict[int, tuple[str, str, list[str]]] = {}
         self._last: str = ""  # "text" or "reasoning": which stream printed last
         self._text_ends_with_newline = True
 
@@ -191,10 +193,15 @@ class EventPrinter:
                 self._switch("reasoning")
                 self._err.print(text, style="dim italic", markup=False, end="")
                 self._err.file.flush()
-            case ToolCallStartEvent(index=index):
+            case ToolCallStartEvent(index=index, id=id, name=name):
+                # The calls before this one are done; this one's arguments are yet to come.
                 self._flush_calls()
-                self._open_call = index
-            case ToolCallDeltaEvent() | UsageEvent() | ReasoningEvent():
+                self._pending_calls[index] = (id, name, [])
+            case ToolCallDeltaEvent(index=index, arguments=arguments):
+                pending = self._pending_calls.get(index)
+                if pending is not None:
+                    pending[2].append(arguments)
+            case UsageEvent() | ReasoningEvent():
                 pass
             case FinishEvent():
                 self._flush_calls()
@@ -235,14 +242,18 @@ class EventPrinter:
         self._text_ends_with_newline = text.endswith("\n")
 
     def _flush_calls(self, *, final: bool = False) -> None:
-        if self._open_call is None and not final:
+        """Show the pending calls whose arguments are whole JSON (every one when ``final``)."""
+        if not self._pending_calls:
             return
-        self._open_call = None
-        for index, call in enumerate(self.aggregator.tool_calls()):
-            if index in self._printed_calls:
+        from modelport.types import ToolCall
+
+        for index in sorted(self._pending_calls):
+            id, name, fragments = self._pending_calls[index]
+            arguments = "".join(fragments).strip() or "{}"
+            if not final and not _is_whole_json(arguments):
                 continue
-            self._printed_calls.add(index)
-            self._print_call(call)
+            del self._pending_calls[index]
+            self._print_call(ToolCall(id=id, name=name, arguments=arguments))
 
     def _print_call(self, call: ToolCall) -> None:
         self._switch("text")
@@ -251,6 +262,14 @@ class EventPrinter:
         self._out.print(format_tool_call(call), style="cyan", markup=False)
         self._out.file.flush()
         self._text_ends_with_newline = True
+
+
+def _is_whole_json(text: str) -> bool:
+    try:
+        msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return False
+    return True
 
 
 def print_response(response: ChatResponse, *, as_json: bool = False) -> None:

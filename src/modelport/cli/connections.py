@@ -1,7 +1,8 @@
 """``modelport connections``: list, add, remove and test configured connections.
 
 Changes are written to the global ``config.toml`` through
-:mod:`modelport.config`, which keeps the file's comments and layout.
+:mod:`modelport.config`, which keeps the file's comments and layout, and a
+running gateway is told to reload (:mod:`modelport.cli._gateway`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from modelport.cli._gateway import tell_gateway_to_reload
 from modelport.cli._output import err_console, exit_with, fail, out_console, print_error
 
 if TYPE_CHECKING:
@@ -28,6 +30,11 @@ _CONNECTION_KEYS = (
     "api_key_env",
     "timeout",
     "max_retries",
+    "retry_base_delay",
+    "retry_max_delay",
+    "model",
+    "temperature",
+    "max_tokens",
     "headers",
     "prices",
     "auth",
@@ -188,7 +195,8 @@ def add(
         values = {**cleared, **values}
     config_module.set_connection(name, values)
     console = err_console()
-    console.print(f"{'Replaced' if name in existing else 'Added'} connection {name!r}.")
+    done = "Replaced" if name in existing else "Added"
+    console.print(f"{done} connection {name!r}{tell_gateway_to_reload()}.", markup=False)
     if compat != "ollama" and api_key_env is None and not _is_local(base_url):
         console.print(
             f"Store its key with `modelport keys set {name}` if it needs one; "
@@ -199,7 +207,9 @@ def add(
 
 
 def _is_local(url: str | None) -> bool:
-    return bool(url) and any(host in url for host in ("://localhost", "://127.", "://[::1]"))  # type: ignore[operator]
+    from modelport.routing._settings import is_local_url
+
+    return is_local_url(url)
 
 
 @connections_app.command(name="remove")
@@ -210,7 +220,7 @@ def remove(name: Annotated[str, typer.Argument(help="Connection to remove.")]) -
     if name not in config_module.load_config().connections:
         fail(f"no connection named {name!r}", "`modelport connections list` shows them.")
     config_module.remove_connection(name)
-    err_console().print(f"Removed connection {name!r}.")
+    err_console().print(f"Removed connection {name!r}{tell_gateway_to_reload()}.", markup=False)
 
 
 @connections_app.command(name="test")

@@ -4,7 +4,8 @@ Keys go to the OS keyring (``connection:<name>``) or, where there is none or
 it refuses the write, to an owner-only file under ``MODELPORT_HOME``;
 :mod:`modelport.auth.keys` decides which, and ``keys set`` says where the key
 went and why. ``keys set`` prompts with hidden input, or reads ``--stdin``
-for scripts, so a key never lands in the shell history.
+for scripts, so a key never lands in the shell history. A running gateway is
+told to read its keys again (:mod:`modelport.cli._gateway`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from modelport.cli._gateway import tell_gateway_to_reload
 from modelport.cli._output import err_console, fail, out_console
 
 if TYPE_CHECKING:
@@ -53,9 +55,12 @@ def set_(
     if not value:
         fail("empty key; nothing stored")
     stored = set_key(name, value)
+    reloaded = tell_gateway_to_reload()
     # Where it really went: a locked keyring sends the key to the file, and saying
     # "OS keyring" then would be a lie about where a secret lies.
-    err_console().print(f"Stored the key for {name!r} in {stored.describe()}.", markup=False)
+    err_console().print(
+        f"Stored the key for {name!r} in {stored.describe()}{reloaded}.", markup=False
+    )
 
 
 @keys_app.command(name="remove")
@@ -66,7 +71,7 @@ def remove(name: Annotated[str, typer.Argument(help="Connection whose key to for
     if get_key(name) is None:
         fail(f"no key stored for {name!r}", "`modelport keys list` shows the stored keys.")
     delete_key(name)
-    err_console().print(f"Removed the key for {name!r}.", markup=False)
+    err_console().print(f"Removed the key for {name!r}{tell_gateway_to_reload()}.", markup=False)
 
 
 @keys_app.command(name="list")

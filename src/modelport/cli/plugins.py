@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from modelport.cli._gateway import admin_key, gateway_url
 from modelport.cli._output import err_console, exit_with, fail, out_console
 
 __all__ = ["register"]
@@ -44,36 +44,11 @@ def register(app: typer.Typer) -> None:
 # --- talking to a running gateway ---------------------------------------------
 
 
-def _gateway_url(url: str | None) -> str:
-    if url:
-        return url.rstrip("/")
-    from modelport.config import load_config
-
-    gateway = load_config().gateway
-    host = "127.0.0.1" if gateway.host in ("0.0.0.0", "::", "") else gateway.host
-    return f"http://{host}:{gateway.port}"
-
-
-def _admin_key() -> str | None:
-    from modelport.config import load_config
-
-    gateway = load_config().gateway
-    for inline, env_name, fallback in (
-        (gateway.admin_key, gateway.admin_key_env, "MODELPORT_ADMIN_KEY"),
-        (gateway.key, gateway.key_env, "MODELPORT_GATEWAY_KEY"),
-    ):
-        value = inline or (os.environ.get(env_name) if env_name else None)
-        value = value or os.environ.get(fallback)
-        if value:
-            return value
-    return None
-
-
 def _admin(method: str, path: str, gateway: str | None) -> Any:
     import aiohttp
 
-    base = _gateway_url(gateway)
-    key = _admin_key()
+    base = gateway_url(gateway)
+    key = admin_key()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         status, content = asyncio.run(_request(method, f"{base}{path}", headers))

@@ -2,17 +2,29 @@
 
 The command reads the same configuration as every other command
 (``MODELPORT_HOME/config.toml`` and the project's), refuses to listen beyond
-loopback without a gateway key, prints the URL to point tools at, and lets
-in-flight streams finish for ``--grace`` seconds on shutdown.
+loopback without a gateway key, prints the URL to point tools at, and on
+SIGTERM (or Ctrl-C) stops accepting, lets in-flight calls finish for up to
+``--drain-timeout`` seconds (``[gateway] drain_timeout``, 30 by default), ends
+the rest with an error event, writes the usage ledger and stops the plugins
+(:mod:`modelport.server._drain`). It lifts the soft open-file limit to the
+hard one, and serves HTTP with
+:class:`~modelport.server._protocol.GatewayProtocol`: capped request heads and
+timeouts for half-sent requests.
+Changes to config.toml, the trust file and stored keys reach the running
+gateway without a restart: it polls those files every second and reloads on
+SIGHUP and on ``POST /admin/reload`` (:mod:`modelport.server._reload`).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from modelport.server._reload import ConfigReloader
 
 __all__ = ["register", "serve"]
 
@@ -32,9 +44,16 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on ([gateway] port, else 4848).")
     ] = None,
-    grace: Annotated[
-        float, typer.Option(help="Seconds in-flight streams get to finish on shutdown.")
-    ] = 30.0,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--drain-timeout",
+            "--grace",
+            min=0,
+            help="Seconds in-flight calls get to finish on shutdown before they end with an "
+            "error ([gateway] drain_timeout, else 30).",
+        ),
+    ] = None,
     keepalive: Annotated[
         float, typer.Option(help="Seconds of upstream silence before a keep-alive frame.")
     ] = 15.0,
@@ -52,6 +71,8 @@ def serve(
     config = load_config()
     host = host or config.gateway.host
     port = port if port is not None else config.gateway.port
+    if drain_timeout is None:
+        drain_timeout = config.gateway.drain_timeout
     keys = resolve_keys(config)
     try:
         check_binding(host, keys)
@@ -60,15 +81,24 @@ def serve(
 
     import uvicorn
 
+    from modelport.server._protocol import HttpLimits, raise_open_file_limit
+    from modelport.server._serving import GatewayServer, uvicorn_timeout
     from modelport.server.access_log import BufferedAccessLog
     from modelport.server.app import create_app
 
     _configure_logging(log_level)
+    # Each stream holds a client and an upstream connection: use the hard limit.
+    raise_open_file_limit()
     # Our own access lines, formatted as the log format below and written in
     # batches: a logging record per request cost the event loop ~75 µs.
     access = BufferedAccessLog(sys.stderr) if access_log else None
     app = create_app(
-        config, host=host, keys=keys, keepalive_interval=keepalive, access_log=access or False
+        config,
+        host=host,
+        keys=keys,
+        keepalive_interval=keepalive,
+        access_log=access or False,
+        reloader=_reloader(),
     )
     shown = f"[{host}]" if ":" in host else host
     logging.getLogger("modelport.server").info(
@@ -82,23 +112,28 @@ def serve(
         port,
         " (gateway key required)" if keys.gateway else "",
     )
-    server = uvicorn.Server(
+    server = GatewayServer(
         uvicorn.Config(
             app,
             host=host,
             port=port,
             loop=_loop(),
             http=_http(),
+            # For h11 only (httptools is capped by our protocol): the same head limit.
+            h11_max_incomplete_event_size=HttpLimits().max_head_bytes,
             lifespan="on",
             access_log=False,  # ours is structured and leaves keys and queries out
             log_config=None,
             log_level=log_level,
-            timeout_graceful_shutdown=grace,
+            # The drain ends the calls it can; uvicorn's timeout is the backstop.
+            timeout_graceful_shutdown=uvicorn_timeout(drain_timeout),
             server_header=False,
             # The gateway reads no X-Forwarded-* header (the Host check uses the
             # real Host), so uvicorn need not parse them on every request.
             proxy_headers=False,
-        )
+        ),
+        drain=app.state.drain,
+        drain_timeout=drain_timeout,
     )
     _tune_gc()
     try:
@@ -108,6 +143,25 @@ def serve(
             access.flush()
     if not server.started:
         sys.exit(1)
+
+
+def _reloader() -> ConfigReloader:
+    """Reload on a change to what the configuration is read from, and on SIGHUP."""
+    from modelport.auth.keys import keys_path
+    from modelport.config import (
+        global_config_path,
+        load_config,
+        modelport_home,
+        project_config_path,
+    )
+    from modelport.server._reload import DEFAULT_INTERVAL, ConfigReloader
+    from modelport.trust import TRUST_FILE
+
+    project = project_config_path()
+    watched = [global_config_path(), modelport_home() / TRUST_FILE, keys_path()]
+    if project is not None:
+        watched.append(project)
+    return ConfigReloader(load_config, watch=watched, interval=DEFAULT_INTERVAL, sighup=True)
 
 
 #: Collect the youngest generation after 50,000 net new container objects instead of
@@ -149,9 +203,11 @@ def _loop() -> str:
     return "uvloop"
 
 
-def _http() -> str:
+def _http() -> Any:
+    """uvicorn's httptools protocol with the gateway's limits (header size and count,
+    timeouts for half-sent requests, connections per descriptor), else h11."""
     try:
-        import httptools  # noqa: F401
-    except ImportError:
+        from modelport.server._protocol import GatewayProtocol
+    except ImportError:  # no httptools
         return "h11"
-    return "httptools"
+    return GatewayProtocol.with_limits()

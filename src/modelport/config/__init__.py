@@ -6,8 +6,9 @@ default). A project — the working directory or its nearest ancestor holding
 global ones of the same name:
 
 * ``[connections.<name>]`` tables replace the global table of that name whole;
-* ``[aliases]`` and ``[fallbacks]`` merge key by key;
-* scalars (``default_model``, ``database_url``) and the keys of ``[gateway]``
+* ``[aliases]``, ``[fallbacks]`` and ``[cache]`` merge key by key (an alias
+  written as a table is a model group: several deployments behind one name);
+* scalars (``default_model``, ``database_url``, ``redis_url``) and the keys of ``[gateway]``
   override one by one.
 
 A project's file comes from a checked-out repository, so until the user trusts
@@ -27,7 +28,14 @@ without ``base_url`` gets OpenRouter's. :attr:`Config.connections` holds only
 what the user *configured*; :meth:`Config.connection` fills in the preset.
 """
 
-from modelport.config._addresses import default_model, resolve_address, split_address
+from modelport.config._addresses import (
+    default_model,
+    resolve_address,
+    resolve_target,
+    split_address,
+)
+from modelport.config._cache_settings import CacheConfig
+from modelport.config._groups import STRATEGIES, Deployment, ModelGroup
 from modelport.config._load import (
     CONFIG_FILE,
     PRESET_KEY_FALLBACKS,
@@ -39,6 +47,7 @@ from modelport.config._load import (
     IgnoredSettings,
     OAuthConfig,
     check_base_url,
+    ensure_private_dir,
     find_project_dir,
     global_config_path,
     load_config,
@@ -61,14 +70,19 @@ __all__ = [
     "PRESETS",
     "PRESET_KEY_FALLBACKS",
     "PROJECT_DIR",
+    "STRATEGIES",
+    "CacheConfig",
     "Config",
     "ConnectionConfig",
+    "Deployment",
     "GatewayConfig",
     "IgnoredSettings",
+    "ModelGroup",
     "OAuthConfig",
     "check_base_url",
     "default_model",
     "edit_config",
+    "ensure_private_dir",
     "find_project_dir",
     "get_value",
     "global_config_path",
@@ -79,6 +93,7 @@ __all__ = [
     "project_config_path",
     "remove_connection",
     "resolve_address",
+    "resolve_target",
     "set_connection",
     "set_default_model",
     "set_value",

@@ -4,10 +4,14 @@ An address is split at its *first* slash only, so model ids keep theirs:
 ``openrouter/anthropic/claude-3.5-sonnet`` is the model
 ``anthropic/claude-3.5-sonnet`` on the connection ``openrouter``.
 
-A name without a slash must be an alias. It is never quietly sent to the
-default model's connection: a user who keeps prompts on a local server would
-not want ``gpt-4o`` to go anywhere by guesswork, so the error suggests the
-full address instead.
+An address may name only the connection, when its table sets a ``model``
+(``[connections.local] model = "llama3.1:8b"``): ``local/`` always means that
+model, and a bare ``local`` does too when no alias of that name exists.
+
+Any other name without a slash must be an alias. It is never quietly sent to
+the default model's connection: a user who keeps prompts on a local server
+would not want ``gpt-4o`` to go anywhere by guesswork, so the error suggests
+the full address instead.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Mapping
 from modelport.config._load import Config
 from modelport.errors import ConfigError, ModelNotFoundError
 
-__all__ = ["default_model", "resolve_address", "split_address"]
+__all__ = ["default_model", "resolve_address", "resolve_target", "split_address"]
 
 _HOW_TO = "Write a model as 'connection/model', for example 'openai/gpt-4o-mini'."
 
@@ -46,8 +50,24 @@ def resolve_address(
 
     ``None`` or ``""`` means the default model. Aliases may point at other
     aliases; a cycle raises ConfigError. A name that is neither an alias nor
-    an address raises ModelNotFoundError listing the aliases.
+    an address raises ModelNotFoundError listing the aliases, and so does a
+    model group (several deployments are not one address; see :func:`resolve_target`).
     """
+    target = resolve_target(name, config, env=env)
+    if target in config.model_groups:
+        raise ModelNotFoundError(
+            f"{target!r} is a model group of several deployments "
+            f"({', '.join(config.model_groups[target].addresses)}), not one address; "
+            "name one of them here",
+            model=target,
+        )
+    return target
+
+
+def resolve_target(
+    name: str | None, config: Config, *, env: Mapping[str, str] | None = None
+) -> str:
+    """What a caller wrote, aliases followed: an address, or the name of a model group."""
     if not name:
         name = default_model(config, env)
         if not name:
@@ -56,6 +76,9 @@ def resolve_address(
                 "default_model in config.toml, or set MODELPORT_MODEL. " + _HOW_TO
             )
     seen = [name]
+    groups = config.model_groups
+    if name in groups:
+        return name
     while name in config.aliases:
         name = config.aliases[name]
         if name in seen:
@@ -64,10 +87,30 @@ def resolve_address(
                 f"The aliases form a cycle: {chain}. Point one of them at an address."
             )
         seen.append(name)
-    if "/" not in name:
+        if name in groups:
+            return name
+    connection, slash, model = name.partition("/")
+    if not model and connection:
+        own = _connection_model(connection, config)
+        if own is not None:
+            return f"{connection}/{own}"
+        if slash:
+            raise ModelNotFoundError(
+                f"{name!r} names the connection {connection!r} without a model, and "
+                f"[connections.{connection}] sets no model. Write '{connection}/MODEL', or set "
+                f'model = "MODEL" under [connections.{connection}] in config.toml.',
+                connection=connection,
+            )
+    if not slash:
         raise ModelNotFoundError(_unknown_name_message(name, config, env), model=name)
     split_address(name)
     return name
+
+
+def _connection_model(connection: str, config: Config) -> str | None:
+    """The default model of ``[connections.<connection>]`` (``None`` when it sets none)."""
+    table = config.connections.get(connection)
+    return table.model if table is not None else None
 
 
 def _unknown_name_message(name: str, config: Config, env: Mapping[str, str] | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -13,6 +14,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from modelport.config._cache_settings import CacheConfig, parse_cache
+from modelport.config._connection_keys import check_connection_keys
+from modelport.config._groups import ModelGroup, parse_group
 from modelport.config._inline_secrets import refuse_inline_secrets
 from modelport.config._oauth import OAuthConfig, check_auth, parse_oauth
 from modelport.errors import ConfigError
@@ -47,6 +51,7 @@ _UNTRUSTED_KEYS = frozenset({"default_model", "aliases"})
 _Timeout = Annotated[float, msgspec.Meta(gt=0)]
 _Retries = Annotated[int, msgspec.Meta(ge=0)]
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+_Seconds = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,9 +59,13 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     ``compat`` is ``openai``, ``anthropic``, ``ollama``, ``gemini``, ``azure``,
     ``openai-responses``, ``plugin:<provider id>`` or the name of an installed
-    ``modelport.providers`` entry point.
-    ``options`` holds every other key of the table, untouched (provider-specific
-    settings, a plugin's ``configFields`` values). ``auth`` (``key``, ``oauth``,
+    ``modelport.providers`` entry point. ``model``, ``temperature`` and
+    ``max_tokens`` are the connection's defaults (a request's own values win;
+    ``model`` answers an address that names only the connection).
+    ``retry_base_delay`` and ``retry_max_delay`` bound the backoff between
+    retries. ``options`` holds every other key of the table, untouched (an
+    adapter's own settings, a plugin's ``configFields`` values); only keys with
+    an effect get here (:mod:`modelport.config._connection_keys`). ``auth`` (``key``, ``oauth``,
     ``auto``) and ``oauth`` say how the connection logs in (:mod:`._oauth`).
     """
 
@@ -65,6 +74,11 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True):
     api_key_env: str | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    retry_base_delay: float | None = None
+    retry_max_delay: float | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -78,6 +92,11 @@ class _ConnectionFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     api_key_env: str | None = None
     timeout: _Timeout | None = None
     max_retries: _Retries | None = None
+    retry_base_delay: _Timeout | None = None
+    retry_max_delay: _Timeout | None = None
+    model: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(gt=0)] | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     prices: dict[str, ModelPrices] = msgspec.field(default_factory=dict)
     auth: str | None = None
@@ -103,6 +122,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     #: Host names beyond loopback and the bound address that requests may name
     #: (a DNS name for the bound IP, the name a reverse proxy forwards).
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    #: Seconds in-flight calls get to finish on shutdown before they end with an error.
+    drain_timeout: _Seconds = 30.0
 
     def __repr__(self) -> str:
         # The inline keys are secrets; keep them out of logs and tracebacks.
@@ -110,18 +131,21 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             f"GatewayConfig(host={self.host!r}, port={self.port!r}, "
             f"key={'***' if self.key else None}, key_env={self.key_env!r}, "
             f"admin_key={'***' if self.admin_key else None}, "
-            f"admin_key_env={self.admin_key_env!r}, allowed_hosts={self.allowed_hosts!r})"
+            f"admin_key_env={self.admin_key_env!r}, allowed_hosts={self.allowed_hosts!r}, "
+            f"drain_timeout={self.drain_timeout!r})"
         )
 
 
 class _FileFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     default_model: str | None = None
     connections: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
-    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    # A plain alias is a string; a table is a model group (``_groups.py``).
+    aliases: dict[str, str | dict[str, Any]] = msgspec.field(default_factory=dict)
     database_url: str | None = None
     redis_url: str | None = None
     gateway: dict[str, Any] = msgspec.field(default_factory=dict)
     fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    cache: dict[str, Any] | None = None
 
 
 _TOP_LEVEL_KEYS = frozenset(_FileFields.__struct_fields__)
@@ -188,16 +212,22 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     """The merged configuration (global, then project). ``sources`` lists the files read.
 
     ``ignored`` lists what an untrusted project file set that was left out.
+    ``aliases`` holds the plain aliases (a name for one address) and
+    ``model_groups`` the aliases written as tables (a name for several
+    deployments, :mod:`modelport.config._groups`). ``cache`` is ``[cache]``,
+    ``None`` when there is none (no response cache).
     """
 
     default_model: str | None = None
     connections: dict[str, ConnectionConfig] = msgspec.field(default_factory=dict)
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    model_groups: dict[str, ModelGroup] = msgspec.field(default_factory=dict)
     database_url: str | None = None
     #: The Redis that several gateway instances share their budget and rate counters in.
     redis_url: str | None = None
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     fallbacks: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    cache: CacheConfig | None = None
     sources: list[Path] = msgspec.field(default_factory=list)
     ignored: list[IgnoredSettings] = msgspec.field(default_factory=list)
 
@@ -280,6 +310,24 @@ def modelport_home() -> Path:
     """``MODELPORT_HOME``, or ``~/.modelport``."""
     value = os.environ.get("MODELPORT_HOME")
     return Path(value).expanduser() if value else Path.home() / ".modelport"
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path``, and each missing folder above it, readable by its owner only (0700).
+
+    For ``MODELPORT_HOME`` and what lives in it: usage records (whose error
+    excerpts quote upstreams), tokens, config. ``mkdir(parents=True)`` would give
+    the missing parents the default mode, so they are made one at a time. A
+    folder that exists is left as it is.
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            folder.mkdir(mode=0o700)
 
 
 def find_project_dir(cwd: Path | str | None = None, *, home: Path | None = None) -> Path | None:
@@ -449,6 +497,15 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 f"{path}: [{where}]: a connection name cannot be empty or contain '/', "
                 "because model addresses are split at the first slash"
             )
+        refuse_inline_secrets(name, table, path)
+        preset = PRESETS.get(name)
+        check_connection_keys(
+            path,
+            name,
+            table,
+            common=_CONNECTION_KEYS,
+            preset_compat=preset.compat if preset is not None else None,
+        )
         for key in table:
             # Other keys are provider options, but a near miss of ours is a typo.
             # `<field>_env` names the variable holding a plugin's config field
@@ -460,7 +517,6 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 raise ConfigError(
                     f"{path}: [{where}]: unknown key {key!r}. Did you mean {close[0]!r}?"
                 )
-        refuse_inline_secrets(name, table, path)
         compat = table.get("compat")
         plugin = isinstance(compat, str) and compat.startswith("plugin:")
         try:
@@ -493,11 +549,16 @@ def _validate(data: dict[str, Any], path: Path) -> None:
         msgspec.convert(fields.gateway, GatewayConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {_problem(exc, 'gateway')}") from exc
+    for name, target in fields.aliases.items():
+        if isinstance(target, dict):
+            parse_group(name, target, path)
+    if fields.cache is not None:
+        parse_cache(fields.cache, path)
 
 
 def _merge(merged: dict[str, Any], data: dict[str, Any]) -> None:
     for key, value in data.items():
-        if key in ("connections", "aliases", "fallbacks", "gateway"):
+        if key in ("connections", "aliases", "fallbacks", "gateway", "cache"):
             # Connections replace whole tables by name; the others merge key by key.
             merged.setdefault(key, {}).update(value)
         else:
@@ -521,11 +582,15 @@ def _build(
     return Config(
         default_model=fields.default_model,
         connections={name: _connection(t) for name, t in fields.connections.items()},
-        aliases=dict(fields.aliases),
+        aliases={k: v for k, v in fields.aliases.items() if isinstance(v, str)},
+        model_groups={
+            k: parse_group(k, v) for k, v in fields.aliases.items() if isinstance(v, dict)
+        },
         database_url=fields.database_url,
         redis_url=fields.redis_url,
         gateway=msgspec.convert(fields.gateway, GatewayConfig),
         fallbacks={k: list(v) for k, v in fields.fallbacks.items()},
+        cache=None if fields.cache is None else parse_cache(fields.cache),
         sources=sources,
         ignored=list(ignored or []),
     )

@@ -20,8 +20,10 @@ from modelport.config._load import (
     _merge,
     _read,
     _read_project,
+    ensure_private_dir,
     find_project_dir,
     global_config_path,
+    modelport_home,
     parse_config,
 )
 from modelport.errors import ConfigError
@@ -77,11 +79,16 @@ def _write_atomic(target: Path, text: str) -> None:
 
 
 def _replace_file(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private = _in_home(target)
+    if private:
+        ensure_private_dir(target.parent)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
     try:
         mode = target.stat().st_mode & 0o777
     except FileNotFoundError:
-        mode = None
+        # A new file in MODELPORT_HOME is its owner's alone; a project's gets the usual mode.
+        mode = 0o600 if private else None
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -95,6 +102,11 @@ def _replace_file(target: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _in_home(target: Path) -> bool:
+    home = modelport_home()
+    return target.parent == home or home in target.parents
 
 
 def _umask() -> int:

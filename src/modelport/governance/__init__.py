@@ -9,7 +9,7 @@ One job a module: ``_values`` (keys, budgets, limits, audit entries),
 ``_secrets`` (making and hashing key secrets), ``_catalog`` (the tables, every
 change with its audit entry), ``_periods`` (budget periods), ``_pricing``
 (a request's worst-case cost), ``_counters`` (the reservation every backend
-makes), ``_memory`` / ``_postgres`` / ``_redis`` (+ ``_resp``, a lean Redis
+makes), ``_memory`` / ``_postgres`` / ``_redis`` (+ :mod:`modelport._resp`, a lean Redis
 connection) the three backends, ``_spend`` (starting a counter from the
 ledger), ``_instances`` (the heartbeat), ``_enforcer`` (:class:`Governance`,
 the gate a request passes). The model and its guarantees: docs/team-gateway.md.
@@ -98,8 +98,8 @@ def open_governance(
     counters: Any
     fingerprint = ""
     if redis_url:
+        from modelport._resp import RedisConnection, parse_redis_url
         from modelport.governance._redis import RedisCounters
-        from modelport.governance._resp import RedisConnection, parse_redis_url
 
         address = parse_redis_url(redis_url)
         fingerprint = address.fingerprint

@@ -172,10 +172,15 @@ class Catalog:
             )
         return _key(found)
 
-    def audit_log(self, limit: int = 100, *, target: str | None = None) -> list[AuditEntry]:
+    def audit_log(
+        self, limit: int = 100, *, target: str | None = None, before: int | None = None
+    ) -> list[AuditEntry]:
+        """The latest ``limit`` entries, newest first; ``before`` pages on (ids below it)."""
         query = sa.select(t.audit).order_by(t.audit.c.id.desc()).limit(limit)
         if target is not None:
             query = query.where(t.audit.c.target == target)
+        if before is not None:
+            query = query.where(t.audit.c.id < before)
         with self.engine.connect() as conn:
             return [
                 AuditEntry(

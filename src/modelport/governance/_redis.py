@@ -25,6 +25,7 @@ import asyncio
 import secrets
 from typing import Any
 
+from modelport._resp import RedisConnection, Script, Unavailable
 from modelport.governance._counters import (
     Granted,
     InitFrom,
@@ -33,7 +34,6 @@ from modelport.governance._counters import (
     Refused,
 )
 from modelport.governance._pricing import Charge
-from modelport.governance._resp import RedisConnection, ReplyError, Unavailable
 
 __all__ = ["RedisCounters"]
 
@@ -235,23 +235,6 @@ return 1
 """
 
 
-class _Script:
-    def __init__(self, source: str) -> None:
-        import hashlib
-
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def __call__(self, redis: RedisConnection, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await redis.call("EVALSHA", self.sha, len(keys), *keys, *args)
-        except ReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        # First use on this Redis (or it restarted): EVAL loads the script for next time.
-        return await redis.call("EVAL", self.source, len(keys), *keys, *args)
-
-
 class RedisCounters:
     """Budget and rate counters in Redis for the deployment ``deployment``."""
 
@@ -267,12 +250,12 @@ class RedisCounters:
         self.prefix = f"mp:{{{deployment}}}:"
         self._init_from = init_from
         self._ttl_ms = ttl_ms
-        self._reserve = _Script(_RESERVE)
-        self._settle = _Script(_SETTLE)
-        self._renew = _Script(_RENEW)
-        self._init = _Script(_INIT)
+        self._reserve = Script(_RESERVE)
+        self._settle = Script(_SETTLE)
+        self._renew = Script(_RENEW)
+        self._init = Script(_INIT)
 
-    async def _run(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
+    async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         from modelport.governance._enforcer import CountersUnavailable
 
         try:

@@ -7,12 +7,15 @@ the budget's keys (``key_id``), in the period, on its model if it names one.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy.engine import Connection, Engine
 
 from modelport.governance._counters import BudgetLine, InitFrom
 from modelport.governance._pricing import nanos
 
-__all__ = ["ledger_spend", "ledger_spend_on"]
+__all__ = ["budgets_with_spend", "ledger_spend", "ledger_spend_on"]
 
 
 def ledger_spend_on(conn: Connection, line: BudgetLine) -> tuple[int, int]:
@@ -33,3 +36,38 @@ def ledger_spend(engine: Engine) -> InitFrom:
             return ledger_spend_on(conn, line)
 
     return spend
+
+
+def budgets_with_spend(
+    engine: Engine, snapshot: Any, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Each budget's public form plus ``spent``: what the ledger holds for its current period.
+
+    Settled spend only (calls still running hold more until they finish), so an
+    admin sees how much room is left; ``since``/``until`` bound the period
+    (``null`` for ``total``).
+    """
+    from modelport.governance._enforcer import _keys_of
+    from modelport.governance._periods import period_bounds
+    from modelport.ledger import spend_of_keys
+
+    moment = now or datetime.now(UTC)
+    answers = []
+    with engine.connect() as conn:
+        for budget in snapshot.budgets:
+            since, until = period_bounds(budget.period, moment)
+            cost, tokens = spend_of_keys(
+                conn,
+                _keys_of(snapshot.keys, budget),
+                since=since,
+                until=until,
+                address=budget.model,
+            )
+            spent = {
+                "cost": cost,
+                "tokens": tokens,
+                "since": None if since is None else since.isoformat(),
+                "until": None if until is None else until.isoformat(),
+            }
+            answers.append({**budget.public(), "spent": spent})
+    return answers

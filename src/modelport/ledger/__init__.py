@@ -19,6 +19,7 @@ includes cache reads and writes, ``output_tokens`` includes reasoning.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -64,8 +65,9 @@ Bucket = Literal["hour", "day"]
 class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One call as the ledger keeps it.
 
-    ``outcome`` is ``"ok"``, ``"cancelled"`` (the caller went away) or the class
-    name of the error raised (``"RateLimitError"``); ``error`` is an excerpt of
+    ``outcome`` is ``"ok"``, ``"cancelled"`` (the caller went away), ``"cache_hit"``
+    (the gateway answered from its response cache: no tokens, a cost of zero) or
+    the class name of the error raised (``"RateLimitError"``); ``error`` is an excerpt of
     its message without credentials (:func:`~modelport._redact.public_message`).
     ``ttft_ms`` runs to the first output (text, reasoning or a tool call) and is
     ``None`` when none arrived; ``cost`` is ``None`` when the model's prices are unknown.
@@ -200,10 +202,32 @@ class Ledger:
         max_queue: int = 10_000,
         max_batch: int = 500,
         linger: float = 1.0,
+        max_held: int = 1_000,
+        spool_dir: Path | None = None,
+        max_spool_bytes: int = 64 * 1024 * 1024,
+        retry_min: float = 0.5,
+        retry_max: float = 5.0,
     ) -> None:
         self._store = store
+        spool = None
+        if spool_dir is not None:
+            from modelport.ledger._spool import Spool
+
+            spool = Spool(
+                spool_dir,
+                encode=msgspec.json.Encoder().encode,
+                decode=msgspec.json.Decoder(CallRecord).decode,
+                max_bytes=max_spool_bytes,
+            )
         self._writer = BackgroundWriter(
-            self._insert, max_queue=max_queue, max_batch=max_batch, linger=linger
+            self._insert,
+            max_queue=max_queue,
+            max_batch=max_batch,
+            linger=linger,
+            max_held=max_held,
+            spool=spool,
+            retry_min=retry_min,
+            retry_max=retry_max,
         )
 
     def _insert(self, records: Sequence[CallRecord]) -> int | None:
@@ -229,13 +253,47 @@ class Ledger:
 
     @property
     def dropped(self) -> int:
-        """Records lost because the write queue was full or the database failed."""
+        """Records lost: the write queue or the spool was full, or the database refused them."""
         return self._writer.dropped + self._writer.failed
 
     @property
     def failed(self) -> int:
-        """Of :attr:`dropped`, the records the database refused (the rest found the queue full)."""
+        """Of :attr:`dropped`, the records the database refused (the rest found no room)."""
         return self._writer.failed
+
+    @property
+    def pending(self) -> int:
+        """Records not written yet: queued, or waiting out an outage (in memory or spooled)."""
+        return self._writer.pending
+
+    @property
+    def spooled(self) -> int:
+        """Of :attr:`pending`, the records kept on disk."""
+        spool = self._writer.backlog.spool
+        return spool.items if spool is not None else 0
+
+    @property
+    def degraded(self) -> bool:
+        """True while the database cannot take records (they wait; see :meth:`health`)."""
+        return self._writer.down_since is not None
+
+    def health(self) -> dict[str, Any]:
+        """The ledger's state for ``/health``: ``ok`` or ``degraded``, and its counts.
+
+        No database URL and no error text (``/health`` needs no key): the error's
+        class only; the log has the rest.
+        """
+        writer = self._writer
+        reason = writer.down_reason
+        return {
+            "state": "degraded" if writer.down_since is not None else "ok",
+            "since": writer.down_since,
+            "error": reason.partition(":")[0] if reason else None,
+            "pending": writer.pending,
+            "spooled": self.spooled,
+            "written": writer.written,
+            "dropped": self.dropped,
+        }
 
     @property
     def written(self) -> int:
@@ -283,8 +341,11 @@ class Ledger:
                 if isinstance(event, UsageEvent):
                     usage = event
                 yield event
-        except (GeneratorExit, asyncio.CancelledError):
+        except (GeneratorExit, asyncio.CancelledError) as exc:
             outcome = "cancelled"
+            # A cancellation may say why (the gateway's shutdown does): keep that.
+            if exc.args and isinstance(exc.args[0], str):
+                error = exc.args[0][:_MAX_ERROR]
             raise
         except BaseException as exc:
             outcome = type(exc).__name__
@@ -382,8 +443,14 @@ class Ledger:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the writer now, so that records a previous run spooled are written even
+        before the first call (the gateway does this; otherwise the first record does)."""
+        self._writer.start()
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every record so far is written; False if ``timeout`` ran out."""
+        """Wait until every record so far is written; False if ``timeout`` ran out, or
+        the database is unreachable (the records wait, see :attr:`degraded`)."""
         return self._writer.flush(timeout)
 
     async def aflush(self, timeout: float | None = None) -> bool:
@@ -392,8 +459,10 @@ class Ledger:
     def close(self, timeout: float | None = 30.0) -> None:
         """Write what is queued, stop the writer and close the database connections.
 
-        ``timeout`` bounds the wait for a database that hangs, so shutting down
-        a gateway never hangs with it (what is still queued is then lost).
+        During an outage what is waiting goes to the spool (when there is one),
+        where the next ledger on this database writes it. ``timeout`` bounds
+        the wait for a database that hangs, so shutting down a gateway never
+        hangs with it (what is still queued is then lost).
         """
         try:
             self._writer.close(timeout)
@@ -474,17 +543,27 @@ def _configured_url(config: Any) -> str | None:
     return str(url) if url else None
 
 
-def open_ledger(config: Any = None, *, url: str | None = None) -> Ledger:
+def _spool_dir(display_url: str) -> Path:
+    """Where records wait on disk while ``display_url``'s database is unreachable:
+    ``MODELPORT_HOME/ledger-spool/<digest of the URL>`` (one folder per database)."""
+    digest = hashlib.sha256(display_url.encode()).hexdigest()[:16]
+    return _modelport_home() / "ledger-spool" / digest
+
+
+def open_ledger(config: Any = None, *, url: str | None = None, **options: Any) -> Ledger:
     """Open the ledger: ``url``, else ``config.database_url``, else SQLite under MODELPORT_HOME.
 
     ``postgresql://…`` (and ``postgresql+psycopg://…``) use psycopg 3
     (``pip install 'modelport[postgres]'``); ``sqlite:///path`` a file. The
     table is created on first use. Raises :class:`~modelport.errors.ConfigError`
-    when the database cannot be opened.
+    when the database cannot be opened. Records wait out a later outage in
+    memory, then in :func:`_spool_dir`; ``options`` go to :class:`Ledger`.
     """
     from modelport.ledger._store import SQLStore
 
-    return Ledger(SQLStore(url or _configured_url(config) or default_database_url()))
+    store = SQLStore(url or _configured_url(config) or default_database_url())
+    options.setdefault("spool_dir", _spool_dir(store.display_url))
+    return Ledger(store, **options)
 
 
 def make_engine(url: str) -> tuple[Any, str]:

@@ -7,8 +7,10 @@ imports SQLAlchemy, so :mod:`modelport.ledger` imports it only on first use.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import chain
@@ -18,7 +20,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
+from modelport.config import ensure_private_dir
 from modelport.errors import ConfigError
+from modelport.ledger._writer import StoreUnavailable
 
 __all__ = ["SQLStore", "calls", "ensure_table", "make_engine", "normalize_url", "spend_of_keys"]
 
@@ -181,6 +185,25 @@ class _BatchInsert:
         return sql
 
 
+def _unreachable(exc: sa.exc.SQLAlchemyError) -> bool:
+    """Whether ``exc`` says the database cannot take writes now (down, unreachable,
+    locked, out of connections), as opposed to refusing this data."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sa.exc.OperationalError
+        | sa.exc.InterfaceError
+        | sa.exc.DisconnectionError
+        | sa.exc.TimeoutError,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def ensure_table(engine: Engine) -> None:
     """Create the calls table, or bring one created by an older release up to date."""
     try:
@@ -304,7 +327,7 @@ def make_engine(url: str) -> tuple[Engine, str]:
 def _create_engine(parsed: sa.engine.URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _private_database(Path(parsed.database).expanduser())
         engine = sa.create_engine(parsed)
         sa.event.listen(engine, "connect", _enable_wal)
         return engine
@@ -324,6 +347,25 @@ def _create_engine(parsed: sa.engine.URL) -> Engine:
         # libpq's own default is to wait forever for a server that does not answer.
         connect_args={"connect_timeout": 10} if "psycopg" in parsed.drivername else {},
     )
+
+
+def _private_database(path: Path) -> None:
+    """Make the SQLite file (and its folder) its owner's alone before SQLite opens it.
+
+    Error excerpts quote upstreams, and calls say what was asked of which model.
+    SQLite creates the ``-wal`` and ``-shm`` files with the database file's mode,
+    so a 0600 database keeps them 0600 too; files an older version made readable
+    by others are narrowed.
+    """
+    ensure_private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError:
+        return  # SQLite will say what is wrong with the path, in its own words
+    for name in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with contextlib.suppress(OSError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
 
 
 class SQLStore:
@@ -362,44 +404,49 @@ class SQLStore:
 
         Strings too long for their column are cut to fit (PostgreSQL would
         refuse them; a client chooses the model name). If the batch fails
-        anyway, each row is tried on its own, so one bad row costs one record:
-        the answer is how many rows were lost. A database that is down fails
-        the first row too, and then raises.
+        because of its data, each row is tried on its own, so one bad row
+        costs one record: the answer is how many rows were lost. If it fails
+        because the database cannot be reached (or is locked), nothing is
+        lost: :class:`~modelport.ledger._writer.StoreUnavailable` says how many
+        rows were dealt with first, and the writer keeps the rest for later.
         """
         statement = self._batch_insert
-        batch: list[tuple[Any, ...] | dict[str, Any]] = []
-        unconvertible = 0
+        prepared: list[tuple[Any, ...] | dict[str, Any] | None] = []
         for row in rows:
             try:
-                batch.append(statement.parameters(_fit(row)))
+                prepared.append(statement.parameters(_fit(row)))
             except Exception:  # a value its column cannot take: that record alone is lost
-                unconvertible += 1
+                prepared.append(None)
                 logger.warning("usage ledger could not convert a record", exc_info=True)
+        batch = [parameters for parameters in prepared if parameters is not None]
+        unconvertible = len(prepared) - len(batch)
         if not batch:
             return unconvertible
         try:
             self._execute(batch)
             return unconvertible
-        except sa.exc.SQLAlchemyError:
-            if len(batch) == 1:
-                raise
-            logger.warning(
-                "usage ledger: a batch of %d failed; writing its rows one by one",
-                len(batch),
-                exc_info=True,
-            )
+        except sa.exc.SQLAlchemyError as exc:
+            if _unreachable(exc):
+                raise StoreUnavailable(_first_line(exc)) from exc
+            if len(batch) > 1:
+                logger.warning(
+                    "usage ledger: a batch of %d failed; writing its rows one by one",
+                    len(batch),
+                    exc_info=True,
+                )
         lost = 0
-        for index, parameters in enumerate(batch):
+        for index, parameters in enumerate(prepared):
+            if parameters is None:
+                lost += 1
+                continue
             try:
                 self._execute([parameters])
-            except sa.exc.OperationalError:
-                if index == lost:
-                    raise  # nothing got through: the database itself is failing
-                lost += 1
-            except sa.exc.SQLAlchemyError:
+            except sa.exc.SQLAlchemyError as exc:
+                if _unreachable(exc):
+                    raise StoreUnavailable(_first_line(exc), done=index, lost=lost) from exc
                 lost += 1
                 logger.warning("usage ledger could not write a record", exc_info=True)
-        return unconvertible + lost
+        return lost
 
     def _execute(self, batch: list[tuple[Any, ...] | dict[str, Any]]) -> None:
         with self._engine.begin() as conn:
@@ -420,7 +467,7 @@ class SQLStore:
     ) -> list[dict[str, Any]]:
         """One row of totals per model (``connection/model``) or per connection."""
         key = _group_key(by)
-        failed = sa.case((calls.c.outcome.in_(("ok", "cancelled")), 0), else_=1)
+        failed = sa.case((calls.c.outcome.in_(("ok", "cancelled", "cache_hit")), 0), else_=1)
         query = sa.select(
             key,
             sa.func.count().label("calls"),

@@ -468,6 +468,22 @@ class PluginHost:
         # The gateway may reload config.toml; new values apply to the next request.
         self._table.config = config
 
+    def attach(self, router: ProviderRegistry) -> None:
+        """Register every running plugin's providers into ``router``, and later ones too.
+
+        The gateway's reload swaps in a new router: the running plugins' providers
+        move to it. One the new configuration now refuses (a connection of the same
+        name) is left out and noted in its plugin's problems.
+        """
+        self.router = router
+        for provider, exc in self._table.attach(router):
+            pid = provider.registration.provider_id
+            message = f"provider {pid!r} left out after a config reload: {exc}"
+            logger.warning("plugin %s: %s", provider.registration.plugin, message)
+            plugin = self._plugins.get(provider.registration.plugin)
+            if plugin is not None:
+                plugin.problems.append(message)
+
     @property
     def providers(self) -> dict[str, PluginProvider]:
         """Registered providers by id."""

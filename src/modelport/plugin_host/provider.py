@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelport import plugin_protocol
+from modelport._redact import remember_secret
 from modelport.aggregate import aaggregate
 from modelport.config import OAuthConfig, parse_oauth
 from modelport.errors import (
@@ -359,6 +360,8 @@ def resolve_provider_config(
             if spec.get("required"):
                 missing.append(key)
             continue
+        if spec.get("type") == "password" and isinstance(value, str):
+            remember_secret(value)  # masked wherever an error is written, as every key is
         config[key] = value
     if (
         access_token is None

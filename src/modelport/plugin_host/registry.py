@@ -114,6 +114,20 @@ class ProviderTable:
         self.providers[pid] = provider
         return provider
 
+    def attach(self, router: ProviderRegistry) -> list[tuple[PluginProvider, Exception]]:
+        """Register every provider into ``router`` (as :meth:`register` does, login
+        included) and send later ones there; returns the ones it refused."""
+        self.router = router
+        refused = []
+        for pid, provider in list(self.providers.items()):
+            try:
+                router.register_provider(
+                    pid, self._with_login(provider), list(provider.registration.models)
+                )
+            except Exception as exc:  # the router's own refusal, whatever its type
+                refused.append((provider, exc))
+        return refused
+
     def _check_clash(self, plugin: str, pid: str) -> None:
         if pid in BUILTIN_PROVIDERS:
             raise InvalidRequestError(
@@ -175,6 +189,10 @@ class ProviderTable:
         pid = registration.provider_id
         connection = self.config.connection(pid) if self.config is not None else None
         options = dict(connection.options) if connection is not None else {}
+        if connection is not None and connection.base_url:
+            # A plugin's own "base_url" field: the table's key of that name, which config
+            # reads as the connection's URL, is the plugin's to use (the router has none).
+            options.setdefault("base_url", connection.base_url)
         if connection is not None and connection.api_key_env:
             # The usual api_key_env names the variable for every password field.
             for spec in registration.config_fields:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from modelport._redact import remember_secret
 from modelport.aggregate import aaggregate
 from modelport.config import OAuthConfig
 from modelport.errors import ConfigError
@@ -29,6 +31,8 @@ from modelport.types import (
 
 __all__ = [
     "BUILTIN_PROVIDERS",
+    "DEFAULT_RETRY_BASE_DELAY",
+    "DEFAULT_RETRY_MAX_DELAY",
     "BaseProvider",
     "ConnectionSettings",
     "Embedder",
@@ -37,6 +41,10 @@ __all__ = [
     "load_factory",
     "offers_embeddings",
 ]
+
+#: Backoff before the first retry, and the most any retry waits (seconds; before jitter).
+DEFAULT_RETRY_BASE_DELAY = 0.5
+DEFAULT_RETRY_MAX_DELAY = 8.0
 
 #: Entry-point group through which Python packages add provider factories.
 ENTRY_POINT_GROUP = "modelport.providers"
@@ -52,6 +60,10 @@ BUILTIN_PROVIDERS: dict[str, str] = {
 }
 
 
+#: Header names whose values are credentials (``Authorization``, ``api-key``, ``X-Auth-Token`` …).
+_SECRET_HEADER = re.compile(r"(?i)auth|key|token|secret|cookie")
+
+
 class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The resolved settings of one connection (after the precedence ladder).
 
@@ -59,9 +71,12 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     ``api_key_env`` is the environment variable the settings ladder reads the
     key from (a name, not a secret, so ``repr()`` shows it): the connection's
     ``api_key_env``, else the vendor's usual variable where that applies, else
-    ``None``; providers name it in their "no key" message. ``options`` holds
-    every other key of the connection's config table (provider-specific
-    settings, a plugin's ``configFields`` values). ``auth`` is how the call
+    ``None``; providers name it in their "no key" message. ``temperature``
+    and ``max_tokens`` are the connection's defaults, which the router puts on
+    a request that sets neither. ``retry_base_delay`` and ``retry_max_delay``
+    (seconds) bound the backoff between retries. ``options`` holds every other
+    key of the connection's config table (provider-specific settings, a
+    plugin's ``configFields`` values). ``auth`` is how the call
     authenticates: ``"key"``, or ``"oauth"``, where ``api_key`` holds the
     current OAuth access token (sent as ``Authorization: Bearer``, whatever the
     adapter's own key header) and ``oauth`` says where the login lives.
@@ -74,10 +89,24 @@ class ConnectionSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_key_env: str | None = None
     timeout: float = 60.0
     max_retries: int = 2
+    retry_base_delay: float = DEFAULT_RETRY_BASE_DELAY
+    retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY
+    temperature: float | None = None
+    max_tokens: int | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     auth: str = "key"
     oauth: OAuthConfig | None = None
+
+    def __post_init__(self) -> None:
+        # Every key the process holds is masked wherever an error is written, whatever
+        # its shape (an upstream may echo it in a 401 or an in-band error).
+        if self.api_key:
+            remember_secret(self.api_key)
+        for name, value in self.headers.items():
+            if _SECRET_HEADER.search(name):
+                remember_secret(value)
+                remember_secret(value.partition(" ")[2])  # "Bearer <token>"
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"

@@ -13,6 +13,7 @@ are importable from here too.
 from __future__ import annotations
 
 import difflib
+import errno
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
@@ -22,7 +23,7 @@ from typing import Any, ClassVar, Protocol
 import msgspec
 
 from modelport._bursts import more_ready
-from modelport._redact import public_url
+from modelport._redact import mask_secrets, public_url
 from modelport.aggregate import aggregate
 from modelport.config import check_base_url
 from modelport.errors import ConfigError, ModelportError, NetworkError, ParseError, UpstreamError
@@ -86,6 +87,11 @@ def _describe(exc: BaseException, target: str, timeout: float | None, hint: str)
         if isinstance(cause, ConnectionRefusedError):
             return f"Cannot reach {target} (connection refused) — {hint}"
         return f"Cannot reach {target} ({_reason(cause)}) — {hint}"
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+        return (
+            f"The connection to {target} was reset before the answer was complete — the "
+            "server (or a proxy in between) may have crashed or restarted; try again"
+        )
     if isinstance(
         exc,
         aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | ConnectionResetError,
@@ -207,6 +213,11 @@ def _is_invalid_url(exc: BaseException) -> bool:
 
 
 def _fill(exc: ModelportError, *, connection: str | None, url: str, model: str | None) -> None:
+    # An upstream may echo the key it was sent, whole or cut ("sk-abc..."): mask every key
+    # the process holds before the error reaches a log line, the ledger or a client.
+    exc.message = mask_secrets(exc.message)
+    if exc.body:
+        exc.body = mask_secrets(exc.body)
     if exc.connection is None:
         exc.connection = connection
     if exc.url is None:

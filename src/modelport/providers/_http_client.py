@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from modelport.errors import ConfigError
+from modelport.errors import ConfigError, InvalidRequestError
+from modelport.wire._json import NESTED_TOO_DEEPLY
 
 if TYPE_CHECKING:
     import aiohttp
@@ -191,9 +192,7 @@ class HttpClient:
         # The body as a ready payload that carries its own Content-Type: aiohttp adds that
         # header unless the caller's headers have one, so theirs go in uncopied.
         if json is not None:
-            data: Any = aiohttp.BytesPayload(
-                msgspec.json.encode(json), content_type="application/json"
-            )
+            data: Any = aiohttp.BytesPayload(_encode_body(json), content_type="application/json")
         else:
             data = content
         return await session.request(
@@ -299,6 +298,18 @@ class _StreamContext:
             _release(streaming._response)
         else:
             streaming._response.close()
+
+
+def _encode_body(body: Any) -> bytes:
+    """``body`` as JSON; a body nested too deeply to encode is the caller's mistake, not a bug.
+
+    A gateway client's JSON can be read when its nesting is just within Python's
+    recursion limit and still fail here, deeper in the stack.
+    """
+    try:
+        return msgspec.json.encode(body)
+    except RecursionError:
+        raise InvalidRequestError(NESTED_TOO_DEEPLY) from None
 
 
 def _release(response: aiohttp.ClientResponse) -> None:

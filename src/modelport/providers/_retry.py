@@ -5,21 +5,27 @@ failures, 429, and the statuses 408, 500, 502, 503, 504 and 529 — never 400,
 401, 403 or 404. A stream is retried only while nothing has reached the
 caller: once one event is out, a failure is the caller's to see, because a
 second attempt would repeat text they already have.
+
+The backoff's base and ceiling are per connection (``retry_base_delay`` and
+``retry_max_delay`` in its table; 0.5 s and 8 s by default). An ``on_retry``
+callback (what ``onRetryAttempt`` is to Cline's ``withRetry``) hears of each
+retry before its pause, to log or count attempts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import msgspec
 
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.events import StreamEvent
-from modelport.providers import Provider
+from modelport.providers import DEFAULT_RETRY_BASE_DELAY, DEFAULT_RETRY_MAX_DELAY, Provider
 from modelport.types import (
     ChatRequest,
     ChatResponse,
@@ -28,11 +34,16 @@ from modelport.types import (
     ModelInfo,
 )
 
-__all__ = ["RetryingProvider", "backoff_delay", "without_refused_reasoning"]
+__all__ = ["OnRetry", "RetryingProvider", "backoff_delay", "without_refused_reasoning"]
 
 logger = logging.getLogger("modelport.retry")
 
 _T = TypeVar("_T")
+
+#: ``on_retry(attempt, error, delay)``: attempt number ``attempt`` (1 for the first) failed
+#: with ``error``, and the next one starts after ``delay`` seconds. It may be a coroutine
+#: function; an exception it raises ends the call with that exception.
+OnRetry: TypeAlias = Callable[[int, ModelportError, float], Any]
 
 #: A server asking for a longer pause than this gets the computed backoff
 #: instead (as the OpenAI and Anthropic SDKs do), rather than a minutes-long hang.
@@ -81,7 +92,9 @@ class RetryingProvider:
     """A provider that retries ``inner`` on retryable errors.
 
     ``max_retries`` counts retries, not attempts: 2 means at most 3 attempts.
-    ``sleep`` is injectable so tests can record the delays instead of waiting.
+    ``base_delay`` and ``max_delay`` shape the backoff (:func:`backoff_delay`).
+    ``on_retry`` (:data:`OnRetry`) is called before each pause. ``sleep`` is
+    injectable so tests can record the delays instead of waiting.
     """
 
     def __init__(
@@ -89,12 +102,14 @@ class RetryingProvider:
         inner: Provider,
         *,
         max_retries: int,
-        base_delay: float = 0.5,
-        max_delay: float = 8.0,
+        base_delay: float = DEFAULT_RETRY_BASE_DELAY,
+        max_delay: float = DEFAULT_RETRY_MAX_DELAY,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self.inner = inner
+        self.on_retry = on_retry
         self.max_retries = max(0, max_retries)
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -114,6 +129,10 @@ class RetryingProvider:
         logger.info(
             "retry %d of %d in %.2fs after %s", retry, self.max_retries, delay, type(error).__name__
         )
+        if self.on_retry is not None:
+            heard = self.on_retry(retry, error, delay)
+            if inspect.isawaitable(heard):
+                await heard
         await self._sleep(delay)
 
     async def _call(self, call: Callable[[], Awaitable[_T]]) -> _T:

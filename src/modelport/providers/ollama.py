@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from modelport.errors import ModelNotFoundError, ModelportError
 from modelport.providers._http import HttpProvider, WireModule
-from modelport.types import EmbeddingRequest, EmbeddingResponse
+from modelport.types import ChatRequest, EmbeddingRequest, EmbeddingResponse
 from modelport.wire import embeddings, ollama_ndjson
 
 __all__ = ["OllamaProvider"]
@@ -19,11 +19,13 @@ class OllamaProvider(HttpProvider):
 
     A base URL given in its OpenAI-compatible form (``…/v1``) is accepted: the
     suffix is dropped. A key, where a proxy in front of Ollama wants one, is
-    sent as a bearer token.
+    sent as a bearer token. The connection's ``options`` table (Ollama's model
+    options: ``{num_ctx = 32768}``) goes with every request, under what the
+    request sets itself (its temperature, max_tokens as ``num_predict``, …).
     """
 
     wire: ClassVar[WireModule] = ollama_ndjson  # type: ignore[assignment]
-    hint: ClassVar[str] = "is Ollama running (`ollama serve`)? is the URL right?"
+    hint: ClassVar[str] = "is Ollama running? start it with `ollama serve`; is the URL right?"
     url_hint: ClassVar[str] = "is base_url right (Ollama's own is http://localhost:11434)?"
 
     def base_url(self) -> str:
@@ -34,6 +36,13 @@ class OllamaProvider(HttpProvider):
 
     def chat_url(self) -> str:
         return f"{self.base_url()}/api/chat"
+
+    def build_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body = super().build_body(request, stream=stream)
+        configured = self.settings.options.get("options")
+        if configured:
+            body["options"] = {**configured, **(body.get("options") or {})}
+        return body
 
     def models_url(self) -> str:
         return f"{self.base_url()}/api/tags"

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from modelport.errors import ConfigError
+from modelport.errors import ConfigError, ModelportError
 from modelport.providers._http import DEFAULT_HINT, HttpProvider, WireModule
+from modelport.providers._local_servers import local_server_hint
 from modelport.types import EmbeddingRequest, EmbeddingResponse
 from modelport.wire import embeddings, openai_chat
 
@@ -19,8 +20,6 @@ __all__ = ["OpenAICompatProvider"]
 
 #: Key-less local servers still get a bearer token: some reject a request without one.
 PLACEHOLDER_KEY = "modelport"
-#: Ollama's port: an OpenAI-compatible URL there is Ollama's ``/v1``.
-OLLAMA_PORT = 11434
 
 
 class OpenAICompatProvider(HttpProvider):
@@ -28,22 +27,34 @@ class OpenAICompatProvider(HttpProvider):
     ``GET {base_url}/models``.
 
     The base URL includes the version segment (``https://api.openai.com/v1``,
-    ``http://localhost:11434/v1``); the router supplies the default.
+    ``http://localhost:11434/v1``); the router supplies the default. A base URL
+    given without any path is used as it is (llama.cpp's server answers there),
+    and when the server answers it with 404 or 405, the error says to add
+    ``/v1``: the URL a connection uses is the one its config names, never one
+    guessed behind the user's back.
+
+    A local server that does not answer gets its own "is it running? start it
+    with …" (Ollama, LM Studio, vLLM, llama.cpp: :mod:`._local_servers`).
     """
 
     wire: ClassVar[WireModule] = openai_chat  # type: ignore[assignment]
     url_hint: ClassVar[str] = "is base_url right — does it end in /v1?"
 
     def hint_for(self, model: str | None) -> str:
-        try:
-            port = urlsplit(self.settings.base_url or "").port
-        except ValueError:
-            port = None
-        if port != OLLAMA_PORT:
-            return DEFAULT_HINT
-        pull = f"`ollama pull {model}`" if model else "`ollama pull …`"
-        return (
-            f"is Ollama running (`ollama serve`)? is the URL right? is the model pulled ({pull})?"
+        found = local_server_hint(self.settings.name, self.settings.base_url, model)
+        return found if found is not None else DEFAULT_HINT
+
+    def refine_error(self, error: ModelportError, model: str | None) -> ModelportError:
+        if error.status not in (404, 405) or not _lacks_a_path(self.settings.base_url):
+            return error
+        base = self.base_url()
+        name = self.settings.name
+        return ConfigError(
+            f"{base} answered {error.status} (no such route): OpenAI-compatible servers answer "
+            f'under /v1 — set base_url = "{base}/v1" under [connections.{name}]',
+            connection=name,
+            status=error.status,
+            body=error.body,
         )
 
     def base_url(self) -> str:
@@ -73,3 +84,10 @@ class OpenAICompatProvider(HttpProvider):
             "Authorization": f"Bearer {self.settings.api_key or PLACEHOLDER_KEY}",
             **self.settings.headers,
         }
+
+
+def _lacks_a_path(url: str | None) -> bool:
+    try:
+        return bool(url) and not urlsplit(url or "").path.strip("/")
+    except ValueError:
+        return False

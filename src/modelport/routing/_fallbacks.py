@@ -7,7 +7,8 @@ is retryable (after that route's own retries) and no event has reached the
 caller yet, so an answer is never stitched together from two models; each
 move is logged. A fallback gets only the call's ``timeout`` and
 ``max_retries``, so a per-call key or header never travels to another
-connection.
+connection. An address in the chain may name a model group; the router
+walks its deployments there (:mod:`._balancer`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from modelport.config import Config, resolve_address
+from modelport.config import Config, resolve_target
 from modelport.errors import ModelportError
 from modelport.events import StreamEvent
 from modelport.types import ChatResponse
@@ -38,8 +39,11 @@ _SHARED_OVERRIDES = ("timeout", "max_retries")
 
 
 def fallback_chain(address: str | None, config: Config, env: Mapping[str, str]) -> list[str]:
-    """``address`` resolved (``None``: the default model), then its configured fallbacks."""
-    first = resolve_address(address, config, env=env)
+    """``address`` resolved (``None``: the default model), then its configured fallbacks.
+
+    Each is an address or the name of a model group.
+    """
+    first = resolve_target(address, config, env=env)
     fallbacks = config.fallbacks
     return [first, *fallbacks.get(address or "", fallbacks.get(first, []))]
 
@@ -52,16 +56,24 @@ def overrides_at(position: int, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 async def stream_along(
-    routes: RouteChain, open_events: Callable[[Route], AsyncIterator[StreamEvent]]
+    routes: RouteChain,
+    open_events: Callable[[Route], AsyncIterator[StreamEvent]],
+    on_answer: Callable[[str], object] | None = None,
 ) -> AsyncIterator[StreamEvent]:
-    """The events of the first route that answers; ``routes`` is closed at the end."""
+    """The events of the first route that answers; ``routes`` is closed at the end.
+
+    ``on_answer`` is told the address that answered, before its first event goes out.
+    """
     try:
         async for route, next_address in routes:
             events = open_events(route)
             started = False
             try:
                 async for event in events:
-                    started = True
+                    if not started:
+                        started = True
+                        if on_answer is not None:
+                            on_answer(route.address)
                     yield event
                 return
             except ModelportError as error:

@@ -4,7 +4,7 @@ The passthrough (:mod:`modelport.wire.relay`) sends a client's own body to an
 upstream of the same API. The router can promise that only where every route
 a call may take speaks that API with nothing of the gateway's own to add:
 :func:`relay_compat` says ``openai`` or ``anthropic`` when the address and each
-configured fallback is a connection of that one compat (a preset or a
+configured fallback (none a model group) is a connection of that one compat (a preset or a
 ``[connections.*]`` table, not a plugin or a registered provider), that logs
 in with a key (an OAuth login is refreshed around each call by its own
 provider), and none of them sets a request default (``temperature``, ``max_tokens``, ``top_p``: the
@@ -38,6 +38,8 @@ def relay_compat(router: Router, address: str | None) -> str | None:
         chain = fallback_chain(address, router.config, router.env)
     except ModelportError:
         return None
+    if router.config.model_groups.keys() & {address, *chain}:
+        return None  # a model group's balancer picks the deployment (and may mix APIs)
     found: str | None = None
     for entry in chain:
         connection = entry.partition("/")[0]

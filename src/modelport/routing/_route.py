@@ -33,10 +33,24 @@ class Route:
     #: kept by the router: whoever resolved the route closes it after the call
     #: (:meth:`Router.stream` and :meth:`Router.complete` do).
     ephemeral: bool = False
+    #: The model group this route is a deployment of (``None``: the address was named
+    #: directly, or reached as a fallback); the balancer learns from the call.
+    group: str | None = None
 
     @property
     def address(self) -> str:
         return f"{self.connection}/{self.model}"
+
+    def of_group(self, group: str) -> Route:
+        """This route, as a deployment of ``group`` (cheaper than ``dataclasses.replace``)."""
+        return Route(
+            connection=self.connection,
+            model=self.model,
+            provider=self.provider,
+            settings=self.settings,
+            ephemeral=self.ephemeral,
+            group=group,
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

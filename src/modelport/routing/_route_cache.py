@@ -19,7 +19,10 @@ and the token comes from the router's :class:`~modelport.auth.session.TokenBroke
 
 Routes resolved without overrides are remembered per address, together with
 a stamp of what they were resolved from; a route holds while the config
-object, its stamp and the registered providers stay the same.
+object, its stamp and the registered providers stay the same. Only addresses
+that resolved are remembered, and at most :data:`MAX_REMEMBERED_ROUTES` of
+them (the oldest go first): the address is the client's ``model`` string, and
+``oai/<anything>`` resolves.
 """
 
 from __future__ import annotations
@@ -48,7 +51,11 @@ if TYPE_CHECKING:
     from modelport.auth.session import TokenBroker
     from modelport.routing._route import Route
 
-__all__ = ["Registered", "RouteCache"]
+__all__ = ["MAX_REMEMBERED_ROUTES", "Registered", "RouteCache"]
+
+#: How many resolved addresses a router remembers. Real traffic uses a handful of
+#: models; a client inventing a model name per request must not grow the router.
+MAX_REMEMBERED_ROUTES = 1_024
 
 logger = logging.getLogger("modelport.routing")
 
@@ -218,7 +225,11 @@ class RouteCache:
         return None
 
     def remember(self, address: str | None, stamp: tuple[object, ...], route: Route) -> None:
-        self._routes[address] = (stamp, route)
+        routes = self._routes
+        if len(routes) >= MAX_REMEMBERED_ROUTES and address not in routes:
+            # Forget the oldest (dicts keep insertion order): no bookkeeping on a hit.
+            del routes[next(iter(routes))]
+        routes[address] = (stamp, route)
 
     def forget_routes(self) -> None:
         self._routes.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -22,7 +23,9 @@ from modelport.config import (
 from modelport.errors import InvalidRequestError, ModelNotFoundError, ModelportError
 from modelport.events import StreamEvent
 from modelport.providers import ConnectionSettings, Provider, ProviderFactory, offers_embeddings
-from modelport.providers._retry import RetryingProvider
+from modelport.providers._retry import OnRetry, RetryingProvider
+from modelport.routing._balancer import Balancer
+from modelport.routing._calls import CallCount, CallHold
 from modelport.routing._fallbacks import (
     RouteChain,
     complete_along,
@@ -30,6 +33,7 @@ from modelport.routing._fallbacks import (
     overrides_at,
     stream_along,
 )
+from modelport.routing._listing import models_in, report_of
 from modelport.routing._provider_source import (
     PLUGIN_PREFIX,
     LazySource,
@@ -39,7 +43,12 @@ from modelport.routing._provider_source import (
 from modelport.routing._relay import Relay, relay_compat
 from modelport.routing._route import ConnectionModels, Route
 from modelport.routing._route_cache import RouteCache
-from modelport.routing._settings import StoredKeys, ladder_stamp, resolve_settings
+from modelport.routing._settings import (
+    StoredKeys,
+    default_base_url,
+    ladder_stamp,
+    resolve_settings,
+)
 from modelport.routing._usage import (
     Attribution,
     UsageTracker,
@@ -74,7 +83,8 @@ class Router:
     the connection's shared HTTP pool). ``tokens`` holds the OAuth sessions of
     connections that log in with OAuth (a :class:`~modelport.auth.session.TokenBroker`
     of its own by default). A router belongs to one event loop, and
-    :meth:`aclose` closes what it built and its provider source.
+    :meth:`aclose` closes what it built and its provider source;
+    :meth:`aclose_when_idle` waits for the calls in flight first.
     """
 
     def __init__(
@@ -99,6 +109,33 @@ class Router:
         self._seen_prices: dict[tuple[str, str], ModelPrices] = {}
         self._relay_compats: dict[str | None, str | None] = {}
         self._relay_stamp: tuple[object, ...] = ()
+        #: Chooses among the deployments of model groups (``[aliases.<name>]`` tables).
+        self.balancer = Balancer(self.config.redis_url)
+        self._calls = CallCount()
+        #: False once with_config handed the broker on to the router that replaces this one.
+        self._owns_tokens = True
+
+    def with_config(self, config: Config) -> Router:
+        """A new router like this one (ledger, environment, sleep, provider source) over ``config``.
+
+        The new router builds its own providers and reads stored keys afresh.
+        It shares the ledger, and takes over the OAuth broker (which the plugin
+        host's OAuth providers use too), after making its sessions read stored
+        tokens again (a login since); this router no longer closes it.
+        Registered providers stay with this one (their owner registers them
+        again where it wants them).
+        """
+        self.tokens.forget()
+        router = Router(
+            config,
+            ledger=self.ledger,
+            env=self._env,
+            sleep=self._sleep,
+            provider_source=self._source.factory,
+            tokens=self.tokens,
+        )
+        router._owns_tokens, self._owns_tokens = self._owns_tokens, False
+        return router
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -154,6 +191,20 @@ class Router:
             max_retries=max_retries,
             headers=headers,
         )
+
+    def upstream(self, connection: str) -> str | None:
+        """Where calls to ``connection`` go: its URL as the settings ladder picks it (no
+        key is read), ``plugin:<id>`` for a plugin's provider, or ``None`` (an unknown
+        name, or a provider package that decides for itself). The URL may carry
+        credentials: redact it before showing it."""
+        try:
+            table = self._connection_config(connection)
+        except ModelportError:
+            return None
+        compat = table.compat or "openai"
+        if compat.startswith(PLUGIN_PREFIX):
+            return compat
+        return table.base_url or self.env.get("MODELPORT_BASE_URL") or default_base_url(compat)
 
     def forget_keys(self) -> None:
         """Drop cached stored keys, so the next call reads them again.
@@ -252,6 +303,32 @@ class Router:
             ephemeral=per_call and self._cache.is_ephemeral(settings),
         )
 
+    async def aresolve(self, address: str | None) -> Route:
+        """:meth:`resolve` for a caller on the event loop.
+
+        Starts the provider source if the address needs it and reads the
+        connection's stored key in a worker thread first, so the keyring is
+        never read on the loop (a locked keychain or D-Bus can take seconds).
+        """
+        connection = split_address(resolve_address(address, self.config, env=self.env))[0]
+        await self._prepare(connection)
+        return self.resolve(address)
+
+    async def _prepare(self, connection: str) -> None:
+        """Whatever ``connection`` needs before it can resolve without blocking the loop.
+
+        Only a connection that exists gets its stored key read: the name comes
+        from the client's ``model``, and an invented one must cost no keyring
+        lookup and leave nothing behind.
+        """
+        await self.load_providers(connection)
+        if (
+            connection in self.config.connections
+            or connection in PRESETS
+            or connection in self._cache.registered
+        ):
+            await self._keys.load(connection)
+
     def _remembered_route(self, address: str | None) -> Route:
         found = self._cache.remembered(address, self.config, self._route_stamp)
         if found is not None:
@@ -293,14 +370,21 @@ class Router:
         api: str = "python",
         request_id: str | None = None,
         key_id: str | None = None,
+        on_answer: Callable[[str], object] | None = None,
+        on_retry: OnRetry | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream ``request`` (whose ``model`` is an address) through its provider.
 
         Overrides apply to the requested connection; a configured fallback gets
         only ``timeout`` and ``max_retries``, so a key never travels to another
-        connection. ``api`` (the front end: ``python``, ``cli``, ``openai``,
-        ``anthropic``), ``request_id`` and ``key_id`` (the gateway's virtual key) are
-        what the ledger records the call under.
+        connection. The connection's ``temperature`` and ``max_tokens`` fill
+        in what the request leaves unset. ``api`` (the front end: ``python``,
+        ``cli``, ``openai``, ``anthropic``), ``request_id`` and ``key_id`` (the
+        gateway's virtual key) are what the ledger records the call under.
+        ``on_answer`` is told the address that answers (a model group's
+        deployment, a fallback) before its first event. ``on_retry(attempt,
+        error, delay)`` is called before each retry (see
+        :class:`~modelport.providers._retry.RetryingProvider`).
         """
         overrides: dict[str, Any] = {
             "api_key": api_key,
@@ -311,40 +395,86 @@ class Router:
         }
         attribution = Attribution(api, request_id, key_id)
         return stream_along(
-            self._routes_for(request, overrides),
-            lambda route: self._events(
-                route, msgspec.structs.replace(request, model=route.model), attribution
-            ),
+            self._routes_for(request, overrides, CallHold(self._calls)),
+            lambda route: self._events(route, _for_route(request, route), attribution, on_retry),
+            on_answer,
         )
 
-    async def _routes_for(self, request: ChatRequest, overrides: dict[str, Any]) -> RouteChain:
-        """Each route of the request's chain (the address, then configured fallbacks).
+    async def _routes_for(
+        self, request: ChatRequest, overrides: dict[str, Any], hold: CallHold | None = None
+    ) -> RouteChain:
+        """Each route of the request's chain (the address, then configured fallbacks;
+        a model group's deployments in the order its balancer chose).
 
         The second item is the address that comes next (``None`` for the last).
         Stored keys are read off the event loop; a provider built for this call
-        alone is closed after it.
+        alone is closed after it. ``hold``, a stream's place among the calls in
+        flight, is released when the chain ends (see :mod:`._calls`).
         """
-        chain = fallback_chain(request.model, self.config, self.env)
-        for position, address in enumerate(chain):
-            connection = address.partition("/")[0]
-            await self.load_providers(connection)
-            await self._keys.load(connection)
-            route = self.resolve(address, **overrides_at(position, overrides))
-            try:
-                yield route, chain[position + 1] if position + 1 < len(chain) else None
-            finally:
-                if route.ephemeral:
-                    await _aclose(route.provider)
+        try:
+            async with contextlib.aclosing(self._chain(request, overrides)) as routes:
+                async for item in routes:
+                    yield item
+        finally:
+            if hold is not None:
+                hold.release()
 
-    def _retrying(self, route: Route) -> RetryingProvider:
+    async def _chain(self, request: ChatRequest, overrides: dict[str, Any]) -> RouteChain:
+        chain = fallback_chain(request.model, self.config, self.env)
+        groups = self.config.model_groups
+        if not groups:  # no model groups: no balancer in the way
+            for position, address in enumerate(chain):
+                route = await self._route_at(address, overrides_at(position, overrides))
+                try:
+                    yield route, chain[position + 1] if position + 1 < len(chain) else None
+                finally:
+                    if route.ephemeral:
+                        await _aclose(route.provider)
+            return
+        if chain[0] in groups and any(overrides[k] for k in ("api_key", "base_url", "headers")):
+            raise InvalidRequestError(
+                f"{chain[0]!r} is a model group: a call's own key, URL or headers would reach "
+                "whichever deployment is chosen. Name one deployment's address instead."
+            )
+        async with contextlib.aclosing(self.balancer.walk(chain, groups)) as steps:
+            async for step in steps:
+                position = 0 if step.first else 1
+                route = await self._route_at(step.address, overrides_at(position, overrides))
+                if step.group is not None:
+                    route = route.of_group(step.group)
+                try:
+                    yield route, step.next
+                finally:
+                    if route.ephemeral:
+                        await _aclose(route.provider)
+
+    async def _route_at(self, address: str, overrides: dict[str, Any]) -> Route:
+        await self._prepare(address.partition("/")[0])
+        return self.resolve(address, **overrides)
+
+    def _retrying(
+        self, provider: Provider, settings: ConnectionSettings, on_retry: OnRetry | None = None
+    ) -> RetryingProvider:
         return RetryingProvider(
-            route.provider, max_retries=route.settings.max_retries, sleep=self._sleep
+            provider,
+            max_retries=settings.max_retries,
+            base_delay=settings.retry_base_delay,
+            max_delay=settings.retry_max_delay,
+            sleep=self._sleep,
+            on_retry=on_retry,
         )
 
     def _events(
-        self, route: Route, request: ChatRequest, attribution: Attribution
+        self,
+        route: Route,
+        request: ChatRequest,
+        attribution: Attribution,
+        on_retry: OnRetry | None,
     ) -> AsyncIterator[StreamEvent]:
-        events = self._retrying(route).stream(request)
+        events = self._retrying(route.provider, route.settings, on_retry).stream(request)
+        if route.group is not None:
+            group = self.config.model_groups[route.group]
+            events = self.balancer.observe(group, route.address, events)
         if self.ledger is None:
             return events
         prices = self.prices_for(route.connection, route.model)
@@ -381,6 +511,8 @@ class Router:
         api: str = "python",
         request_id: str | None = None,
         key_id: str | None = None,
+        on_answer: Callable[[str], object] | None = None,
+        on_retry: OnRetry | None = None,
     ) -> AsyncIterator[Any]:
         """The same-format passthrough of ``body`` (a client's own request body).
 
@@ -398,8 +530,9 @@ class Router:
         }
         attribution = Attribution(api, request_id, key_id)
         return stream_along(
-            self._routes_for(request, overrides),
-            lambda route: self._relayed(route, body, make_relay, stream, attribution),
+            self._routes_for(request, overrides, CallHold(self._calls)),
+            lambda route: self._relayed(route, body, make_relay, stream, attribution, on_retry),
+            on_answer,
         )
 
     def _relayed(
@@ -409,6 +542,7 @@ class Router:
         make_relay: Callable[[], Relay],
         stream: bool,
         attribution: Attribution,
+        on_retry: OnRetry | None,
     ) -> AsyncIterator[StreamEvent]:
         from modelport.providers._http import HttpProvider
         from modelport.providers._relay import relay_items
@@ -417,7 +551,7 @@ class Router:
         if not isinstance(provider, HttpProvider):  # relay_compat admits only built-in ones
             raise ModelportError(f"{route.address} cannot be relayed", connection=route.connection)
         sent = {**body, "model": route.model}
-        items = self._retrying(route).retry_items(
+        items = self._retrying(route.provider, route.settings, on_retry).retry_items(
             lambda: relay_items(provider, sent, make_relay(), stream=stream)
         )
         if self.ledger is None:
@@ -437,12 +571,14 @@ class Router:
         api: str = "python",
         request_id: str | None = None,
         key_id: str | None = None,
+        on_retry: OnRetry | None = None,
     ) -> ChatResponse:
         """The whole answer at once, from the provider's ``complete`` (one non-streaming
         upstream request where the provider has one); ``model`` is the address that
         answered, ``id`` the upstream's where it gave one.
 
-        Retries, fallbacks and the ledger work as for :meth:`stream`; the ledger
+        Retries, connection defaults, ``on_retry``, fallbacks and the ledger work
+        as for :meth:`stream`; the ledger
         records the call from the events the response stands for
         (:func:`~modelport.aggregate.response_events`), so both paths record alike.
         """
@@ -454,23 +590,36 @@ class Router:
             "headers": headers,
         }
         attribution = Attribution(api, request_id, key_id)
-        return await complete_along(
-            self._routes_for(request, overrides),
-            lambda route: self._complete_one(
-                route, msgspec.structs.replace(request, model=route.model), attribution
-            ),
-        )
+        self._calls.enter()
+        try:
+            return await complete_along(
+                self._routes_for(request, overrides),
+                lambda route: self._complete_one(
+                    route, _for_route(request, route), attribution, on_retry
+                ),
+            )
+        finally:
+            self._calls.leave()
 
     async def _complete_one(
-        self, route: Route, request: ChatRequest, attribution: Attribution
+        self,
+        route: Route,
+        request: ChatRequest,
+        attribution: Attribution,
+        on_retry: OnRetry | None,
     ) -> ChatResponse:
-        provider = self._retrying(route)
+        provider = self._retrying(route.provider, route.settings, on_retry)
         if self.ledger is None:
-            return await provider.complete(request)
-        prices = self.prices_for(route.connection, route.model)
-        return await track_answer(
-            self.ledger, route, provider, request, prices=prices, attribution=attribution
-        )
+            answer = provider.complete(request)
+        else:
+            prices = self.prices_for(route.connection, route.model)
+            answer = track_answer(
+                self.ledger, route, provider, request, prices=prices, attribution=attribution
+            )
+        if route.group is None:
+            return await answer
+        group = self.config.model_groups[route.group]
+        return await self.balancer.observe_answer(group, route.address, answer)
 
     async def embed(
         self,
@@ -495,6 +644,26 @@ class Router:
         """
         if not request.input:
             raise InvalidRequestError("Embeddings need at least one input")
+        self._calls.enter()
+        try:
+            return await self._embed(
+                request, api_key, base_url, timeout, max_retries, headers, api, request_id, key_id
+            )
+        finally:
+            self._calls.leave()
+
+    async def _embed(
+        self,
+        request: EmbeddingRequest,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float | None,
+        max_retries: int | None,
+        headers: Mapping[str, str] | None,
+        api: str,
+        request_id: str | None,
+        key_id: str | None,
+    ) -> EmbeddingResponse:
         address = resolve_address(request.model, self.config, env=self.env)
         connection = address.partition("/")[0]
         await self.load_providers(connection)
@@ -516,7 +685,7 @@ class Router:
                     connection=route.connection,
                     model=route.model,
                 )
-            provider = self._retrying(route)
+            provider = self._retrying(route.provider, route.settings)
             bare = msgspec.structs.replace(request, model=route.model)
             if self.ledger is None:
                 response = await provider.embed(bare)
@@ -542,9 +711,7 @@ class Router:
         if registered is not None and registered.models is not None:
             models = list(registered.models)
         else:
-            provider = RetryingProvider(
-                self._cache.provider(settings), max_retries=settings.max_retries, sleep=self._sleep
-            )
+            provider = self._retrying(self._cache.provider(settings), settings)
             models = await provider.list_models()
         for model in models:
             self._seen_prices[(connection, model.id)] = model.prices
@@ -555,20 +722,13 @@ class Router:
 
         Connections are asked concurrently; one failing does not hide the others.
         """
-        await self.load_providers(connection)
-        names = [connection] if connection is not None else self.connection_names()
-        results = await asyncio.gather(*(self._report_one(name) for name in names))
-        return list(results)
-
-    async def _report_one(self, connection: str) -> ConnectionModels:
+        self._calls.enter()
         try:
-            return ConnectionModels(connection=connection, models=await self._models_of(connection))
-        except ModelportError as error:
-            return ConnectionModels(connection=connection, models=[], error=error)
-        except Exception as exc:  # a third-party provider's bug must not hide the others
-            error = ModelportError(f"{type(exc).__name__}: {exc}", connection=connection)
-            error.__cause__ = exc
-            return ConnectionModels(connection=connection, models=[], error=error)
+            await self.load_providers(connection)
+            names = [connection] if connection is not None else self.connection_names()
+            return list(await asyncio.gather(*(report_of(name, self._models_of) for name in names)))
+        finally:
+            self._calls.leave()
 
     async def list_models(self, connection: str | None = None) -> list[ModelInfo]:
         """Models of one connection (errors raise), or of all configured ones.
@@ -577,16 +737,13 @@ class Router:
         one fails, the first error is raised.
         """
         if connection is not None:
-            await self.load_providers(connection)
-            return await self._models_of(connection)
-        report = await self.list_models_report()
-        failures = [entry for entry in report if entry.error is not None]
-        for entry in failures:
-            logger.warning("listing models of %s failed: %s", entry.connection, entry.error)
-        if report and len(failures) == len(report):
-            assert failures[0].error is not None
-            raise failures[0].error
-        return [model for entry in report for model in entry.models]
+            self._calls.enter()
+            try:
+                await self.load_providers(connection)
+                return await self._models_of(connection)
+            finally:
+                self._calls.leave()
+        return models_in(await self.list_models_report())
 
     def prices_for(self, connection: str, model: str) -> ModelPrices | None:
         """Prices from config, else a registered provider's models, else models seen listed."""
@@ -600,6 +757,11 @@ class Router:
                     return info.prices
         return self._seen_prices.get((connection, model))
 
+    @property
+    def active_calls(self) -> int:
+        """Streams handed out and not closed yet, and calls still running."""
+        return self._calls.active
+
     async def aclose(self) -> None:
         """Close the provider source and every provider this router built.
 
@@ -607,7 +769,30 @@ class Router:
         """
         await self._source.aclose()
         await self._cache.aclose()
-        await self.tokens.aclose()
+        if self._owns_tokens:
+            await self.tokens.aclose()
+        await self.balancer.aclose()
+
+    async def aclose_when_idle(self) -> None:
+        """Wait until no call is in flight (:attr:`active_calls`), then :meth:`aclose`.
+
+        What a gateway does with the router a reload replaced: the requests
+        that started on it finish on it.
+        """
+        await self._calls.wait_idle()
+        await self.aclose()
+
+
+def _for_route(request: ChatRequest, route: Route) -> ChatRequest:
+    """``request`` for ``route``: its bare model id, and the connection's defaults where it
+    sets nothing of its own."""
+    settings = route.settings
+    changes: dict[str, Any] = {"model": route.model}
+    if request.temperature is None and settings.temperature is not None:
+        changes["temperature"] = settings.temperature
+    if request.max_tokens is None and settings.max_tokens is not None:
+        changes["max_tokens"] = settings.max_tokens
+    return msgspec.structs.replace(request, **changes)
 
 
 async def _aclose(closeable: object) -> None:

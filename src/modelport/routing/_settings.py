@@ -44,7 +44,6 @@ names the variable the ladder reads for the connection's own key (its
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from typing import Literal
@@ -52,13 +51,20 @@ from urllib.parse import urlsplit
 
 from modelport.config import PRESET_KEY_FALLBACKS, PRESETS, Config, ConnectionConfig, check_base_url
 from modelport.errors import ConfigError
-from modelport.providers import BUILTIN_PROVIDERS, ConnectionSettings
+from modelport.providers import (
+    BUILTIN_PROVIDERS,
+    DEFAULT_RETRY_BASE_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
+    ConnectionSettings,
+)
+from modelport.providers._local_servers import on_this_machine
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "LOCAL_MAX_RETRIES",
     "StoredKeys",
+    "default_base_url",
     "is_local_url",
     "ladder_stamp",
     "resolve_settings",
@@ -89,16 +95,10 @@ def is_local_url(url: str | None) -> bool:
     if not url:
         return False
     try:
-        host = (urlsplit(url).hostname or "").lower()
+        host = urlsplit(url).hostname
     except ValueError:  # a malformed URL is nobody's machine; check_base_url names it
         return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
+    return on_this_machine(host)
 
 
 def _same_url(a: str | None, b: str | None) -> bool:
@@ -173,6 +173,10 @@ def resolve_settings(
         api_key_env=variables[0] if variables else None,
         timeout=timeout if timeout is not None else (table.timeout or DEFAULT_TIMEOUT),
         max_retries=max_retries,
+        retry_base_delay=table.retry_base_delay or DEFAULT_RETRY_BASE_DELAY,
+        retry_max_delay=table.retry_max_delay or DEFAULT_RETRY_MAX_DELAY,
+        temperature=table.temperature,
+        max_tokens=table.max_tokens,
         headers={**table.headers, **(headers or {})},
         options=dict(table.options),
         auth=auth,
@@ -224,6 +228,17 @@ def _generic_key_allowed(
         # adapter's default is a vendor's (api.anthropic.com), not the generic key's server.
         return compat not in BUILTIN_PROVIDERS
     return False
+
+
+def default_base_url(compat: str) -> str | None:
+    """The URL a built-in adapter uses when the connection names none (``None`` otherwise)."""
+    target = BUILTIN_PROVIDERS.get(compat)
+    if target is None or not target.startswith("modelport.providers."):
+        return None
+    import importlib
+
+    module = importlib.import_module(target.partition(":")[0])
+    return getattr(module, "DEFAULT_BASE_URL", None)
 
 
 def ladder_stamp(

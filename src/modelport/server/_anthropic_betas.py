@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ANTHROPIC_BETAS", "forwarded_headers"]
+__all__ = ["ANTHROPIC_BETAS", "beta_flags", "forwarded_headers"]
 
 #: Beta flags an Anthropic client may have forwarded to an Anthropic upstream. A
 #: fixed list, not whatever a client sends: each distinct header set is a provider
@@ -46,21 +46,31 @@ ANTHROPIC_BETAS = frozenset(
 )
 
 
-def forwarded_headers(router: Any, address: str, headers: Any) -> dict[str, str] | None:
-    """The client's ``anthropic-beta`` flags, when ``address`` leads to an Anthropic upstream.
+def beta_flags(headers: Any) -> set[str] | None:
+    """The known flags of the client's ``anthropic-beta`` header (``None``: none to pass on).
 
-    Only known flags (:data:`ANTHROPIC_BETAS`) travel, merged with any the
-    connection configures; ``anthropic-version`` never does (the provider speaks
-    the version it was written for), nor does anything for another compat.
+    A plain header lookup, so the handler pays for :func:`forwarded_headers`
+    only when there is something to forward.
     """
     sent = headers.get("anthropic-beta")
     if not sent:
         return None
-    flags = {flag.strip() for flag in sent.split(",")} & ANTHROPIC_BETAS
-    if not flags:
-        return None
+    return ({flag.strip() for flag in sent.split(",")} & ANTHROPIC_BETAS) or None
+
+
+async def forwarded_headers(router: Any, address: str, flags: set[str]) -> dict[str, str] | None:
+    """The client's beta ``flags`` (from :func:`beta_flags`), when ``address`` leads to an
+    Anthropic upstream.
+
+    Only known flags (:data:`ANTHROPIC_BETAS`) travel, merged with any the
+    connection configures; ``anthropic-version`` never does (the provider speaks
+    the version it was written for), nor does anything for another compat. The
+    route is resolved with ``router.aresolve``: the connection's stored key is
+    read off the event loop.
+    """
+    flags = set(flags)
     try:
-        settings = router.resolve(address).settings
+        settings = (await router.aresolve(address)).settings
     except Exception:  # the call itself will say what is wrong with the address
         return None
     if settings.compat != "anthropic":

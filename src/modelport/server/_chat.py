@@ -10,6 +10,8 @@ attributing the call to the ledger (``api`` and the response id), forwarding
 an Anthropic client's beta flags (:mod:`modelport.server._anthropic_betas`),
 cancelling a non-streamed call whose client left, and making every error safe
 to show before it is encoded (:func:`~modelport.server._errors.scrub_secrets`).
+Every chat route passes the response cache here (:mod:`modelport.server._cached_answer`),
+so a surface added through :func:`chat_endpoint` is cached like the others.
 """
 
 from __future__ import annotations
@@ -26,9 +28,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from modelport.errors import InvalidRequestError, ModelportError
+from modelport.aggregate import response_events
+from modelport.errors import ModelportError
 from modelport.events import UsageEvent
-from modelport.server._anthropic_betas import forwarded_headers
+from modelport.server._anthropic_betas import beta_flags, forwarded_headers
+from modelport.server._cached_answer import (
+    Answered,
+    answer_from_cache,
+    answer_headers,
+    cache_for,
+)
 from modelport.server._errors import (
     MAX_BODY_BYTES,
     BodyTooLarge,
@@ -48,6 +57,7 @@ from modelport.server._passthrough import (
 )
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
+from modelport.wire._json import decode_request
 
 __all__ = ["ChatSurface", "Exchange", "answer_chat", "chat_endpoint", "read_json", "reject"]
 
@@ -112,6 +122,11 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
             if make_exchange is not None:
                 exchange = await make_exchange(request, payload, chat)
                 chat = exchange.chat
+        except ClientDisconnect:
+            # Gone before its body arrived (or timed out sending it): nothing to answer.
+            request.app.state.metrics.disconnects.inc()
+            request.scope.setdefault("state", {})["error"] = "ClientDisconnected"
+            return Response(status_code=499)
         except Exception as exc:
             return reject(request, wire, exc)
         # The id the client sees, streamed or not, is the one the ledger records.
@@ -122,17 +137,6 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
             if relays != "off"
             else None
         )
-        if relayed is not None:
-            return await answer_chat(
-                request,
-                chat,
-                surface,
-                encoder=None,
-                started=started,
-                request_id=request_id,
-                relayed=relayed,
-                payload=payload,
-            )
         encoder = None
         if payload.get("stream") is True:
             if exchange is not None:
@@ -147,6 +151,8 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
             started=started,
             request_id=request_id,
             encode=exchange.encode_response if exchange is not None else None,
+            relayed=relayed,
+            payload=payload,
         )
 
     return chat_handler
@@ -210,9 +216,12 @@ async def answer_chat(
     scope_state["model"] = address
     outcome = _ChatOutcome(state, address, scope, started)
     options: dict[str, Any] = {"api": surface.api, "request_id": request_id}
-    headers = forwarded_headers(state.router, address, request.headers)
-    if headers:
-        options["headers"] = headers
+    headers: dict[str, str] | None = None
+    flags = beta_flags(request.headers)
+    if flags:
+        headers = await forwarded_headers(state.router, address, flags)
+        if headers:
+            options["headers"] = headers
 
     def scrub(exc: ModelportError) -> None:
         scrub_secrets(state, exc)
@@ -232,13 +241,34 @@ async def answer_chat(
             return json_error(wire, failure)
         options["key_id"] = key.id
 
-    if relayed is not None:
+    # After the gate: a hit is for a model the key may use, counts as a request
+    # against its rate limits, costs nothing, and its key is the request as sent
+    # (max_tokens clamped to the budget is another request).
+    cache, cache_key, lookup = cache_for(request, chat, headers)
+    if cache_key is not None and lookup is None:
+        hit = await cache.lookup(cache_key)  # type: ignore[union-attr]
+        if hit is not None:
+            if governed is not None:
+                governed.done(None, "failed")  # nothing went upstream: release the hold
+            return answer_from_cache(
+                request, hit, surface, encoder, started, request_id, encode=encode
+            )
+        lookup = "miss"
+    answered = Answered()
+    relayed_answer = None
+    # A cached model records canonical events: its calls take the decode-encode path.
+    if relayed is not None and cache_key is None:
         assert payload is not None
         make_relay = relay_factory(surface.api, chat, request_id, payload)
-        stream = payload.get("stream") is True
-        options["stream"] = stream
         try:
-            items = state.router.relay(chat, relayed, make_relay, **options)
+            items = state.router.relay(
+                chat,
+                relayed,
+                make_relay,
+                stream=encoder is not None,
+                on_answer=answered.set,
+                **options,
+            )
         except Exception as exc:
             failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
             scrub(failure)
@@ -248,23 +278,22 @@ async def answer_chat(
             return json_error(wire, failure)
         if governed is not None:
             items = governed.watch(items)
-        if stream:
+        if encoder is not None:
             return EventStreamResponse(
                 items,
-                RelayEncoder(surface.stream_encoder(chat, request_id, payload).error),
+                RelayEncoder(encoder.error),
                 error_response=wire.encode_error,
                 keepalive=RELAY_KEEPALIVE,
                 keepalive_interval=state.keepalive_interval,
                 outcome=outcome,
                 scrub=scrub,
+                drain=state.drain,
+                headers=lambda: answer_headers(answered.address, lookup),
             )
         relayed_answer = collect(items)
-    else:
-        relayed_answer = None
-
     if encoder is not None:
         try:
-            events = state.router.stream(chat, **options)
+            events = state.router.stream(chat, on_answer=answered.set, **options)
         except Exception as exc:  # a router that fails before returning an iterator
             failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
             scrub(failure)
@@ -272,6 +301,8 @@ async def answer_chat(
             if governed is not None:
                 governed.done(None, "failed")
             return json_error(wire, failure)
+        if cache_key is not None:
+            events = cache.recording(cache_key, events, answered.get)  # type: ignore[union-attr]
         if governed is not None:
             events = governed.watch(events)
         return EventStreamResponse(
@@ -282,17 +313,22 @@ async def answer_chat(
             keepalive_interval=state.keepalive_interval,
             outcome=outcome,
             scrub=scrub,
+            drain=state.drain,
+            headers=lambda: answer_headers(answered.address, lookup),
         )
     task = asyncio.current_task()
     assert task is not None
     left = asyncio.Event()
     watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, task, left))
+    drain = state.drain
+    call = drain.enter()
     usage: Usage | UsageEvent | None
+    response: ChatResponse | None = None
     try:
         if relayed_answer is not None:
             body, usage = await relayed_answer
         else:
-            response: ChatResponse = await state.router.complete(chat, **options)
+            response = await state.router.complete(chat, **options)
             answer = msgspec.structs.replace(response, model=address, id=request_id)
             body = (encode or wire.encode_response)(answer)
             usage = response.usage
@@ -303,6 +339,10 @@ async def answer_chat(
             # The client is gone and the upstream call with it; nobody reads this answer.
             outcome.finished(None, asyncio.CancelledError())
             return Response(status_code=499)
+        if call.ended is not None and task.uncancel() == 0:
+            # The gateway is shutting down and this call outlived the drain timeout.
+            outcome.finished(None, call.ended)
+            return json_error(wire, call.ended)
         raise
     except Exception as exc:
         if governed is not None:
@@ -313,10 +353,16 @@ async def answer_chat(
         return json_error(wire, failure)
     finally:
         watcher.cancel()
+        drain.leave(call)
     if governed is not None:
         governed.done(usage, "ok")
     outcome.finished(usage, None)  # type: ignore[arg-type]
-    return Response(body, media_type="application/json")
+    if cache_key is not None and response is not None:
+        cache.remember(cache_key, response.model, response_events(response))  # type: ignore[union-attr]
+    reply = Response(body, media_type="application/json")
+    answering = response.model if response is not None else answered.address
+    reply.raw_headers += answer_headers(answering, lookup)
+    return reply
 
 
 async def _cancel_on_disconnect(
@@ -353,21 +399,22 @@ async def read_json(request: Request, *, limit: int = MAX_BODY_BYTES) -> Any:
     # Straight from receive(), not request.stream(): an async generator costs ~2 µs a
     # request, and the chat handlers read their body once.
     receive = request.receive
-    chunks: list[bytes] = []
-    size = 0
-    while True:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    body = message.get("body", b"")
+    if len(body) > limit:
+        raise BodyTooLarge(limit)
+    if not message.get("more_body", False):
+        return decode_request(body)  # the usual case: one piece
+    # Pieces go into one buffer as they come, so a large body is held once, not twice
+    # (a list of pieces and then their join).
+    buffer = bytearray(body)
+    while message.get("more_body", False):
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
+        buffer += message.get("body", b"")
+        if len(buffer) > limit:
             raise BodyTooLarge(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    return decode_request(buffer)

@@ -18,22 +18,44 @@ from typing import Any, Protocol
 
 from starlette.responses import Response
 
-from modelport._redact import public_text, public_url
+from modelport._redact import mask_secrets, public_text, public_url
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.types import ChatRequest, ChatResponse
 from modelport.wire import anthropic_messages_server, openai_chat_server
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_BODY_BYTES_IN_FLIGHT",
+    "MAX_ERROR_TEXT",
     "BodyTooLarge",
+    "GatewayBusy",
     "ServerWire",
+    "cap_error_text",
     "error_response_for_path",
     "json_error",
     "scrub_secrets",
 ]
 
-#: The largest request body the gateway reads (a long chat with images fits well within).
+#: The largest request body the gateway reads (a long chat with images fits well within;
+#: Anthropic's own limit is 32 MB).
 MAX_BODY_BYTES = 32 * 1024 * 1024
+
+#: The most bytes of request bodies the gateway holds at once, counted from each
+#: request's start to its end (a body is read, parsed and re-encoded for the
+#: upstream: it costs several times its size while its call runs). Past it, a large
+#: body is answered 503 with ``Retry-After`` (see :class:`GatewayBusy`).
+MAX_BODY_BYTES_IN_FLIGHT = 256 * 1024 * 1024
+
+
+class GatewayBusy(ModelportError):
+    """The request bodies in flight fill the gateway's budget (answered 503, ``Retry-After``)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The gateway is holding {limit // (1024 * 1024)} MiB of request bodies already; "
+            "retry in a moment.",
+            retry_after=1.0,
+        )
 
 
 class BodyTooLarge(InvalidRequestError):
@@ -56,12 +78,30 @@ class ServerWire(Protocol):
     def encode_error(self, exc: ModelportError) -> tuple[int, bytes, dict[str, str]]: ...
 
 
+#: The most of an error's message (and body excerpt) a client is sent. A message may
+#: quote what the client or an upstream chose (a model name, an upstream's own
+#: error text), so it is cut here rather than trusted to be short.
+MAX_ERROR_TEXT = 2_000
+
+
+def cap_error_text(exc: ModelportError) -> None:
+    """Cut ``exc``'s message and body to :data:`MAX_ERROR_TEXT` characters (``…`` marks it)."""
+    if len(exc.message) > MAX_ERROR_TEXT:
+        exc.message = exc.message[:MAX_ERROR_TEXT] + "…"
+    if exc.body and len(exc.body) > MAX_ERROR_TEXT:
+        exc.body = exc.body[:MAX_ERROR_TEXT] + "…"
+
+
 def json_error(wire: ServerWire, exc: ModelportError) -> Response:
     """A complete error answer in ``wire``'s shape."""
+    cap_error_text(exc)
     status, body, headers = wire.encode_error(exc)
     response = Response(body, status_code=status, headers=headers, media_type="application/json")
     if isinstance(exc, BodyTooLarge):
         response.status_code = 413
+    elif isinstance(exc, GatewayBusy):
+        response.status_code = 503
+        response.headers["retry-after"] = "1"
     return response
 
 
@@ -91,14 +131,14 @@ def scrub_secrets(state: Any, exc: ModelportError) -> None:
             upstream_key = None
         if upstream_key:
             secrets.append(upstream_key)
-    for secret in secrets:
-        if len(secret) < 4:
-            continue  # masking "ab" everywhere would garble the message, not protect it
-        exc.message = exc.message.replace(secret, "***")
-        if exc.body:
-            exc.body = exc.body.replace(secret, "***")
+    # Each exactly, and any run of 8+ of its first characters (mask_secrets; then
+    # public_text masks every other key the process holds the same way).
+    exc.message = mask_secrets(exc.message, secrets)
+    if exc.body:
+        exc.body = mask_secrets(exc.body, secrets)
     exc.message = public_text(exc.message)
     if exc.body:
         exc.body = public_text(exc.body)
     if exc.url:
         exc.url = public_url(exc.url)
+    cap_error_text(exc)  # also on the way into a stream's in-band error

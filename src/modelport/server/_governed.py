@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from modelport.config import resolve_address
+from modelport.config import resolve_address, resolve_target
 from modelport.events import StreamEvent, UsageEvent
 from modelport.types import ChatRequest, EmbeddingRequest, ModelPrices, Usage
 
@@ -82,8 +82,9 @@ class GovernedCall:
 
 
 def _address(state: Any, requested: str) -> str:
+    """The address ``requested`` leads to, or the name of the model group it is."""
     router = state.router
-    return resolve_address(requested, router.config, env=router.env)
+    return resolve_target(requested, router.config, env=router.env)
 
 
 async def _prices(state: Any, address: str) -> ModelPrices | None:
@@ -93,8 +94,18 @@ async def _prices(state: Any, address: str) -> ModelPrices | None:
     router = state.router
     chain = fallback_chain(address, router.config, router.env)
     found: list[ModelPrices] = []
-    for entry in chain:
-        resolved = resolve_address(entry, router.config, env=router.env)
+    groups = router.config.model_groups
+    # A model group may answer from any of its deployments: each counts as a link.
+    addresses = [
+        address
+        for entry in chain
+        for address in (
+            groups[entry].addresses
+            if entry in groups
+            else (resolve_address(entry, router.config, env=router.env),)
+        )
+    ]
+    for resolved in addresses:
         connection, _, model = resolved.partition("/")
         await router.load_providers(connection)  # a plugin's models carry their prices
         prices = router.prices_for(connection, model)

@@ -17,7 +17,12 @@ name. So, before any key is checked, :class:`GuardMiddleware` refuses
 * a state-changing request to an admin route or the web UI whose ``Origin``
   is not the gateway itself: another page on this machine (a dev server on
   another port) may chat through a keyless loopback gateway, but must not
-  rewrite its config, store keys or start processes.
+  rewrite its config, store keys or start processes;
+* a body of more than 64 KiB while the bodies of the requests being answered
+  already add up to :data:`~modelport.server._errors.MAX_BODY_BYTES_IN_FLIGHT`
+  (503 with ``Retry-After``): each costs several times its size until its call
+  ends, and sixty 31 MB bodies at once took 2.5 GB. A declared length is counted
+  before a byte is read (a sum and a compare); a chunked body as it arrives.
 
 Then the key the path needs (:func:`~modelport.server._keys.key_refusal`),
 which a signed-in web UI session (:mod:`modelport.server._sessions`) stands
@@ -40,11 +45,17 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.errors import AuthError, InvalidRequestError, ModelportError
-from modelport.server._errors import MAX_BODY_BYTES, BodyTooLarge, error_response_for_path
+from modelport.server._errors import (
+    MAX_BODY_BYTES,
+    MAX_BODY_BYTES_IN_FLIGHT,
+    BodyTooLarge,
+    GatewayBusy,
+    error_response_for_path,
+)
 from modelport.server._keys import GatewayKeys, is_admin_path, is_loopback, key_refusal
 from modelport.server._sessions import UiSessions, session_token
 
-__all__ = ["GuardMiddleware"]
+__all__ = ["BodyBudget", "GuardMiddleware"]
 
 
 def _host_name(value: str) -> str:
@@ -64,9 +75,19 @@ def _loopback_name(host: str) -> bool:
 class _Request:
     """The few headers the guard needs, found in one pass over the raw list."""
 
-    __slots__ = ("content_length", "content_type", "cookie", "host", "keys", "origin", "streamed")
+    __slots__ = (
+        "content_length",
+        "content_type",
+        "cookie",
+        "host",
+        "keys",
+        "origin",
+        "size",
+        "streamed",
+    )
 
     def __init__(self, scope: Scope) -> None:
+        self.size = 0  # the declared body length, once checked
         self.cookie: bytes | None = None
         self.host: bytes | None = None
         self.origin: bytes | None = None
@@ -119,6 +140,7 @@ class GuardMiddleware:
         allowed_hosts: Iterable[str] = (),
         governance: Any = None,
         sessions: UiSessions | None = None,
+        bodies: BodyBudget | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
@@ -127,6 +149,8 @@ class GuardMiddleware:
         self.sessions = sessions
         self.loopback = loopback
         self.max_body = max_body
+        # Shared by every guard of one app (the chat routes' direct path has its own).
+        self.bodies = bodies if bodies is not None else BodyBudget()
         bound = _host_name(host)
         try:
             wildcard = ipaddress.ip_address(bound).is_unspecified
@@ -160,7 +184,28 @@ class GuardMiddleware:
             status, error = refusal
             await _refuse(scope, send, status, error)
             return
-        await self.app(scope, receive, send)
+        size = request.size
+        if not size and not request.streamed:
+            await self.app(scope, receive, send)
+            return
+        # The body counts in the budget from here to the end of its call. Inline, not a
+        # helper coroutine: this runs for every chat request.
+        bodies = self.bodies
+        if size > _SMALL_BODY and bodies.held + size > bodies.limit:
+            await _refuse(scope, send, 503, GatewayBusy(bodies.limit))
+            return
+        bodies.held += size
+        if not request.streamed:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                bodies.held -= size
+            return
+        held = _Held(size)
+        try:
+            await self.app(scope, _counting(receive, held, bodies), send)
+        finally:
+            bodies.held -= held.size
 
     def _refusal(self, scope: Scope, request: _Request) -> tuple[int, ModelportError] | None:
         if request.host is not None and not self._host_allowed(
@@ -211,12 +256,54 @@ class GuardMiddleware:
             return 415, InvalidRequestError(_NOT_JSON)
         if length is not None:
             try:
-                too_large = int(length) > self.max_body
+                request.size = int(length)
             except ValueError:
+                request.size = -1
+            if request.size < 0:
+                request.size = 0
                 return 400, InvalidRequestError("The Content-Length header is not a number.")
-            if too_large:
+            if request.size > self.max_body:
                 return 413, BodyTooLarge(self.max_body)
         return None
+
+
+class BodyBudget:
+    """The bytes of request bodies being answered right now, and how many may be."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int = MAX_BODY_BYTES_IN_FLIGHT) -> None:
+        self.limit = limit
+        self.held = 0
+
+
+def _counting(receive: Receive, held: _Held, bodies: BodyBudget) -> Receive:
+    """``receive`` for a chunked body: counted as it arrives, refused past the budget."""
+
+    async def counted() -> Message:
+        message = await receive()
+        size = len(message.get("body", b""))
+        if size:
+            held.size += size
+            bodies.held += size
+            if held.size > _SMALL_BODY and bodies.held > bodies.limit:
+                raise GatewayBusy(bodies.limit)
+        return message
+
+    return counted
+
+
+class _Held:
+    """The bytes of one request's body counted in the budget (grows as a chunked body arrives)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+#: A body this small is never refused for the budget (it still counts in it).
+_SMALL_BODY = 64 * 1024
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

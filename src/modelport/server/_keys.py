@@ -30,6 +30,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from modelport._redact import remember_secret
 from modelport.errors import AuthError, ConfigError
 
 __all__ = [
@@ -71,6 +72,9 @@ class GatewayKeys:
     __slots__ = ("admin", "admin_digest", "gateway", "gateway_digest")
 
     def __init__(self, gateway: str | None = None, admin: str | None = None) -> None:
+        # Masked wherever an error is written, as every key the process holds is.
+        remember_secret(gateway)
+        remember_secret(admin)
         self.gateway = gateway.encode() if gateway else None
         self.admin = admin.encode() if admin else None
         self.gateway_digest = _digest(self.gateway) if self.gateway else None

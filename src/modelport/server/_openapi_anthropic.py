@@ -7,14 +7,17 @@ from typing import Any
 from modelport.server._openapi_builders import (
     _MODEL,
     _NULLABLE_BOOLEAN,
-    _NULLABLE_NUMBER,
     _NULLABLE_OBJECT,
+    _NULLABLE_PROBABILITY,
     _NULLABLE_STRING,
+    _TOKEN_COUNT,
     _nullable,
+    _nullable_range,
     _object,
     _ref,
     _string,
 )
+from modelport.wire._limits import MAX_TOKEN_COUNT
 
 # --- what the Anthropic route reads (wire/anthropic_messages_server.py) --------
 
@@ -133,7 +136,7 @@ _ANTHROPIC_SCHEMAS: dict[str, Any] = {
     "MessagesRequest": _object(
         {
             "model": _MODEL,
-            "max_tokens": {"type": "integer", "minimum": 1},
+            "max_tokens": _TOKEN_COUNT,
             "messages": {
                 "type": "array",
                 "minItems": 1,
@@ -176,12 +179,14 @@ _ANTHROPIC_SCHEMAS: dict[str, Any] = {
                 }
             ),
             "stop_sequences": _nullable({"type": "array", "items": _string()}),
-            "temperature": _NULLABLE_NUMBER,
-            "top_p": _NULLABLE_NUMBER,
+            "temperature": _NULLABLE_PROBABILITY,  # Anthropic's range is 0 to 1
+            "top_p": _NULLABLE_PROBABILITY,
             "metadata": _NULLABLE_OBJECT,
+            "top_k": _nullable_range("integer", 0, MAX_TOKEN_COUNT),  # checked, passed on
         },
         ("model", "max_tokens", "messages"),
-        description="Other fields (`top_k`, `service_tier` …) are passed on to Anthropic upstreams",
+        description="Other fields (`service_tier`, `container` …) are passed on to Anthropic "
+        "upstreams",
     ),
     "Message": _object(
         {

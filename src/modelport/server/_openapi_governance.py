@@ -60,6 +60,18 @@ GOVERNANCE_SCHEMAS: dict[str, Any] = {
             "max_tokens": _NULLABLE_INTEGER,
             "model": _NULLABLE_STRING,
             "created_at": {"type": "string", "format": "date-time"},
+            "spent": {
+                **_object(
+                    {
+                        "cost": {"type": "number", "description": "US dollars, settled calls"},
+                        "tokens": {"type": "integer"},
+                        "since": {**_NULLABLE_STRING, "format": "date-time"},
+                        "until": {**_NULLABLE_STRING, "format": "date-time"},
+                    },
+                    ("cost", "tokens", "since", "until"),
+                ),
+                "description": "In GET /admin/budgets: the ledger's spend in the current period",
+            },
         },
         ("id", "scope", "subject", "period"),
     ),
@@ -229,7 +241,14 @@ GOVERNANCE_PATHS: dict[str, Any] = {
                     "in": "query",
                     "required": False,
                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                }
+                },
+                {
+                    "name": "before",
+                    "in": "query",
+                    "required": False,
+                    "description": "Only entries older than this id (the last id of a page)",
+                    "schema": {"type": "integer"},
+                },
             ],
         )
     },

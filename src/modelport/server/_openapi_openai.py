@@ -7,11 +7,14 @@ from typing import Any
 from modelport.server._openapi_builders import (
     _MODEL,
     _NULLABLE_BOOLEAN,
-    _NULLABLE_INTEGER,
-    _NULLABLE_NUMBER,
     _NULLABLE_OBJECT,
+    _NULLABLE_PROBABILITY,
     _NULLABLE_STRING,
+    _NULLABLE_TOKEN_BUDGET,
+    _NULLABLE_TOKEN_COUNT,
+    _THINKING_BLOCKS,
     _nullable,
+    _nullable_range,
     _object,
     _ref,
     _string,
@@ -113,6 +116,7 @@ _OPENAI_SCHEMAS: dict[str, Any] = {
                 refusal=_NULLABLE_STRING,
                 reasoning_content=_NULLABLE_STRING,
                 reasoning=_NULLABLE_STRING,
+                thinking_blocks=_nullable(_THINKING_BLOCKS),
             ),
             _openai_message(
                 "tool", ("content", "tool_call_id"), content=_OPENAI_CONTENT, tool_call_id=_string()
@@ -165,22 +169,28 @@ _OPENAI_SCHEMAS: dict[str, Any] = {
             ),
             "function_call": _nullable({**_ref("ChatToolChoice"), "deprecated": True}),
             "response_format": _NULLABLE_OBJECT,
-            "temperature": _NULLABLE_NUMBER,
-            "top_p": _NULLABLE_NUMBER,
-            "max_tokens": _NULLABLE_INTEGER,
-            "max_completion_tokens": _NULLABLE_INTEGER,
+            "temperature": _nullable_range("number", 0, 2),
+            "top_p": _NULLABLE_PROBABILITY,
+            "max_tokens": _NULLABLE_TOKEN_COUNT,
+            "max_completion_tokens": _NULLABLE_TOKEN_COUNT,
             "stop": _nullable({"anyOf": [_string(), {"type": "array", "items": _string()}]}),
             "reasoning_effort": _NULLABLE_STRING,
             "reasoning": _nullable(
                 _object(
-                    {"effort": _NULLABLE_STRING, "max_tokens": _NULLABLE_INTEGER},
+                    {"effort": _NULLABLE_STRING, "max_tokens": _NULLABLE_TOKEN_BUDGET},
                     description="OpenRouter's reasoning object",
                 )
             ),
             "metadata": _NULLABLE_OBJECT,
+            # Checked here, then passed on as sent.
+            "seed": _nullable_range("integer", -(2**63), 2**63 - 1),
+            "n": _nullable_range("integer", 1, 128),
+            "presence_penalty": _nullable_range("number", -2, 2),
+            "frequency_penalty": _nullable_range("number", -2, 2),
+            "top_logprobs": _nullable_range("integer", 0, 20),
         },
         ("model", "messages"),
-        description="Other fields (`seed`, `user`, `n` …) are passed on to OpenAI upstreams",
+        description="Other fields (`user`, `logprobs` …) are passed on to OpenAI upstreams",
     ),
     "ChatCompletion": chat_completion(
         "chat.completion",
@@ -191,6 +201,7 @@ _OPENAI_SCHEMAS: dict[str, Any] = {
                     "content": _NULLABLE_STRING,
                     "refusal": _NULLABLE_STRING,
                     "reasoning_content": _string(),
+                    "thinking_blocks": _THINKING_BLOCKS,
                     "tool_calls": {
                         "type": "array",
                         "items": _object(

@@ -6,6 +6,7 @@ from typing import Any
 
 from modelport.server._openapi_builders import (
     _JSON,
+    _THINKING_BLOCKS,
     _object,
     _ref,
     _string,
@@ -36,6 +37,7 @@ _STREAM_SCHEMAS: dict[str, Any] = {
                     "role": {"const": "assistant"},
                     "content": _string(),
                     "reasoning_content": _string(),
+                    "thinking_blocks": _THINKING_BLOCKS,
                     "tool_calls": {"type": "array", "items": _CHUNK_TOOL_CALL},
                 }
             ),

@@ -23,6 +23,10 @@ per-chunk task) tuned for the gateway's hot path:
 * **Broken streams stay broken.** A failure after the headers went out is
   written as the encoder's error frame and the body ends there, never with the
   wire's normal closing frames.
+* **Shutdown.** With a :class:`~modelport.server._drain.Drain`, the stream is
+  one of the calls a graceful shutdown waits for; one still running at the
+  drain timeout ends with the error frame (or, before its first write, a whole
+  503 answer), like any other failure.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from modelport.events import (
     ToolCallStartEvent,
     UsageEvent,
 )
+from modelport.server._drain import Drain, InFlight
 
 __all__ = [
     "OUTPUT_EVENTS",
@@ -115,7 +120,8 @@ class EventStreamResponse(Response):
     ``error_response`` turns an error raised before anything was written into
     a complete ``(status, body, headers)`` answer (the wire's ``encode_error``).
     ``keepalive`` is the wire's keep-alive frame, sent after ``keepalive_interval``
-    seconds of silence.
+    seconds of silence. ``headers`` gives headers to add to the SSE ones, asked
+    for when they are sent.
     """
 
     def __init__(
@@ -128,6 +134,8 @@ class EventStreamResponse(Response):
         keepalive_interval: float = 15.0,
         outcome: StreamOutcome | None = None,
         scrub: Callable[[ModelportError], None] | None = None,
+        drain: Drain | None = None,
+        headers: Callable[[], list[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         # Response.__init__ would render a body; this response writes its own.
         self.status_code = 200
@@ -139,6 +147,9 @@ class EventStreamResponse(Response):
         self._interval = keepalive_interval
         self._outcome = outcome
         self._scrub = scrub
+        self._drain = drain
+        self._call: InFlight | None = None
+        self._headers = headers
         self._started = False  # headers sent
         self._sending = False  # the streaming task is inside send()
         self._watcher_busy = False  # the watcher is inside send()
@@ -156,6 +167,8 @@ class EventStreamResponse(Response):
         assert task is not None
         self._loop_time = loop.time
         self._last_write = loop.time()
+        drain = self._drain
+        call = self._call = drain.enter() if drain is not None else None
         watcher = loop.create_task(self._watch(receive, send, task, loop))
         try:
             await self._pump(send, loop)
@@ -163,16 +176,35 @@ class EventStreamResponse(Response):
             self._failure = exc
             if self._disconnected and task.uncancel() == 0:
                 return  # our own watcher cancelled us because the client left
+            if call is not None and call.ended is not None and task.uncancel() == 0:
+                await self._end_with(send, call.ended)  # the gateway is shutting down
+                return
             raise
         except BaseException as exc:
             self._failure = exc
             raise
         finally:
             self._done = True
+            if call is not None:
+                call.finishing = True
             watcher.cancel()
             await _aclose(self._events)
             if self._outcome is not None:
                 self._outcome.finished(self._usage, self._failure)
+            if drain is not None and call is not None:
+                drain.leave(call)
+
+    async def _end_with(self, send: Send, failure: ModelportError) -> None:
+        """End the stream with ``failure``: its error frame, or a whole error answer."""
+        self._failure = failure
+        self._done = True
+        if self._disconnected:
+            return
+        if not self._started:
+            status, body, headers = self._error_response(failure)
+            await _send_whole(send, status, body, headers)
+        else:
+            await self._write(send, self._encoder.error(failure), more_body=False)
 
     async def _pump(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
         """Write every event, then the closing frames or the error frame."""
@@ -210,7 +242,7 @@ class EventStreamResponse(Response):
             if self._scrub is not None:
                 self._scrub(failure)
             self._failure = failure
-            self._done = True
+            self._finishing()
             if held:
                 # Whatever had arrived before the failure goes out first, as it would have.
                 data = b"".join(held)
@@ -224,12 +256,18 @@ class EventStreamResponse(Response):
             else:
                 await self._write(send, encoder.error(failure), more_body=False)
             return
-        self._done = True
+        self._finishing()
         tail = b"".join(held) + tail
         if not self._started:
             await self._start(send, encoder.start() + tail, more_body=False)
         else:
             await self._write(send, tail, more_body=False)
+
+    def _finishing(self) -> None:
+        """Past the last event: only the closing (or error) frames are left to write."""
+        self._done = True
+        if self._call is not None:
+            self._call.finishing = True  # a shutdown waits for these writes, never cuts them
 
     async def _start(self, send: Send, body: bytes, *, more_body: bool = True) -> None:
         # The watcher sets _started before its first await, so seeing it unset
@@ -237,10 +275,14 @@ class EventStreamResponse(Response):
         self._started = True
         self._sending = True
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": self._head()})
         finally:
             self._sending = False
         await self._write(send, body, more_body=more_body)
+
+    def _head(self) -> list[tuple[bytes, bytes]]:
+        # Asked when the headers go out: by then the answering deployment is known.
+        return _SSE_HEADERS if self._headers is None else _SSE_HEADERS + self._headers()
 
     async def _write(self, send: Send, body: bytes, *, more_body: bool = True) -> None:
         if self._watcher_busy:
@@ -287,7 +329,7 @@ class EventStreamResponse(Response):
                 # A long wait for the first token: commit to a 200 and the
                 # encoder's prelude (Anthropic SDKs need message_start before a ping).
                 self._started = True
-                await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                await send({"type": "http.response.start", "status": 200, "headers": self._head()})
                 body = self._encoder.start() + self._keepalive
             else:
                 body = self._keepalive

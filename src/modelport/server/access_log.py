@@ -18,7 +18,9 @@ gone out, and only while ``modelport.access`` is enabled for ``INFO``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -40,24 +42,71 @@ access_logger = logging.getLogger("modelport.access")
 AccessLogWriter = Callable[[Scope, str, int, float], None]
 
 
+#: The most of a path or model name a line holds; the rest is cut (with ``…``).
+MAX_FIELD = 512
+
+# A value written as it is: printable ASCII without a space, a quote or a backslash.
+# Anything else (CR, LF, ESC, NUL, a space that would start a forged field) is quoted.
+_PLAIN = re.compile(r"[!#-\[\]-~]*")
+
+
 def access_fields(scope: Scope, route: str, status: int, seconds: float) -> dict[str, Any]:
-    """One request's access-log fields: no header, no query string, no body."""
+    """One request's access-log fields: no header, no query string, no body.
+
+    The path and the model name are the client's choice: each is cut to
+    :data:`MAX_FIELD` characters here and escaped by :func:`access_message`.
+    """
     client = scope.get("client")
     state = scope.get("state") or {}
+    path = scope["path"]  # never the query string: some clients put keys there
+    model = state.get("model")
     return {
         "method": scope["method"],
-        "path": scope["path"],  # never the query string: some clients put keys there
+        "path": path if len(path) <= MAX_FIELD else path[:MAX_FIELD] + "…",
         "route": route,
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
         "client": f"{client[0]}:{client[1]}" if client else None,
-        "model": state.get("model"),
+        "model": model if model is None or len(model) <= MAX_FIELD else model[:MAX_FIELD] + "…",
         "error": state.get("error"),
     }
 
 
 def access_message(fields: dict[str, Any]) -> str:
+    """The fields as ``key=value`` pairs; a path or model that is not plain is a JSON string.
+
+    So no client can end a line, start a forged one, colour a terminal or add a
+    field of its own: ``path=/a%0ab`` is logged as ``path="/a\\nb"``. The other
+    fields are the gateway's own (a method llhttp checked, a route template, an
+    address, a class name).
+    """
+    path = fields["path"]
+    model = fields["model"]
+    seen = _SEEN_PLAIN
+    if not (path in seen or _is_plain(path)) or not (
+        model is None or model in seen or _is_plain(model)
+    ):
+        fields = {**fields, "path": _escaped(path), "model": _escaped(model)}
     return " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+
+
+# Paths and model names already found plain: a set lookup instead of a regex per line
+# (the same few routes and models come back on every request). At most 1,024.
+_SEEN_PLAIN: set[str] = set()
+
+
+def _is_plain(value: str) -> bool:
+    if _PLAIN.fullmatch(value) is None:
+        return False
+    if len(_SEEN_PLAIN) < 1_024:
+        _SEEN_PLAIN.add(value)
+    return True
+
+
+def _escaped(value: str | None) -> str | None:
+    if value is None or _is_plain(value):
+        return value
+    return json.dumps(value)  # ASCII only: \n, \r, \u001b, \u0000, \u2028 …
 
 
 def log_access(scope: Scope, route: str, status: int, seconds: float) -> None:

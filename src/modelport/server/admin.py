@@ -1,12 +1,13 @@
-"""Admin routes for the plugin host: list, inspect, reload, start, stop and trust plugins,
-and read a plugin's log as it grows.
+"""Admin routes: reload the configuration; list, inspect, reload, start, stop and trust
+plugins, and read a plugin's log as it grows.
 
-The gateway mounts :func:`routes` behind its admin key. Every handler reads the
-host from ``request.app.state.plugin_host`` (a
+The gateway mounts :func:`routes` behind its admin key. Every plugin handler
+reads the host from ``request.app.state.plugin_host`` (a
 :class:`~modelport.plugin_host.host.PluginHost`), so the routes hold no state of
-their own and a test can hand any host to a bare Starlette app. The reload
-(``POST /plugins/load``) also makes ``request.app.state.router``, where there
-is one, read stored keys afresh.
+their own and a test can hand any host to a bare Starlette app.
+``POST /admin/reload`` reads the configuration and stored keys again
+(:mod:`modelport.server._reload`); the plugin reload (``POST /plugins/load``)
+does that first, where the app has a reloader.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from modelport.errors import ConfigError, ModelportError, PluginError
+from modelport.server._reload import reload_endpoint
 
 if TYPE_CHECKING:
     from modelport.plugin_host.host import PluginHost
@@ -72,15 +74,19 @@ async def get_plugin(request: Request) -> JSONResponse:
 
 
 async def load_plugins(request: Request) -> JSONResponse:
-    """Rescan the plugin folders, start the startup plugins, and re-read stored keys.
+    """Reload the configuration, rescan the plugin folders, start the startup plugins.
 
-    The reload also drops the router's cached keys, so a key changed with
-    ``modelport keys set`` (or ``keys delete``) takes effect in the running
-    gateway — even one without a plugin host, which still answers 503.
+    The configuration reload (as ``POST /admin/reload``) also reads stored keys
+    again, so a key changed with ``modelport keys set`` (or ``keys delete``)
+    takes effect in the running gateway — even one without a plugin host,
+    which still answers 503.
     """
-    router = getattr(request.app.state, "router", None)
-    if router is not None:
-        router.forget_keys()
+    state = request.app.state
+    reloader = getattr(state, "reloader", None)
+    if reloader is not None:
+        await reloader.reload("POST /plugins/load")
+    elif getattr(state, "router", None) is not None:
+        state.router.forget_keys()
     host = _host(request)
     if host is None:
         return _no_host()
@@ -155,6 +161,7 @@ async def plugin_log(request: Request) -> JSONResponse:
 def routes() -> list[BaseRoute]:
     """The admin routes, to be mounted behind the admin key."""
     return [
+        Route("/admin/reload", reload_endpoint, methods=["POST"]),
         Route("/plugins", list_plugins, methods=["GET"]),
         Route("/plugins/load", load_plugins, methods=["POST"]),
         Route("/plugins/{name}", get_plugin, methods=["GET"]),

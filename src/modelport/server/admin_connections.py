@@ -217,6 +217,19 @@ def apply_config(state: Any, config: Config) -> None:
 
 
 async def reload_config(state: Any) -> None:
+    """Read ``config.toml`` again into the running gateway.
+
+    Through the gateway's reloader where it reads files (``modelport serve``): a
+    new router is swapped in, as for ``POST /admin/reload``, and a configuration
+    that does not load raises :class:`ConfigError`. Otherwise in place
+    (:func:`apply_config`).
+    """
+    reloader = getattr(state, "reloader", None)
+    if reloader is not None and reloader.load is not None:
+        outcome = await reloader.reload("a connection changed through the admin routes")
+        if outcome["config"]["state"] == "stale":
+            raise ConfigError(f"The configuration does not load: {outcome['config']['error']}")
+        return
     from modelport.config import load_config
 
     apply_config(state, await asyncio.to_thread(load_config))

@@ -39,10 +39,13 @@ from modelport.server import (
     responses_routes,
     ui,
 )
-from modelport.server._errors import error_response_for_path
-from modelport.server._guard import GuardMiddleware
+from modelport.server._drain import Drain
+from modelport.server._errors import MAX_BODY_BYTES_IN_FLIGHT, error_response_for_path
+from modelport.server._guard import BodyBudget, GuardMiddleware
 from modelport.server._keys import GatewayKeys, check_binding, is_loopback, resolve_keys
 from modelport.server._observe import ObserveMiddleware
+from modelport.server._reload import ConfigReloader
+from modelport.server._response_cache import build_cache
 from modelport.server._response_store import ResponseStore
 from modelport.server._sessions import UiSessions
 from modelport.server.access_log import BufferedAccessLog
@@ -130,6 +133,8 @@ def create_app(
     keys: GatewayKeys | None = None,
     access_log: bool | BufferedAccessLog = True,
     allowed_hosts: Iterable[str] = (),
+    max_bodies_in_flight: int = MAX_BODY_BYTES_IN_FLIGHT,
+    reloader: ConfigReloader | None = None,
     governance: Governance | None | Literal[False] = None,
 ) -> Starlette:
     """Build the gateway.
@@ -147,18 +152,25 @@ def create_app(
     Requests must name a loopback host or ``host`` in their ``Host`` header
     (against DNS rebinding); ``allowed_hosts`` and ``[gateway] allowed_hosts``
     add names, such as the one a reverse proxy forwards or ``testserver`` for
-    an in-process test client.
+    an in-process test client. ``max_bodies_in_flight`` bounds the bytes of request
+    bodies held at once (past it a large body gets 503 and ``Retry-After``).
     ``keepalive_interval`` is the silence, in seconds, after which a stream
     gets a keep-alive frame. ``access_log`` is True (a :mod:`logging` record
     per request on ``modelport.access``), False, or a
     :class:`~modelport.server.access_log.BufferedAccessLog` (what ``modelport
     serve`` uses; the lifespan flushes it).
+    ``reloader`` picks configuration changes up without a restart
+    (:mod:`modelport.server._reload`; ``modelport serve`` watches the files and
+    SIGHUP). Without one, ``POST /admin/reload`` reads the configuration again
+    when ``create_app`` loaded it, and only stored keys when it was handed in.
     ``governance`` is the team gateway's gate (virtual keys, budgets, rate
     limits: :func:`modelport.governance.open_governance`); ``None`` opens it on
     the ledger's database (and ``redis_url``), ``False`` runs without. A
     database that cannot be read raises ``ConfigError``: the gateway cannot know
     whether it has keys to enforce, so it does not start open.
     """
+    if reloader is None:
+        reloader = ConfigReloader(_load_config if config is None and router is None else None)
     if config is None:
         config = router.config if router is not None else _load_config()
     keys = keys if keys is not None else resolve_keys(config)
@@ -199,6 +211,8 @@ def create_app(
     ]
     metrics = GatewayMetrics()
     sessions = UiSessions()
+    bodies = BodyBudget(max_bodies_in_flight)
+    metrics.watch_bodies(bodies)
     middleware = [
         Middleware(
             ObserveMiddleware,
@@ -214,6 +228,7 @@ def create_app(
             allowed_hosts=(*config.gateway.allowed_hosts, *allowed_hosts),
             governance=governance,
             sessions=sessions,
+            bodies=bodies,
         ),
     ]
     app = _Gateway(
@@ -243,11 +258,16 @@ def create_app(
     state.plugin_host = plugin_host or None
     state.governance = governance
     state.metrics = metrics
-    state.health = HealthTracker(router.connection_names)
+    # The router a reload swapped in, whichever it is by then.
+    state.health = HealthTracker(lambda: state.router.connection_names())
+    state.reloader = reloader
+    reloader.bind(app)
     state.keepalive_interval = keepalive_interval
+    state.drain = Drain()
     state.keys = keys
     state.loopback = loopback
     state.sessions = sessions
+    state.cache = build_cache(config.cache, config.redis_url)
     state.ready = False
     state.access_log = access_log if isinstance(access_log, BufferedAccessLog) else None
     return app
@@ -302,6 +322,10 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         # gateway must answer /health within a second, so that runs behind us.
         await host.load()
         starting = asyncio.create_task(_start_plugins(host))
+    start_ledger = getattr(getattr(state, "ledger", None), "start", None)
+    if start_ledger is not None:
+        start_ledger()  # writes what a previous run left in the outage spool
+    state.reloader.start()
     state.ready = True
     try:
         yield
@@ -317,7 +341,16 @@ async def _start_plugins(host: Any) -> None:
         logger.exception("starting the startup plugins failed")
 
 
+#: Seconds the lifespan waits for calls that are still tidying up (recording their usage).
+_SETTLE = 2.0
+
+
 async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
+    # A call that uvicorn cancelled at its own shutdown timeout still has to run its
+    # finally clauses (the ledger record among them) before the ledger closes.
+    drain: Drain | None = getattr(state, "drain", None)
+    if drain is not None and not await drain.wait_idle(_SETTLE):
+        logger.warning("%d call(s) still running as the gateway closes", len(drain))
     if starting is not None and not starting.done():
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -325,7 +358,7 @@ async def _close(state: Any, starting: asyncio.Task[None] | None) -> None:
     access_log = getattr(state, "access_log", None)
     if access_log is not None:
         access_log.flush()
-    for name in ("plugin_host", "router", "governance", "responses", "ledger"):
+    for name in ("reloader", "plugin_host", "router", "governance", "responses", "cache", "ledger"):
         resource = getattr(state, name, None)
         if resource is None:
             continue

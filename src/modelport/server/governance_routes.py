@@ -13,14 +13,15 @@ answer only: the one that issued or rotated it.
 ``GET /admin/keys/{id}``           one key
 ``POST /admin/keys/{id}/rotate``   a new secret for it → ``{key, secret}``
 ``POST /admin/keys/{id}/revoke``   stop it, on every instance within a second
-``GET /admin/budgets``             every budget
+``GET /admin/budgets``             every budget, with its ``spent`` this period
 ``PUT /admin/budgets``             set one: ``{scope, subject, period,
                                    max_cost?, max_tokens?, model?}``
 ``DELETE /admin/budgets/{id}``     remove one
 ``GET /admin/limits``              every rate limit
 ``PUT /admin/limits``              set one: ``{scope, subject, rpm?, tpm?, model?}``
 ``DELETE /admin/limits/{id}``      remove one
-``GET /admin/audit?limit=N``       the latest admin actions, newest first
+``GET /admin/audit?limit=N``       the latest admin actions, newest first;
+                                   ``&before=ID`` pages on to older ones
 ``POST /admin/counters/rebuild``   drop the budget counters; each restarts from the ledger
 =================================  ==============================================
 """
@@ -163,7 +164,11 @@ async def revoke_key(request: Request) -> Response:
 
 
 async def list_budgets(request: Request) -> Response:
-    return await _read(request, lambda g: {"budgets": [b.public() for b in g.snapshot.budgets]})
+    from modelport.governance._spend import budgets_with_spend
+
+    return await _read(
+        request, lambda g: {"budgets": budgets_with_spend(g.catalog.engine, g.snapshot)}
+    )
 
 
 async def set_budget(request: Request) -> Response:
@@ -213,11 +218,14 @@ async def remove_limit(request: Request) -> Response:
 async def audit_log(request: Request) -> Response:
     try:
         limit = int(request.query_params.get("limit", "100"))
+        before = request.query_params.get("before")
+        before_id = None if before is None else int(before)
     except ValueError:
-        return _error(400, "limit must be a whole number.", "invalid_request_error")
+        return _error(400, "limit and before must be whole numbers.", "invalid_request_error")
     limit = max(1, min(limit, 1000))
     return await _read(
-        request, lambda g: {"entries": [e.public() for e in g.catalog.audit_log(limit)]}
+        request,
+        lambda g: {"entries": [e.public() for e in g.catalog.audit_log(limit, before=before_id)]},
     )
 
 

@@ -5,7 +5,12 @@ liveness check as slow as the slowest server and hammer them on every poll.
 Instead the chat routes report each call's outcome to a :class:`HealthTracker`
 and ``/health`` shows what the last real call saw. The route answers 200 as
 soon as the app has started; a connection that is failing turns the overall
-``status`` to ``degraded`` without making the gateway look dead.
+``status`` to ``degraded`` without making the gateway look dead, as does a
+usage ledger whose database is unreachable (its records wait meanwhile).
+The route also reports the configuration: one that no longer loads
+(``config.state`` ``stale``: the last good one runs, ``config.error`` says why)
+turns ``status`` to ``degraded`` too. Each connection shows where it goes
+(``upstream``: its URL without credentials or query, or ``plugin:<id>``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelport._redact import public_message
+from modelport._redact import public_message, public_url
 from modelport.errors import (
     AuthError,
     ConfigError,
@@ -115,10 +120,18 @@ class HealthTracker:
         return rows
 
 
+#: The most of a connection's last error ``/health`` shows (as the ledger keeps).
+_MAX_MESSAGE = 500
+
+
 def _message(error: BaseException) -> str:
     # /health needs no key: the same redaction as error bodies and the ledger
     # (no credential, URL query or fragment), and only the class of anything else.
-    return public_message(error) if isinstance(error, ModelportError) else type(error).__name__
+    # Cut short: the message may quote an upstream's error text of any length.
+    if not isinstance(error, ModelportError):
+        return type(error).__name__
+    text = public_message(error)
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
 def _plugins(host: Any) -> list[dict[str, Any]]:
@@ -144,19 +157,40 @@ def _plugins(host: Any) -> list[dict[str, Any]]:
 _PLUGIN_ERROR = "The plugin failed; GET /plugins/{name} (admin key) shows why."
 
 
+def _ledger(state: Any) -> dict[str, Any] | None:
+    # The usage ledger's own report (ok, or degraded while its database is away);
+    # a router handed in may record through a ledger of its own.
+    ledger = getattr(state, "ledger", None) or getattr(state.router, "ledger", None)
+    health = getattr(ledger, "health", None)
+    return health() if callable(health) else None
+
+
 async def health_endpoint(request: Request) -> Response:
-    """``GET /health``: 200 with each connection's and plugin's state."""
+    """``GET /health``: 200 with each connection's, plugin's and the ledger's state."""
     state = request.app.state
     tracker: HealthTracker = state.health
-    connections = tracker.snapshot(sorted(state.router.connection_names()))
+    router = state.router
+    connections = tracker.snapshot(sorted(router.connection_names()))
+    for row in connections:
+        upstream = router.upstream(row["name"])
+        row["upstream"] = public_url(upstream) if upstream else None
     plugins = _plugins(getattr(state, "plugin_host", None))
-    degraded = any(c["state"] == "error" for c in connections) or any(
-        p["state"] == "crashed" for p in plugins
+    ledger = _ledger(state)
+    reloader = getattr(state, "reloader", None)
+    config = reloader.status() if reloader is not None else None
+    degraded = (
+        any(c["state"] == "error" for c in connections)
+        or any(p["state"] == "crashed" for p in plugins)
+        or (ledger is not None and ledger["state"] != "ok")
+        or (config is not None and config["state"] == "stale")
     )
     body = {
         "status": "degraded" if degraded else "ok",
         "uptime_s": round(time.time() - tracker.started_at, 3),
         "connections": connections,
         "plugins": plugins,
+        "ledger": ledger,
     }
+    if config is not None:
+        body["config"] = config
     return Response(msgspec.json.encode(body), media_type="application/json")

@@ -10,6 +10,7 @@ routes add errors, time to first token and tokens.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -19,7 +20,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -31,15 +32,23 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from modelport.ledger import Ledger
+    from modelport.server._guard import BodyBudget
     from modelport.types import Usage
 
-__all__ = ["GatewayMetrics", "metrics_endpoint"]
+__all__ = ["MAX_MODEL_LABELS", "OTHER_MODELS", "GatewayMetrics", "metrics_endpoint"]
 
 _LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     120.0, 300.0,
 )  # fmt: skip
 _TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+#: How many model addresses get a label of their own; later ones share
+#: :data:`OTHER_MODELS`. The address is what the client sent, so without a cap a
+#: client inventing a name per request would grow ``/metrics`` without end.
+MAX_MODEL_LABELS = 200
+#: The label every model past :data:`MAX_MODEL_LABELS` shares.
+OTHER_MODELS = "other"
 
 
 class GatewayMetrics:
@@ -95,7 +104,13 @@ class GatewayMetrics:
             "Requests being answered right now (streams included).",
             registry=r,
         ).set_function(lambda: self.in_flight)
+        Gauge(
+            "modelport_gateway_asyncio_tasks",
+            "asyncio tasks alive on the gateway's event loop (a leak shows as growth at rest).",
+            registry=r,
+        ).set_function(_task_count)
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._model_labels: set[str] = set()
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -111,10 +126,25 @@ class GatewayMetrics:
     def observe_error(self, exc: BaseException) -> None:
         self._child(self.errors, type(exc).__name__).inc()
 
+    def _model_label(self, model: str) -> str:
+        """``model``, while fewer than :data:`MAX_MODEL_LABELS` have a label; else ``other``.
+
+        Only models an upstream answered for are observed (the first event, the
+        usage), so a name that leads nowhere never takes a label.
+        """
+        labels = self._model_labels
+        if model in labels:
+            return model
+        if len(labels) < MAX_MODEL_LABELS:
+            labels.add(model)
+            return model
+        return OTHER_MODELS
+
     def observe_ttft(self, model: str, seconds: float) -> None:
-        self._child(self.ttft, model).observe(seconds)
+        self._child(self.ttft, self._model_label(model)).observe(seconds)
 
     def observe_usage(self, model: str, usage: Usage) -> None:
+        model = self._model_label(model)
         for kind, value in zip(
             _TOKEN_KINDS,
             (
@@ -129,12 +159,28 @@ class GatewayMetrics:
             if value:
                 self._child(self.tokens, model, kind).inc(value)
 
+    def watch_bodies(self, bodies: BodyBudget) -> None:
+        """Export the bytes of request bodies being answered, read at each scrape."""
+        Gauge(
+            "modelport_gateway_request_body_bytes_in_flight",
+            "Bytes of the bodies of requests being answered now (bounded; 503 past it).",
+            registry=self.registry,
+        ).set_function(lambda: bodies.held)
+
     def watch_ledger(self, ledger: Ledger) -> None:
         """Export the ledger's counters, read at each scrape (its losses are otherwise silent)."""
         self.registry.register(_LedgerCollector(ledger))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _task_count() -> int:
+    # Read at scrape time, on the loop that serves /metrics; 0 from any other thread.
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:
+        return 0
 
 
 class _LedgerCollector(Collector):
@@ -152,13 +198,29 @@ class _LedgerCollector(Collector):
         )
         yield CounterMetricFamily(
             "modelport_ledger_records_dropped",
-            "Usage records lost: the write queue was full, or the database refused them.",
+            "Usage records lost: past the bounds of the write queue and the outage spool, "
+            "or refused by the database.",
             value=ledger.dropped,
         )
         yield CounterMetricFamily(
             "modelport_ledger_records_failed",
             "Of the records dropped, those the database refused (see the log for why).",
             value=ledger.failed,
+        )
+        yield GaugeMetricFamily(
+            "modelport_ledger_records_pending",
+            "Usage records not written yet: queued, or waiting out a database outage.",
+            value=ledger.pending,
+        )
+        yield GaugeMetricFamily(
+            "modelport_ledger_records_spooled",
+            "Of the pending records, those kept on disk until the database is back.",
+            value=ledger.spooled,
+        )
+        yield GaugeMetricFamily(
+            "modelport_ledger_degraded",
+            "1 while the ledger's database cannot take records (they wait), else 0.",
+            value=1 if ledger.degraded else 0,
         )
 
 

@@ -160,13 +160,35 @@ _SCHEMAS: dict[str, Any] = {
                         ),
                         "last_error_at": _NULLABLE_NUMBER,
                         "last_success_at": _NULLABLE_NUMBER,
+                        "upstream": _NULLABLE_STRING,
                     },
-                    ("name", "state", "calls", "failures"),
+                    ("name", "state", "calls", "failures", "upstream"),
                 ),
             },
             "plugins": {"type": "array", "items": {"type": "object"}},
+            "config": _ref("ConfigState"),
         },
         ("status", "uptime_s", "connections", "plugins"),
+    ),
+    "ConfigState": _object(
+        {
+            "state": {"enum": ["ok", "stale", "static"]},
+            "error": _NULLABLE_STRING,
+            "failed_at": _NULLABLE_NUMBER,
+            "loaded_at": {"type": "number"},
+            "reloads": {"type": "integer", "minimum": 0},
+        },
+        ("state", "error", "failed_at", "loaded_at", "reloads"),
+        description="`stale`: the last reload failed and the last good configuration runs "
+        "(`error` says why); `static`: handed in, not read from files",
+    ),
+    "Reload": _object(
+        {
+            "reloaded": {"type": "boolean"},
+            "restart_needed": {"type": "array", "items": _string()},
+            "config": _ref("ConfigState"),
+        },
+        ("reloaded", "restart_needed", "config"),
     ),
 }
 
@@ -259,6 +281,26 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "operationId": "health",
                     "responses": {"200": _json_body(_ref("Health"), "The gateway is up")},
+                }
+            },
+            "/admin/reload": {
+                "post": {
+                    "operationId": "reloadConfig",
+                    "description": "Read config.toml and stored keys again and route new "
+                    "requests by them; requests already running finish as they started. "
+                    "Takes the admin key (or, on loopback without one, the gateway key).",
+                    "responses": {
+                        "200": _json_body(_ref("Reload"), "Reloaded"),
+                        "401": _json_body(_ref("OpenAIError"), "Missing or wrong admin key"),
+                        "403": _json_body(
+                            _ref("OpenAIError"),
+                            "Admin routes are closed beyond loopback without an admin key",
+                        ),
+                        "409": _json_body(
+                            {"allOf": [_ref("Reload"), _ref("OpenAIError")]},
+                            "The configuration does not load; the last good one stays",
+                        ),
+                    },
                 }
             },
             **GOVERNANCE_PATHS,

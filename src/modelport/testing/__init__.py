@@ -28,7 +28,13 @@ from dataclasses import dataclass
 
 from modelport.events import FinishEvent, StreamEvent, TextEvent, UsageEvent
 from modelport.providers import BaseProvider, ConnectionSettings
-from modelport.testing._fake_upstream import FakeUpstream, RecordedRequest, Reply, fixtures_dir
+from modelport.testing._fake_upstream import (
+    FakeUpstream,
+    RecordedRequest,
+    Reply,
+    Responder,
+    fixtures_dir,
+)
 from modelport.types import ChatRequest, EmbeddingRequest, EmbeddingResponse, ModelInfo, Usage
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "FakeUpstream",
     "RecordedRequest",
     "Reply",
+    "Responder",
     "fixtures_dir",
 ]
 

@@ -13,14 +13,14 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import unquote
 
-__all__ = ["FakeUpstream", "RecordedRequest", "Reply", "fixtures_dir"]
+__all__ = ["FakeUpstream", "RecordedRequest", "Reply", "Responder", "fixtures_dir"]
 
 _CONTENT_TYPES = {
     ".sse": "text/event-stream",
@@ -286,7 +286,13 @@ class _Connection(asyncio.Protocol):
                 self._requests.append(request)
                 self._upstream.requests.append(request)
                 reply = self._upstream._next_reply(request.method, request.path)
-                keep_open = await self._respond(request, reply)
+                if not isinstance(reply, Reply):
+                    reply = reply(request)
+                self._upstream._begin()
+                try:
+                    keep_open = await self._respond(request, reply)
+                finally:
+                    self._upstream._end()
                 if not keep_open or request.headers.get("connection", "").lower() == "close":
                     return
         except _Closed:
@@ -348,17 +354,23 @@ def _reason(status: int) -> str:
         return "Unknown"
 
 
+#: A reply chosen by looking at the request: the upstream's own checks (a real API's
+#: 400 for a malformed turn, say), run on the server thread for each request.
+Responder = Callable[["RecordedRequest"], Reply]
+
+
 class FakeUpstream:
     """A real HTTP/1.1 server on ``127.0.0.1`` serving scripted replies from a thread.
 
     Routes are ``(method, path)`` pairs (the query string is ignored); the
-    replies of a route are served in order and the last one repeats. Any other
-    path answers 404 with an OpenAI-style error body.
+    replies of a route are served in order and the last one repeats. A reply
+    may be a :data:`Responder`, called with the request to choose the reply.
+    Any other path answers 404 with an OpenAI-style error body.
     """
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
-        self._routes: dict[tuple[str, str], list[Reply]] = {}
+        self._routes: dict[tuple[str, str], list[Reply | Responder]] = {}
         self._served: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
@@ -368,6 +380,8 @@ class FakeUpstream:
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self._port: int | None = None
+        self._in_flight = 0
+        self._peak = 0
 
     @property
     def url(self) -> str:
@@ -382,11 +396,34 @@ class FakeUpstream:
         return self._port
 
     @property
+    def in_flight(self) -> int:
+        """Requests being answered right now (read, reply not yet complete)."""
+        return self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests it was answering at once (:meth:`reset_peak` starts over)."""
+        return self._peak
+
+    def reset_peak(self) -> None:
+        with self._lock:
+            self._peak = self._in_flight
+
+    def _begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+
+    def _end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    @property
     def open_connections(self) -> int:
         """How many client connections are open right now."""
         return len(self._connections)
 
-    def route(self, method: str, path: str, *replies: Reply) -> FakeUpstream:
+    def route(self, method: str, path: str, *replies: Reply | Responder) -> FakeUpstream:
         """Serve ``replies`` in order for ``method path`` (replacing earlier ones)."""
         if not replies:
             raise ValueError("route() needs at least one Reply")
@@ -396,7 +433,7 @@ class FakeUpstream:
             self._served[key] = 0
         return self
 
-    def _next_reply(self, method: str, path: str) -> Reply:
+    def _next_reply(self, method: str, path: str) -> Reply | Responder:
         key = (method, path)
         with self._lock:
             replies = self._routes.get(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import html
 import re
 import time
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from modelport.errors import (
 )
 
 __all__ = [
+    "describe_body",
     "error_for_status",
     "excerpt",
     "parse_retry_after",
@@ -44,6 +46,28 @@ _SUM_OVER_LIMIT = re.compile(r"(\d[\d,]*)\s*\+\s*(\d[\d,]*)\s*>\s*(\d[\d,]*)")
 def excerpt(body: bytes | str, limit: int = 500) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+_HTML_START = ("<!doctype html", "<html", "<head", "<body", "<title")
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<script.*?</script>|<style.*?</style>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+#: Where an HTML page's title or text is looked for: its beginning is enough.
+_HTML_SCAN = 64 * 1024
+
+
+def describe_body(body: bytes | str, limit: int = 300) -> str:
+    """An error body in a few words for a message: an excerpt of text or JSON, but an
+    HTML page (a proxy's or a load balancer's error page) as its title or first words,
+    never its markup."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = text.strip()
+    if not text[:256].lower().startswith(_HTML_START):
+        return excerpt(text, limit)
+    page = text[:_HTML_SCAN]
+    title = _TITLE.search(page)
+    words = html.unescape(_TAGS.sub(" ", title.group(1) if title else page)).split()
+    summary = excerpt(" ".join(words), 120)
+    return f"an HTML page ({summary})" if summary else "an HTML page"
 
 
 def truncated_stream() -> NetworkError:

@@ -14,7 +14,19 @@ import msgspec
 
 from modelport.errors import InvalidRequestError, ParseError
 
-__all__ = ["convert_request", "decode", "request_object", "whole_number"]
+__all__ = [
+    "NESTED_TOO_DEEPLY",
+    "convert_request",
+    "decode",
+    "decode_request",
+    "request_object",
+    "whole_number",
+]
+
+#: What a client whose JSON is nested beyond what Python can read or write is told.
+NESTED_TOO_DEEPLY = (
+    "The request's JSON is nested too deeply to read; no API needs more than a few dozen levels."
+)
 
 
 def decode(decoder: msgspec.json.Decoder[Any], data: bytes | str | msgspec.Raw, what: str) -> Any:
@@ -35,13 +47,21 @@ def _head(data: bytes | str | msgspec.Raw, limit: int = 200) -> str:
     return bytes(memoryview(data)[: 4 * limit]).decode("utf-8", "replace")[:limit]
 
 
+def decode_request(body: bytes | bytearray | memoryview | str) -> Any:
+    """A client's JSON body, or an ``InvalidRequestError`` (not JSON, or nested too deeply)."""
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # msgspec recurses once per level: ~990 levels exhaust Python's stack.
+        raise InvalidRequestError(NESTED_TOO_DEEPLY) from None
+
+
 def request_object(body: Any) -> dict[str, Any]:
     """A client's request body (bytes, str or an already-parsed mapping) as a dict."""
     if isinstance(body, bytes | bytearray | memoryview | str):
-        try:
-            body = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from exc
+        body = decode_request(body)
     if not isinstance(body, Mapping):
         raise InvalidRequestError("The request body must be a JSON object")
     return dict(body)
@@ -55,6 +75,8 @@ def convert_request(value: Any, shape: Any, where: str = "") -> Any:
     """
     try:
         return msgspec.convert(value, shape)
+    except RecursionError:
+        raise InvalidRequestError(NESTED_TOO_DEEPLY) from None
     except msgspec.ValidationError as exc:
         detail = str(exc)
         if where and "`$" in detail:

@@ -8,9 +8,23 @@ in ``vendor["openai"]``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+from modelport.wire._limits import ModelName, Probability, Temperature, TokenBudget, TokenCount
+
+#: A penalty (``presence_penalty``, ``frequency_penalty``): -2 to 2.
+Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
+# Integers a JSON Schema ``integer`` may also write with a fraction (``5.0``).
+Int64 = (
+    Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+    | Annotated[float, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+)
+Choices = Annotated[int, msgspec.Meta(ge=1, le=128)] | Annotated[float, msgspec.Meta(ge=1, le=128)]
+TopLogprobs = (
+    Annotated[int, msgspec.Meta(ge=0, le=20)] | Annotated[float, msgspec.Meta(ge=0, le=20)]
+)
 
 
 class Shape(msgspec.Struct, frozen=True):
@@ -63,6 +77,17 @@ class UserIn(Shape, tag="user", tag_field="role"):
     name: str | None = None
 
 
+class ThinkingBlockIn(Shape, tag="thinking", tag_field="type"):
+    """A signed thinking block handed back (LiteLLM's ``thinking_blocks`` entry)."""
+
+    thinking: str = ""
+    signature: str | None = None
+
+
+class RedactedThinkingBlockIn(Shape, tag="redacted_thinking", tag_field="type"):
+    data: str
+
+
 class AssistantIn(Shape, tag="assistant", tag_field="role"):
     content: ContentIn | None = None
     name: str | None = None
@@ -71,6 +96,8 @@ class AssistantIn(Shape, tag="assistant", tag_field="role"):
     refusal: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
+    # The gateway's extension (LiteLLM's name and shape): signed blocks to send back.
+    thinking_blocks: list[ThinkingBlockIn | RedactedThinkingBlockIn] | None = None
 
 
 class ToolMessageIn(Shape, tag="tool", tag_field="role"):
@@ -116,7 +143,7 @@ class ReasoningIn(Shape):
     """OpenRouter's ``reasoning`` object."""
 
     effort: str | None = None
-    max_tokens: int | float | None = None
+    max_tokens: TokenBudget | None = None
 
 
 class StreamOptionsIn(Shape):
@@ -124,17 +151,17 @@ class StreamOptionsIn(Shape):
 
 
 class RequestIn(Shape):
-    model: str
+    model: ModelName
     messages: list[MessageIn]
     tools: list[ToolDefIn] | None = None
     tool_choice: str | NamedChoiceIn | None = None
     functions: list[ToolDefIn] | None = None
     function_call: str | NamedChoiceIn | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: Temperature | None = None
+    top_p: Probability | None = None
     # Counts are ``int | float``: 1024.0 is read as 1024 (``_json.whole_number``).
-    max_tokens: int | float | None = None
-    max_completion_tokens: int | float | None = None
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
     stop: str | list[str] | None = None
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
@@ -142,3 +169,9 @@ class RequestIn(Shape):
     metadata: dict[str, Any] | None = None
     stream: bool | None = None
     stream_options: StreamOptionsIn | None = None
+    # Read only to check their ranges; they travel in ``vendor["openai"]`` as sent.
+    seed: Int64 | None = None
+    n: Choices | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    top_logprobs: TopLogprobs | None = None

@@ -27,6 +27,7 @@ from modelport.types import (
     ToolDefinition,
 )
 from modelport.wire._json import convert_request, request_object, whole_number
+from modelport.wire._limits import ModelName, Probability, Temperature, TokenCount
 from modelport.wire._responses_request import VENDOR
 
 __all__ = ["ITEM_KINDS", "REDACTED_PREFIX", "ROUTE_FIELDS", "ToolNames", "parse_request"]
@@ -183,14 +184,14 @@ class _ReasoningItem(msgspec.Struct):
 
 
 class _Request(msgspec.Struct):
-    model: str
+    model: ModelName
     input: str | list[dict[str, Any]] | None = None
     instructions: str | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_output_tokens: int | float | None = None
+    temperature: Temperature | None = None
+    top_p: Probability | None = None
+    max_output_tokens: TokenCount | None = None
     metadata: dict[str, Any] | None = None
     reasoning: dict[str, Any] | None = None
     text: dict[str, Any] | None = None

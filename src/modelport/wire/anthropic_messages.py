@@ -47,7 +47,7 @@ from modelport.events import (
 )
 from modelport.types import Capabilities, FinishReason, ModelInfo
 from modelport.wire._anthropic_request import DEFAULT_MAX_TOKENS, EFFORT_BUDGETS, build_request
-from modelport.wire._errors import error_for_status, excerpt, truncated_stream
+from modelport.wire._errors import describe_body, error_for_status, excerpt, truncated_stream
 from modelport.wire._json import decode
 from modelport.wire._sse import SSEEvent
 from modelport.wire._sse_stream import SSEStreamDecoder
@@ -228,7 +228,7 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) ->
     except (msgspec.DecodeError, msgspec.ValidationError):
         parsed = _ErrorBody()
     if parsed.error is None:
-        return _error("", excerpt(body.strip(), 200), status, headers, body)
+        return _error("", describe_body(body, 200), status, headers, body)
     return _error(parsed.error.type, parsed.error.message, status, headers, body)
 
 

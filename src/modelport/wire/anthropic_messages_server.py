@@ -81,6 +81,14 @@ from modelport.types import (
     Usage,
 )
 from modelport.wire._json import convert_request, request_object, whole_number
+from modelport.wire._limits import (
+    MAX_TOKEN_COUNT,
+    ModelName,
+    Probability,
+    TokenBudget,
+    TokenCount,
+    UnitTemperature,
+)
 
 __all__ = ["StreamEncoder", "encode_error", "encode_models", "encode_response", "parse_request"]
 
@@ -162,21 +170,23 @@ class _ToolChoice(msgspec.Struct):
 
 
 class _Request(msgspec.Struct):
-    model: str
-    max_tokens: int | float  # 1024.0 is read as 1024
+    model: ModelName
+    max_tokens: TokenCount  # 1024.0 is read as 1024
     messages: list[_Message]
     system: str | list[_Text] | None = None
     tools: list[_Tool] | None = None
     tool_choice: _ToolChoice | None = None
     stop_sequences: list[str] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: UnitTemperature | None = None
+    top_p: Probability | None = None
     thinking: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     stream: bool = False
+    # Read only to check its range; it travels in ``vendor["anthropic"]`` as sent.
+    top_k: TokenBudget | None = None
 
 
-_KNOWN_FIELDS = frozenset(_Request.__struct_fields__)
+_KNOWN_FIELDS = frozenset(_Request.__struct_fields__) - {"top_k"}
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
 _EFFORTS: dict[str, Any] = {
     "low": "low",
@@ -202,6 +212,9 @@ def parse_request(body: Any) -> ChatRequest:
         raise InvalidRequestError("messages must hold at least one message")
 
     vendor = {key: value for key, value in body.items() if key not in _KNOWN_FIELDS}
+    budget = (request.thinking or {}).get("budget_tokens")
+    if isinstance(budget, int) and not 0 <= budget <= MAX_TOKEN_COUNT:
+        raise InvalidRequestError(f"thinking.budget_tokens must be between 0 and {MAX_TOKEN_COUNT}")
     reasoning = _reasoning(request.thinking, body.get("output_config"))
     if request.thinking is not None and not _plain_budget(request.thinking):
         # adaptive, disabled, a "display" key …: Anthropic gets the object as sent.

@@ -52,7 +52,7 @@ from modelport.types import (
     ModelInfo,
     ThinkingPart,
 )
-from modelport.wire._errors import error_for_status, excerpt, truncated_stream
+from modelport.wire._errors import describe_body, error_for_status, excerpt, truncated_stream
 from modelport.wire._json import decode
 from modelport.wire._vendor import note_unsent
 
@@ -252,7 +252,7 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) ->
         message = _ERROR_BODY.decode(body).error
     except (msgspec.DecodeError, msgspec.ValidationError):
         message = None
-    return _error(message or excerpt(body.strip(), 200) or f"HTTP {status}", status, headers, body)
+    return _error(message or describe_body(body, 200) or f"HTTP {status}", status, headers, body)
 
 
 # --- streaming -------------------------------------------------------------

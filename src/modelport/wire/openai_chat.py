@@ -57,7 +57,13 @@ from modelport.events import (
 )
 from modelport.types import Capabilities, FinishReason, ModelInfo, ModelPrices
 from modelport.wire import _openai_shapes as _shapes
-from modelport.wire._errors import error_for_status, excerpt, status_for_code, truncated_stream
+from modelport.wire._errors import (
+    describe_body,
+    error_for_status,
+    excerpt,
+    status_for_code,
+    truncated_stream,
+)
 from modelport.wire._openai_request import build_request, effort_for_budget
 from modelport.wire._sse import SSEEvent
 from modelport.wire._sse_stream import SSEStreamDecoder
@@ -419,7 +425,7 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) ->
     """The error for a non-2xx answer, from any of the error bodies these servers send."""
     message, code = _error_fields(body)
     if not message:
-        text = excerpt(body, 300).strip()
+        text = describe_body(body, 300)
         message = (
             f"The upstream answered HTTP {status}: {text}"
             if text

@@ -9,6 +9,15 @@ official SDKs parse. Choices made here:
   ``functions``/``function_call`` become tools (the call id is ``call_<name>``).
 * An assistant turn's ``reasoning_content`` or ``reasoning`` becomes a leading
   thinking part, so it is not lost on the way to a provider that reads it.
+* Signed thinking (an Anthropic model's, which Anthropic wants back verbatim,
+  signature and all, at the start of the assistant turn that called a tool)
+  has no field in the OpenAI shape. The gateway adds one, in LiteLLM's shape:
+  ``message.thinking_blocks``, a list of ``{"type": "thinking", "thinking",
+  "signature"}`` and ``{"type": "redacted_thinking", "data"}``, on an answer
+  and, as each block closes, in a stream's delta (with the ``index`` of the
+  block, so the OpenAI SDK's stream helper assembles the list). An assistant
+  message handed back with ``thinking_blocks`` gets exactly those blocks as
+  its leading parts (its ``reasoning_content``, the same text, is then left out).
 * ``max_completion_tokens`` sets ``max_tokens`` and is also kept in
   ``vendor["openai"]``, so an OpenAI upstream receives the name the client chose.
 * A ``reasoning_effort`` outside minimal/low/medium/high (``none``, ``xhigh``)
@@ -67,6 +76,7 @@ from modelport.types import (
     Message,
     ModelInfo,
     Reasoning,
+    RedactedThinkingPart,
     TextPart,
     ThinkingPart,
     ToolCall,
@@ -229,10 +239,13 @@ def _assistant(message: _shapes.AssistantIn) -> Message:
     content = _content(message.content) if message.content is not None else ""
     if not content and message.refusal:
         content = message.refusal
-    thinking = message.reasoning_content or message.reasoning
-    if thinking:
+    blocks = _thinking_blocks(message.thinking_blocks)
+    if not blocks:
+        thinking = message.reasoning_content or message.reasoning
+        blocks = [ThinkingPart(text=thinking)] if thinking else []
+    if blocks:
         parts = [TextPart(text=content)] if isinstance(content, str) and content else content
-        content = [ThinkingPart(text=thinking), *parts]
+        content = [*blocks, *parts]
     calls = [
         ToolCall(id=call.id, name=call.function.name, arguments=_arguments(call.function))
         for call in message.tool_calls or ()
@@ -243,6 +256,18 @@ def _assistant(message: _shapes.AssistantIn) -> Message:
             ToolCall(id=f"call_{function.name}", name=function.name, arguments=_arguments(function))
         ]
     return Message(role="assistant", content=content, tool_calls=calls, name=message.name)
+
+
+def _thinking_blocks(
+    blocks: list[_shapes.ThinkingBlockIn | _shapes.RedactedThinkingBlockIn] | None,
+) -> list[ContentPart]:
+    parts: list[ContentPart] = []
+    for block in blocks or ():
+        if isinstance(block, _shapes.RedactedThinkingBlockIn):
+            parts.append(RedactedThinkingPart(data=block.data))
+        else:
+            parts.append(ThinkingPart(text=block.thinking, signature=block.signature))
+    return parts
 
 
 def _arguments(function: _shapes.FunctionIn) -> str:
@@ -354,6 +379,9 @@ class StreamEncoder:
         self._usage: Usage | None = None
         self._finished = False
         self._tool_calls = False
+        # The thinking block being streamed (its text so far), and how many were sent whole.
+        self._thinking: list[str] = []
+        self._blocks = 0
 
     def start(self) -> bytes:
         """Nothing: an OpenAI stream has no prelude."""
@@ -364,8 +392,13 @@ class StreamEncoder:
         match event:
             case TextEvent(text=text):
                 return self._delta(b'"content":' + _encode(text)) if text else b""
-            case ReasoningEvent(text=text):
-                return self._delta(b'"reasoning_content":' + _encode(text)) if text else b""
+            case ReasoningEvent(text=text, signature=None, redacted=None):
+                if not text:
+                    return b""
+                self._thinking.append(text)
+                return self._delta(b'"reasoning_content":' + _encode(text))
+            case ReasoningEvent():
+                return self._thinking_block(event)
             case ToolCallDeltaEvent(index=index, arguments=arguments):
                 return self._delta(
                     b'"tool_calls":[{"index":%d,"function":{"arguments":%b}}]'
@@ -404,6 +437,26 @@ class StreamEncoder:
             self._first = False
             return self._open + b'"role":"assistant",' + body + _CLOSE
         return self._open + body + _CLOSE
+
+    def _thinking_block(self, event: ReasoningEvent) -> bytes:
+        """A block that closed (signed) or came whole (redacted), as a ``thinking_blocks`` delta.
+
+        The text went out as ``reasoning_content`` already; the block carries it
+        once more, whole, with its signature, for the client to hand back.
+        """
+        head = b""
+        if event.redacted is not None:
+            self._thinking = []  # an unsigned block before it is closed, and not sent back
+            block: dict[str, Any] = {"type": "redacted_thinking", "data": event.redacted}
+        else:
+            if event.text:
+                head = b'"reasoning_content":' + _encode(event.text) + b","
+                self._thinking.append(event.text)
+            text, self._thinking = "".join(self._thinking), []
+            block = {"type": "thinking", "thinking": text, "signature": event.signature}
+        block["index"] = self._blocks
+        self._blocks += 1
+        return self._delta(head + b'"thinking_blocks":' + _encode([block]))
 
     def _finish_chunk(self, reason: bytes) -> bytes:
         if self._finished:
@@ -445,6 +498,9 @@ def encode_response(response: ChatResponse) -> bytes:
         message["content"] = response.content
     if response.reasoning:
         message["reasoning_content"] = response.reasoning
+    blocks = _signed_blocks(response.thinking)
+    if blocks:
+        message["thinking_blocks"] = blocks
     if response.tool_calls:
         message["tool_calls"] = [
             {
@@ -472,6 +528,17 @@ def encode_response(response: ChatResponse) -> bytes:
             "usage": _usage_json(response.usage),
         }
     )
+
+
+def _signed_blocks(thinking: list[ThinkingPart | RedactedThinkingPart]) -> list[dict[str, Any]]:
+    """The blocks a client must hand back: signed thinking and redacted thinking."""
+    blocks: list[dict[str, Any]] = []
+    for part in thinking:
+        if isinstance(part, RedactedThinkingPart):
+            blocks.append({"type": "redacted_thinking", "data": part.data})
+        elif part.signature is not None:
+            blocks.append({"type": "thinking", "thinking": part.text, "signature": part.signature})
+    return blocks
 
 
 def encode_models(models: list[ModelInfo]) -> bytes:

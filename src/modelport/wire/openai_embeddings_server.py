@@ -27,6 +27,7 @@ import msgspec
 from modelport.errors import InvalidRequestError
 from modelport.types import EmbeddingRequest, EmbeddingResponse
 from modelport.wire._json import convert_request, request_object, whole_number
+from modelport.wire._limits import ModelName
 from modelport.wire.embeddings import float32_base64
 from modelport.wire.openai_chat_server import encode_error
 
@@ -36,7 +37,7 @@ EncodingFormat = Literal["float", "base64"]
 
 
 class _RequestIn(msgspec.Struct, frozen=True):
-    model: str
+    model: ModelName
     input: str | list[str | int | float | list[int | float]]
     encoding_format: EncodingFormat | None = None
     dimensions: int | float | None = None

@@ -182,7 +182,7 @@ def test_every_page_labels_its_controls_and_passes_axe(page: Any, served: Served
 
     served.wait_plugin(PLUGIN)
     axe = Axe()
-    for name in ("models", "chat", "plugins", "settings", "usage"):
+    for name in ("models", "chat", "plugins", "settings", "usage", "team"):
         page.goto(f"/#/{name}")
         page.locator(f"#page-{name} h1").wait_for()
         page.wait_for_load_state("networkidle")
@@ -204,7 +204,7 @@ def test_the_chat_page_is_reachable_by_keyboard_in_order(page: Any, served: Serv
     page.goto("/#/chat?model=up/m1")
     page.locator("#chat-model option").first.wait_for(state="attached")
     names = []
-    for _ in range(10):
+    for _ in range(11):
         page.keyboard.press("Tab")
         names.append(
             page.evaluate(
@@ -213,13 +213,14 @@ def test_the_chat_page_is_reachable_by_keyboard_in_order(page: Any, served: Serv
                            : el.getAttribute('aria-label') || el.textContent).trim(); }"""
             )
         )
-    assert names[:10] == [
+    assert names[:11] == [
         "Skip to content",
         "Models",
         "Chat",
         "Plugins",
         "Settings",
         "Usage",
+        "Team",
         "Model",
         "Message",
         "Send",

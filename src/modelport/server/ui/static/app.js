@@ -11,9 +11,10 @@ import * as chat from "./chat.js";
 import * as models from "./models.js";
 import * as plugins from "./plugins.js";
 import * as settings from "./settings.js";
+import * as team from "./team.js";
 import * as usage from "./usage.js";
 
-const PAGES = { models, chat, plugins, settings, usage };
+const PAGES = { models, chat, plugins, settings, usage, team };
 const DEFAULT_PAGE = "chat";
 const POLL_MS = 2000;
 

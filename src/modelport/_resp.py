@@ -9,9 +9,11 @@ and matches replies to callers in order, which is how Redis answers. The protoco
 ``hiredis`` (Redis's own C parser and command packer), so nothing of RESP is
 written here by hand.
 
-A connection lost fails every call in flight with
-:class:`~modelport.governance._enforcer.CountersUnavailable`; the next call
-connects again (at most one attempt a second). A call that gets no answer
+It is shared by everything that keeps state in Redis (the team gateway's
+counters, the balancer's in-flight counts and cooldowns, the response cache),
+which is why it sits beside the core and imports only ``errors``. A
+connection lost fails every call in flight with :class:`Unavailable`; the
+next call connects again (at most one attempt a second). A call that gets no answer
 within ``timeout`` closes the connection, with the same effect.
 """
 
@@ -19,15 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from modelport.errors import ConfigError
 
-__all__ = ["RedisAddress", "RedisConnection", "ReplyError", "Unavailable", "parse_redis_url"]
+__all__ = [
+    "RedisAddress",
+    "RedisConnection",
+    "ReplyError",
+    "Script",
+    "Unavailable",
+    "parse_redis_url",
+]
 
 
 class Unavailable(Exception):
@@ -56,18 +66,40 @@ class RedisAddress:
     username: str | None
     password: str | None
     tls: bool
+    #: A Unix socket's path (``unix://``); ``host`` and ``port`` are then unused.
+    path: str | None = None
 
     @property
     def fingerprint(self) -> str:
         """Which Redis, without credentials: instances on one database must share it."""
+        if self.path is not None:
+            return f"unix://{self.path}?db={self.db}"
         return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
 
 
+_URL_SHAPE = (
+    "redis_url must look like redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://… for TLS, "
+    "or unix://[:PASSWORD@]/PATH/TO/redis.sock[?db=DB] for a Unix socket."
+)
+
+
 def parse_redis_url(url: str) -> RedisAddress:
-    """``redis://[[user]:password@]host[:port][/db]``, or ``rediss://`` for TLS."""
+    """``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS, or
+    ``unix://[[user]:password@]/path/to/socket[?db=N]`` (redis-py's form)."""
     parts = urlsplit(url)
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    if parts.scheme == "unix":
+        db_values = parse_qs(parts.query).get("db", ["0"])
+        if not parts.path or parts.hostname:
+            raise ConfigError(_URL_SHAPE)
+        try:
+            db = int(db_values[-1])
+        except ValueError:
+            raise ConfigError("redis_url has a database number that is not a number.") from None
+        return RedisAddress("", 0, db, username, password, tls=False, path=unquote(parts.path))
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ConfigError("redis_url must look like redis://[:PASSWORD@]HOST[:PORT][/DB].")
+        raise ConfigError(_URL_SHAPE)
     path = parts.path.strip("/")
     try:
         db = int(path) if path else 0
@@ -78,8 +110,8 @@ def parse_redis_url(url: str) -> RedisAddress:
         host=parts.hostname,
         port=port,
         db=db,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
+        username=username,
+        password=password,
         tls=parts.scheme == "rediss",
     )
 
@@ -193,12 +225,17 @@ class RedisConnection:
         loop = asyncio.get_running_loop()
         reader = self._hiredis.Reader()
         context = ssl.create_default_context() if address.tls else None
-        _transport, protocol = await loop.create_connection(
-            lambda: _Protocol(reader, self._lost),
-            address.host,
-            address.port,
-            ssl=context,
-        )
+        if address.path is not None:
+            _transport, protocol = await loop.create_unix_connection(
+                lambda: _Protocol(reader, self._lost), address.path
+            )
+        else:
+            _transport, protocol = await loop.create_connection(
+                lambda: _Protocol(reader, self._lost),
+                address.host,
+                address.port,
+                ssl=context,
+            )
         if address.password:
             auth = (address.username, address.password) if address.username else (address.password,)
             await self._send(protocol, ("AUTH", *auth))
@@ -225,3 +262,21 @@ async def _checked(future: asyncio.Future[Any]) -> Any:
     if isinstance(reply, Exception):
         raise ReplyError(str(reply))
     return reply
+
+
+class Script:
+    """A Lua script run by its SHA-1 (``EVALSHA``), sent whole once if Redis lacks it."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, redis: RedisConnection, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await redis.call("EVALSHA", self.sha, len(keys), *keys, *args)
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await redis.call("EVAL", self.source, len(keys), *keys, *args)

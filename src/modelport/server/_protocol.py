@@ -1,0 +1,295 @@
+"""The HTTP protocol ``modelport serve`` runs: uvicorn's httptools protocol, with limits.
+
+uvicorn's httptools protocol accepts a request head of any size (and llhttp's
+binding joins a long header value with ``bytes +=``, so parsing slows as the
+square of its size: one 200 MB header stalled every other client for seconds),
+and waits forever for a request that was half sent (``timeout_keep_alive``
+only runs between requests). :class:`GatewayProtocol` adds what every
+production server has, before a byte reaches the app and without a key:
+
+* a request head (request line and headers) of at most
+  :attr:`HttpLimits.max_head_bytes` and :attr:`HttpLimits.max_headers` headers,
+  else ``431`` and the connection is closed;
+* :attr:`HttpLimits.head_timeout` seconds from a request's first byte to the end
+  of its head, and :attr:`HttpLimits.body_timeout` seconds of silence while its
+  body is being sent, else ``408`` (when no answer has started) and the
+  connection is closed;
+* at most :attr:`HttpLimits.max_connections` client connections: half the
+  process's file descriptors, so each client connection can have its upstream
+  connection. Past it, a new connection takes the place of the oldest one that
+  holds no request being answered (an idle keep-alive connection, or one still
+  sending its head), else it is closed at once.
+
+The checks cost a length comparison per read: one watchdog timer per busy
+connection is re-armed only when it fires, never per request.
+:func:`raise_open_file_limit` lifts the soft ``RLIMIT_NOFILE`` to the hard limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from modelport.errors import InvalidRequestError, ModelportError
+from modelport.wire import anthropic_messages_server, openai_chat_server
+
+__all__ = ["GatewayProtocol", "HttpLimits", "connection_limit", "raise_open_file_limit"]
+
+logger = logging.getLogger("modelport.server")
+
+#: Descriptors a gateway keeps for itself (logs, the ledger, plugins, the listening socket).
+_OWN_DESCRIPTORS = 64
+#: The soft limit asked for when the hard one is unlimited.
+_UNLIMITED = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpLimits:
+    """What one client may send, and for how long, before the gateway hangs up."""
+
+    #: Request line and headers together, in bytes (nginx: 8 KB a line; Node: 16 KB).
+    max_head_bytes: int = 64 * 1024
+    max_headers: int = 100
+    #: Seconds from a request's first byte to the end of its head.
+    head_timeout: float = 10.0
+    #: Seconds of silence allowed while a request's body is arriving.
+    body_timeout: float = 30.0
+    #: Client connections at once (``None``: from the file-descriptor limit, at start).
+    max_connections: int | None = None
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft ``RLIMIT_NOFILE`` to the hard limit; return the soft limit now in force.
+
+    A shell's default soft limit (often 1,024) runs out at a few hundred
+    streams, each a client and an upstream connection; the hard limit is
+    there to be used.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _UNLIMITED if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:  # e.g. above the kernel's nr_open
+            logger.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    return soft
+
+
+def connection_limit() -> int:
+    """Client connections the file-descriptor limit allows, one upstream connection each."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = _UNLIMITED
+    return max(16, (soft - _OWN_DESCRIPTORS) // 2)
+
+
+# The phase of the request a connection is in, for the watchdog.
+_IDLE = 0  # between requests (uvicorn's keep-alive timeout applies)
+_HEAD = 1  # its head is arriving
+_BODY = 2  # its body is arriving
+_ANSWERING = 3  # all of it arrived
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that was refused."""
+
+
+class GatewayProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with :class:`HttpLimits` (see the module docstring).
+
+    Use :meth:`with_limits` to get the class to hand to ``uvicorn.Config(http=...)``.
+    """
+
+    limits: ClassVar[HttpLimits] = HttpLimits()
+    max_connections: ClassVar[int] = 0  # 0: work it out from the descriptor limit
+
+    @classmethod
+    def with_limits(cls, limits: HttpLimits | None = None) -> type[GatewayProtocol]:
+        """A subclass with ``limits`` (and the connection cap worked out now)."""
+        limits = limits or HttpLimits()
+        cap = limits.max_connections or connection_limit()
+        return type(cls.__name__, (cls,), {"limits": limits, "max_connections": cap})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._phase = _IDLE
+        self._since = 0.0  # when the head began, or the body's last read
+        self._head_bytes = 0
+        self._watchdog: Any = None
+
+    # --- connections --------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        cap = self.max_connections or connection_limit()
+        if len(self.connections) > cap:
+            victim = self._oldest_evictable()
+            if victim is None:
+                logger.warning("%d client connections open: refusing a new one", cap)
+                transport.close()
+                return
+            victim.transport.close()
+
+    def _oldest_evictable(self) -> GatewayProtocol | None:
+        oldest: GatewayProtocol | None = None
+        for connection in self.connections:
+            if connection is self or not isinstance(connection, GatewayProtocol):
+                continue
+            if connection._evictable() and (oldest is None or connection._since < oldest._since):
+                oldest = connection
+        return oldest
+
+    def _evictable(self) -> bool:
+        """Nothing is lost by closing it: no answer under way, and idle or its head arriving.
+
+        (A pipelined request's head may arrive while the one before is answered.)
+        """
+        if self._phase != _IDLE and self._phase != _HEAD:
+            return False
+        return self.cycle is None or self.cycle.response_complete
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        super().connection_lost(exc)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._phase == _BODY:
+            self._since = self.loop.time()
+        elif self._phase != _ANSWERING:
+            seen = self._head_bytes + len(data)
+            if seen > self.limits.max_head_bytes and not self._head_ends_in(data):
+                message = "The request's headers are larger than this gateway accepts"
+                self._refuse(431, message, head=data if self._head_bytes == 0 else b"")
+                return
+            self._head_bytes = seen
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Refused):
+                self._invalid()
+        except httptools.HttpParserError:
+            self._invalid()
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    def _head_ends_in(self, data: bytes) -> bool:
+        """Whether the head ends within the limit in ``data`` (a body may follow in one read)."""
+        room = self.limits.max_head_bytes - self._head_bytes
+        return room > 0 and data.find(b"\r\n\r\n", 0, room + 4) != -1
+
+    def _invalid(self) -> None:
+        # As uvicorn answers a request llhttp cannot parse.
+        message = "Invalid HTTP request received."
+        self.logger.warning(message)
+        self.send_400_response(message)
+
+    # --- parser callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase = _HEAD
+        self._since = self.loop.time()
+        if self._watchdog is None:  # usually still armed from an earlier request
+            self._watchdog = self.loop.call_later(self.limits.head_timeout, self._check)
+
+    def on_headers_complete(self) -> None:
+        if len(self.headers) > self.limits.max_headers:
+            self._refuse(431, f"A request may carry at most {self.limits.max_headers} headers")
+            raise _Refused
+        # The body's silence counts from its next read (data_received); until then from
+        # the head's start, a moment ago: no clock read here.
+        self._head_bytes = 0
+        self._phase = _BODY
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        # An answer may have gone out before the body ended (a refusal): then it is idle.
+        answered = self.cycle is not None and self.cycle.response_complete
+        self._phase = _IDLE if answered else _ANSWERING
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self._phase == _ANSWERING:
+            self._phase = _IDLE
+        super().on_response_complete()
+
+    # --- the watchdog -------------------------------------------------------------------
+
+    def _arm(self, delay: float) -> None:
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_later(delay, self._check)
+
+    def _check(self) -> None:
+        """Fires at the earliest a deadline can pass; re-armed, not recreated, while busy."""
+        self._watchdog = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._phase == _HEAD:
+            limit, what = self.limits.head_timeout, "its headers"
+        elif self._phase == _BODY:
+            limit, what = self.limits.body_timeout, "its body"
+            if self.flow.read_paused:
+                # The app has not read what came (flow control): not the client's silence.
+                self._since = self.loop.time()
+        else:
+            return  # nothing half sent; the next request arms it again
+        left = self._since + limit - self.loop.time()
+        if left > 0:
+            self._arm(left)
+            return
+        self._refuse(408, f"The client took longer than {limit:g} s to send {what}")
+
+    # --- refusing -------------------------------------------------------------------------
+
+    def _refuse(self, status: int, message: str, head: bytes = b"") -> None:
+        """Answer ``status`` (unless this request's answer has begun) and close the connection.
+
+        ``head`` is the start of a request refused before llhttp read its path.
+        """
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        # Before its head is complete, self.cycle is the previous request's.
+        ours = self.cycle if self._phase in (_BODY, _ANSWERING) else None
+        self._phase = _ANSWERING
+        if not self.transport.is_closing() and (ours is None or not ours.response_started):
+            url = getattr(self, "url", b"") or _target(head)  # self.url: once llhttp read it
+            self.transport.write(_error_response(status, message, url))
+        if ours is not None:
+            ours.keep_alive = False
+        self.transport.close()
+
+
+def _target(head: bytes) -> bytes:
+    """The request target of a request line (``POST /v1/messages HTTP/1.1``), else ``b""``."""
+    parts = head[:512].split(b" ", 2)
+    return parts[1] if len(parts) > 2 else b""
+
+
+def _error_response(status: int, message: str, url: bytes | None) -> bytes:
+    """A whole HTTP response with the error in the shape of the API the path belongs to."""
+    error: ModelportError = InvalidRequestError(message)
+    wire: Any = openai_chat_server
+    if url is not None and url.startswith(b"/v1/messages"):
+        wire = anthropic_messages_server
+    _, body, _ = wire.encode_error(error)
+    head = STATUS_LINE[
+        status
+    ] + b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(
+        body
+    )
+    return head + body
