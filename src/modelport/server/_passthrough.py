@@ -15,11 +15,12 @@ otherwise it takes the decode-encode path, which can do everything:
 * ``MODELPORT_PASSTHROUGH`` is not ``off`` (:func:`passthrough_mode`), and the
   request asks for a stream unless it is ``all``;
 * the route is ``/v1/chat/completions`` or ``/v1/messages`` (the Responses API
-  is always translated);
+  is always translated), and no response cache is kept for the model (the
+  cache records canonical events; :mod:`modelport.server._chat` checks);
 * the address and every configured fallback lead to connections of the
   client's API (``compat = "openai"`` for an OpenAI client, ``"anthropic"``
-  for an Anthropic one), none of them a plugin, none setting a request
-  default (:func:`modelport.routing._relay.relay_compat`);
+  for an Anthropic one), none of them a model group, a plugin, an OAuth login
+  or a connection with request defaults (:func:`modelport.routing._relay.relay_compat`);
 * an OpenAI request asks for one choice (``n`` absent or 1: the decode-encode
   path answers the first choice only);
 * the request's reasoning is not the adaptive kind the decode-encode path
