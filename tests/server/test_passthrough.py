@@ -520,3 +520,32 @@ def test_a_client_leaving_mid_stream_cancels_the_upstream_and_is_recorded_alike(
     on, off = _rows(pair.ledgers["on"], 1), _rows(pair.ledgers["off"], 1)
     assert [row[-2] for row in on] == ["cancelled"]
     assert on == off
+
+
+def test_a_budget_clamps_max_tokens_in_the_relayed_body(
+    make_gateway: Callable[..., Gateway], upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    from modelport.governance import open_governance
+
+    governance = open_governance(url=f"sqlite:///{tmp_path / 'gov.db'}")
+    gateway = make_gateway(EXTRA, governance=governance)
+    key, secret = governance.catalog.create_key(name="t", team="red", actor="test")
+    governance.catalog.set_budget(
+        scope="team", subject="red", period="day", max_cost=0.003, actor="test"
+    )
+    governance.reload()
+    name = "openai/chat-stream-text-include-usage.sse"
+    upstream.route("POST", "/v1/chat/completions", Reply.fixture(name))
+    body = {"model": "oai/gpt-4o", "messages": USER, "stream": True, "max_tokens": 100_000}
+    chunks = list(gateway.openai(api_key=secret).chat.completions.create(**body))  # type: ignore[call-overload]
+    sent = upstream.requests[-1].json()
+    assert 0 < sent["max_tokens"] < 1500  # $0.003 at $2 per million output tokens
+    # Relayed: the client's own body otherwise, and the upstream's own chunks.
+    assert sent == {
+        **body,
+        "model": "gpt-4o",
+        "max_tokens": sent["max_tokens"],
+        "stream_options": {"include_usage": True},
+    }
+    first = json.loads((FIXTURES / name).read_bytes().split(b"\n\n")[0].removeprefix(b"data: "))
+    assert chunks[0].created == first["created"]
