@@ -260,3 +260,36 @@ def test_a_finish_reason_is_written_as_the_decode_encode_path_writes_it(
     relayed, _, _ = _relay(relay, [body], encoder)
     written, _, _ = _canonical(openai_chat.StreamDecoder(), encoder, [body])
     assert finish in relayed and finish in written
+
+
+@pytest.mark.parametrize("relay_class", [OpenAIRelay, AnthropicRelay])
+@settings(max_examples=200, deadline=None)
+@given(garbage=st.binary(max_size=300), cuts=_CUTS)
+def test_garbage_fails_with_a_modelport_error_never_a_traceback(
+    relay_class: Any, garbage: bytes, cuts: list[int]
+) -> None:
+    options = {"include_usage": False} if relay_class is OpenAIRelay else {}
+    relay = relay_class(model=ADDRESS, response_id=RID, **options)
+    try:
+        for piece in _split(garbage, cuts):
+            relay.feed(piece)
+        relay.close()
+    except ModelportError:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("relay", "decoder"),
+    [
+        (OpenAIRelay(model=ADDRESS, response_id=RID, include_usage=False), openai_chat),
+        (AnthropicRelay(model=ADDRESS, response_id=RID), anthropic_messages),
+    ],
+)
+def test_a_stream_that_is_not_json_fails_as_the_decoder_says(relay: Any, decoder: Any) -> None:
+    body = b"data: {oops\n\n"
+    expected = _canonical(
+        decoder.StreamDecoder(), openai_chat_server.StreamEncoder(model=ADDRESS), [body]
+    )[2]
+    relayed = _relay(relay, [body], openai_chat_server.StreamEncoder(model=ADDRESS))[2]
+    assert expected is not None
+    _same_failure(relayed, expected)

@@ -168,6 +168,12 @@ class _SSERelay:
             self._partial = b""
             self._raise_deferred()
         if not self._done:
+            if self._held:
+                # Nothing reached the client: the decoder's own words for what is wrong
+                # (data that is not JSON, say), as the decode-encode path would say it.
+                decoder = self._new_decoder()
+                decoder.feed(b"".join(i for i in self._held if type(i) is bytes))
+                decoder.close()
             self._check_end()
         self._done = True
         held = self._held or []
@@ -216,6 +222,9 @@ class _SSERelay:
         return [frame + sep for frame in data.split(sep) if frame]
 
     def _batch(self, data: bytes) -> list[RelayItem]:
+        raise NotImplementedError
+
+    def _new_decoder(self) -> Any:
         raise NotImplementedError
 
     def _check_end(self) -> None:
@@ -389,6 +398,9 @@ class OpenAIRelay(_SSERelay):
             return frame
         return frame[: found.start(1)] + wire.encode() + frame[found.end(1) :]
 
+    def _new_decoder(self) -> Any:
+        return openai_chat.StreamDecoder()
+
     def _check_end(self) -> None:
         if not (self._done or self._finished):
             raise truncated_stream()
@@ -505,6 +517,9 @@ class AnthropicRelay(_SSERelay):
         if out:
             items.append(b"".join(out))
         return items
+
+    def _new_decoder(self) -> Any:
+        return anthropic_messages.StreamDecoder()
 
     def _learn(self, frame: bytes) -> bytes:
         """``message_start``: learn the id and model (rewritten here, the one frame with them)."""
