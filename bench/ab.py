@@ -55,9 +55,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-a", help="the model a's requests name (default bench/chunks-N)")
     parser.add_argument("--model-b", help="the model b's requests name")
     parser.add_argument(
+        "--env-a",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for a's gateway only (repeatable)",
+    )
+    parser.add_argument(
+        "--env-b",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the same for b: one build, two settings (MODELPORT_PASSTHROUGH=off)",
+    )
+    parser.add_argument(
         "--vary", action="store_true", help="every request's body differs (cache misses)"
     )
     return parser
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in pairs)
 
 
 def _body(scenario_body: bytes, model: str | None, vary: bool) -> bytes:
@@ -116,14 +134,14 @@ def main() -> None:
                 upstream.port,
                 folder,
                 [],
-                {"PYTHONPATH": str(args.a.resolve())},
+                {"PYTHONPATH": str(args.a.resolve()), **_env(args.env_a)},
                 extra_config=extras[0],
             ),
             start_gateway(
                 upstream.port,
                 folder,
                 [],
-                {"PYTHONPATH": str(args.b.resolve())},
+                {"PYTHONPATH": str(args.b.resolve()), **_env(args.env_b)},
                 extra_config=extras[1],
             ),
         )

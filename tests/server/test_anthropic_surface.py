@@ -171,8 +171,12 @@ def test_stream_cache_read_usage(gateway: Gateway, upstream: FakeUpstream) -> No
     )
     assert [e["type"] for e in events][:1] == ["message_start"]
     assert events[-1]["type"] == "message_stop"
-    final = [e for e in events if e["type"] == "message_delta"][-1]
-    usage = final["usage"]
+    # As an Anthropic client accumulates it: message_start's usage, then message_delta's
+    # on top (the decode-encode path repeats it all there; the passthrough relays the
+    # upstream's own split).
+    usage = dict(events[0]["message"]["usage"])  # type: ignore[index, call-overload]
+    usage.update({k: v for k, v in events[-2]["usage"].items() if v is not None})  # type: ignore[union-attr]
+    assert events[-2]["type"] == "message_delta"
     assert usage["cache_read_input_tokens"] == 1165  # type: ignore[index]
     assert usage["input_tokens"] == 4  # type: ignore[index]
     assert usage["output_tokens"] == 221  # type: ignore[index]

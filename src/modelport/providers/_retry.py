@@ -184,6 +184,30 @@ class RetryingProvider:
             retry += 1
             await self._pause_or_raise(failure, retry)
 
+    async def retry_items(self, open_items: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[Any]:
+        """The items of ``open_items()``, opened again on a retryable error before the first.
+
+        The passthrough's stream (see :mod:`modelport.providers._relay`): the same rule
+        as :meth:`stream`, once anything is out a failure is the caller's to see.
+        """
+        retry = 0
+        while True:
+            items = open_items()
+            started = False
+            try:
+                async for item in items:
+                    started = True
+                    yield item
+                return
+            except ModelportError as error:
+                if started:
+                    raise
+                failure = error
+            finally:
+                await _aclose(items)
+            retry += 1
+            await self._pause_or_raise(failure, retry)
+
     async def aclose(self) -> None:
         close = getattr(self.inner, "aclose", None)
         if close is not None:

@@ -40,6 +40,7 @@ from modelport.routing._provider_source import (
     ProviderSource,
     ProviderSourceFactory,
 )
+from modelport.routing._relay import Relay, relay_compat
 from modelport.routing._route import ConnectionModels, Route
 from modelport.routing._route_cache import RouteCache
 from modelport.routing._settings import (
@@ -106,6 +107,8 @@ class Router:
         self.tokens = tokens if tokens is not None else TokenBroker(env=lambda: self.env)
         self._cache = RouteCache(self.tokens)
         self._seen_prices: dict[tuple[str, str], ModelPrices] = {}
+        self._relay_compats: dict[str | None, str | None] = {}
+        self._relay_stamp: tuple[object, ...] = ()
         #: Chooses among the deployments of model groups (``[aliases.<name>]`` tables).
         self.balancer = Balancer(self.config.redis_url)
         self._calls = CallCount()
@@ -476,6 +479,85 @@ class Router:
             return events
         prices = self.prices_for(route.connection, route.model)
         return track_events(self.ledger, route, events, prices=prices, attribution=attribution)
+
+    def relay_compat(self, address: str | None) -> str | None:
+        """The one compat every route of ``address``'s chain has, if it is a relayed one.
+
+        ``openai`` or ``anthropic`` where the address and each configured fallback
+        is a connection of that compat that sets no request defaults (see
+        :mod:`modelport.routing._relay`); ``None`` otherwise, and for anything
+        that does not resolve (the decode-encode path then says what is wrong).
+        """
+        # Remembered per config and set of registered providers: a new config (an admin
+        # edit) or a provider registered starts afresh. A call that could not be decided
+        # yet (a plugin not started) is remembered as not relayed, which is always safe.
+        stamp = (self.config, len(self._cache.registered), self.env.get("MODELPORT_MODEL"))
+        if self._relay_stamp != stamp:
+            self._relay_compats.clear()
+            self._relay_stamp = stamp
+        found = self._relay_compats.get(address, False)
+        if found is False:
+            found = self._relay_compats[address] = relay_compat(self, address)
+        return found
+
+    def relay(
+        self,
+        request: ChatRequest,
+        body: dict[str, Any],
+        make_relay: Callable[[], Relay],
+        *,
+        stream: bool,
+        headers: Mapping[str, str] | None = None,
+        api: str = "python",
+        request_id: str | None = None,
+        key_id: str | None = None,
+        on_answer: Callable[[str], object] | None = None,
+        on_retry: OnRetry | None = None,
+    ) -> AsyncIterator[Any]:
+        """The same-format passthrough of ``body`` (a client's own request body).
+
+        Routes, retries, fallbacks and the ledger as :meth:`stream` (``request`` is
+        the body parsed, for its address); each attempt sends ``body`` with the route's
+        bare model id and reads the answer through a fresh ``make_relay()``. Check
+        :meth:`relay_compat` first.
+        """
+        overrides: dict[str, Any] = {
+            "api_key": None,
+            "base_url": None,
+            "timeout": None,
+            "max_retries": None,
+            "headers": headers,
+        }
+        attribution = Attribution(api, request_id, key_id)
+        return stream_along(
+            self._routes_for(request, overrides, CallHold(self._calls)),
+            lambda route: self._relayed(route, body, make_relay, stream, attribution, on_retry),
+            on_answer,
+        )
+
+    def _relayed(
+        self,
+        route: Route,
+        body: dict[str, Any],
+        make_relay: Callable[[], Relay],
+        stream: bool,
+        attribution: Attribution,
+        on_retry: OnRetry | None,
+    ) -> AsyncIterator[StreamEvent]:
+        from modelport.providers._http import HttpProvider
+        from modelport.providers._relay import relay_items
+
+        provider = route.provider
+        if not isinstance(provider, HttpProvider):  # relay_compat admits only built-in ones
+            raise ModelportError(f"{route.address} cannot be relayed", connection=route.connection)
+        sent = {**body, "model": route.model}
+        items = self._retrying(route.provider, route.settings, on_retry).retry_items(
+            lambda: relay_items(provider, sent, make_relay(), stream=stream)
+        )
+        if self.ledger is None:
+            return items
+        prices = self.prices_for(route.connection, route.model)
+        return track_events(self.ledger, route, items, prices=prices, attribution=attribution)
 
     async def complete(
         self,

@@ -30,6 +30,7 @@ from starlette.types import Scope
 
 from modelport.aggregate import response_events
 from modelport.errors import ModelportError
+from modelport.events import UsageEvent
 from modelport.server._anthropic_betas import beta_flags, forwarded_headers
 from modelport.server._cached_answer import (
     Answered,
@@ -45,6 +46,15 @@ from modelport.server._errors import (
     scrub_secrets,
 )
 from modelport.server._governed import GovernedCall, admit_chat
+from modelport.server._passthrough import (
+    RELAY_KEEPALIVE,
+    RelayEncoder,
+    clamp,
+    collect,
+    passthrough_mode,
+    relay_body,
+    relay_factory,
+)
 from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
 from modelport.types import ChatRequest, ChatResponse, Usage
 from modelport.wire._json import decode_request
@@ -100,6 +110,8 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
     stream_encoder = surface.stream_encoder
     make_exchange = surface.exchange
     getrandbits = random.getrandbits
+    # The same-format passthrough (see modelport.server._passthrough), for the chat APIs.
+    relays = "off" if make_exchange is not None else passthrough_mode()
 
     async def chat_handler(request: Request) -> Response:
         started = time.perf_counter()
@@ -120,6 +132,11 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
         # The id the client sees, streamed or not, is the one the ledger records.
         # Random bits, as uuid4's hex but without its os.urandom call (~3 µs).
         request_id = id_template % getrandbits(id_bits)
+        relayed = (
+            relay_body(surface.api, payload, chat, request.app.state, relays)
+            if relays != "off"
+            else None
+        )
         encoder = None
         if payload.get("stream") is True:
             if exchange is not None:
@@ -134,6 +151,8 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
             started=started,
             request_id=request_id,
             encode=exchange.encode_response if exchange is not None else None,
+            relayed=relayed,
+            payload=payload,
         )
 
     return chat_handler
@@ -178,13 +197,16 @@ async def answer_chat(
     started: float,
     request_id: str,
     encode: Callable[[ChatResponse], bytes] | None = None,
+    relayed: dict[str, Any] | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> Response:
     """Run ``chat`` through the router: a stream when ``encoder`` is given, else one JSON body.
 
     ``surface.api`` (``openai``/``anthropic``/``responses``) and ``request_id``
     (the id the client sees in the answer) are what the ledger records the
     call under. ``encode`` writes the JSON body (default: the wire module's
-    ``encode_response``).
+    ``encode_response``). ``relayed`` is the body to send on the same-format
+    passthrough (:mod:`modelport.server._passthrough`), ``payload`` the client's.
     """
     wire = surface.wire
     state = request.app.state
@@ -208,7 +230,10 @@ async def answer_chat(
     key = scope_state.get("vkey")
     if key is not None:  # the guard found a virtual key: budgets and limits apply
         try:
-            chat, governed = await admit_chat(state, key, chat)
+            admitted, governed = await admit_chat(state, key, chat)
+            if relayed is not None and admitted.max_tokens != chat.max_tokens:
+                clamp(surface.api, relayed, admitted.max_tokens)
+            chat = admitted
         except Exception as exc:
             failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
             scrub(failure)
@@ -230,6 +255,42 @@ async def answer_chat(
             )
         lookup = "miss"
     answered = Answered()
+    relayed_answer = None
+    # A cached model records canonical events: its calls take the decode-encode path.
+    if relayed is not None and cache_key is None:
+        assert payload is not None
+        make_relay = relay_factory(surface.api, chat, request_id, payload)
+        try:
+            items = state.router.relay(
+                chat,
+                relayed,
+                make_relay,
+                stream=encoder is not None,
+                on_answer=answered.set,
+                **options,
+            )
+        except Exception as exc:
+            failure = exc if isinstance(exc, ModelportError) else internal_error(exc)
+            scrub(failure)
+            outcome.finished(None, failure)
+            if governed is not None:
+                governed.done(None, "failed")
+            return json_error(wire, failure)
+        if governed is not None:
+            items = governed.watch(items)
+        if encoder is not None:
+            return EventStreamResponse(
+                items,
+                RelayEncoder(encoder.error),
+                error_response=wire.encode_error,
+                keepalive=RELAY_KEEPALIVE,
+                keepalive_interval=state.keepalive_interval,
+                outcome=outcome,
+                scrub=scrub,
+                drain=state.drain,
+                headers=lambda: answer_headers(answered.address, lookup),
+            )
+        relayed_answer = collect(items)
     if encoder is not None:
         try:
             events = state.router.stream(chat, on_answer=answered.set, **options)
@@ -261,10 +322,16 @@ async def answer_chat(
     watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, task, left))
     drain = state.drain
     call = drain.enter()
+    usage: Usage | UsageEvent | None
+    response: ChatResponse | None = None
     try:
-        response: ChatResponse = await state.router.complete(chat, **options)
-        answer = msgspec.structs.replace(response, model=address, id=request_id)
-        body = (encode or wire.encode_response)(answer)
+        if relayed_answer is not None:
+            body, usage = await relayed_answer
+        else:
+            response = await state.router.complete(chat, **options)
+            answer = msgspec.structs.replace(response, model=address, id=request_id)
+            body = (encode or wire.encode_response)(answer)
+            usage = response.usage
     except asyncio.CancelledError:
         if governed is not None:
             governed.done(None, "broken")  # the upstream may have generated before we left
@@ -288,12 +355,13 @@ async def answer_chat(
         watcher.cancel()
         drain.leave(call)
     if governed is not None:
-        governed.done(response.usage, "ok")
-    outcome.finished(response.usage, None)
-    if cache_key is not None:
+        governed.done(usage, "ok")
+    outcome.finished(usage, None)  # type: ignore[arg-type]
+    if cache_key is not None and response is not None:
         cache.remember(cache_key, response.model, response_events(response))  # type: ignore[union-attr]
     reply = Response(body, media_type="application/json")
-    reply.raw_headers += answer_headers(response.model, lookup)
+    answering = response.model if response is not None else answered.address
+    reply.raw_headers += answer_headers(answering, lookup)
     return reply
 
 
