@@ -21,14 +21,20 @@ production server has, before a byte reaches the app and without a key:
   sending its head), else it is closed at once.
 
 The checks cost a length comparison per read: one watchdog timer per busy
-connection is re-armed only when it fires, never per request.
+connection is re-armed only when it fires, never per request. Before a timeout
+is called, the socket is asked whether the client's bytes are waiting unread: a
+busy loop runs every due timer before it reads (hundreds of refusals in one
+pass), and its own slowness is not the client's silence.
 :func:`raise_open_file_limit` lifts the soft ``RLIMIT_NOFILE`` to the hard limit.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import resource
+import struct
+import termios
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,6 +52,8 @@ logger = logging.getLogger("modelport.server")
 _OWN_DESCRIPTORS = 64
 #: The soft limit asked for when the hard one is unlimited.
 _UNLIMITED = 1 << 20
+#: Seconds to wait for the loop to read a timed-out client's waiting bytes (one turn).
+_READ_WAITING = 0.001
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +130,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._since = 0.0  # when the head began, or the body's last read
         self._head_bytes = 0
         self._watchdog: Any = None
+        self._head_grace = True  # one look at unread bytes per head (its limit is not silence)
 
     # --- connections --------------------------------------------------------------
 
@@ -203,6 +212,7 @@ class GatewayProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._phase = _HEAD
         self._since = self.loop.time()
+        self._head_grace = True
         if self._watchdog is None:  # usually still armed from an earlier request
             self._watchdog = self.loop.call_later(self.limits.head_timeout, self._check)
 
@@ -251,7 +261,24 @@ class GatewayProtocol(HttpToolsProtocol):
         if left > 0:
             self._arm(left)
             return
+        if (self._phase == _BODY or self._head_grace) and self._unread_bytes() > 0:
+            # The client did send: its bytes wait for this loop, busy running due timers
+            # before its next read. Judge after that read (a body's bytes reset its clock).
+            self._head_grace = False
+            self._arm(_READ_WAITING)
+            return
         self._refuse(408, f"The client took longer than {limit:g} s to send {what}")
+
+    def _unread_bytes(self) -> int:
+        """Bytes the client sent that wait in the socket unread (0 when that is unknown)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return 0
+        try:
+            waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int(struct.unpack("i", waiting)[0])
 
     # --- refusing -------------------------------------------------------------------------
 
