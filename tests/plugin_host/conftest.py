@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -69,6 +71,15 @@ def write_garbage_plugins(parent: Path) -> None:
 
 def scripted(mode: str, provider: str = "scripted") -> list[str]:
     return [sys.executable, str(SCRIPTED), mode, provider]
+
+
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``check`` holds: a plugin's exit, its stderr, reach the host a moment
+    after the call that caused them, later still on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
 
 
 class FakeRegistry:

@@ -15,7 +15,7 @@ from modelport.aggregate import aaggregate
 from modelport.errors import ConfigError, PluginError, RateLimitError
 from modelport.events import FinishEvent, TextEvent
 from modelport.types import ChatRequest, Message
-from tests.plugin_host.conftest import FakeRegistry, HostFactory, scripted, write_plugin
+from tests.plugin_host.conftest import FakeRegistry, HostFactory, scripted, until, write_plugin
 
 
 def _request(model: str = "m1") -> ChatRequest:
@@ -66,7 +66,8 @@ async def test_a_crash_mid_stream_fails_only_that_plugin(
     assert "exit code 5" in str(caught.value)
     # The plugin's log stays out of errors that reach API clients ...
     assert "dying mid-stream" not in str(caught.value)
-    await asyncio.sleep(0.05)
+    await until(lambda: host.describe("bad")["state"] == "crashed")
+    await until(lambda: "dying mid-stream" in host.describe("bad", stderr=True)["stderr"])
     info = host.describe("bad", stderr=True)
     assert info["state"] == "crashed" and info["exit_code"] == 5
     assert "dying mid-stream" not in info["error"]
@@ -83,9 +84,10 @@ async def test_a_hanging_plugin_times_out_and_gets_a_cancel(
     host = await _started(make_host, home, "hang", request_timeout=0.3)
     with pytest.raises(PluginError, match="did not answer provider.stream within 0.3 s"):
         [e async for e in host.providers["scripted"].stream(_request())]
-    await asyncio.sleep(0.2)
-    assert any(
-        line.startswith("cancelled req-") for line in host.describe("p", stderr=True)["stderr"]
+    await until(
+        lambda: any(
+            line.startswith("cancelled req-") for line in host.describe("p", stderr=True)["stderr"]
+        )
     )
     assert host.describe("p")["state"] == "running"  # a slow plugin is not a dead one
 
@@ -98,8 +100,7 @@ async def test_garbage_on_stdout_is_a_plugin_error_naming_the_plugin(
         [e async for e in host.providers["scripted"].stream(_request())]
     assert caught.value.plugin == "p"
     assert "not the protocol" in str(caught.value) and "this is not json" in str(caught.value)
-    await asyncio.sleep(0.1)
-    assert host.describe("p")["state"] == "crashed"
+    await until(lambda: host.describe("p")["state"] == "crashed")
 
 
 async def test_registering_twice_is_refused_and_reported(
@@ -167,12 +168,11 @@ async def test_a_cancelled_caller_sends_cancel_request(make_host: HostFactory, h
     stream = host.providers["scripted"].stream(_request())
     assert await anext(stream) == TextEvent(text="Hel")
     await stream.aclose()  # the caller went away
-    for _ in range(50):
-        await asyncio.sleep(0.02)
-        if any(line.startswith("cancelled") for line in host.describe("p", stderr=True)["stderr"]):
-            break
-    else:
-        raise AssertionError("the plugin never saw $/cancelRequest")
+    await until(
+        lambda: any(
+            line.startswith("cancelled") for line in host.describe("p", stderr=True)["stderr"]
+        )
+    )  # else the plugin never saw $/cancelRequest
 
 
 async def test_a_crashed_startup_plugin_restarts_with_backoff_then_gives_up(
@@ -309,12 +309,11 @@ async def test_a_cancelled_task_sends_cancel_request(make_host: HostFactory, hom
     task.cancel()  # a gateway client disconnecting looks like this
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(50):
-        await asyncio.sleep(0.02)
-        if any(line.startswith("cancelled") for line in host.describe("p", stderr=True)["stderr"]):
-            break
-    else:
-        raise AssertionError("the plugin never saw $/cancelRequest")
+    await until(
+        lambda: any(
+            line.startswith("cancelled") for line in host.describe("p", stderr=True)["stderr"]
+        )
+    )  # else the plugin never saw $/cancelRequest
     assert host.describe("p")["state"] == "running"
 
 
@@ -367,8 +366,7 @@ async def test_a_node_plugin_streams_crashes_and_prints_garbage(
     await host.start("node-crash_mid_stream")
     with pytest.raises(PluginError, match="exit code 5"):
         [e async for e in host.providers["node-scripted"].stream(_request())]
-    await asyncio.sleep(0.05)
-    assert host.describe("node-crash_mid_stream")["state"] == "crashed"
+    await until(lambda: host.describe("node-crash_mid_stream")["state"] == "crashed")
 
     await host.start("node-garbage")
     with pytest.raises(PluginError, match="not the protocol.*<html>") as caught:

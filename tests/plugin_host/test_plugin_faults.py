@@ -23,7 +23,7 @@ from modelport.plugin_host.host import PluginHost
 from modelport.routing import Router
 from modelport.server.app import create_app
 from modelport.types import ChatRequest, Message
-from tests.plugin_host.conftest import HostFactory, scripted, write_plugin
+from tests.plugin_host.conftest import HostFactory, scripted, until, write_plugin
 from tests.server.conftest import GatewayFactory
 
 FAULTY = Path(__file__).with_name("_faulty_plugin.py")
@@ -78,7 +78,8 @@ async def test_a_100_mb_line_on_stdout_costs_a_bounded_buffer_and_stops_only_tha
     growth = _peak_growth(baseline)
     # The line is 100 MB; the reader holds at most twice its 16 MiB limit before it gives up.
     assert growth < 60, f"peak RSS grew {growth:.0f} MB"
-    await asyncio.sleep(0.2)
+    # The host learns of the kill when the child's exit is reaped, a moment later.
+    await until(lambda: host.describe("bad")["state"] == "crashed")
     info = host.describe("bad", stderr=True)
     assert info["state"] == "crashed" and info["pid"] is None
     assert "wrote a line longer than" in info["error"]
