@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -81,14 +82,18 @@ async def test_a_confidential_client_authenticates_with_the_secret_from_its_vari
 
 async def test_a_callback_with_the_wrong_state_is_refused(oauth_server: OAuthTestServer) -> None:
     pages: list[httpx.Response] = []
+    visits: list[threading.Thread] = []
 
     def forged_callback(url: str) -> None:
         redirect = parse_qs(urlsplit(url).query)["redirect_uri"][0]
 
         def visit() -> None:
-            pages.append(httpx.get(f"{redirect}?code=stolen&state=not-this-login", trust_env=False))
+            got = httpx.get(f"{redirect}?code=stolen&state=not-this-login", trust_env=False)
+            time.sleep(0.3)  # PROBE: a slow visitor thread
+            pages.append(got)
 
-        threading.Thread(target=visit, daemon=True).start()
+        visits.append(threading.Thread(target=visit, daemon=True))
+        visits[-1].start()
 
     with pytest.raises(AuthError, match="state that does not match") as caught:
         await login(
@@ -98,7 +103,8 @@ async def test_a_callback_with_the_wrong_state_is_refused(oauth_server: OAuthTes
             open_browser=forged_callback,
         )
     assert "modelport login corp" in caught.value.message
-    await asyncio.sleep(0.05)
+    # The page was sent before login() raised; the visitor thread reads it in its own time.
+    await asyncio.to_thread(visits[0].join, 10)
     assert pages[0].status_code == 400 and "sign-in failed" in pages[0].text
     assert oauth_server.state.token_requests == []  # the code was never exchanged
     assert load_tokens("corp") is None
