@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from modelport._resp import RedisConnection, parse_redis_url
 from modelport.testing import FakeUpstream, Reply
 
 REDIS_URL = os.environ.get("MODELPORT_TEST_REDIS_URL")
@@ -118,6 +119,18 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             upstream.stop()
 
 
+async def _wait_for_key(key: str, timeout: float = 10.0) -> None:
+    assert REDIS_URL is not None
+    redis = RedisConnection(parse_redis_url(REDIS_URL))
+    try:
+        deadline = time.monotonic() + timeout
+        while not await redis.call("EXISTS", key):
+            assert time.monotonic() < deadline, f"{key} never appeared in Redis"
+            await asyncio.sleep(0.01)
+    finally:
+        await redis.aclose()
+
+
 async def _spread(urls: list[str], count: int, *, stream: bool = False) -> list[httpx.Response]:
     """``count`` requests at once, spread round-robin over the instances."""
     async with httpx.AsyncClient(timeout=30) as client:
@@ -169,7 +182,9 @@ def test_a_failing_deployment_sits_out_on_every_instance_then_returns(fleet: Fle
             break
     assert len(broken.requests) == 1
     cooled_at = time.monotonic()
-    time.sleep(0.1)  # the cooldown is written to Redis in the background
+    # The cooldown is written to Redis in the background; the other instances see it
+    # once it is there (a loaded machine may take longer than any fixed pause).
+    asyncio.run(_wait_for_key(f"modelport:lb:cool:{names[1]}/m"))
     answers = asyncio.run(_spread(fleet.urls, 30))
     assert time.monotonic() - cooled_at < COOLDOWN, "too slow to test within the cooldown"
     assert [a.status_code for a in answers] == [200] * 30
