@@ -16,7 +16,7 @@ USER = [{"role": "user", "content": "hi"}]
 
 
 def _tasks(gateway: Gateway) -> float:
-    return scrape_metrics(gateway)["modelport_gateway_asyncio_tasks"]
+    return scrape_metrics(gateway, at_rest=False)["modelport_gateway_asyncio_tasks"]
 
 
 def test_the_task_gauge_counts_streams_in_flight_and_falls_back_at_rest(
