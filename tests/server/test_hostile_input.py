@@ -25,6 +25,9 @@ from tests.server.conftest import Gateway
 USER = [{"role": "user", "content": "hi"}]
 JSON = {"content-type": "application/json"}
 OPENAI_ANSWER = "openai/chat-completion-cached-tokens.json"
+#: For calls that move megabytes through the test's own gateway and upstream: ~1 s each
+#: at load 8 on 2 cores, and one took past httpx's default 5 s in a random-order run.
+MEGABYTES_TIMEOUT = 60
 
 
 def _raw_request(gateway: Gateway, head: bytes) -> bytes:
@@ -141,7 +144,7 @@ def test_a_huge_model_name_is_refused_without_an_echo(
     name = "oai/" + "x" * 5_000_000
     for path in ("/v1/chat/completions", "/v1/messages"):
         body = {"model": name, "max_tokens": 5, "messages": USER}
-        response = httpx.post(f"{gateway.url}{path}", json=body)
+        response = httpx.post(f"{gateway.url}{path}", json=body, timeout=MEGABYTES_TIMEOUT)
         assert response.status_code == 400
         assert len(response.content) < 1_000
     lines = _written_lines(stream, 2)
@@ -165,7 +168,7 @@ def test_an_upstream_error_echoing_a_huge_name_stays_small_everywhere(
     for model, path in (("oai/m", "/v1/chat/completions"), ("ant/m", "/v1/messages")):
         for stream in (False, True):
             body = {"model": model, "max_tokens": 5, "messages": USER, "stream": stream}
-            response = httpx.post(f"{gateway.url}{path}", json=body)
+            response = httpx.post(f"{gateway.url}{path}", json=body, timeout=MEGABYTES_TIMEOUT)
             assert response.status_code >= 400 or stream
             assert len(response.content) < 10_000, (path, stream, len(response.content))
     assert len(httpx.get(f"{gateway.url}/health").content) < 4_000
