@@ -317,6 +317,9 @@ class _Terminal:
             stdout=slave,
             stderr=slave,
             env={**os.environ, "TERM": "dumb", "NO_COLOR": "1"},
+            # Ctrl-C as a user's terminal has it: a runner that started the tests in the
+            # background (`nohup`, `cmd &`) left SIGINT ignored, and children inherit that.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         os.close(slave)
         self.output = ""
