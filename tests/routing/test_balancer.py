@@ -185,7 +185,9 @@ async def test_a_finished_or_failed_call_leaves_nothing_in_flight() -> None:
 async def test_lowest_latency_prefers_the_deployment_that_answers_first() -> None:
     body = Reply.fixture("openai/chat-stream-text-include-usage.sse").body
     with FakeUpstream() as slow, FakeUpstream() as fast:
-        slow.route("POST", "/v1/chat/completions", Reply(body=body, delay=0.15, chunks=[64]))
+        # Far apart: one fast call that a loaded machine stalls for a few tenths of a second
+        # must not lift the fast one's average past the slow one's (0.15 s once was not).
+        slow.route("POST", "/v1/chat/completions", Reply(body=body, delay=0.6, chunks=[64]))
         fast.route("POST", "/v1/chat/completions", Reply(body=body, chunks=[64]))
         config = parse_config(
             f"""
@@ -214,7 +216,7 @@ deployments = ["slow/m", "fast/m"]
         # Each is measured once (never-measured deployments go first), then the fast one wins.
         assert len(slow.requests) == 1 + 1
         assert len(fast.requests) == 1 + 11
-        assert router.balancer.latency["slow/m"] > 0.1 > router.balancer.latency["fast/m"]
+        assert router.balancer.latency["slow/m"] > 0.5 > router.balancer.latency["fast/m"]
 
 
 def test_a_stale_latency_figure_is_measured_again() -> None:
