@@ -251,6 +251,27 @@ def served(home: Path) -> Iterator[Served]:
         stop_serve(gateway)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed browser test's report shows a screenshot's path, the page's errors and
+    the gateway's log: a failure seen once on a loaded CI machine is otherwise hard to
+    explain."""
+    report = yield
+    fixtures = getattr(item, "funcargs", {})
+    if report.when == "call" and report.failed and "page" in fixtures:
+        page, lines = fixtures["page"], []
+        try:
+            path = screenshot(page, "failed-" + item.name.replace("/", "_"))
+            lines.append(f"screenshot: {path}; page at {page.url}")
+        except Exception as exc:  # the page may have gone with the failure
+            lines.append(f"no screenshot: {exc}")
+        lines.append(f"page errors: {page.errors}")
+        if isinstance(served := fixtures.get("served"), Served):
+            lines.append("serve log (tail):\n" + served.output()[-4000:])
+        report.sections.append(("browser", "\n".join(lines)))
+    return report
+
+
 @pytest.fixture
 def page(browser: Any, served: Served) -> Iterator[Any]:
     # The CSP is bypassed: what the tests check (text stays text, nothing is fetched
