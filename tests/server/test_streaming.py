@@ -216,7 +216,7 @@ def test_graceful_shutdown_lets_a_stream_finish(gateway: Gateway, upstream: Fake
     assert not gateway.thread.is_alive()
 
 
-def _wait_for(condition: object, timeout: float = 3.0) -> None:
+def _wait_for(condition: object, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
         if time.monotonic() > deadline:
