@@ -45,8 +45,10 @@ def test_each_event_is_forwarded_as_it_arrives(gateway: Gateway, upstream: FakeU
     ):
         ChatCompletionChunk.model_validate(chunk.model_dump())
         arrivals.append(time.monotonic() - started)
-    # The first chunk arrives long before the upstream is done (~20 × 50 ms).
-    assert arrivals[0] < arrivals[-1] / 3
+    # Forwarded as they come, not gathered: they arrive over about the time the upstream
+    # took to write them (21 pauses of 50 ms), however long the call took to begin (on a
+    # loaded machine 0.9 s, which failed "the first before a third of the whole").
+    assert arrivals[-1] - arrivals[0] > 0.5, arrivals
     assert len({round(t, 2) for t in arrivals}) > 5
 
 
