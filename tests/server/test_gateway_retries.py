@@ -7,6 +7,7 @@ these gateways keep a ledger.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -163,15 +164,17 @@ def test_a_client_that_leaves_is_recorded_as_cancelled(
         OPENAI_STREAM, chunks=[400] * 30, chunk_delay=0.1, delay=0 if stream else 0.5
     )
     upstream.route("POST", "/v1/chat/completions", slow)
-    sock = _send(gateway, {"model": "oair/gpt-4o", "messages": USER, "stream": stream})
-    if stream:
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")  # the stream is under way
-    else:
-        deadline = time.monotonic() + 5
-        while not upstream.requests:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    sock.close()
+    # Closed on a failure too: a socket left to the garbage collector fails a later test.
+    with contextlib.closing(
+        _send(gateway, {"model": "oair/gpt-4o", "messages": USER, "stream": stream})
+    ) as sock:
+        if stream:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")  # the stream is under way
+        else:
+            deadline = time.monotonic() + 5
+            while not upstream.requests:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
     assert upstream.requests[0].closed.wait(timeout=5), "the upstream call was not cancelled"
     (record,) = _recorded(ledger, 1)
     assert (record.connection, record.model, record.api) == ("oair", "gpt-4o", "openai")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import openai
@@ -52,8 +53,19 @@ def test_each_event_is_forwarded_as_it_arrives(gateway: Gateway, upstream: FakeU
     assert len({round(t, 2) for t in arrivals}) > 5
 
 
+OpenStream = Callable[[Gateway, dict[str, object]], socket.socket]
+
+
+@pytest.fixture
+def open_stream() -> Iterator[OpenStream]:
+    """``open_stream(gateway, body)``: the request sent over a raw socket (so the test
+    controls the close); whatever a failed test left open is closed after it, before a
+    later test's garbage collection could fail that test on the leak."""
+    with contextlib.ExitStack() as sockets:
+        yield lambda gateway, body: sockets.enter_context(_open_stream(gateway, body))
+
+
 def _open_stream(gateway: Gateway, body: dict[str, object]) -> socket.socket:
-    """Send a streaming request over a raw socket (so the test controls the close)."""
     import json
 
     payload = json.dumps(body).encode()
@@ -68,10 +80,10 @@ def _open_stream(gateway: Gateway, body: dict[str, object]) -> socket.socket:
 
 
 def test_client_disconnect_mid_stream_closes_the_upstream(
-    gateway: Gateway, upstream: FakeUpstream
+    gateway: Gateway, upstream: FakeUpstream, open_stream: OpenStream
 ) -> None:
     upstream.route("POST", "/v1/chat/completions", _slow_reply(0.5))
-    sock = _open_stream(gateway, STREAM_BODY)
+    sock = open_stream(gateway, STREAM_BODY)
     received = sock.recv(65536)
     assert b"200 OK" in received
     while b"data: " not in received:
@@ -86,10 +98,10 @@ def test_client_disconnect_mid_stream_closes_the_upstream(
 
 
 def test_client_disconnect_before_the_first_token_closes_the_upstream(
-    gateway: Gateway, upstream: FakeUpstream
+    gateway: Gateway, upstream: FakeUpstream, open_stream: OpenStream
 ) -> None:
     upstream.route("POST", "/v1/chat/completions", Reply(hang=True))
-    sock = _open_stream(gateway, STREAM_BODY)
+    sock = open_stream(gateway, STREAM_BODY)
     _wait_for(lambda: len(upstream.requests) == 1)
     request = upstream.requests[-1]
     time.sleep(0.05)
@@ -98,10 +110,10 @@ def test_client_disconnect_before_the_first_token_closes_the_upstream(
 
 
 def test_client_disconnect_cancels_a_non_streaming_call(
-    gateway: Gateway, upstream: FakeUpstream
+    gateway: Gateway, upstream: FakeUpstream, open_stream: OpenStream
 ) -> None:
     upstream.route("POST", "/v1/chat/completions", _slow_reply(0.5))
-    sock = _open_stream(gateway, {**STREAM_BODY, "stream": False})
+    sock = open_stream(gateway, {**STREAM_BODY, "stream": False})
     _wait_for(lambda: len(upstream.requests) == 1)
     request = upstream.requests[-1]
     time.sleep(0.1)
