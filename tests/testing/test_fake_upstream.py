@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 
 import httpx
@@ -352,6 +354,22 @@ def test_a_stopped_upstream_can_start_again() -> None:
         with server, httpx.Client() as client:
             assert client.get(f"{server.url}/a").content == b"ok"
     assert len(server.requests) == 2
+
+
+def test_a_connection_that_arrives_as_it_stops_is_closed_not_leaked() -> None:
+    # Accepted in the stop's own turn, its setup used to find the server closed: asyncio
+    # dropped it with its socket open, and the ResourceWarning at the next garbage
+    # collection failed an unrelated test (a UI test, in a run under load). Unfixed, most
+    # of these rounds leaked.
+    for _ in range(30):
+        upstream = FakeUpstream().start()
+        with socket.create_connection(("127.0.0.1", upstream.port)):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                upstream.stop()
+                gc.collect()
+        leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+        assert leaks == []
 
 
 def test_the_split_modules_keep_their_import_paths() -> None:

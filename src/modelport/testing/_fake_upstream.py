@@ -30,6 +30,9 @@ _CONTENT_TYPES = {
 }
 # A request head larger than this is a broken client, not a test we want to serve.
 _MAX_HEAD = 1024 * 1024
+# Loop turns an accepted connection takes to reach connection_made (asyncio's accept
+# task makes the transport, which schedules connection_made), with one to spare.
+_SETUP_TURNS = 3
 
 
 def fixtures_dir() -> Path:
@@ -518,6 +521,15 @@ class FakeUpstream:
         try:
             await self._stopping
         finally:
+            # Stop accepting, but close the server only once the connections accepted as
+            # the stop came are set up (their transport next turn, connection_made the turn
+            # after): asyncio drops one whose setup finds the server closed, its socket
+            # left open for the garbage collector, a ResourceWarning that fails whichever
+            # test runs then.
+            for listening in server.sockets:
+                loop.remove_reader(listening.fileno())
+            for _ in range(_SETUP_TURNS):
+                await asyncio.sleep(0)
             server.close()
             tasks = []
             for connection in list(self._connections):
@@ -526,6 +538,8 @@ class FakeUpstream:
                 if connection._task is not None:
                     tasks.append(connection._task)
             await asyncio.gather(*tasks, return_exceptions=True)
+            while self._connections:  # each leaves in connection_lost, once its socket closed
+                await asyncio.sleep(0)
             await server.wait_closed()
 
 
