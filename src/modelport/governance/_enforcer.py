@@ -13,7 +13,9 @@ about that long). Per request the gateway asks it three things:
    what is left. A refusal raises (429 with ``retry-after``, 403, or 503 when
    the counters cannot be reached: the gate fails closed).
 3. :meth:`Governance.finish`: the hold is settled to the call's real cost and
-   tokens, in the background; until then a timer renews its lease.
+   tokens, in the background: the leases that end in one turn of the event loop
+   are settled together, in one step of the counter backend. Until then one
+   timer renews every live lease, all at once.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from modelport.governance._counters import (
     Plan,
     RateLine,
     Refused,
+    Settlement,
 )
 from modelport.governance._instances import HEARTBEAT_S, InstanceRegistry, conflict
 from modelport.governance._periods import period_bounds, period_label
@@ -98,6 +101,11 @@ class Governance:
         self.blocked: str | None = None
         self._plans: dict[tuple[str, str], tuple[Plan, float, int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Settlements of this loop turn, sent together at its end.
+        self._settling: list[Settlement] = []
+        #: Leases of calls still running (with budget holds to renew), by id.
+        self._live: dict[str, Lease] = {}
+        self._renewer: asyncio.TimerHandle | None = None
         self._poller: asyncio.Task[None] | None = None
         #: Settlements whose cost exceeded their hold (an upstream that ignored max_tokens).
         self.overruns = 0
@@ -319,8 +327,7 @@ class Governance:
         if lease.settled:
             return
         lease.settled = True
-        if lease.renewal is not None:
-            lease.renewal.cancel()
+        self._live.pop(lease.id, None)
         if outcome == "failed":
             cost, tokens = 0, 0
         elif outcome == "ok" and usage is not None:
@@ -340,41 +347,58 @@ class Governance:
                 )
         else:
             cost, tokens = lease.cost, lease.tokens
-        self._spawn(self._settle(lease, cost, tokens))
+        if not self._settling:
+            asyncio.get_running_loop().call_soon(self._send_settlements)
+        self._settling.append((lease, cost, tokens))
 
-    async def _settle(self, lease: Lease, cost: int, tokens: int) -> None:
+    def _send_settlements(self) -> None:
+        batch, self._settling = self._settling, []
+        if batch:
+            self._spawn(self._settle(batch))
+
+    async def _settle(self, batch: list[Settlement]) -> None:
         delay = 0.05
         deadline = time.monotonic() + self.hold_seconds
         while True:
             try:
-                await self.counters.settle(lease, cost, tokens)
+                await self.counters.settle_many(batch)
                 return
             except Exception:
                 if time.monotonic() > deadline:
-                    logger.error("settling a hold failed for %.0f s; giving up", self.hold_seconds)
+                    logger.error(
+                        "settling %d holds failed for %.0f s; giving up",
+                        len(batch),
+                        self.hold_seconds,
+                    )
                     return
-                logger.warning("settling a hold failed; retrying", exc_info=True)
+                logger.warning("settling %d holds failed; retrying", len(batch), exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
     def _renew_later(self, lease: Lease) -> None:
         if not lease.plan.budgets:
             return  # rate windows need no lease: they end with their minute
-        loop = asyncio.get_running_loop()
+        self._live[lease.id] = lease
+        if self._renewer is None:
+            self._renewer = asyncio.get_running_loop().call_later(
+                self.hold_seconds / 3, self._renew_live
+            )
 
-        def renew() -> None:
-            if lease.settled:
-                return
-            self._spawn(self._renew(lease))
-            lease.renewal = loop.call_later(self.hold_seconds / 3, renew)
+    def _renew_live(self) -> None:
+        """Renew every live lease (each at most a third of its term after its last renewal)."""
+        self._renewer = None
+        if not self._live:
+            return
+        self._spawn(self._renew(list(self._live.values())))
+        self._renewer = asyncio.get_running_loop().call_later(
+            self.hold_seconds / 3, self._renew_live
+        )
 
-        lease.renewal = loop.call_later(self.hold_seconds / 3, renew)
-
-    async def _renew(self, lease: Lease) -> None:
+    async def _renew(self, leases: list[Lease]) -> None:
         try:
-            await self.counters.renew(lease)
+            await self.counters.renew_many(leases)
         except Exception:
-            logger.warning("renewing a hold failed", exc_info=True)
+            logger.warning("renewing %d holds failed", len(leases), exc_info=True)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -383,6 +407,7 @@ class Governance:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for settlements in flight (tests, and shutting down)."""
+        self._send_settlements()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
 
@@ -392,6 +417,9 @@ class Governance:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
+        if self._renewer is not None:
+            self._renewer.cancel()
+            self._renewer = None
         await self.drain()
         await self.counters.aclose()
         if self.registry is not None:
