@@ -245,6 +245,8 @@ def test_admin_routes_issue_list_rotate_and_revoke_with_an_audit_trail(
         listed = admin.get("/admin/keys").json()["keys"]
         assert [k["id"] for k in listed] == [key_id]
         assert secret not in json.dumps(listed)
+        # Every key shows what it spent this month, budget or not (the UI test spends some).
+        assert listed[0]["spent"]["cost"] == 0 and listed[0]["spent"]["tokens"] == 0
         gateway.openai(api_key=secret).chat.completions.create(
             model="oai/gpt-test", messages=[{"role": "user", "content": "a"}]
         )

@@ -24,7 +24,15 @@ from modelport.config import ensure_private_dir
 from modelport.errors import ConfigError
 from modelport.ledger._writer import StoreUnavailable
 
-__all__ = ["SQLStore", "calls", "ensure_table", "make_engine", "normalize_url", "spend_of_keys"]
+__all__ = [
+    "SQLStore",
+    "calls",
+    "ensure_table",
+    "make_engine",
+    "normalize_url",
+    "spend_by_key",
+    "spend_of_keys",
+]
 
 logger = logging.getLogger("modelport.ledger")
 
@@ -254,6 +262,29 @@ def spend_of_keys(
         query = query.where(calls.c.connection == connection, calls.c.model == model)
     cost, tokens = conn.execute(query).one()
     return float(cost), int(tokens)
+
+
+def spend_by_key(
+    conn: Connection, *, since: datetime | None, until: datetime | None
+) -> dict[str, tuple[float, int]]:
+    """Each virtual key's cost (US dollars; unknown costs count 0) and tokens in ``[since, until)``.
+
+    Keys without a call in the period are absent.
+    """
+    query = (
+        sa.select(
+            calls.c.key_id,
+            sa.func.coalesce(sa.func.sum(calls.c.cost), 0.0),
+            sa.func.coalesce(sa.func.sum(calls.c.input_tokens + calls.c.output_tokens), 0),
+        )
+        .where(calls.c.key_id.is_not(None))
+        .group_by(calls.c.key_id)
+    )
+    if since is not None:
+        query = query.where(calls.c.started_at >= since)
+    if until is not None:
+        query = query.where(calls.c.started_at < until)
+    return {key: (float(cost), int(tokens)) for key, cost, tokens in conn.execute(query)}
 
 
 def _group_key(by: Literal["model", "connection"]) -> sa.ColumnElement[str]:
