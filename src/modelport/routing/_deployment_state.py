@@ -350,9 +350,13 @@ class RedisState:
                 exc,
             )
 
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Wait for the counts and failures sent in the background (tests, shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
     async def aclose(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2.0)
+        await self.drain()
         await self._redis.aclose()
