@@ -24,6 +24,7 @@ import collections
 import hashlib
 import ssl
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -31,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from modelport.errors import ConfigError
 
 __all__ = [
+    "BackgroundCommands",
     "RedisAddress",
     "RedisConnection",
     "ReplyError",
@@ -280,3 +282,35 @@ class Script:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         return await redis.call("EVAL", self.source, len(keys), *keys, *args)
+
+
+class BackgroundCommands:
+    """Commands sent without awaiting their replies (a call's last event must not wait
+    for Redis): each runs as a task, kept until it ends, and one that fails is handed
+    to ``on_error``, which says Redis is unreachable as its owner sees fit."""
+
+    __slots__ = ("_on_error", "_tasks")
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self._on_error = on_error
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                self._on_error(exc)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Wait for the commands still on their way (tests, shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
