@@ -24,7 +24,7 @@ import collections
 import hashlib
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -275,7 +275,9 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, redis: RedisConnection, keys: list[str], args: list[Any]) -> Any:
+    async def __call__(
+        self, redis: RedisConnection, keys: Sequence[str | bytes], args: Sequence[Any]
+    ) -> Any:
         try:
             return await redis.call("EVALSHA", self.sha, len(keys), *keys, *args)
         except ReplyError as exc:

@@ -41,6 +41,7 @@ from modelport.governance._catalog import Catalog, Snapshot
 from modelport.governance._counters import (
     BudgetLine,
     CounterBackend,
+    Granted,
     Lease,
     Plan,
     RateLine,
@@ -65,9 +66,11 @@ __all__ = ["CountersUnavailable", "Governance"]
 logger = logging.getLogger("modelport.governance")
 
 
-#: How long a settlement waits for others to go with it (seconds). A hold released a
-#: few milliseconds late only refuses what it would have refused a moment earlier,
-#: and one step for the settlements of a few milliseconds costs a fraction of one each.
+#: How long a settlement waits for others to go with it (seconds): one step for the
+#: settlements of a few milliseconds costs a fraction of one step each. A call this
+#: instance would refuse while settlements wait gets them sent first and is looked at
+#: again, so their holds never refuse room that is free here; another instance sees
+#: them released a few milliseconds later.
 SETTLE_DELAY = 0.005
 
 
@@ -109,10 +112,15 @@ class Governance:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Settlements waiting to be sent together (:data:`SETTLE_DELAY`).
         self._settling: list[Settlement] = []
+        #: Settlements on their way to the counters.
+        self._settle_tasks: set[asyncio.Task[None]] = set()
         #: Leases of calls still running (with budget holds to renew), by id.
         self._live: dict[str, Lease] = {}
         self._renewer: asyncio.TimerHandle | None = None
         self._poller: asyncio.Task[None] | None = None
+        #: What the gateway works out once per config for this gate (addresses asked,
+        #: prices held at); the server fills it, and drops it when its config changes.
+        self.memo: Any = None
         #: Settlements whose cost exceeded their hold (an upstream that ignored max_tokens).
         self.overruns = 0
 
@@ -305,19 +313,27 @@ class Governance:
         if self.blocked is not None:
             raise UpstreamError(self.blocked, status=503)
         lease_id = secrets.token_hex(8)
+        result = await self._reserve(plan, charge, lease_id)
+        if isinstance(result, Refused) and result.kind != "rpm" and self._settlements_pending:
+            # The holds of calls that ended here may be what stands in the way: settle
+            # them now and look again, rather than refuse room that is free.
+            await self._settled()
+            result = await self._reserve(plan, charge, lease_id)
+        if isinstance(result, Refused):
+            raise _refusal(result)
+        lease = result.lease
+        self._renew_later(lease)
+        return lease
+
+    async def _reserve(self, plan: Plan, charge: Charge, lease_id: str) -> Granted | Refused:
         try:
-            result = await self.counters.reserve(plan, charge, lease_id)
+            return await self.counters.reserve(plan, charge, lease_id)
         except CountersUnavailable as exc:
             raise UpstreamError(
                 f"The gateway cannot reach its budget and rate counters ({exc}); it refuses "
                 "model calls until they are back rather than let limits go unchecked.",
                 status=503,
             ) from None
-        if isinstance(result, Refused):
-            raise _refusal(result)
-        lease = result.lease
-        self._renew_later(lease)
-        return lease
 
     # --- 3. settle ------------------------------------------------------------------------
 
@@ -360,7 +376,19 @@ class Governance:
     def _send_settlements(self) -> None:
         batch, self._settling = self._settling, []
         if batch:
-            self._spawn(self._settle(batch))
+            task = asyncio.get_running_loop().create_task(self._settle(batch))
+            self._settle_tasks.add(task)
+            task.add_done_callback(self._settle_tasks.discard)
+
+    @property
+    def _settlements_pending(self) -> bool:
+        return bool(self._settling or self._settle_tasks)
+
+    async def _settled(self, timeout: float = 1.0) -> None:
+        """Send the settlements waiting, and wait (up to ``timeout``) for all on their way."""
+        self._send_settlements()
+        if self._settle_tasks:
+            await asyncio.wait(list(self._settle_tasks), timeout=timeout)
 
     async def _settle(self, batch: list[Settlement]) -> None:
         delay = 0.05
@@ -414,8 +442,9 @@ class Governance:
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for settlements in flight (tests, and shutting down)."""
         self._send_settlements()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+        tasks = self._tasks | self._settle_tasks
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     async def aclose(self) -> None:
         if self._poller is not None:

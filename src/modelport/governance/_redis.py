@@ -269,9 +269,9 @@ class RedisCounters:
         self._renew = Script(_RENEW)
         self._init = Script(_INIT)
         #: Per plan (by identity; the plan is kept so its id is not reused): keys, arguments.
-        self._plans: dict[int, tuple[Plan, list[str], list[int]]] = {}
+        self._plans: dict[int, tuple[Plan, list[bytes], list[bytes]]] = {}
 
-    async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+    async def _run(self, script: Script, keys: Sequence[str | bytes], args: list[Any]) -> Any:
         from modelport.governance._enforcer import CountersUnavailable
 
         try:
@@ -314,9 +314,9 @@ class RedisCounters:
             return Refused(kind.decode(), lines[index].label, None if wait < 0 else wait / 1000)
         raise AssertionError("a budget counter kept disappearing")  # pragma: no cover
 
-    def _prepared(self, plan: Plan) -> tuple[list[str], list[int]]:
-        """``plan``'s keys and its counters' arguments, worked out once per plan (the
-        gateway keeps a plan per key and model until the catalog or the period changes)."""
+    def _prepared(self, plan: Plan) -> tuple[list[bytes], list[bytes]]:
+        """``plan``'s keys and its counters' arguments, packed once per plan (the gateway
+        keeps a plan per key and model until the catalog or the period changes)."""
         found = self._plans.get(id(plan))
         if found is not None and found[0] is plan:
             return found[1], found[2]
@@ -333,10 +333,12 @@ class RedisCounters:
             ]
         for rate in plan.rates:
             counters += [_or_none(rate.rpm), _or_none(rate.tpm)]
+        # As bytes: the command packer then copies them instead of converting each call.
+        packed = ([key.encode() for key in keys], [str(n).encode() for n in counters])
         if len(self._plans) > 10_000:
             self._plans.clear()
-        self._plans[id(plan)] = (plan, keys, counters)
-        return keys, counters
+        self._plans[id(plan)] = (plan, *packed)
+        return packed
 
     async def _start_counter(self, line: Any) -> None:
         cost, tokens = await asyncio.to_thread(self._init_from, line)

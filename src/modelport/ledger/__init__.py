@@ -172,8 +172,8 @@ def compute_cost(usage: Usage, prices: ModelPrices | None) -> float | None:
     return total / 1_000_000
 
 
-def _first_known(*prices: float | None) -> float | None:
-    return next((p for p in prices if p is not None), None)
+def _first_known(price: float | None, fallback: float | None) -> float | None:
+    return fallback if price is None else price
 
 
 _MAX_ERROR = 500

@@ -92,18 +92,18 @@ class _Known:
         self.prices: dict[str, ModelPrices] = {}
 
 
-def _known(state: Any) -> _Known:
+def _known(state: Any, governance: Governance) -> _Known:
     """The gate's memory for the router's config, started afresh when the config changes."""
     config = state.router.config
-    known: _Known | None = getattr(state, "governed_known", None)
+    known: _Known | None = governance.memo
     if known is None or known.config is not config:
-        known = state.governed_known = _Known(config)
+        known = governance.memo = _Known(config)
     return known
 
 
-def _address(state: Any, requested: str) -> str:
+def _address(state: Any, governance: Governance, requested: str) -> str:
     """The address ``requested`` leads to, or the name of the model group it is."""
-    addresses = _known(state).addresses
+    addresses = _known(state, governance).addresses
     found = addresses.get(requested)
     if found is None:
         router = state.router
@@ -113,13 +113,13 @@ def _address(state: Any, requested: str) -> str:
     return found
 
 
-async def _prices(state: Any, address: str) -> ModelPrices | None:
+async def _prices(state: Any, governance: Governance, address: str) -> ModelPrices | None:
     """The prices a call to ``address`` is held at: the highest along its fallback chain.
 
     Kept per address while the router's config is the same object, when every link's
     prices come from that config (a plugin's, or those seen listed, may change).
     """
-    known = _known(state).prices
+    known = _known(state, governance).prices
     found = known.get(address)
     if found is not None:
         return found
@@ -184,12 +184,12 @@ async def admit_chat(
     limit; ``retry-after`` says when), 503 (the counters cannot be reached).
     """
     governance: Governance = state.governance
-    address = _address(state, chat.model)
+    address = _address(state, governance, chat.model)
     governance.check_model(key, chat.model, address)
     plan = governance.plan(key, address)
     if plan.empty:
         return chat, None
-    prices = await _prices(state, address)
+    prices = await _prices(state, governance, address)
     charge = governance.chat_charge(plan, chat, prices, address)
     lease = await governance.admit(plan, charge)
     if plan.bounds_output and chat.max_tokens != lease.max_output:
@@ -202,12 +202,12 @@ async def admit_embedding(
 ) -> GovernedCall | None:
     """As :func:`admit_chat`, for an embedding call (its input is all it costs)."""
     governance: Governance = state.governance
-    address = _address(state, request.model)
+    address = _address(state, governance, request.model)
     governance.check_model(key, request.model, address)
     plan = governance.plan(key, address)
     if plan.empty:
         return None
-    prices = await _prices(state, address)
+    prices = await _prices(state, governance, address)
     charge = governance.embedding_charge(plan, request, prices, address)
     lease = await governance.admit(plan, charge)
     return GovernedCall(governance, key.id, lease, prices)
