@@ -1,6 +1,7 @@
 """A lean Redis connection for the hot path: pipelined commands over one socket.
 
-Two calls a request (reserve, settle) must cost little. redis-py's asyncio
+A call a request (the team gateway's reservation; its settlement goes with
+others') must cost little. redis-py's asyncio
 client spends 180-260 µs of CPU a command here (its pool, locks and per-call
 machinery; measured with EVALSHA at 1 and 32 concurrent callers, hiredis
 installed); this connection spends 20-50 µs. It gathers the commands of one
