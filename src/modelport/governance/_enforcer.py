@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import itertools
 import logging
 import math
 import secrets
@@ -112,6 +114,10 @@ class Governance:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Settlements waiting to be sent together (:data:`SETTLE_DELAY`).
         self._settling: list[Settlement] = []
+        # Lease ids: this instance's random prefix and a count (unique across instances
+        # without a system call for randomness on every request).
+        self._lease_prefix = secrets.token_hex(6) + "-"
+        self._lease_numbers = itertools.count(1)
         #: Settlements on their way to the counters.
         self._settle_tasks: set[asyncio.Task[None]] = set()
         #: Leases of calls still running (with budget holds to renew), by id.
@@ -182,8 +188,6 @@ class Governance:
 
     def authenticate(self, presented: list[bytes]) -> VirtualKey | AuthError:
         """The virtual key among ``presented``, or why none will do."""
-        import hashlib
-
         by_digest = self.snapshot.by_digest
         for candidate in presented:
             key = by_digest.get(hashlib.sha256(candidate).digest())
@@ -312,7 +316,7 @@ class Governance:
         """Check and hold every counter of ``plan`` at once; raise when one has no room."""
         if self.blocked is not None:
             raise UpstreamError(self.blocked, status=503)
-        lease_id = secrets.token_hex(8)
+        lease_id = f"{self._lease_prefix}{next(self._lease_numbers):x}"
         result = await self._reserve(plan, charge, lease_id)
         if isinstance(result, Refused) and result.kind != "rpm" and self._settlements_pending:
             # The holds of calls that ended here may be what stands in the way: settle
