@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from modelport._resp import RedisConnection, parse_redis_url
+from modelport._resp import BackgroundCommands, RedisConnection, Unavailable, parse_redis_url
 from modelport.errors import ConfigError
 
 
@@ -69,3 +69,23 @@ def test_a_unix_socket_server_answers(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+async def test_background_commands_are_waited_for_and_their_failures_reported() -> None:
+    errors: list[BaseException] = []
+    background = BackgroundCommands(errors.append)
+    done: list[int] = []
+
+    async def works() -> None:
+        await asyncio.sleep(0.01)
+        done.append(1)
+
+    async def fails() -> None:
+        raise Unavailable("the connection to Redis was lost")
+
+    background.spawn(works())
+    background.spawn(fails())
+    assert len(background) == 2
+    await background.drain()
+    assert done == [1] and len(background) == 0
+    assert [str(e) for e in errors] == ["the connection to Redis was lost"]

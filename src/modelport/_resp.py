@@ -1,6 +1,7 @@
 """A lean Redis connection for the hot path: pipelined commands over one socket.
 
-Two calls a request (reserve, settle) must cost little. redis-py's asyncio
+A call a request (the team gateway's reservation; its settlement goes with
+others') must cost little. redis-py's asyncio
 client spends 180-260 µs of CPU a command here (its pool, locks and per-call
 machinery; measured with EVALSHA at 1 and 32 concurrent callers, hiredis
 installed); this connection spends 20-50 µs. It gathers the commands of one
@@ -24,6 +25,7 @@ import collections
 import hashlib
 import ssl
 import time
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -31,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from modelport.errors import ConfigError
 
 __all__ = [
+    "BackgroundCommands",
     "RedisAddress",
     "RedisConnection",
     "ReplyError",
@@ -273,10 +276,44 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, redis: RedisConnection, keys: list[str], args: list[Any]) -> Any:
+    async def __call__(
+        self, redis: RedisConnection, keys: Sequence[str | bytes], args: Sequence[Any]
+    ) -> Any:
         try:
             return await redis.call("EVALSHA", self.sha, len(keys), *keys, *args)
         except ReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         return await redis.call("EVAL", self.source, len(keys), *keys, *args)
+
+
+class BackgroundCommands:
+    """Commands sent without awaiting their replies (a call's last event must not wait
+    for Redis): each runs as a task, kept until it ends, and one that fails is handed
+    to ``on_error``, which says Redis is unreachable as its owner sees fit."""
+
+    __slots__ = ("_on_error", "_tasks")
+
+    def __init__(self, on_error: Callable[[BaseException], None]) -> None:
+        self._on_error = on_error
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                self._on_error(exc)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Wait for the commands still on their way (tests, shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)

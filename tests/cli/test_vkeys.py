@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -59,3 +60,24 @@ def test_mistakes_are_refused_with_a_reason(cli: RunCli) -> None:
     assert period.exit_code == 1 and "day, week, month, total" in period.stderr
     empty = cli("vkeys", "limit", "set", "team", "t")
     assert empty.exit_code == 1 and "rpm, tpm or both" in empty.stderr
+
+
+def test_the_audit_log_pages_on_with_before_and_keys_show_their_spend(cli: RunCli) -> None:
+    for n in range(5):
+        assert cli("vkeys", "create", f"k{n}").exit_code == 0
+    pages: list[list[str]] = []
+    arguments = ["vkeys", "audit", "--json", "--limit", "2"]
+    while True:
+        lines = cli(*arguments).stdout.splitlines()
+        if not lines:
+            break
+        entries = [json.loads(line) for line in lines]
+        pages.append([e["detail"]["name"] for e in entries])
+        arguments = ["vkeys", "audit", "--json", "--limit", "2", "--before", str(entries[-1]["id"])]
+    assert pages == [["k4", "k3"], ["k2", "k1"], ["k0"]]
+    table = cli("vkeys", "audit", "--limit", "2")
+    assert "--before" in table.stderr  # says how to read the next page
+    assert cli("vkeys", "audit", "--limit", "0").exit_code != 0
+    # No budget anywhere: every key still shows what it spent this month.
+    listed = cli("vkeys", "list").stdout
+    assert "spent" in listed and listed.count("$0.0000 · 0 tokens") == 5

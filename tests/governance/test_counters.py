@@ -181,3 +181,26 @@ async def test_a_lost_counter_starts_again_from_the_ledger(
     lease = await admit(governance, key, chat(max_tokens=10_000_000))
     # $0.25 left at $2/M: about 125,000 output tokens, not the 500,000 of a fresh $1.
     assert 100_000 < lease.max_output < 125_000
+
+
+async def test_a_running_call_keeps_its_hold_past_the_lease_term(
+    backend: tuple[str, str | None, str | None],
+) -> None:
+    # Leases of 0.6 s, renewed every 0.2 s while their calls run.
+    url, redis_url, group = backend
+    gate = open_governance(url=url, redis_url=redis_url, workers_group=group, hold_seconds=0.6)
+    try:
+        key = issue(gate)
+        gate.catalog.set_budget(
+            scope="key", subject=key.id, period="total", max_tokens=1_000, actor="test"
+        )
+        gate.reload()
+        first = await admit(gate, key, chat(max_tokens=800))
+        await asyncio.sleep(1.5)  # past two terms: only renewals kept the hold
+        with pytest.raises(BudgetExceededError):
+            await admit(gate, key, chat(max_tokens=800))
+        gate.finish(first, usage=None, prices=PRICES, outcome="failed")
+        await gate.drain()
+        assert (await admit(gate, key, chat(max_tokens=800))).max_output == 800
+    finally:
+        await gate.aclose()

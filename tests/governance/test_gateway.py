@@ -8,6 +8,7 @@ limits count requests per minute; every model route passes the same gate.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from modelport.governance import open_governance
 from modelport.server._keys import GatewayKeys
 from modelport.testing import FakeUpstream, Reply
 from tests.governance.conftest import fresh_minute
-from tests.server.conftest import Gateway
+from tests.server.conftest import Gateway, upstream_config
 
 PRICES = """
 [connections.oai.prices."gpt-test"]
@@ -245,6 +246,8 @@ def test_admin_routes_issue_list_rotate_and_revoke_with_an_audit_trail(
         listed = admin.get("/admin/keys").json()["keys"]
         assert [k["id"] for k in listed] == [key_id]
         assert secret not in json.dumps(listed)
+        # Every key shows what it spent this month, budget or not (the UI test spends some).
+        assert listed[0]["spent"]["cost"] == 0 and listed[0]["spent"]["tokens"] == 0
         gateway.openai(api_key=secret).chat.completions.create(
             model="oai/gpt-test", messages=[{"role": "user", "content": "a"}]
         )
@@ -361,3 +364,44 @@ def test_a_key_lists_only_the_models_it_may_use(
     gateway = gateway_factory(app)
     listed = gateway.openai(api_key=secret).models.list()
     assert [model.id for model in listed.data] == ["plug/b"]
+
+
+def _spent_reaches(governance: Any, nanos: int) -> int:
+    """The team budget's settled spend (counters in this process), once it reaches ``nanos``."""
+    deadline = time.monotonic() + 10
+    while True:
+        (state,) = governance.counters._budgets.values()
+        if state.spent_cost >= nanos or time.monotonic() > deadline:
+            return int(state.spent_cost)
+        time.sleep(0.01)
+
+
+def test_new_prices_count_once_the_config_changes(
+    governed: Callable[..., tuple[Gateway, Any]], upstream: FakeUpstream
+) -> None:
+    # The gate keeps each address's configured prices per config: a new config,
+    # new prices, from its first call on.
+    upstream.route("POST", "/v1/chat/completions", Reply.json(completion(10, 20)))
+    gateway, governance = governed()
+    _, secret = issue(governance, team="blue")
+    governance.catalog.set_budget(
+        scope="team", subject="blue", period="day", max_cost=1.0, actor="test"
+    )
+    governance.reload()
+    client = gateway.openai(api_key=secret)
+
+    def ask() -> None:
+        client.chat.completions.create(
+            model="oai/gpt-test", messages=[{"role": "user", "content": "a"}], max_tokens=50
+        )
+
+    ask()
+    ask()
+    cheap = 10 * 1_000 + 20 * 2_000  # nano-dollars at $1 and $2 per million tokens
+    assert _spent_reaches(governance, 2 * cheap) == 2 * cheap
+    dearer = PRICES.replace("output = 2.0", "output = 4.0", 1)
+    # As the admin connection routes change it: a new config object on the same router.
+    gateway.app.state.router.config = upstream_config(upstream, dearer)
+    ask()
+    expected = 2 * cheap + 10 * 1_000 + 20 * 4_000
+    assert _spent_reaches(governance, expected) == expected

@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +22,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -37,6 +30,7 @@ from modelport.governance import open_catalog
 from modelport.ledger import make_engine
 from modelport.ledger._store import calls
 from tests.governance.conftest import REDIS_URL, needs_pg, needs_redis
+from tests.server._serve import ServeProcess, upstream_app
 
 pytestmark = [needs_pg, needs_redis, pytest.mark.timeout(240)]
 
@@ -82,62 +76,10 @@ async def _upstream_chat(request: Request) -> Response:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def fake_upstream() -> Iterator[str]:
-    app = Starlette(routes=[Route("/v1/chat/completions", _upstream_chat, methods=["POST"])])
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-def _start(home: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MODELPORT_HOME": str(home)}
-    with (home / f"serve-{port}.log").open("wb") as log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modelport",
-                "serve",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            cwd=home,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-
-
-def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"instance on {port} exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError(f"instance on {port} never became ready:\n{log.read_text()[-3000:]}")
+    with upstream_app([Route("/v1/chat/completions", _upstream_chat, methods=["POST"])]) as url:
+        yield url
 
 
 def test_three_instances_keep_budgets_and_limits_exact(
@@ -164,11 +106,16 @@ def test_three_instances_keep_budgets_and_limits_exact(
     limit = catalog.set_limit(scope="team", subject="rate", rpm=RPM, tpm=TPM, actor="test")
     deployment = catalog.snapshot().deployment
 
-    ports = [_free_port() for _ in range(3)]
-    processes = [_start(home, port) for port in ports]
+    processes = [
+        ServeProcess.launch(
+            home, "--no-access-log", "--log-level", "warning", log_name=f"serve-{n}.log"
+        )
+        for n in range(3)
+    ]
+    ports = [process.port for process in processes]
     try:
-        for port, process in zip(ports, processes, strict=True):
-            _wait_ready(port, process, home / f"serve-{port}.log")
+        for process in processes:
+            process.wait_ready(60)
         statuses = asyncio.run(_load(ports, spend_secret, rate_secret))
         # Both teams' calls get through, and both kinds of limit refuse some.
         for team in (0, 1):
@@ -179,13 +126,12 @@ def test_three_instances_keep_budgets_and_limits_exact(
         assert revoked_in < 1.0, f"a revoked key still worked after {revoked_in:.2f} s"
     finally:
         for process in processes:
-            process.send_signal(signal.SIGTERM)
+            process.terminate()
         for process in processes:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait()
         catalog.close()
 
     # Every instance wrote its ledger rows and settled its holds on the way out.

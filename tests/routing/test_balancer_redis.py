@@ -41,8 +41,7 @@ async def instances() -> AsyncIterator[tuple[RedisState, RedisState]]:
 async def _settle(*states: RedisState) -> None:
     """Let the releases and failures sent in the background reach Redis."""
     for state in states:
-        if state._tasks:
-            await asyncio.wait(list(state._tasks))
+        await state.drain(timeout=10.0)
 
 
 async def test_least_busy_sees_the_calls_other_instances_have_in_flight(

@@ -4,29 +4,62 @@ signals, its memory, its open files, its exit.
 ``ServeProcess.start(home, ...)`` writes nothing itself: put ``config.toml`` (and
 plugins) in ``home`` first. The process runs with ``home`` as ``MODELPORT_HOME``
 and as its working directory (so no project ``.modelport/`` is found), on a
-free loopback port, its output in ``home/gateway.log``.
+free loopback port, its output in ``home/gateway.log`` (``log_name``).
+``launch`` then ``wait_ready`` starts several side by side.
+:func:`upstream_app` serves an upstream that computes its answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from starlette.routing import BaseRoute
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def upstream_app(routes: list[BaseRoute]) -> Iterator[str]:
+    """A small Starlette upstream of ``routes`` on a loopback port, in a thread: its ``/v1`` URL.
+
+    For tests whose upstream must compute its answer from the request (honest usage,
+    a stream that never ends) where :class:`~modelport.testing.FakeUpstream` replays.
+    """
+    import uvicorn
+    from starlette.applications import Starlette
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=routes), host="127.0.0.1", port=port, log_config=None, access_log=False
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def sse_stream(
@@ -72,6 +105,8 @@ class ServeProcess:
     def pid(self) -> int:
         return self.popen.pid
 
+    log_name: str = "gateway.log"
+
     @classmethod
     def start(
         cls,
@@ -79,10 +114,28 @@ class ServeProcess:
         *args: str,
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 30.0,
+        log_name: str = "gateway.log",
     ) -> ServeProcess:
+        """Start one and wait until it answers ``/health``."""
+        process = cls.launch(home, *args, env=env, log_name=log_name)
+        process.wait_ready(ready_timeout)
+        return process
+
+    @classmethod
+    def launch(
+        cls,
+        home: Path,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        log_name: str = "gateway.log",
+    ) -> ServeProcess:
+        """Start one without waiting (several start side by side, then each waits ready).
+
+        Several in one ``home`` need a ``log_name`` each.
+        """
         port = free_port()
         environ = {**os.environ, **(env or {}), "MODELPORT_HOME": str(home)}
-        log = (home / "gateway.log").open("wb")
+        log = (home / log_name).open("wb")
         popen = subprocess.Popen(
             [sys.executable, "-m", "modelport", "serve", "--port", str(port), *args],
             cwd=home,
@@ -91,25 +144,30 @@ class ServeProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        process = cls(popen, home, port)
-        deadline = time.monotonic() + ready_timeout
+        return cls(popen, home, port, log_name)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until it answers ``/health``; kill it and raise if it exits or never does."""
+        deadline = time.monotonic() + timeout
         while True:
-            if popen.poll() is not None:
-                raise RuntimeError(f"modelport serve exited ({popen.returncode}):\n{process.log}")
+            if self.popen.poll() is not None:
+                raise RuntimeError(
+                    f"modelport serve exited ({self.popen.returncode}):\n{self.log[-3000:]}"
+                )
             try:
-                if httpx.get(f"{process.url}/health", timeout=1).status_code == 200:
-                    return process
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"modelport serve never became ready:\n{process.log}")
+                self.kill()
+                raise RuntimeError(f"modelport serve never became ready:\n{self.log[-3000:]}")
             time.sleep(0.02)
 
     @property
     def log(self) -> str:
         try:
-            return (self.home / "gateway.log").read_text(errors="replace")
+            return (self.home / self.log_name).read_text(errors="replace")
         except OSError:
             return ""
 

@@ -13,11 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +23,7 @@ import httpx
 import openai
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -38,6 +32,7 @@ from modelport.governance import open_catalog
 from modelport.ledger import make_engine
 from modelport.ledger._store import calls
 from tests.governance.conftest import fresh_minute
+from tests.server._serve import ServeProcess, upstream_app
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -89,40 +84,10 @@ async def _upstream(request: Request) -> Response:
     return await _upstream_chat(request)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def fake_upstream() -> Iterator[str]:
-    app = Starlette(routes=[Route("/v1/chat/completions", _upstream, methods=["POST"])])
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the gateway exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError(f"the gateway never became ready:\n{log.read_text()[-3000:]}")
+    with upstream_app([Route("/v1/chat/completions", _upstream, methods=["POST"])]) as url:
+        yield url
 
 
 async def _calls(port: int, secret: str, count: int) -> list[int]:
@@ -191,19 +156,11 @@ def test_two_workers_share_the_port_ledger_metrics_and_limits(
     catalog.set_limit(scope="team", subject="rate", rpm=RPM, actor="test")
     catalog.close()
 
-    port = _free_port()
-    log = home / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "modelport", "serve", "--port", str(port), "--workers", "2"],
-            env={**os.environ, "MODELPORT_HOME": str(home)},
-            cwd=home,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
+    process = ServeProcess.launch(home, "--workers", "2")
+    port = process.port
     pids: list[int] = []
     try:
-        _wait_ready(port, process, log)
+        process.wait_ready(90)
         fresh_minute(margin=30)
         assert asyncio.run(_calls(port, free_secret, FREE_CALLS)) == [200] * FREE_CALLS
         limited = asyncio.run(_calls(port, rate_secret, RATE_CALLS))
@@ -211,14 +168,13 @@ def test_two_workers_share_the_port_ledger_metrics_and_limits(
         assert limited.count(200) == RPM, limited
         assert limited.count(429) == RATE_CALLS - RPM, limited
 
+        # Every call recorded once, visible to another reader while the gateway runs:
+        # the free key's, and exactly the team's limit of the other's.
+        expected = {free.id: FREE_CALLS, rated.id: RPM}
         deadline = time.monotonic() + 15
-        while _rows(url).get(free.id, 0) < FREE_CALLS:
-            assert time.monotonic() < deadline, f"ledger rows missing: {_rows(url)}"
+        while (rows := _rows(url)) != expected:
+            assert time.monotonic() < deadline, f"ledger rows missing: {rows}"
             time.sleep(0.1)
-        # A known defect, left open in issue 15's note: with the team's counters in
-        # the SQLite file, the rows of the rate-limited key's calls can stay invisible
-        # to other readers until the gateway stops (both writers report them written).
-        # The exact rows are checked after the stop below.
 
         time.sleep(1.5)  # each worker copies its plain numbers into the shared files every second
         samples = _samples(port)
@@ -237,24 +193,22 @@ def test_two_workers_share_the_port_ledger_metrics_and_limits(
         }
         assert chats == {"200": FREE_CALLS + RPM, "429": RATE_CALLS - RPM}
         (written,) = samples["modelport_ledger_records_written_total"]
-        assert written[1] == FREE_CALLS + RPM
+        assert written[1] == sum(expected.values())
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.terminate()
         try:
             process.wait(timeout=40)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
             raise
-    assert process.returncode == 0, log.read_text()[-3000:]
+    assert process.popen.returncode == 0, process.log[-3000:]
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    text = log.read_text()
+    text = process.log
     assert text.count("Application shutdown complete") == 2, text[-3000:]
     assert "Refusing to start" not in text
-    # Every call recorded once: the free key's and exactly the team's limit of the other's.
-    assert _rows(url) == {free.id: FREE_CALLS, rated.id: RPM}
+    assert _rows(url) == expected  # and nothing more recorded on the way out
 
 
 def test_sigterm_drains_each_workers_streams(tmp_path: Path, fake_upstream: str) -> None:
@@ -263,26 +217,17 @@ def test_sigterm_drains_each_workers_streams(tmp_path: Path, fake_upstream: str)
     (home / "config.toml").write_text(
         f'[connections.up]\ncompat = "openai"\nbase_url = "{fake_upstream}"\nmax_retries = 0\n'
     )
-    port = _free_port()
-    log = home / "serve.log"
-    command = [sys.executable, "-m", "modelport", "serve", "--port", str(port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*command, "--workers", "2", "--drain-timeout", "1", "--no-access-log"],
-            env={**os.environ, "MODELPORT_HOME": str(home)},
-            cwd=home,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
+    process = ServeProcess.launch(home, "--workers", "2", "--drain-timeout", "1", "--no-access-log")
+    port = process.port
     try:
-        _wait_ready(port, process, log)
+        process.wait_ready(90)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
         stream = client.chat.completions.create(
             model="up/gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
         )
         first = next(iter(stream))
         assert first.choices[0].delta.content == "x"
-        process.send_signal(signal.SIGTERM)
+        process.terminate()
         started = time.monotonic()
         # The upstream holds the stream for a minute; the worker's drain ends it after 1 s
         # with the API's error event, which the SDK raises.
@@ -292,6 +237,4 @@ def test_sigterm_drains_each_workers_streams(tmp_path: Path, fake_upstream: str)
         assert time.monotonic() - started < 15
         assert process.wait(timeout=30) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        process.kill()

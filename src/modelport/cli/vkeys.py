@@ -120,19 +120,24 @@ def create(
 @vkeys_app.command(name="list")
 def list_() -> None:
     """Every virtual key (never a secret)."""
+    from modelport.governance._spend import keys_with_spend
+
     catalog = _catalog()
     try:
-        keys = catalog.snapshot().keys
+        snapshot = catalog.snapshot()
+        keys = snapshot.keys
+        spent = [entry["spent"] for entry in keys_with_spend(catalog.engine, snapshot)]
     finally:
         catalog.close()
     if not keys:
         err_console().print("No virtual keys. `modelport vkeys create NAME` issues one.")
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("id", "name", "user", "team", "models", "ends", "state", "secret"):
+    for column in ("id", "name", "user", "team", "models", "ends", "state", "spent (month)"):
         table.add_column(column)
+    table.add_column("secret")
     now = datetime.now(UTC)
-    for key in keys:
+    for key, spend in zip(keys, spent, strict=True):
         state = "revoked" if key.revoked_at else "active" if key.usable_at(now) else "expired"
         table.add_row(
             key.id,
@@ -142,6 +147,7 @@ def list_() -> None:
             ", ".join(key.models) or "all",
             _when(key.expires_at),
             state,
+            f"${spend['cost']:.4f} · {spend['tokens']:,} tokens",
             f"mpvk-…{key.hint}",
         )
     out_console().print(table)
@@ -289,25 +295,41 @@ def limit_remove(limit_id: Annotated[str, typer.Argument(help="The limit's id (r
 @vkeys_app.command()
 def audit(
     limit: Annotated[int, typer.Option(help="How many entries, newest first.")] = 50,
+    before: Annotated[
+        int | None,
+        typer.Option(help="Only entries older than this id: the last id of a page reads the next."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Who issued, changed or revoked what."""
+    if limit < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--limit")
     catalog = _catalog()
     try:
-        entries = catalog.audit_log(limit)
+        entries = catalog.audit_log(limit, before=before)
     finally:
         catalog.close()
     if as_json:
         for entry in entries:
             out_console().print(json.dumps(entry.public()), markup=False, soft_wrap=True)
         return
+    if not entries:
+        err_console().print("No audit entries" + (f" before {before}." if before else "."))
+        return
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("when", "who", "action", "target", "detail"):
+    for column in ("id", "when", "who", "action", "target", "detail"):
         table.add_column(column)
     for entry in entries:
         detail = ", ".join(f"{k}={v}" for k, v in entry.detail.items() if v not in (None, [], {}))
-        table.add_row(_when(entry.at), entry.actor, entry.action, entry.target, detail)
+        table.add_row(
+            str(entry.id), _when(entry.at), entry.actor, entry.action, entry.target, detail
+        )
     out_console().print(table)
+    if len(entries) == limit:
+        err_console().print(
+            f"Older entries: modelport vkeys audit --limit {limit} --before {entries[-1].id}",
+            markup=False,
+        )
 
 
 @vkeys_app.command()

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from modelport.governance._pricing import Charge
 
@@ -40,6 +40,7 @@ __all__ = [
     "Plan",
     "RateLine",
     "Refused",
+    "Settlement",
     "WindowState",
     "decide",
     "settle_into",
@@ -113,8 +114,6 @@ class Lease:
     windows: tuple[int, ...]
     max_output: int
     settled: bool = False
-    #: The timer that renews the lease while the call runs (cancelled when it settles).
-    renewal: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +130,22 @@ class Refused:
     retry_after: float | None
 
 
+#: A lease to settle, with the real cost (nano-dollars) and tokens of its call.
+Settlement = tuple[Lease, int, int]
+
+
 class CounterBackend(Protocol):
-    """Where counters live: this process, PostgreSQL, or Redis."""
+    """Where counters live: this process, PostgreSQL, or Redis.
+
+    ``settle_many`` and ``renew_many`` take every lease that ended (or lives on)
+    since the last batch: settling is off the request path, and one step for many
+    leases costs a fraction of one step each. ``settle_many`` is all or nothing,
+    so a batch that failed can be tried again whole.
+    """
 
     async def reserve(self, plan: Plan, charge: Charge, lease_id: str) -> Granted | Refused: ...
-    async def settle(self, lease: Lease, cost: int, tokens: int) -> None: ...
-    async def renew(self, lease: Lease) -> None: ...
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None: ...
+    async def renew_many(self, leases: Sequence[Lease]) -> None: ...
     async def rebuild(self) -> None: ...
     async def aclose(self) -> None: ...
 

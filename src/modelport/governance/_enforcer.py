@@ -13,13 +13,17 @@ about that long). Per request the gateway asks it three things:
    what is left. A refusal raises (429 with ``retry-after``, 403, or 503 when
    the counters cannot be reached: the gate fails closed).
 3. :meth:`Governance.finish`: the hold is settled to the call's real cost and
-   tokens, in the background; until then a timer renews its lease.
+   tokens, in the background: the leases that end within a few milliseconds
+   are settled together, in one step of the counter backend. Until then one
+   timer renews every live lease, all at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import itertools
 import logging
 import math
 import secrets
@@ -39,10 +43,12 @@ from modelport.governance._catalog import Catalog, Snapshot
 from modelport.governance._counters import (
     BudgetLine,
     CounterBackend,
+    Granted,
     Lease,
     Plan,
     RateLine,
     Refused,
+    Settlement,
 )
 from modelport.governance._instances import HEARTBEAT_S, InstanceRegistry, conflict
 from modelport.governance._periods import period_bounds, period_label
@@ -60,6 +66,14 @@ from modelport.types import ChatRequest, EmbeddingRequest, ModelPrices, Usage
 __all__ = ["CountersUnavailable", "Governance"]
 
 logger = logging.getLogger("modelport.governance")
+
+
+#: How long a settlement waits for others to go with it (seconds): one step for the
+#: settlements of a few milliseconds costs a fraction of one step each. A call this
+#: instance would refuse while settlements wait gets them sent first and is looked at
+#: again, so their holds never refuse room that is free here; another instance sees
+#: them released a few milliseconds later.
+SETTLE_DELAY = 0.005
 
 
 class CountersUnavailable(Exception):
@@ -98,7 +112,21 @@ class Governance:
         self.blocked: str | None = None
         self._plans: dict[tuple[str, str], tuple[Plan, float, int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Settlements waiting to be sent together (:data:`SETTLE_DELAY`).
+        self._settling: list[Settlement] = []
+        # Lease ids: this instance's random prefix and a count (unique across instances
+        # without a system call for randomness on every request).
+        self._lease_prefix = secrets.token_hex(6) + "-"
+        self._lease_numbers = itertools.count(1)
+        #: Settlements on their way to the counters.
+        self._settle_tasks: set[asyncio.Task[None]] = set()
+        #: Leases of calls still running (with budget holds to renew), by id.
+        self._live: dict[str, Lease] = {}
+        self._renewer: asyncio.TimerHandle | None = None
         self._poller: asyncio.Task[None] | None = None
+        #: What the gateway works out once per config for this gate (addresses asked,
+        #: prices held at); the server fills it, and drops it when its config changes.
+        self.memo: Any = None
         #: Settlements whose cost exceeded their hold (an upstream that ignored max_tokens).
         self.overruns = 0
 
@@ -160,8 +188,6 @@ class Governance:
 
     def authenticate(self, presented: list[bytes]) -> VirtualKey | AuthError:
         """The virtual key among ``presented``, or why none will do."""
-        import hashlib
-
         by_digest = self.snapshot.by_digest
         for candidate in presented:
             key = by_digest.get(hashlib.sha256(candidate).digest())
@@ -290,20 +316,28 @@ class Governance:
         """Check and hold every counter of ``plan`` at once; raise when one has no room."""
         if self.blocked is not None:
             raise UpstreamError(self.blocked, status=503)
-        lease_id = secrets.token_hex(8)
+        lease_id = f"{self._lease_prefix}{next(self._lease_numbers):x}"
+        result = await self._reserve(plan, charge, lease_id)
+        if isinstance(result, Refused) and result.kind != "rpm" and self._settlements_pending:
+            # The holds of calls that ended here may be what stands in the way: settle
+            # them now and look again, rather than refuse room that is free.
+            await self._settled()
+            result = await self._reserve(plan, charge, lease_id)
+        if isinstance(result, Refused):
+            raise _refusal(result)
+        lease = result.lease
+        self._renew_later(lease)
+        return lease
+
+    async def _reserve(self, plan: Plan, charge: Charge, lease_id: str) -> Granted | Refused:
         try:
-            result = await self.counters.reserve(plan, charge, lease_id)
+            return await self.counters.reserve(plan, charge, lease_id)
         except CountersUnavailable as exc:
             raise UpstreamError(
                 f"The gateway cannot reach its budget and rate counters ({exc}); it refuses "
                 "model calls until they are back rather than let limits go unchecked.",
                 status=503,
             ) from None
-        if isinstance(result, Refused):
-            raise _refusal(result)
-        lease = result.lease
-        self._renew_later(lease)
-        return lease
 
     # --- 3. settle ------------------------------------------------------------------------
 
@@ -319,8 +353,7 @@ class Governance:
         if lease.settled:
             return
         lease.settled = True
-        if lease.renewal is not None:
-            lease.renewal.cancel()
+        self._live.pop(lease.id, None)
         if outcome == "failed":
             cost, tokens = 0, 0
         elif outcome == "ok" and usage is not None:
@@ -340,41 +373,70 @@ class Governance:
                 )
         else:
             cost, tokens = lease.cost, lease.tokens
-        self._spawn(self._settle(lease, cost, tokens))
+        if not self._settling:
+            asyncio.get_running_loop().call_later(SETTLE_DELAY, self._send_settlements)
+        self._settling.append((lease, cost, tokens))
 
-    async def _settle(self, lease: Lease, cost: int, tokens: int) -> None:
+    def _send_settlements(self) -> None:
+        batch, self._settling = self._settling, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._settle(batch))
+            self._settle_tasks.add(task)
+            task.add_done_callback(self._settle_tasks.discard)
+
+    @property
+    def _settlements_pending(self) -> bool:
+        return bool(self._settling or self._settle_tasks)
+
+    async def _settled(self, timeout: float = 1.0) -> None:
+        """Send the settlements waiting, and wait (up to ``timeout``) for all on their way."""
+        self._send_settlements()
+        if self._settle_tasks:
+            await asyncio.wait(list(self._settle_tasks), timeout=timeout)
+
+    async def _settle(self, batch: list[Settlement]) -> None:
         delay = 0.05
         deadline = time.monotonic() + self.hold_seconds
         while True:
             try:
-                await self.counters.settle(lease, cost, tokens)
+                await self.counters.settle_many(batch)
                 return
             except Exception:
                 if time.monotonic() > deadline:
-                    logger.error("settling a hold failed for %.0f s; giving up", self.hold_seconds)
+                    logger.error(
+                        "settling %d holds failed for %.0f s; giving up",
+                        len(batch),
+                        self.hold_seconds,
+                    )
                     return
-                logger.warning("settling a hold failed; retrying", exc_info=True)
+                logger.warning("settling %d holds failed; retrying", len(batch), exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
     def _renew_later(self, lease: Lease) -> None:
         if not lease.plan.budgets:
             return  # rate windows need no lease: they end with their minute
-        loop = asyncio.get_running_loop()
+        self._live[lease.id] = lease
+        if self._renewer is None:
+            self._renewer = asyncio.get_running_loop().call_later(
+                self.hold_seconds / 3, self._renew_live
+            )
 
-        def renew() -> None:
-            if lease.settled:
-                return
-            self._spawn(self._renew(lease))
-            lease.renewal = loop.call_later(self.hold_seconds / 3, renew)
+    def _renew_live(self) -> None:
+        """Renew every live lease (each at most a third of its term after its last renewal)."""
+        self._renewer = None
+        if not self._live:
+            return
+        self._spawn(self._renew(list(self._live.values())))
+        self._renewer = asyncio.get_running_loop().call_later(
+            self.hold_seconds / 3, self._renew_live
+        )
 
-        lease.renewal = loop.call_later(self.hold_seconds / 3, renew)
-
-    async def _renew(self, lease: Lease) -> None:
+    async def _renew(self, leases: list[Lease]) -> None:
         try:
-            await self.counters.renew(lease)
+            await self.counters.renew_many(leases)
         except Exception:
-            logger.warning("renewing a hold failed", exc_info=True)
+            logger.warning("renewing %d holds failed", len(leases), exc_info=True)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -383,8 +445,10 @@ class Governance:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for settlements in flight (tests, and shutting down)."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+        self._send_settlements()
+        tasks = self._tasks | self._settle_tasks
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     async def aclose(self) -> None:
         if self._poller is not None:
@@ -392,6 +456,9 @@ class Governance:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
+        if self._renewer is not None:
+            self._renewer.cancel()
+            self._renewer = None
         await self.drain()
         await self.counters.aclose()
         if self.registry is not None:

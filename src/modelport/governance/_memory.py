@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Sequence
 
 from modelport.governance._counters import (
     WINDOW_MS,
@@ -21,6 +22,7 @@ from modelport.governance._counters import (
     Lease,
     Plan,
     Refused,
+    Settlement,
     WindowState,
     decide,
     settle_into,
@@ -69,21 +71,23 @@ class MemoryCounters:
             for key in [k for k in self._windows if k[1] < window]:
                 del self._windows[key]
 
-    async def settle(self, lease: Lease, cost: int, tokens: int) -> None:
-        budgets = [self._budgets.get(line.counter) for line in lease.plan.budgets]
-        rates = [
-            self._windows.get((line.counter, window))
-            for line, window in zip(lease.plan.rates, lease.windows, strict=True)
-        ]
-        settle_into(budgets, rates, lease, cost, tokens)
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        for lease, cost, tokens in settlements:
+            budgets = [self._budgets.get(line.counter) for line in lease.plan.budgets]
+            rates = [
+                self._windows.get((line.counter, window))
+                for line, window in zip(lease.plan.rates, lease.windows, strict=True)
+            ]
+            settle_into(budgets, rates, lease, cost, tokens)
 
-    async def renew(self, lease: Lease) -> None:
+    async def renew_many(self, leases: Sequence[Lease]) -> None:
         expires = self._now() + self._ttl_ms
-        for line in lease.plan.budgets:
-            state = self._budgets.get(line.counter)
-            hold = state.holds.get(lease.id) if state is not None else None
-            if hold is not None:
-                hold.expires_ms = expires
+        for lease in leases:
+            for line in lease.plan.budgets:
+                state = self._budgets.get(line.counter)
+                hold = state.holds.get(lease.id) if state is not None else None
+                if hold is not None:
+                    hold.expires_ms = expires
 
     async def rebuild(self) -> None:
         """Forget every budget counter; each starts again from the ledger on next use."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +30,7 @@ from modelport.governance._counters import (
     Lease,
     Plan,
     Refused,
+    Settlement,
     WindowState,
     decide,
     settle_into,
@@ -213,17 +215,23 @@ class PostgresCounters:
         # Windows older than two minutes are of no use to anyone.
         conn.execute(_W.delete().where(_W.c.window < window - 2))
 
-    async def settle(self, lease: Lease, cost: int, tokens: int) -> None:
-        await self._in_thread(self._settle, lease, cost, tokens)
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        await self._in_thread(self._settle, settlements)
 
-    def _settle(self, lease: Lease, cost: int, tokens: int) -> None:
-        plan = lease.plan
+    def _settle(self, settlements: Sequence[Settlement]) -> None:
+        """Settle a batch in one transaction, locking as a reserve does (budgets, then
+        windows, each in sorted order), so it never waits on one in a cycle."""
         with self._engine.begin() as conn:
-            names = sorted({line.counter for line in plan.budgets})
+            names = sorted(
+                {line.counter for lease, _, _ in settlements for line in lease.plan.budgets}
+            )
             states = self._select_budgets(conn, names) if names else {}
             if names:
                 holds = conn.execute(
-                    sa.select(_H).where(_H.c.counter.in_(names), _H.c.lease == lease.id)
+                    sa.select(_H).where(
+                        _H.c.counter.in_(names),
+                        _H.c.lease.in_([lease.id for lease, _, _ in settlements]),
+                    )
                 )
                 for row in holds:
                     states[row.counter].holds[row.lease] = Hold(
@@ -231,7 +239,13 @@ class PostgresCounters:
                     )
             before = {name: dict(state.holds) for name, state in states.items()}
             windows: dict[tuple[str, int], WindowState] = {}
-            pairs = sorted(set(zip((r.counter for r in plan.rates), lease.windows, strict=True)))
+            pairs = sorted(
+                {
+                    (line.counter, window)
+                    for lease, _, _ in settlements
+                    for line, window in zip(lease.plan.rates, lease.windows, strict=True)
+                }
+            )
             for name, window in pairs:
                 row = conn.execute(
                     sa.select(_W)
@@ -240,16 +254,17 @@ class PostgresCounters:
                 ).first()
                 if row is not None:
                     windows[(name, window)] = WindowState(row.count, row.tokens, row.held)
-            settle_into(
-                [states.get(line.counter) for line in plan.budgets],
-                [
-                    windows.get((line.counter, window))
-                    for line, window in zip(plan.rates, lease.windows, strict=True)
-                ],
-                lease,
-                cost,
-                tokens,
-            )
+            for lease, cost, tokens in settlements:
+                settle_into(
+                    [states.get(line.counter) for line in lease.plan.budgets],
+                    [
+                        windows.get((line.counter, window))
+                        for line, window in zip(lease.plan.rates, lease.windows, strict=True)
+                    ],
+                    lease,
+                    cost,
+                    tokens,
+                )
             self._write_budgets(conn, states, before)
             for (name, window), state in windows.items():
                 conn.execute(
@@ -258,18 +273,18 @@ class PostgresCounters:
                     .values(count=state.count, tokens=state.tokens, held=state.held)
                 )
 
-    async def renew(self, lease: Lease) -> None:
-        await self._in_thread(self._renew, lease)
+    async def renew_many(self, leases: Sequence[Lease]) -> None:
+        await self._in_thread(self._renew, leases)
 
-    def _renew(self, lease: Lease) -> None:
-        names = [line.counter for line in lease.plan.budgets]
+    def _renew(self, leases: Sequence[Lease]) -> None:
+        names = sorted({line.counter for lease in leases for line in lease.plan.budgets})
         if not names:
             return
         with self._engine.begin() as conn:
             now = self._now_ms(conn)
             conn.execute(
                 _H.update()
-                .where(_H.c.counter.in_(names), _H.c.lease == lease.id)
+                .where(_H.c.counter.in_(names), _H.c.lease.in_([lease.id for lease in leases]))
                 .values(expires_ms=now + self._ttl_ms)
             )
 

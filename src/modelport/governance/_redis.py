@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from modelport._resp import RedisConnection, Script, Unavailable
@@ -32,6 +33,7 @@ from modelport.governance._counters import (
     Lease,
     Plan,
     Refused,
+    Settlement,
 )
 from modelport.governance._pricing import Charge
 
@@ -185,33 +187,45 @@ end
 return answer
 """
 
+# ARGV: the number of leases, then for each: its id, real cost and tokens, held tokens,
+# its budget and rate counters' counts, and its budgets' epochs; KEYS: each lease's
+# budget counters, then its rate windows, lease after lease.
 _SETTLE = """
-local lease = ARGV[1]
-local cost = tonumber(ARGV[2])
-local tokens = tonumber(ARGV[3])
-local held_tokens = tonumber(ARGV[4])
-local nb = tonumber(ARGV[5])
-for i = 1, nb do
-  local k = KEYS[i]
-  if redis.call('HGET', k, 'epoch') == ARGV[5 + i] then
-    local amount = redis.call('HGET', k .. ':a', lease)
-    if amount then
-      local c, n = string.match(amount, '(%d+) (%d+)')
-      redis.call('HINCRBY', k, 'hc', -tonumber(c))
-      redis.call('HINCRBY', k, 'ht', -tonumber(n))
-      redis.call('HDEL', k .. ':a', lease)
-      redis.call('ZREM', k .. ':l', lease)
+local a = 2
+local k = 0
+for _ = 1, tonumber(ARGV[1]) do
+  local lease = ARGV[a]
+  local cost = tonumber(ARGV[a + 1])
+  local tokens = tonumber(ARGV[a + 2])
+  local held_tokens = tonumber(ARGV[a + 3])
+  local nb = tonumber(ARGV[a + 4])
+  local nr = tonumber(ARGV[a + 5])
+  a = a + 6
+  for i = 1, nb do
+    local key = KEYS[k + i]
+    if redis.call('HGET', key, 'epoch') == ARGV[a + i - 1] then
+      local amount = redis.call('HGET', key .. ':a', lease)
+      if amount then
+        local c, n = string.match(amount, '(%d+) (%d+)')
+        redis.call('HINCRBY', key, 'hc', -tonumber(c))
+        redis.call('HINCRBY', key, 'ht', -tonumber(n))
+        redis.call('HDEL', key .. ':a', lease)
+        redis.call('ZREM', key .. ':l', lease)
+      end
+      redis.call('HINCRBY', key, 'sc', cost)
+      redis.call('HINCRBY', key, 'st', tokens)
     end
-    redis.call('HINCRBY', k, 'sc', cost)
-    redis.call('HINCRBY', k, 'st', tokens)
   end
-end
-for j = nb + 1, #KEYS do
-  local k = KEYS[j]
-  if redis.call('EXISTS', k) == 1 then
-    redis.call('HINCRBY', k, 'h', -held_tokens)
-    redis.call('HINCRBY', k, 't', tokens)
+  a = a + nb
+  k = k + nb
+  for j = 1, nr do
+    local key = KEYS[k + j]
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('HINCRBY', key, 'h', -held_tokens)
+      redis.call('HINCRBY', key, 't', tokens)
+    end
   end
+  k = k + nr
 end
 return 1
 """
@@ -254,8 +268,10 @@ class RedisCounters:
         self._settle = Script(_SETTLE)
         self._renew = Script(_RENEW)
         self._init = Script(_INIT)
+        #: Per plan (by identity; the plan is kept so its id is not reused): keys, arguments.
+        self._plans: dict[int, tuple[Plan, list[bytes], list[bytes]]] = {}
 
-    async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+    async def _run(self, script: Script, keys: Sequence[str | bytes], args: list[Any]) -> Any:
         from modelport.governance._enforcer import CountersUnavailable
 
         try:
@@ -264,9 +280,7 @@ class RedisCounters:
             raise CountersUnavailable(str(exc)) from None
 
     async def reserve(self, plan: Plan, charge: Charge, lease_id: str) -> Granted | Refused:
-        prefix = self.prefix
-        keys = [prefix + line.counter for line in plan.budgets]
-        keys += [prefix + line.counter for line in plan.rates]
+        keys, counters = self._prepared(plan)
         args: list[Any] = [
             lease_id,
             self._ttl_ms,
@@ -275,18 +289,8 @@ class RedisCounters:
             repr(charge.output_price),
             charge.max_output,
             charge.min_output,
-            len(plan.budgets),
-            len(plan.rates),
+            *counters,
         ]
-        for line in plan.budgets:
-            args += [
-                _or_none(line.max_cost),
-                _or_none(line.max_tokens),
-                _or_none(line.ends_at_ms),
-                -1 if line.ends_at_ms is None else line.ends_at_ms + _KEEP_MS,
-            ]
-        for rate in plan.rates:
-            args += [_or_none(rate.rpm), _or_none(rate.tpm)]
         for _attempt in range(len(plan.budgets) + 1):
             answer = await self._run(self._reserve, keys, args)
             kind = answer[0]
@@ -298,7 +302,7 @@ class RedisCounters:
                     cost=int(cost),
                     tokens=int(tokens),
                     epochs=tuple(epoch.decode() for epoch in epochs),
-                    windows=tuple(int(window) for _ in plan.rates),
+                    windows=(int(window),) * len(plan.rates),
                     max_output=int(output),
                 )
                 return Granted(lease)
@@ -310,6 +314,32 @@ class RedisCounters:
             return Refused(kind.decode(), lines[index].label, None if wait < 0 else wait / 1000)
         raise AssertionError("a budget counter kept disappearing")  # pragma: no cover
 
+    def _prepared(self, plan: Plan) -> tuple[list[bytes], list[bytes]]:
+        """``plan``'s keys and its counters' arguments, packed once per plan (the gateway
+        keeps a plan per key and model until the catalog or the period changes)."""
+        found = self._plans.get(id(plan))
+        if found is not None and found[0] is plan:
+            return found[1], found[2]
+        prefix = self.prefix
+        keys = [prefix + line.counter for line in plan.budgets]
+        keys += [prefix + line.counter for line in plan.rates]
+        counters = [len(plan.budgets), len(plan.rates)]
+        for line in plan.budgets:
+            counters += [
+                _or_none(line.max_cost),
+                _or_none(line.max_tokens),
+                _or_none(line.ends_at_ms),
+                -1 if line.ends_at_ms is None else line.ends_at_ms + _KEEP_MS,
+            ]
+        for rate in plan.rates:
+            counters += [_or_none(rate.rpm), _or_none(rate.tpm)]
+        # As bytes: the command packer then copies them instead of converting each call.
+        packed = ([key.encode() for key in keys], [str(n).encode() for n in counters])
+        if len(self._plans) > 10_000:
+            self._plans.clear()
+        self._plans[id(plan)] = (plan, *packed)
+        return packed
+
     async def _start_counter(self, line: Any) -> None:
         cost, tokens = await asyncio.to_thread(self._init_from, line)
         keep = -1 if line.ends_at_ms is None else line.ends_at_ms + _KEEP_MS
@@ -317,21 +347,32 @@ class RedisCounters:
             self._init, [self.prefix + line.counter], [secrets.token_hex(4), cost, tokens, keep]
         )
 
-    async def settle(self, lease: Lease, cost: int, tokens: int) -> None:
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
         prefix = self.prefix
-        plan = lease.plan
-        keys = [prefix + line.counter for line in plan.budgets]
-        keys += [
-            f"{prefix}{line.counter}:{window}"
-            for line, window in zip(plan.rates, lease.windows, strict=True)
-        ]
-        args = [lease.id, cost, tokens, lease.tokens, len(plan.budgets), *lease.epochs]
+        keys: list[str] = []
+        args: list[Any] = [len(settlements)]
+        for lease, cost, tokens in settlements:
+            plan = lease.plan
+            keys += [prefix + line.counter for line in plan.budgets]
+            keys += [
+                f"{prefix}{line.counter}:{window}"
+                for line, window in zip(plan.rates, lease.windows, strict=True)
+            ]
+            args += [lease.id, cost, tokens, lease.tokens, len(plan.budgets), len(plan.rates)]
+            args += lease.epochs
         await self._run(self._settle, keys, args)
 
-    async def renew(self, lease: Lease) -> None:
-        keys = [self.prefix + line.counter for line in lease.plan.budgets]
-        if keys:
-            await self._run(self._renew, keys, [lease.id, self._ttl_ms])
+    async def renew_many(self, leases: Sequence[Lease]) -> None:
+        renewals = [
+            self._run(
+                self._renew,
+                [self.prefix + line.counter for line in lease.plan.budgets],
+                [lease.id, self._ttl_ms],
+            )
+            for lease in leases
+            if lease.plan.budgets
+        ]
+        await asyncio.gather(*renewals)
 
     async def rebuild(self) -> None:
         """Drop every budget counter of this deployment; each restarts from the ledger."""

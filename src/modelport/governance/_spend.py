@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from modelport.governance._counters import BudgetLine, InitFrom
 from modelport.governance._pricing import nanos
 
-__all__ = ["budgets_with_spend", "ledger_spend", "ledger_spend_on"]
+__all__ = ["budgets_with_spend", "keys_with_spend", "ledger_spend", "ledger_spend_on"]
 
 
 def ledger_spend_on(conn: Connection, line: BudgetLine) -> tuple[int, int]:
@@ -70,4 +70,29 @@ def budgets_with_spend(
                 "until": None if until is None else until.isoformat(),
             }
             answers.append({**budget.public(), "spent": spent})
+    return answers
+
+
+def keys_with_spend(
+    engine: Engine, snapshot: Any, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Each key's public form plus ``spent``: what the ledger holds for it this month (UTC).
+
+    Every key has one, budget or not, so an admin sees who spends what before
+    setting any limit; ``since``/``until`` bound the month.
+    """
+    from modelport.governance._periods import period_bounds
+    from modelport.ledger import spend_by_key
+
+    since, until = period_bounds("month", now or datetime.now(UTC))
+    with engine.connect() as conn:
+        spent = spend_by_key(conn, since=since, until=until)
+    bounds = {
+        "since": None if since is None else since.isoformat(),
+        "until": None if until is None else until.isoformat(),
+    }
+    answers = []
+    for key in snapshot.keys:
+        cost, tokens = spent.get(key.id, (0.0, 0))
+        answers.append({**key.public(), "spent": {"cost": cost, "tokens": tokens, **bounds}})
     return answers

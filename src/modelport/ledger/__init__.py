@@ -53,6 +53,7 @@ __all__ = [
     "ensure_ledger_table",
     "make_engine",
     "open_ledger",
+    "spend_by_key",
     "spend_of_keys",
 ]
 
@@ -171,8 +172,8 @@ def compute_cost(usage: Usage, prices: ModelPrices | None) -> float | None:
     return total / 1_000_000
 
 
-def _first_known(*prices: float | None) -> float | None:
-    return next((p for p in prices if p is not None), None)
+def _first_known(price: float | None, fallback: float | None) -> float | None:
+    return fallback if price is None else price
 
 
 _MAX_ERROR = 500
@@ -579,6 +580,15 @@ def ensure_ledger_table(engine: Any) -> None:
     from modelport.ledger._store import ensure_table
 
     ensure_table(engine)
+
+
+def spend_by_key(
+    conn: Any, *, since: datetime | None, until: datetime | None
+) -> dict[str, tuple[float, int]]:
+    """Each virtual key's dollars and tokens in ``[since, until)`` (keys with no call absent)."""
+    from modelport.ledger._store import spend_by_key as spend
+
+    return spend(conn, since=since, until=until)
 
 
 def spend_of_keys(

@@ -24,7 +24,15 @@ from modelport.config import ensure_private_dir
 from modelport.errors import ConfigError
 from modelport.ledger._writer import StoreUnavailable
 
-__all__ = ["SQLStore", "calls", "ensure_table", "make_engine", "normalize_url", "spend_of_keys"]
+__all__ = [
+    "SQLStore",
+    "calls",
+    "ensure_table",
+    "make_engine",
+    "normalize_url",
+    "spend_by_key",
+    "spend_of_keys",
+]
 
 logger = logging.getLogger("modelport.ledger")
 
@@ -256,6 +264,29 @@ def spend_of_keys(
     return float(cost), int(tokens)
 
 
+def spend_by_key(
+    conn: Connection, *, since: datetime | None, until: datetime | None
+) -> dict[str, tuple[float, int]]:
+    """Each virtual key's cost (US dollars; unknown costs count 0) and tokens in ``[since, until)``.
+
+    Keys without a call in the period are absent.
+    """
+    query = (
+        sa.select(
+            calls.c.key_id,
+            sa.func.coalesce(sa.func.sum(calls.c.cost), 0.0),
+            sa.func.coalesce(sa.func.sum(calls.c.input_tokens + calls.c.output_tokens), 0),
+        )
+        .where(calls.c.key_id.is_not(None))
+        .group_by(calls.c.key_id)
+    )
+    if since is not None:
+        query = query.where(calls.c.started_at >= since)
+    if until is not None:
+        query = query.where(calls.c.started_at < until)
+    return {key: (float(cost), int(tokens)) for key, cost, tokens in conn.execute(query)}
+
+
 def _group_key(by: Literal["model", "connection"]) -> sa.ColumnElement[str]:
     if by == "model":
         return (calls.c.connection + "/" + calls.c.model).label("key")
@@ -358,8 +389,16 @@ def _private_database(path: Path) -> None:
     by others are narrowed.
     """
     ensure_private_dir(path.parent)
+    # Only a file that is not there yet is opened (O_EXCL): closing any descriptor of
+    # a database file drops every POSIX lock this process holds on it, its open
+    # connections' included. Another process's connection, closing last, would then
+    # think itself alone, checkpoint and delete the -wal and -shm files under them,
+    # and what they write next would stay in a deleted file, seen by nobody else
+    # until they close.
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
     except OSError:
         return  # SQLite will say what is wrong with the path, in its own words
     for name in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):

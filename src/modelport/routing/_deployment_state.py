@@ -241,7 +241,7 @@ class RedisState:
     def __init__(
         self, url: str, *, prefix: str = "modelport:lb:", instance_ttl: float = _INSTANCE_TTL_S
     ) -> None:
-        from modelport._resp import RedisConnection, Script, parse_redis_url
+        from modelport._resp import BackgroundCommands, RedisConnection, Script, parse_redis_url
 
         self._redis = RedisConnection(parse_redis_url(url), timeout=1.0)
         self.local = LocalState()
@@ -254,7 +254,8 @@ class RedisState:
         self._count = Script(_COUNT)
         self._failed = Script(_FAILED)
         self._heartbeat_script = Script(_HEARTBEAT)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # Not awaited: a call's last event must not wait for its release to reach Redis.
+        self._background = BackgroundCommands(self._unavailable)
         self._heartbeat: asyncio.Task[None] | None = None
         self._warned_at = -_FAIL_WINDOW
 
@@ -297,11 +298,11 @@ class RedisState:
     async def acquire(self, address: str) -> None:
         self._alive()
         self.local.count(address)
-        self._spawn(self._send_count(address, 1))
+        self._background.spawn(self._send_count(address, 1))
 
     def release(self, address: str) -> None:
         self.local.release(address)
-        self._spawn(self._send_count(address, -1))
+        self._background.spawn(self._send_count(address, -1))
 
     def _send_count(self, address: str, delta: int) -> Coroutine[Any, Any, Any]:
         keys = [self._instances_key, self._own_key]
@@ -311,19 +312,8 @@ class RedisState:
         cooled = self.local.failed(address, allowed_fails, cooldown)
         keys = [f"{self._prefix}fails:{address}", f"{self._prefix}cool:{address}"]
         args = [allowed_fails, int(cooldown * 1000), int(_FAIL_WINDOW * 1000)]
-        self._spawn(self._failed(self._redis, keys, args))
+        self._background.spawn(self._failed(self._redis, keys, args))
         return cooled
-
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        # Not awaited: a call's last event must not wait for its release to reach Redis.
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._unavailable(task.exception())
 
     async def _beat(self) -> None:
         while True:
@@ -350,9 +340,12 @@ class RedisState:
                 exc,
             )
 
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Wait for the counts and failures sent in the background (tests, shutdown)."""
+        await self._background.drain(timeout)
+
     async def aclose(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2.0)
+        await self.drain()
         await self._redis.aclose()

@@ -18,12 +18,11 @@ lookup a miss and a store a no-op, with a warning in the log once a minute.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 __all__ = ["CacheStore", "MemoryStore", "RedisStore"]
 
@@ -162,7 +161,7 @@ class RedisStore:
         max_bytes: int,
         prefix: str = "modelport:cache:",
     ) -> None:
-        from modelport._resp import RedisConnection, Script, parse_redis_url
+        from modelport._resp import BackgroundCommands, RedisConnection, Script, parse_redis_url
 
         self._redis = RedisConnection(parse_redis_url(url), timeout=1.0)
         self._prefix = prefix
@@ -172,7 +171,8 @@ class RedisStore:
         self._max_bytes = max_bytes
         self._get = Script(_GET)
         self._put = Script(_PUT)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # In the background: a stream's last frame must not wait for Redis.
+        self._background = BackgroundCommands(self._unavailable)
         self._warned_at = -_WARN_EVERY
 
     async def get(self, key: str) -> bytes | None:
@@ -185,23 +185,11 @@ class RedisStore:
 
     def put(self, key: str, value: bytes) -> None:
         args = [value, self._ttl_ms, self._max_entries, self._max_bytes]
-        self._spawn(self._put(self._redis, [self._prefix + key, *self._books], args))
-
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        # In the background: a stream's last frame must not wait for Redis.
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._unavailable(task.exception())
+        self._background.spawn(self._put(self._redis, [self._prefix + key, *self._books], args))
 
     async def drain(self) -> None:
         """Wait for the stores still on their way (tests, shutdown)."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2.0)
+        await self._background.drain()
 
     def _unavailable(self, exc: BaseException | None) -> None:
         now = time.monotonic()

@@ -81,14 +81,56 @@ class GovernedCall:
                 await aclose()
 
 
-def _address(state: Any, requested: str) -> str:
+class _Known:
+    """What the gate worked out from one config: addresses by name asked, prices by address."""
+
+    __slots__ = ("addresses", "config", "prices")
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.addresses: dict[str, str] = {}
+        self.prices: dict[str, ModelPrices] = {}
+
+
+def _known(state: Any, governance: Governance) -> _Known:
+    """The gate's memory for the router's config, started afresh when the config changes."""
+    config = state.router.config
+    known: _Known | None = governance.memo
+    if known is None or known.config is not config:
+        known = governance.memo = _Known(config)
+    return known
+
+
+def _address(state: Any, governance: Governance, requested: str) -> str:
     """The address ``requested`` leads to, or the name of the model group it is."""
-    router = state.router
-    return resolve_target(requested, router.config, env=router.env)
+    addresses = _known(state, governance).addresses
+    found = addresses.get(requested)
+    if found is None:
+        router = state.router
+        found = resolve_target(requested, router.config, env=router.env)
+        if len(addresses) < 10_000:  # names come from clients: keep the memory bounded
+            addresses[requested] = found
+    return found
 
 
-async def _prices(state: Any, address: str) -> ModelPrices | None:
-    """The prices a call to ``address`` is held at: the highest along its fallback chain."""
+async def _prices(state: Any, governance: Governance, address: str) -> ModelPrices | None:
+    """The prices a call to ``address`` is held at: the highest along its fallback chain.
+
+    Kept per address while the router's config is the same object, when every link's
+    prices come from that config (a plugin's, or those seen listed, may change).
+    """
+    known = _known(state, governance).prices
+    found = known.get(address)
+    if found is not None:
+        return found
+    prices, configured = await _chain_prices(state, address)
+    if configured and prices is not None:
+        known[address] = prices
+    return prices
+
+
+async def _chain_prices(state: Any, address: str) -> tuple[ModelPrices | None, bool]:
+    """The highest prices along ``address``'s fallback chain, and whether config set them all."""
     from modelport.routing._fallbacks import fallback_chain
 
     router = state.router
@@ -105,21 +147,26 @@ async def _prices(state: Any, address: str) -> ModelPrices | None:
             else (resolve_address(entry, router.config, env=router.env),)
         )
     ]
+    configured = True
     for resolved in addresses:
         connection, _, model = resolved.partition("/")
         await router.load_providers(connection)  # a plugin's models carry their prices
         prices = router.prices_for(connection, model)
         if prices is None:
-            return None
+            return None, False
         found.append(prices)
+        connection_config = router.config.connections.get(connection)
+        configured = configured and (
+            connection_config is not None and model in connection_config.prices
+        )
     if len(found) == 1:
-        return found[0]
+        return found[0], configured
     return ModelPrices(
         input=_highest(p.input for p in found),
         output=_highest(p.output for p in found),
         cache_read=_highest(p.cache_read for p in found),
         cache_write=_highest(p.cache_write for p in found),
-    )
+    ), configured
 
 
 def _highest(values: Any) -> float | None:
@@ -137,12 +184,12 @@ async def admit_chat(
     limit; ``retry-after`` says when), 503 (the counters cannot be reached).
     """
     governance: Governance = state.governance
-    address = _address(state, chat.model)
+    address = _address(state, governance, chat.model)
     governance.check_model(key, chat.model, address)
     plan = governance.plan(key, address)
     if plan.empty:
         return chat, None
-    prices = await _prices(state, address)
+    prices = await _prices(state, governance, address)
     charge = governance.chat_charge(plan, chat, prices, address)
     lease = await governance.admit(plan, charge)
     if plan.bounds_output and chat.max_tokens != lease.max_output:
@@ -155,12 +202,12 @@ async def admit_embedding(
 ) -> GovernedCall | None:
     """As :func:`admit_chat`, for an embedding call (its input is all it costs)."""
     governance: Governance = state.governance
-    address = _address(state, request.model)
+    address = _address(state, governance, request.model)
     governance.check_model(key, request.model, address)
     plan = governance.plan(key, address)
     if plan.empty:
         return None
-    prices = await _prices(state, address)
+    prices = await _prices(state, governance, address)
     charge = governance.embedding_charge(plan, request, prices, address)
     lease = await governance.admit(plan, charge)
     return GovernedCall(governance, key.id, lease, prices)

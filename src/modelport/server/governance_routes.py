@@ -7,7 +7,8 @@ once, the others within their poll interval. A key's secret appears in one
 answer only: the one that issued or rotated it.
 
 =================================  ==============================================
-``GET /admin/keys``                every key (never a secret or digest)
+``GET /admin/keys``                every key (never a secret or digest), with its
+                                   ``spent`` this month
 ``POST /admin/keys``               issue one: ``{name, user?, team?, models?,
                                    expires_at?, metadata?}`` → ``{key, secret}``
 ``GET /admin/keys/{id}``           one key
@@ -117,7 +118,9 @@ async def _read(request: Request, action: Any) -> Response:
 
 
 async def list_keys(request: Request) -> Response:
-    return await _read(request, lambda g: {"keys": [k.public() for k in g.snapshot.keys]})
+    from modelport.governance._spend import keys_with_spend
+
+    return await _read(request, lambda g: {"keys": keys_with_spend(g.catalog.engine, g.snapshot)})
 
 
 async def create_key(request: Request) -> Response:

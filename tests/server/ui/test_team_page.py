@@ -166,7 +166,9 @@ def test_budgets_and_limits_set_in_the_ui_are_the_gateways_and_show_spend(
     secret = _issue_in_the_ui(page, "ci", Team="platform")
     page.get_by_role("button", name="Done, hide the secret").click()
     key_id = httpx.get(f"{served.url}/admin/keys").json()["keys"][0]["id"]
+    # A key without a budget still shows what it spent (nothing yet).
     _key_row(page, key_id).get_by_text("no budget").wait_for()
+    _key_row(page, key_id).get_by_text("$0 · 0 tokens this month").wait_for()
 
     form = page.locator("#budget-form")
     form.get_by_label("Applies to").select_option("team")
@@ -203,6 +205,7 @@ def test_budgets_and_limits_set_in_the_ui_are_the_gateways_and_show_spend(
     page.goto("/#/team")
     cell = _key_row(page, key_id).locator("td.spend-cell")
     cell.get_by_text("$0.00005 of $5 this month").wait_for()
+    cell.get_by_text("$0.00005 · 30 tokens this month").wait_for()  # the key's own
     assert "team platform" in cell.inner_text()
     screenshot(page, "team")
 

@@ -100,6 +100,11 @@ export function spendText(row) {
   return `${parts.join(", ")} ${when}`;
 }
 
+/** "$0.42 · 1,200 tokens this month": what a key itself spent (``spent`` of ``GET /admin/keys``). */
+export function keySpendText(spent) {
+  return `${dollars(spent?.cost ?? 0)} · ${formatNumber(spent?.tokens ?? 0)} tokens this month`;
+}
+
 /** How full the budget is (0–1), by whichever cap is nearer. */
 export function fullness(row) {
   const shares = [];

@@ -126,19 +126,21 @@ function renderKeys() {
   }
   keyTable.append(h("table", { class: "keys", "aria-labelledby": "keys-heading" },
     h("thead", {}, h("tr", {},
-      ["Name", "User", "Team", "Models", "Expires", "Spend / budget", "Secret", "State"].map((text) => h("th", { scope: "col" }, text)),
+      ["Name", "User", "Team", "Models", "Expires", "Spent / budget", "Secret", "State"].map((text) => h("th", { scope: "col" }, text)),
       h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
     body));
 }
 
-/** Each budget the key counts against, with what is spent of it (the whole user's or team's). */
+/** What the key itself spent this month, then each budget it counts against with what is
+ * spent of it (the whole user's or team's). */
 function spendCell(key) {
+  const own = h("span", { class: "key-spend" }, budgets.keySpendText(key.spent));
   const rows = budgets.covering(key);
-  if (!rows.length) return h("span", { class: "muted" }, "no budget");
-  return h("ul", { class: "budget-list" }, rows.map((row) => h("li", { "data-budget": row.id },
+  if (!rows.length) return [own, h("br"), h("span", { class: "muted" }, "no budget")];
+  return [own, h("ul", { class: "budget-list" }, rows.map((row) => h("li", { "data-budget": row.id },
     row.scope === "key" ? null : h("span", { class: "tag" }, `${row.scope} ${row.subject}`),
     row.model ? h("span", { class: "tag address" }, row.model) : null,
-    budgets.spendMeter(row))));
+    budgets.spendMeter(row))))];
 }
 
 function input(id, labelText, attributes = {}, hint = null) {
