@@ -187,6 +187,8 @@ async def test_sigterm_with_100_streams_in_flight_completes_or_ends_each_in_band
                     await client.get("/health")
                 except httpx.ConnectError:
                     break
+                except (httpx.RemoteProtocolError, httpx.ReadError):
+                    pass  # in the backlog as the listener closed: reset; the next is refused
                 assert time.monotonic() < deadline, "the listener stayed open"
                 await asyncio.sleep(0.05)
             assert not all(t.done() for t in tasks), "the listener outlived the drain"
