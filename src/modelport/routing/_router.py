@@ -592,8 +592,9 @@ class Router:
         attribution = Attribution(api, request_id, key_id)
         self._calls.enter()
         try:
+            # The chain itself: complete_along closes it, and no hold needs releasing.
             return await complete_along(
-                self._routes_for(request, overrides),
+                self._chain(request, overrides),
                 lambda route: self._complete_one(
                     route, _for_route(request, route), attribution, on_retry
                 ),
