@@ -20,6 +20,9 @@ production server has, before a byte reaches the app and without a key:
   holds no request being answered (an idle keep-alive connection, or one still
   sending its head), else it is closed at once.
 
+It also tells a handler that asked (:data:`DISCONNECT_EXTENSION`) when the
+client's connection is lost.
+
 The checks cost a length comparison per read: one watchdog timer per busy
 connection is re-armed only when it fires, never per request. Before a timeout
 is called, the socket is asked whether the client's bytes are waiting unread: a
@@ -35,6 +38,7 @@ import logging
 import resource
 import struct
 import termios
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,6 +46,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from modelport.errors import InvalidRequestError, ModelportError
+from modelport.server._chat import DISCONNECT_EXTENSION
 from modelport.wire import anthropic_messages_server, openai_chat_server
 
 __all__ = ["GatewayProtocol", "HttpLimits", "connection_limit", "raise_open_file_limit"]
@@ -131,6 +136,8 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._watchdog: Any = None
         self._head_grace = True  # one look at unread bytes per head (its limit is not silence)
+        #: Called once if the connection is lost while set (:data:`DISCONNECT_EXTENSION`).
+        self._on_lost: Callable[[], object] | None = None
 
     # --- connections --------------------------------------------------------------
 
@@ -168,6 +175,14 @@ class GatewayProtocol(HttpToolsProtocol):
             self._watchdog.cancel()
             self._watchdog = None
         super().connection_lost(exc)
+        on_lost = self._on_lost
+        if on_lost is not None:
+            self._on_lost = None
+            on_lost()
+
+    def _watch_disconnect(self, on_lost: Callable[[], object] | None) -> None:
+        """What a handler reaches through :data:`DISCONNECT_EXTENSION`; ``None`` unwatches."""
+        self._on_lost = on_lost
 
     # --- reading ----------------------------------------------------------------------
 
@@ -225,6 +240,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._phase = _BODY
         super().on_headers_complete()
+        self.scope["extensions"] = {DISCONNECT_EXTENSION: self._watch_disconnect}
 
     def on_message_complete(self) -> None:
         # An answer may have gone out before the body ended (a refusal): then it is idle.
