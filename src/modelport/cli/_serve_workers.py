@@ -168,6 +168,9 @@ def run_workers(config: Config, options: WorkerOptions, *, workers: int) -> bool
         http=_http_protocol(),
         h11_max_incomplete_event_size=HttpLimits().max_head_bytes,
         lifespan="on",
+        # No route takes a WebSocket: without this uvicorn imports the websockets
+        # library at start (~1 MB of an idle gateway) to refuse upgrades it never gets.
+        ws="none",
         access_log=False,
         log_config=None,
         log_level=options.log_level,

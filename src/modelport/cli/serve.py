@@ -131,6 +131,9 @@ def serve(
             # For h11 only (httptools is capped by our protocol): the same head limit.
             h11_max_incomplete_event_size=HttpLimits().max_head_bytes,
             lifespan="on",
+            # No route takes a WebSocket: without this uvicorn imports the websockets
+            # library at start (~1 MB of an idle gateway) to refuse upgrades it never gets.
+            ws="none",
             access_log=False,  # ours is structured and leaves keys and queries out
             log_config=None,
             log_level=log_level,
