@@ -401,12 +401,7 @@ class Ledger:
         ttft_ms: float | None = None
         try:
             response = await answer
-            if (
-                response.content
-                or response.thinking
-                or response.reasoning
-                or response.tool_calls
-            ):
+            if response.content or response.thinking or response.reasoning or response.tool_calls:
                 ttft_ms = (perf_counter() - start) * 1000
             if response.usage != _NO_USAGE:
                 usage = response.usage
