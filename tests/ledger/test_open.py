@@ -68,3 +68,40 @@ def test_public_names() -> None:
 def test_the_database_is_shown_without_its_password(tmp_path: Path) -> None:
     with open_ledger(url=f"sqlite:///{tmp_path / 'x.db'}") as ledger:
         assert ledger.database == f"sqlite:///{tmp_path / 'x.db'}"
+
+
+def _count_in_another_process(path: Path) -> int:
+    """The rows another process reads, its connection the last one it closes."""
+    script = (
+        "import sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1])\n"
+        "print(db.execute('SELECT count(*) FROM t').fetchone()[0])\n"
+        "db.close()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+    )
+    return int(result.stdout)
+
+
+def test_opening_the_database_again_keeps_this_process_locks(tmp_path: Path) -> None:
+    # Opening and closing the file (to make it private) used to drop every POSIX lock
+    # this process held on it: another process closing last then deleted the -wal file
+    # under the open connection, whose later writes nobody else saw until it closed
+    # (the workers of `serve --workers N` hid their ledger rows that way).
+    path = tmp_path / "usage.db"
+    engine, _ = ledger_module.make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            conn.commit()
+            again, _ = ledger_module.make_engine(f"sqlite:///{path}")
+            again.dispose()
+            assert _count_in_another_process(path) == 1
+            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+            conn.commit()
+            assert _count_in_another_process(path) == 2
+            assert path.with_name("usage.db-wal").exists()
+    finally:
+        engine.dispose()

@@ -103,8 +103,9 @@ def test_admin_routes_list_start_stop_and_rescan(
     write_plugin(plugins_home / "plugins", "bad", ["definitely-not-a-program-xyz"])
     httpx.post(f"{gateway.url}/plugins/load")
     failed = httpx.post(f"{gateway.url}/plugins/bad/start")
-    assert failed.status_code == 502
-    assert "definitely-not-a-program-xyz" in failed.json()["error"]["message"]
+    assert failed.status_code == 409  # its manifest's fault, found before anything ran
+    message = failed.json()["error"]["message"]
+    assert "'definitely-not-a-program-xyz' is not installed or not on PATH" in message
 
 
 def test_openai_sdk_gets_tool_calls_from_the_node_example(

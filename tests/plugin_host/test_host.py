@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -268,8 +269,32 @@ async def test_a_missing_program_is_reported(make_host: HostFactory, home: Path)
     write_plugin(home / "plugins", "p", ["definitely-not-a-program-xyz"])
     host = make_host()
     await host.load()
-    with pytest.raises(PluginError, match="Could not run 'definitely-not-a-program-xyz'"):
+    with pytest.raises(ConfigError, match="'definitely-not-a-program-xyz' is not installed"):
         await host.start("p")
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["definitely-not-a-program-xyz"], "its command 'definitely-not-a-program-xyz' is not "
+         "installed or not on PATH"),
+        ([sys.executable, "no_such_plugin.py"], "no_such_plugin.py does not exist: correct "
+         "'command' in its modelport-plugin.toml"),
+    ],
+)  # fmt: skip
+async def test_a_startup_plugin_that_cannot_launch_says_why_once_and_is_not_restarted(
+    make_host: HostFactory, home: Path, command: list[str], said: str
+) -> None:
+    """Found before anything starts, as `modelport doctor` finds it; a restart cannot help."""
+    write_plugin(home / "plugins", "p", command, triggers=["startup"])
+    host = make_host(max_restarts=3, restart_backoff=0.01)
+    await host.load()
+    await host.start_startup_plugins()
+    await asyncio.sleep(0.2)  # several backoffs: none may start it
+    info = host.describe("p", stderr=True)
+    assert said in info["error"]
+    assert info["restarts"] == 0 and info["state"] != "running"
+    assert not [line for line in info["stderr"] if "--- run" in line]  # never launched
 
 
 async def test_an_invalid_manifest_is_listed_with_its_error(

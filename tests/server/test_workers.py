@@ -211,14 +211,13 @@ def test_two_workers_share_the_port_ledger_metrics_and_limits(
         assert limited.count(200) == RPM, limited
         assert limited.count(429) == RATE_CALLS - RPM, limited
 
+        # Every call recorded once, visible to another reader while the gateway runs:
+        # the free key's, and exactly the team's limit of the other's.
+        expected = {free.id: FREE_CALLS, rated.id: RPM}
         deadline = time.monotonic() + 15
-        while _rows(url).get(free.id, 0) < FREE_CALLS:
-            assert time.monotonic() < deadline, f"ledger rows missing: {_rows(url)}"
+        while (rows := _rows(url)) != expected:
+            assert time.monotonic() < deadline, f"ledger rows missing: {rows}"
             time.sleep(0.1)
-        # A known defect, left open in issue 15's note: with the team's counters in
-        # the SQLite file, the rows of the rate-limited key's calls can stay invisible
-        # to other readers until the gateway stops (both writers report them written).
-        # The exact rows are checked after the stop below.
 
         time.sleep(1.5)  # each worker copies its plain numbers into the shared files every second
         samples = _samples(port)
@@ -237,7 +236,7 @@ def test_two_workers_share_the_port_ledger_metrics_and_limits(
         }
         assert chats == {"200": FREE_CALLS + RPM, "429": RATE_CALLS - RPM}
         (written,) = samples["modelport_ledger_records_written_total"]
-        assert written[1] == FREE_CALLS + RPM
+        assert written[1] == sum(expected.values())
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -253,8 +252,7 @@ def test_two_workers_share_the_port_ledger_metrics_and_limits(
     text = log.read_text()
     assert text.count("Application shutdown complete") == 2, text[-3000:]
     assert "Refusing to start" not in text
-    # Every call recorded once: the free key's and exactly the team's limit of the other's.
-    assert _rows(url) == {free.id: FREE_CALLS, rated.id: RPM}
+    assert _rows(url) == expected  # and nothing more recorded on the way out
 
 
 def test_sigterm_drains_each_workers_streams(tmp_path: Path, fake_upstream: str) -> None:

@@ -21,7 +21,9 @@ no longer strand the login on the old one. A refresh token the server refused
 asking again — until a new login stores other tokens.
 
 A :class:`TokenBroker` holds the sessions of one event loop (a router's) and
-their HTTP client; sessions in different processes share only the storage.
+their HTTP client; sessions in different processes share only the storage,
+and a lock file (:mod:`modelport.auth._renewal_lock`) makes a renewal
+single-flight across them too: gateway workers at expiry refresh once.
 """
 
 from __future__ import annotations
@@ -109,6 +111,13 @@ class OAuthSession:
             task.exception()  # retrieved here, so an error nobody awaited is not logged
 
     async def _renew_once(self, rejected: str | None) -> str:
+        from modelport.auth._renewal_lock import renewal_lock
+
+        # Across processes too: another one may be renewing this login right now.
+        async with renewal_lock(self.name):
+            return await self._renew_locked(rejected)
+
+    async def _renew_locked(self, rejected: str | None) -> str:
         from modelport.auth.oauth import OAuthClient, login_hint
 
         stored = await asyncio.to_thread(load_tokens, self.name)

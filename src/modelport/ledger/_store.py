@@ -358,8 +358,16 @@ def _private_database(path: Path) -> None:
     by others are narrowed.
     """
     ensure_private_dir(path.parent)
+    # Only a file that is not there yet is opened (O_EXCL): closing any descriptor of
+    # a database file drops every POSIX lock this process holds on it, its open
+    # connections' included. Another process's connection, closing last, would then
+    # think itself alone, checkpoint and delete the -wal and -shm files under them,
+    # and what they write next would stay in a deleted file, seen by nobody else
+    # until they close.
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
     except OSError:
         return  # SQLite will say what is wrong with the path, in its own words
     for name in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modelport import plugin_protocol
 from modelport.errors import ConfigError, ModelportError, PluginError
+from modelport.plugin_host.diagnose import launch_problem
 from modelport.plugin_host.discovery import (
     DiscoveredPlugin,
     PluginDir,
@@ -314,12 +315,12 @@ class PluginHost:
             if plugin.state in ("starting", "running"):
                 return
             manifest = self._reload_manifest(plugin)
-            if manifest.entry is not None and not (manifest.dir / manifest.entry).is_file():
-                plugin.error = (
-                    f"its main file {manifest.entry} does not exist: build the plugin first "
-                    "(npm install, then npm run build)"
-                )
-                raise ConfigError(f"The plugin {plugin.name!r} cannot start: {plugin.error}")
+            # A missing program, main file or script: starting (or restarting) cannot
+            # help, and the one line says what to do, as `modelport doctor` does.
+            problem = await asyncio.to_thread(launch_problem, manifest)
+            if problem is not None:
+                plugin.error = problem
+                raise ConfigError(f"The plugin {plugin.name!r} cannot start: {problem}")
             if plugin.found.origin.needs_trust:
                 plugin.files = await asyncio.to_thread(plugin_files, manifest.dir)
             verdict = self._trust_check(plugin)

@@ -251,7 +251,7 @@ _ERROR_TEXT = {
     "401": "The admin key (or a web UI session) is missing or wrong",
     "403": "Closed beyond loopback without an admin key, or sent by another page",
     "404": "No such plugin or connection",
-    "409": "The plugin cannot start (invalid, or not trusted)",
+    "409": "The plugin cannot start (invalid, not trusted, or its program or files missing)",
     "502": "The plugin failed to start",
     "503": "No plugin host or no usage ledger on this gateway",
 }
