@@ -91,7 +91,8 @@ def gateway_factory() -> Iterator[GatewayFactory]:
         config.setdefault("log_config", None)
         config.setdefault("access_log", False)
         config.setdefault("timeout_graceful_shutdown", 5)
-        protocol = GatewayProtocol.with_limits(limits)
+        # http="httptools": uvicorn's own protocol, as under a server that is not ours.
+        protocol = config.pop("http", None) or GatewayProtocol.with_limits(limits)
         server = uvicorn.Server(
             uvicorn.Config(app, http=protocol, lifespan="on", host="127.0.0.1", **config)
         )

@@ -10,8 +10,15 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from modelport.server.access_log import BufferedAccessLog
+from modelport.server.access_log import (
+    BufferedAccessLog,
+    access_fields,
+    access_line,
+    access_message,
+)
 from modelport.testing import FakeUpstream, Reply
 from tests.server.conftest import Gateway
 
@@ -72,3 +79,31 @@ def test_serve_access_log_follows_the_loggers_level(
     assert httpx.get(f"{gateway.url}/health").status_code == 200
     gateway.stop()
     assert stream.getvalue() == ""
+
+
+@settings(max_examples=300)
+@given(
+    path=st.text(max_size=600),
+    model=st.none() | st.text(max_size=600),
+    error=st.none() | st.sampled_from(["RateLimitError", "ClientDisconnected"]),
+    client=st.none() | st.tuples(st.sampled_from(["127.0.0.1", "::1"]), st.integers(0, 65535)),
+    status=st.sampled_from([200, 404, 499, 500]),
+    seconds=st.floats(0, 100, allow_nan=False),
+)
+def test_the_buffered_line_is_the_logged_message(
+    path: str,
+    model: str | None,
+    error: str | None,
+    client: tuple[str, int] | None,
+    status: int,
+    seconds: float,
+) -> None:
+    # The buffered log writes its line straight; it must be the message log_access logs.
+    state: dict[str, object] = {}
+    if model is not None:
+        state["model"] = model
+    if error is not None:
+        state["error"] = error
+    scope = {"method": "POST", "path": path, "client": client, "state": state}
+    expected = access_message(access_fields(scope, "/v1/chat/completions", status, seconds))
+    assert access_line(scope, "/v1/chat/completions", status, seconds) == expected

@@ -23,7 +23,7 @@ from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
 from modelport.types import ChatRequest
 from tests.server._sse import openai_delta_text, sse_events
-from tests.server.conftest import Gateway, GatewayFactory
+from tests.server.conftest import Gateway, GatewayFactory, upstream_config
 
 USER = [{"role": "user", "content": "hi"}]
 TEXT_FIXTURE = "openai/chat-stream-text-include-usage.sse"
@@ -109,9 +109,18 @@ def test_client_disconnect_before_the_first_token_closes_the_upstream(
     assert request.closed.wait(timeout=2.0), "the upstream request was not cancelled"
 
 
+@pytest.mark.parametrize("http", ["gateway", "httptools"])
 def test_client_disconnect_cancels_a_non_streaming_call(
-    gateway: Gateway, upstream: FakeUpstream, open_stream: OpenStream
+    http: str,
+    upstream: FakeUpstream,
+    upstream_keys: None,
+    gateway_factory: GatewayFactory,
+    open_stream: OpenStream,
 ) -> None:
+    # Our protocol tells the handler (modelport.disconnect); under uvicorn's own, a
+    # task per call waits for the disconnect.
+    app = create_app(upstream_config(upstream), plugin_host=False, ledger=False)
+    gateway = gateway_factory(app, **({} if http == "gateway" else {"http": http}))
     upstream.route("POST", "/v1/chat/completions", _slow_reply(0.5))
     sock = open_stream(gateway, {**STREAM_BODY, "stream": False})
     _wait_for(lambda: len(upstream.requests) == 1)

@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> None:
 
     app = build_app()
     try:
-        code = app(args=argv, prog_name="modelport", standalone_mode=False)
+        from modelport.cli.serve import OWN_PROCESS
+
+        # argv None: this process is ours (the console script, python -m modelport).
+        own = {OWN_PROCESS: argv is None}
+        code = app(args=argv, prog_name="modelport", standalone_mode=False, obj=own)
     except ModelportError as exc:
         print_error(exc)
         sys.exit(1)

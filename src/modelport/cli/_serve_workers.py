@@ -82,10 +82,12 @@ def _options() -> WorkerOptions:
 
 def worker_app() -> Any:
     """The gateway of one worker (uvicorn calls this factory in each worker process)."""
-    from modelport.cli.serve import _configure_logging, _reloader, _tune_gc
     from modelport.config import load_config
     from modelport.governance import open_governance
     from modelport.server._keys import resolve_keys
+    from modelport.server._standalone import configure_logging as _configure_logging
+    from modelport.server._standalone import reloader as _reloader
+    from modelport.server._standalone import tune_gc as _tune_gc
     from modelport.server.access_log import BufferedAccessLog
     from modelport.server.app import create_app
 
@@ -147,10 +149,10 @@ def run_workers(config: Config, options: WorkerOptions, *, workers: int) -> bool
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
-    from modelport.cli.serve import _loop
     from modelport.server._metrics_shared import WORKER_METRICS_ENV
     from modelport.server._protocol import HttpLimits
     from modelport.server._serving import uvicorn_timeout
+    from modelport.server._standalone import event_loop as _loop
 
     options = msgspec.structs.replace(options, group=secrets.token_hex(4))
     metrics_dir = tempfile.mkdtemp(prefix="modelport-metrics-")
@@ -168,6 +170,9 @@ def run_workers(config: Config, options: WorkerOptions, *, workers: int) -> bool
         http=_http_protocol(),
         h11_max_incomplete_event_size=HttpLimits().max_head_bytes,
         lifespan="on",
+        # No route takes a WebSocket: without this uvicorn imports the websockets
+        # library at start (~1 MB of an idle gateway) to refuse upgrades it never gets.
+        ws="none",
         access_log=False,
         log_config=None,
         log_level=options.log_level,

@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from time import perf_counter
@@ -40,7 +40,7 @@ from modelport.events import (
     UsageEvent,
 )
 from modelport.ledger._writer import BackgroundWriter
-from modelport.types import ModelPrices, Usage
+from modelport.types import ChatResponse, ModelPrices, Usage
 
 __all__ = [
     "CallRecord",
@@ -183,6 +183,8 @@ def _excerpt(exc: BaseException) -> str:
     text = public_message(exc)
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
+
+_NO_USAGE = Usage()
 
 # What a person sees as the model answering: the first of these starts the TTFT clock.
 _OUTPUT_EVENTS = (TextEvent, ReasoningEvent, ToolCallStartEvent, ToolCallDeltaEvent)
@@ -373,8 +375,65 @@ class Ledger:
             if aclose is not None:
                 await aclose()
 
+    async def track_answer(
+        self,
+        answer: Awaitable[ChatResponse],
+        *,
+        connection: str,
+        model: str,
+        prices: ModelPrices | None,
+        api: str = "python",
+        request_id: str | None = None,
+        key_id: str | None = None,
+    ) -> ChatResponse:
+        """Await a non-streamed ``answer`` and record the call, as :meth:`track` would
+        record the events the answer stands for.
+
+        The same row as :meth:`track` over
+        :func:`~modelport.aggregate.response_events` (outcome, usage, latency, TTFT
+        at the answer's arrival when it has output), without two async generators
+        and the events a plain call never needs.
+        """
+        started_at = datetime.now(UTC)
+        start = perf_counter()
+        outcome = "ok"
+        error: str | None = None
+        usage: Usage | None = None
+        ttft_ms: float | None = None
+        try:
+            response = await answer
+            if response.content or response.thinking or response.reasoning or response.tool_calls:
+                ttft_ms = (perf_counter() - start) * 1000
+            if response.usage != _NO_USAGE:
+                usage = response.usage
+            return response
+        except asyncio.CancelledError as exc:
+            outcome = "cancelled"
+            if exc.args and isinstance(exc.args[0], str):
+                error = exc.args[0][:_MAX_ERROR]
+            raise
+        except BaseException as exc:
+            outcome = type(exc).__name__
+            error = _excerpt(exc)
+            raise
+        finally:
+            self._record_call(
+                started_at=started_at,
+                connection=connection,
+                model=model,
+                api=api,
+                usage=usage,
+                prices=prices,
+                latency_ms=(perf_counter() - start) * 1000,
+                ttft_ms=ttft_ms,
+                outcome=outcome,
+                error=error,
+                request_id=request_id,
+                key_id=key_id,
+            )
+
     def _record_call(
-        self, *, usage: UsageEvent | None, prices: ModelPrices | None, **fields: Any
+        self, *, usage: Usage | None, prices: ModelPrices | None, **fields: Any
     ) -> None:
         try:
             tokens = usage if usage is not None else Usage()

@@ -14,7 +14,7 @@ alone knows (the API the client speaks, what the request asks for).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import ModelportError
 from modelport.providers._relay import Relay
@@ -44,19 +44,29 @@ def relay_compat(router: Router, address: str | None) -> str | None:
     for entry in chain:
         connection = entry.partition("/")[0]
         if not entry.partition("/")[2] or router.needs_provider_source(connection):
-            return None
+            return None  # a bare connection name, or a plugin's or a registered provider
         try:
             config = router._connection_config(connection)
         except ModelportError:
             return None
-        compat = config.compat
-        if compat not in RELAYED_COMPATS or (found is not None and compat != found):
-            return None
-        if config.oauth is not None or config.auth not in (None, "key"):
-            return None  # its provider refreshes the login around each call (auth/provider.py)
-        if REQUEST_DEFAULTS & config.options.keys() or any(
-            getattr(config, key, None) is not None for key in REQUEST_DEFAULTS
-        ):
+        compat = _relayable_compat(config)
+        if compat is None or (found is not None and compat != found):
             return None
         found = compat
     return found
+
+
+def _relayable_compat(config: Any) -> str | None:
+    """The API a connection's own provider speaks, when the passthrough covers it: a
+    built-in compat (``openai``, ``anthropic``), logging in with a key (an OAuth login
+    is refreshed around each call by its provider), adding no request default to the body.
+    """
+    if config.compat not in RELAYED_COMPATS:
+        return None
+    if config.oauth is not None or config.auth not in (None, "key"):
+        return None
+    if REQUEST_DEFAULTS & config.options.keys() or any(
+        getattr(config, key, None) is not None for key in REQUEST_DEFAULTS
+    ):
+        return None
+    return str(config.compat)

@@ -386,18 +386,25 @@ class Router:
         error, delay)`` is called before each retry (see
         :class:`~modelport.providers._retry.RetryingProvider`).
         """
-        overrides: dict[str, Any] = {
-            "api_key": api_key,
-            "base_url": base_url,
-            "timeout": timeout,
-            "max_retries": max_retries,
-            "headers": headers,
-        }
         attribution = Attribution(api, request_id, key_id)
-        return stream_along(
-            self._routes_for(request, overrides, CallHold(self._calls)),
+        return self._along(
+            request,
+            _overrides(api_key, base_url, timeout, max_retries, headers),
             lambda route: self._events(route, _for_route(request, route), attribution, on_retry),
             on_answer,
+        )
+
+    def _along(
+        self,
+        request: ChatRequest,
+        overrides: dict[str, Any],
+        open_route: Callable[[Route], AsyncIterator[Any]],
+        on_answer: Callable[[str], object] | None,
+    ) -> AsyncIterator[Any]:
+        """What ``open_route`` gives for the first route of the request's chain that
+        answers (:func:`stream_along`), the call counted in flight until the chain ends."""
+        return stream_along(
+            self._routes_for(request, overrides, CallHold(self._calls)), open_route, on_answer
         )
 
     async def _routes_for(
@@ -521,16 +528,10 @@ class Router:
         bare model id and reads the answer through a fresh ``make_relay()``. Check
         :meth:`relay_compat` first.
         """
-        overrides: dict[str, Any] = {
-            "api_key": None,
-            "base_url": None,
-            "timeout": None,
-            "max_retries": None,
-            "headers": headers,
-        }
         attribution = Attribution(api, request_id, key_id)
-        return stream_along(
-            self._routes_for(request, overrides, CallHold(self._calls)),
+        return self._along(
+            request,
+            _overrides(headers=headers),
             lambda route: self._relayed(route, body, make_relay, stream, attribution, on_retry),
             on_answer,
         )
@@ -582,18 +583,13 @@ class Router:
         records the call from the events the response stands for
         (:func:`~modelport.aggregate.response_events`), so both paths record alike.
         """
-        overrides: dict[str, Any] = {
-            "api_key": api_key,
-            "base_url": base_url,
-            "timeout": timeout,
-            "max_retries": max_retries,
-            "headers": headers,
-        }
+        overrides = _overrides(api_key, base_url, timeout, max_retries, headers)
         attribution = Attribution(api, request_id, key_id)
         self._calls.enter()
         try:
+            # The chain itself: complete_along closes it, and no hold needs releasing.
             return await complete_along(
-                self._routes_for(request, overrides),
+                self._chain(request, overrides),
                 lambda route: self._complete_one(
                     route, _for_route(request, route), attribution, on_retry
                 ),
@@ -781,6 +777,23 @@ class Router:
         """
         await self._calls.wait_idle()
         await self.aclose()
+
+
+def _overrides(
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A call's own settings, by name, for the connection it names (see :meth:`Router.stream`)."""
+    return {
+        "api_key": api_key,
+        "base_url": base_url,
+        "timeout": timeout,
+        "max_retries": max_retries,
+        "headers": headers,
+    }
 
 
 def _for_route(request: ChatRequest, route: Route) -> ChatRequest:

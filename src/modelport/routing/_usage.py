@@ -93,7 +93,22 @@ async def track_answer(
     prices: ModelPrices | None,
     attribution: Attribution,
 ) -> ChatResponse:
-    """``provider.complete(request)``, recorded by ``ledger`` from its answer's events."""
+    """``provider.complete(request)``, recorded by ``ledger`` from its answer's events.
+
+    A ledger with a ``track_answer`` (the :class:`~modelport.ledger.Ledger`) records
+    the answer without the events; any other tracker sees them through ``track``.
+    """
+    fast = getattr(ledger, "track_answer", None)
+    if fast is not None:
+        return await fast(
+            provider.complete(request),
+            connection=route.connection,
+            model=route.model,
+            prices=prices,
+            api=attribution.api,
+            request_id=attribution.request_id,
+            key_id=attribution.key_id,
+        )
     answer: list[ChatResponse] = []
     events = track_events(
         ledger,

@@ -10,6 +10,7 @@ tokens and a cost of zero: nothing went upstream.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
@@ -60,10 +61,16 @@ def answer_headers(address: str | None, lookup: Lookup | None) -> list[tuple[byt
     """``x-modelport-deployment`` (when known) and ``x-modelport-cache`` (when it applied)."""
     headers: list[tuple[bytes, bytes]] = []
     if address is not None:
-        headers.append((DEPLOYMENT_HEADER, quote(address, safe=_SAFE).encode("ascii")))
+        headers.append((DEPLOYMENT_HEADER, _deployment_value(address)))
     if lookup is not None:
         headers.append((CACHE_HEADER, lookup.encode("ascii")))
     return headers
+
+
+@functools.lru_cache(maxsize=1024)
+def _deployment_value(address: str) -> bytes:
+    # The same few addresses answer every call: quoted once each, not per response.
+    return quote(address, safe=_SAFE).encode("ascii")
 
 
 def cache_for(

@@ -59,7 +59,22 @@ from modelport.server._streaming import EventStreamResponse, StreamEncoder, inte
 from modelport.types import ChatRequest, ChatResponse, Usage
 from modelport.wire._json import decode_request
 
-__all__ = ["ChatSurface", "Exchange", "answer_chat", "chat_endpoint", "read_json", "reject"]
+__all__ = [
+    "DISCONNECT_EXTENSION",
+    "ChatSurface",
+    "Exchange",
+    "answer_chat",
+    "chat_endpoint",
+    "read_json",
+    "reject",
+]
+
+#: The scope extension through which the server tells a handler that its client's
+#: connection was lost: ``watch(callback)``, ``watch(None)`` to stop watching
+#: (:class:`~modelport.server._protocol.GatewayProtocol` offers it). A plain call is
+#: cancelled through it without a task per request waiting on ``receive()``; under
+#: another server, that task does it.
+DISCONNECT_EXTENSION = "modelport.disconnect"
 
 
 class Exchange(Protocol):
@@ -318,8 +333,14 @@ async def answer_chat(
         )
     task = asyncio.current_task()
     assert task is not None
-    left = asyncio.Event()
-    watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, task, left))
+    left = _Left(task)
+    extensions = scope.get("extensions")
+    watch = extensions.get(DISCONNECT_EXTENSION) if extensions else None
+    watcher: asyncio.Task[None] | None = None
+    if watch is not None:
+        watch(left.lost)
+    else:
+        watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, left))
     drain = state.drain
     call = drain.enter()
     usage: Usage | UsageEvent | None
@@ -335,7 +356,7 @@ async def answer_chat(
     except asyncio.CancelledError:
         if governed is not None:
             governed.done(None, "broken")  # the upstream may have generated before we left
-        if left.is_set() and task.uncancel() == 0:
+        if left.gone and task.uncancel() == 0:
             # The client is gone and the upstream call with it; nobody reads this answer.
             outcome.finished(None, asyncio.CancelledError())
             return Response(status_code=499)
@@ -352,7 +373,10 @@ async def answer_chat(
         outcome.finished(None, failure)
         return json_error(wire, failure)
     finally:
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
+        else:
+            watch(None)  # type: ignore[misc]
         drain.leave(call)
     if governed is not None:
         governed.done(usage, "ok")
@@ -365,17 +389,29 @@ async def answer_chat(
     return reply
 
 
-async def _cancel_on_disconnect(
-    request: Request, task: asyncio.Task[Any], left: asyncio.Event
-) -> None:
-    """Cancel a non-streaming call the moment its client disconnects.
+class _Left:
+    """Whether a plain call's client has gone; its going cancels the call's task."""
+
+    __slots__ = ("gone", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.gone = False
+
+    def lost(self) -> None:
+        self.gone = True
+        self.task.cancel()
+
+
+async def _cancel_on_disconnect(request: Request, left: _Left) -> None:
+    """Cancel a non-streaming call the moment its client disconnects (under a server
+    without :data:`DISCONNECT_EXTENSION`).
 
     The body has been read, so the next message can only be ``http.disconnect``.
     """
     message = await request.receive()
     if message["type"] == "http.disconnect":
-        left.set()
-        task.cancel()
+        left.lost()
 
 
 # --- reading the request -------------------------------------------------------------------

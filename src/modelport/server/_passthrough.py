@@ -9,7 +9,8 @@ around the call is the decode-encode path's: the guard, governance (with
 the first byte, fallbacks, the ledger, metrics, the access log, cancellation
 on disconnect, status and error mapping.
 
-A call takes the passthrough only when all of these hold (:func:`relay_body`);
+A call takes the passthrough only when all of these hold (:func:`relay_body`: the
+request's side in :func:`covers_request`, the routes' in ``Router.relay_compat``);
 otherwise it takes the decode-encode path, which can do everything:
 
 * ``MODELPORT_PASSTHROUGH`` is not ``off`` (:func:`passthrough_mode`), and the
@@ -42,6 +43,7 @@ __all__ = [
     "RelayEncoder",
     "clamp",
     "collect",
+    "covers_request",
     "passthrough_mode",
     "relay_body",
     "relay_factory",
@@ -71,15 +73,13 @@ def passthrough_mode() -> str:
 def relay_body(
     api: str, payload: dict[str, Any], chat: ChatRequest, state: Any, mode: str = "all"
 ) -> dict[str, Any] | None:
-    """The body to relay for this call, or ``None`` where it takes the decode-encode path."""
-    if api not in ("openai", "anthropic"):
-        return None
-    if mode != "all" and payload.get("stream") is not True:
-        return None
-    reasoning = chat.reasoning
-    if reasoning is not None and reasoning.adaptive:
-        return None
-    if api == "openai" and payload.get("n") not in (None, 1):
+    """The body to relay for this call, or ``None`` where it takes the decode-encode path.
+
+    A call is relayed when the passthrough covers both its request
+    (:func:`covers_request`) and every route it may take (the router's
+    ``relay_compat``: connections of the client's API that add nothing of their own).
+    """
+    if not covers_request(api, payload, chat, mode):
         return None
     if state.router.relay_compat(chat.model) != api:
         return None
@@ -92,6 +92,28 @@ def relay_body(
             "include_usage": True,
         }
     return body
+
+
+#: The chat APIs a same-format upstream exists for (the Responses API is always translated).
+_RELAYED_APIS = frozenset({"openai", "anthropic"})
+
+
+def covers_request(api: str, payload: dict[str, Any], chat: ChatRequest, mode: str) -> bool:
+    """Whether the passthrough covers what this request asks for: all of
+
+    * a chat API with a same-format upstream (``openai``, ``anthropic``);
+    * an answer of a kind ``mode`` relays (streams; plain answers too with ``all``);
+    * one choice (an OpenAI ``n`` absent or 1: the decode-encode path answers the first);
+    * reasoning other than the adaptive kind (which the decode-encode path drops when an
+      upstream refuses it).
+    """
+    reasoning = chat.reasoning
+    return (
+        api in _RELAYED_APIS
+        and (mode == "all" or payload.get("stream") is True)
+        and (api != "openai" or payload.get("n") in (None, 1))
+        and (reasoning is None or not reasoning.adaptive)
+    )
 
 
 def clamp(api: str, body: dict[str, Any], max_tokens: int | None) -> None:

@@ -20,6 +20,10 @@ production server has, before a byte reaches the app and without a key:
   holds no request being answered (an idle keep-alive connection, or one still
   sending its head), else it is closed at once.
 
+It also tells a handler that asked (:data:`DISCONNECT_EXTENSION`) when the
+client's connection is lost, and writes a response's head together with its
+first body bytes (one ``send`` instead of two: :class:`_HeadWithBody`).
+
 The checks cost a length comparison per read: one watchdog timer per busy
 connection is re-armed only when it fires, never per request. Before a timeout
 is called, the socket is asked whether the client's bytes are waiting unread: a
@@ -35,6 +39,7 @@ import logging
 import resource
 import struct
 import termios
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,6 +47,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from modelport.errors import InvalidRequestError, ModelportError
+from modelport.server._chat import DISCONNECT_EXTENSION
 from modelport.wire import anthropic_messages_server, openai_chat_server
 
 __all__ = ["GatewayProtocol", "HttpLimits", "connection_limit", "raise_open_file_limit"]
@@ -131,6 +137,8 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._watchdog: Any = None
         self._head_grace = True  # one look at unread bytes per head (its limit is not silence)
+        #: Called once if the connection is lost while set (:data:`DISCONNECT_EXTENSION`).
+        self._on_lost: Callable[[], object] | None = None
 
     # --- connections --------------------------------------------------------------
 
@@ -168,6 +176,14 @@ class GatewayProtocol(HttpToolsProtocol):
             self._watchdog.cancel()
             self._watchdog = None
         super().connection_lost(exc)
+        on_lost = self._on_lost
+        if on_lost is not None:
+            self._on_lost = None
+            on_lost()
+
+    def _watch_disconnect(self, on_lost: Callable[[], object] | None) -> None:
+        """What a handler reaches through :data:`DISCONNECT_EXTENSION`; ``None`` unwatches."""
+        self._on_lost = on_lost
 
     # --- reading ----------------------------------------------------------------------
 
@@ -224,7 +240,11 @@ class GatewayProtocol(HttpToolsProtocol):
         # the head's start, a moment ago: no clock read here.
         self._head_bytes = 0
         self._phase = _BODY
+        before = self.cycle
         super().on_headers_complete()
+        self.scope["extensions"] = {DISCONNECT_EXTENSION: self._watch_disconnect}
+        if self.cycle is not before:  # a new request's cycle (not an upgrade)
+            self.cycle.transport = _HeadWithBody(self.transport, self.loop)
 
     def on_message_complete(self) -> None:
         # An answer may have gone out before the body ended (a refusal): then it is idle.
@@ -299,6 +319,63 @@ class GatewayProtocol(HttpToolsProtocol):
         if ours is not None:
             ours.keep_alive = False
         self.transport.close()
+
+
+#: A body larger than this is not copied behind the head it would join.
+_JOIN_AT_MOST = 64 * 1024
+
+
+class _HeadWithBody:
+    """A response cycle's transport: the response head goes out with the first body write.
+
+    uvicorn writes the status line and headers on ``http.response.start`` and the
+    body on the next message: two ``send`` system calls (and two TCP segments) for
+    every answer. The first write is held instead and joined to the next one; if
+    no next write comes in the same turn of the loop (an app that sends its head
+    and then waits), it goes out alone at the end of that turn. Nothing is
+    reordered and nothing waits past the current turn. Every later write goes
+    straight through.
+    """
+
+    __slots__ = ("_armed", "_held", "_loop", "_transport")
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._armed = True
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) <= _JOIN_AT_MOST:
+                self._transport.write(held + data)
+                return
+            self._transport.write(held)
+        elif self._armed:
+            self._armed = False
+            self._held = data
+            self._loop.call_soon(self._flush)
+            return
+        self._transport.write(data)
+
+    def _flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return bool(self._transport.is_closing())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def _target(head: bytes) -> bytes:

@@ -31,6 +31,7 @@ __all__ = [
     "AccessLogWriter",
     "BufferedAccessLog",
     "access_fields",
+    "access_line",
     "access_logger",
     "access_message",
     "log_access",
@@ -109,6 +110,37 @@ def _escaped(value: str | None) -> str | None:
     return json.dumps(value)  # ASCII only: \n, \r, \u001b, \u0000, \u2028 …
 
 
+def access_line(scope: Scope, route: str, status: int, seconds: float) -> str:
+    """``access_message(access_fields(...))`` written straight, without the dict and the join
+    (the buffered log's line, once per request)."""
+    state = scope.get("state") or {}
+    path = scope["path"]
+    if len(path) > MAX_FIELD:
+        path = path[:MAX_FIELD] + "…"
+    model = state.get("model")
+    if model is not None and len(model) > MAX_FIELD:
+        model = model[:MAX_FIELD] + "…"
+    seen = _SEEN_PLAIN
+    if not (path in seen or _is_plain(path)) or not (
+        model is None or model in seen or _is_plain(model)
+    ):
+        path = _escaped(path)  # type: ignore[assignment]
+        model = _escaped(model)
+    line = (
+        f"method={scope['method']} path={path} route={route} status={status} "
+        f"duration_ms={round(seconds * 1000, 2)}"
+    )
+    client = scope.get("client")
+    if client:
+        line += f" client={client[0]}:{client[1]}"
+    if model is not None:
+        line += f" model={model}"
+    error = state.get("error")
+    if error is not None:
+        line += f" error={error}"
+    return line
+
+
 def log_access(scope: Scope, route: str, status: int, seconds: float) -> None:
     """One :mod:`logging` record on ``modelport.access``, the fields as ``record.access``."""
     fields = access_fields(scope, route, status, seconds)
@@ -144,7 +176,7 @@ class BufferedAccessLog:
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        message = access_message(access_fields(scope, route, status, seconds))
+        message = access_line(scope, route, status, seconds)
         millis = int((now - second) * 1000)
         lines = self._lines
         lines.append(f"{self._stamp},{millis:03d} INFO modelport.access: {message}\n")

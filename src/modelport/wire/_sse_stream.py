@@ -12,8 +12,9 @@ Nothing here adds a call per chunk: ``feed`` is the one both decoders had, and
 
 from __future__ import annotations
 
-from modelport.errors import ModelportError
+from modelport.errors import ModelportError, ParseError
 from modelport.events import StreamEvent
+from modelport.wire._errors import truncated_stream
 from modelport.wire._sse import SSEDecoder, SSEEvent
 
 __all__ = ["SSEStreamDecoder"]
@@ -38,6 +39,30 @@ class SSEStreamDecoder:
     def _dispatch(self, events: list[SSEEvent], out: list[StreamEvent]) -> None:
         """Append the canonical events of ``events`` to ``out``; set ``_done`` at the end."""
         raise NotImplementedError
+
+    def _close_tail(self) -> list[StreamEvent]:
+        """The end of the body: the events of a last event without its blank line.
+
+        A parse error there is a truncated stream (``NetworkError``) when
+        :meth:`_cut_short` says so; a subclass's ``close`` then checks that the
+        stream finished.
+        """
+        self._raise_deferred()
+        out: list[StreamEvent] = []
+        if not self._done:
+            try:
+                self._dispatch(self._sse.feed(b"\n\n"), out)
+                self._raise_deferred()
+            except ParseError as exc:
+                if self._cut_short():
+                    raise truncated_stream() from exc
+                raise
+        return out
+
+    def _cut_short(self) -> bool:
+        """Whether the stream ended before its end (a parse error at the end is then
+        the truncation's, not the upstream's)."""
+        return True
 
     def _raise_deferred(self) -> None:
         if self._deferred is not None:

@@ -195,21 +195,14 @@ class StreamDecoder(SSEStreamDecoder):
 
     def close(self) -> list[StreamEvent]:
         """End of the body. Raises ``NetworkError`` if the stream stopped before it finished."""
-        self._raise_deferred()
-        out: list[StreamEvent] = []
-        if not self._done:
-            try:
-                # A last event without its blank line is still worth reading.
-                self._dispatch(self._sse.feed(b"\n\n"), out)
-                self._raise_deferred()
-            except ParseError as exc:
-                if not self._finished:
-                    raise truncated_stream() from exc
-                raise
+        out = self._close_tail()
         if not (self._done or self._finished):
             raise truncated_stream()
         self._check_calls_named()
         return out
+
+    def _cut_short(self) -> bool:
+        return not self._finished
 
     def feed_json(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
         """The events of one already-parsed ``chat.completion.chunk`` object."""

@@ -111,15 +111,7 @@ class StreamDecoder(SSEStreamDecoder):
 
     def close(self) -> list[StreamEvent]:
         """End of the body. Raises ``NetworkError`` if the stream stopped before it finished."""
-        self._raise_deferred()
-        out: list[StreamEvent] = []
-        if not self._done:
-            try:
-                # A last event without its blank line is still worth reading.
-                self._dispatch(self._sse.feed(b"\n\n"), out)
-                self._raise_deferred()
-            except ParseError as exc:
-                raise truncated_stream() from exc
+        out = self._close_tail()
         if not self._done:
             raise truncated_stream()
         return out
