@@ -184,6 +184,13 @@ def _excerpt(exc: BaseException) -> str:
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
 
+def _cancel_reason(exc: BaseException) -> str | None:
+    """What a cancellation says of why, if it says (the gateway's shutdown does)."""
+    if exc.args and isinstance(exc.args[0], str):
+        return exc.args[0][:_MAX_ERROR]
+    return None
+
+
 _NO_USAGE = Usage()
 
 # What a person sees as the model answering: the first of these starts the TTFT clock.
@@ -346,9 +353,7 @@ class Ledger:
                 yield event
         except (GeneratorExit, asyncio.CancelledError) as exc:
             outcome = "cancelled"
-            # A cancellation may say why (the gateway's shutdown does): keep that.
-            if exc.args and isinstance(exc.args[0], str):
-                error = exc.args[0][:_MAX_ERROR]
+            error = _cancel_reason(exc)
             raise
         except BaseException as exc:
             outcome = type(exc).__name__
@@ -409,8 +414,7 @@ class Ledger:
             return response
         except asyncio.CancelledError as exc:
             outcome = "cancelled"
-            if exc.args and isinstance(exc.args[0], str):
-                error = exc.args[0][:_MAX_ERROR]
+            error = _cancel_reason(exc)
             raise
         except BaseException as exc:
             outcome = type(exc).__name__
