@@ -30,6 +30,7 @@ from modelport.routing._fallbacks import (
     RouteChain,
     complete_along,
     fallback_chain,
+    log_fallback,
     overrides_at,
     stream_along,
 )
@@ -404,10 +405,10 @@ class Router:
         """What ``open_route`` gives for the first route of the request's chain that
         answers (:func:`stream_along`), the call counted in flight until the chain ends."""
         return stream_along(
-            self._routes_for(request, overrides, CallHold(self._calls)), open_route, on_answer
+            self._chain(request, overrides, CallHold(self._calls)), open_route, on_answer
         )
 
-    async def _routes_for(
+    async def _chain(
         self, request: ChatRequest, overrides: dict[str, Any], hold: CallHold | None = None
     ) -> RouteChain:
         """Each route of the request's chain (the address, then configured fallbacks;
@@ -416,44 +417,41 @@ class Router:
         The second item is the address that comes next (``None`` for the last).
         Stored keys are read off the event loop; a provider built for this call
         alone is closed after it. ``hold``, a stream's place among the calls in
-        flight, is released when the chain ends (see :mod:`._calls`).
+        flight, is released when the chain ends (see :mod:`._calls`): here, not in
+        a generator around this one, which cost every stream another async
+        generator (its hooks, ``asend`` and ``aclose``).
         """
         try:
-            async with contextlib.aclosing(self._chain(request, overrides)) as routes:
-                async for item in routes:
-                    yield item
+            chain = fallback_chain(request.model, self.config, self.env)
+            groups = self.config.model_groups
+            if not groups:  # no model groups: no balancer in the way
+                for position, address in enumerate(chain):
+                    route = await self._route_at(address, overrides_at(position, overrides))
+                    try:
+                        yield route, chain[position + 1] if position + 1 < len(chain) else None
+                    finally:
+                        if route.ephemeral:
+                            await _aclose(route.provider)
+                return
+            if chain[0] in groups and any(overrides[k] for k in ("api_key", "base_url", "headers")):
+                raise InvalidRequestError(
+                    f"{chain[0]!r} is a model group: a call's own key, URL or headers would "
+                    "reach whichever deployment is chosen. Name one deployment's address instead."
+                )
+            async with contextlib.aclosing(self.balancer.walk(chain, groups)) as steps:
+                async for step in steps:
+                    position = 0 if step.first else 1
+                    route = await self._route_at(step.address, overrides_at(position, overrides))
+                    if step.group is not None:
+                        route = route.of_group(step.group)
+                    try:
+                        yield route, step.next
+                    finally:
+                        if route.ephemeral:
+                            await _aclose(route.provider)
         finally:
             if hold is not None:
                 hold.release()
-
-    async def _chain(self, request: ChatRequest, overrides: dict[str, Any]) -> RouteChain:
-        chain = fallback_chain(request.model, self.config, self.env)
-        groups = self.config.model_groups
-        if not groups:  # no model groups: no balancer in the way
-            for position, address in enumerate(chain):
-                route = await self._route_at(address, overrides_at(position, overrides))
-                try:
-                    yield route, chain[position + 1] if position + 1 < len(chain) else None
-                finally:
-                    if route.ephemeral:
-                        await _aclose(route.provider)
-            return
-        if chain[0] in groups and any(overrides[k] for k in ("api_key", "base_url", "headers")):
-            raise InvalidRequestError(
-                f"{chain[0]!r} is a model group: a call's own key, URL or headers would reach "
-                "whichever deployment is chosen. Name one deployment's address instead."
-            )
-        async with contextlib.aclosing(self.balancer.walk(chain, groups)) as steps:
-            async for step in steps:
-                position = 0 if step.first else 1
-                route = await self._route_at(step.address, overrides_at(position, overrides))
-                if step.group is not None:
-                    route = route.of_group(step.group)
-                try:
-                    yield route, step.next
-                finally:
-                    if route.ephemeral:
-                        await _aclose(route.provider)
 
     async def _route_at(self, address: str, overrides: dict[str, Any]) -> Route:
         await self._prepare(address.partition("/")[0])
@@ -587,6 +585,8 @@ class Router:
         attribution = Attribution(api, request_id, key_id)
         self._calls.enter()
         try:
+            if not self.config.model_groups:
+                return await self._complete_chain(request, overrides, attribution, on_retry)
             # The chain itself: complete_along closes it, and no hold needs releasing.
             return await complete_along(
                 self._chain(request, overrides),
@@ -596,6 +596,35 @@ class Router:
             )
         finally:
             self._calls.leave()
+
+    async def _complete_chain(
+        self,
+        request: ChatRequest,
+        overrides: dict[str, Any],
+        attribution: Attribution,
+        on_retry: OnRetry | None,
+    ) -> ChatResponse:
+        """:func:`complete_along` over the chain of a config without model groups, as
+        one awaited loop: the chain's async generator (registered with the loop's
+        hooks, resumed, closed) cost a plain call more than the walk itself."""
+        chain = fallback_chain(request.model, self.config, self.env)
+        last = len(chain) - 1
+        for position, address in enumerate(chain):
+            route = await self._route_at(address, overrides_at(position, overrides))
+            try:
+                response = await self._complete_one(
+                    route, _for_route(request, route), attribution, on_retry
+                )
+            except ModelportError as error:
+                if not error.retryable or position == last:
+                    raise
+                log_fallback(route, error, chain[position + 1])
+                continue
+            finally:
+                if route.ephemeral:
+                    await _aclose(route.provider)
+            return msgspec.structs.replace(response, model=route.address)
+        raise AssertionError("unreachable: the last route raises or answers")  # pragma: no cover
 
     async def _complete_one(
         self,
