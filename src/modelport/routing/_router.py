@@ -47,6 +47,7 @@ from modelport.routing._route_cache import RouteCache
 from modelport.routing._settings import (
     StoredKeys,
     default_base_url,
+    env_stamp,
     ladder_stamp,
     resolve_settings,
 )
@@ -351,7 +352,7 @@ class Router:
         compat = (configured.compat if configured is not None else None) or ""
         registered = self._cache.registered
         return (
-            self.env.get("MODELPORT_MODEL") if not address else None,
+            env_stamp(self.env, "MODELPORT_MODEL") if not address else None,
             *ladder_stamp(connection, self.config, self.env, self._keys),
             registered.get(connection),
             registered.get(compat.removeprefix(PLUGIN_PREFIX)) if compat else None,
@@ -496,7 +497,11 @@ class Router:
         # Remembered per config and set of registered providers: a new config (an admin
         # edit) or a provider registered starts afresh. A call that could not be decided
         # yet (a plugin not started) is remembered as not relayed, which is always safe.
-        stamp = (self.config, len(self._cache.registered), self.env.get("MODELPORT_MODEL"))
+        stamp = (
+            self.config,
+            len(self._cache.registered),
+            env_stamp(self.env, "MODELPORT_MODEL"),
+        )
         if self._relay_stamp != stamp:
             self._relay_compats.clear()
             self._relay_stamp = stamp
