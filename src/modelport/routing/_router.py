@@ -405,9 +405,51 @@ class Router:
     ) -> AsyncIterator[Any]:
         """What ``open_route`` gives for the first route of the request's chain that
         answers (:func:`stream_along`), the call counted in flight until the chain ends."""
-        return stream_along(
-            self._chain(request, overrides, CallHold(self._calls)), open_route, on_answer
-        )
+        hold = CallHold(self._calls)
+        if not self.config.model_groups:
+            return self._stream_chain(request, overrides, hold, open_route, on_answer)
+        return stream_along(self._chain(request, overrides, hold), open_route, on_answer)
+
+    async def _stream_chain(
+        self,
+        request: ChatRequest,
+        overrides: dict[str, Any],
+        hold: CallHold,
+        open_route: Callable[[Route], AsyncIterator[Any]],
+        on_answer: Callable[[str], object] | None,
+    ) -> AsyncIterator[Any]:
+        """:func:`stream_along` over the chain of a config without model groups, in one
+        generator: the chain's own generator cost every stream another async generator
+        (registered with the loop's hooks, resumed, closed). What each does is kept:
+        the events of the first route that answers, a fallback only before the first
+        event, the events closed before a per-call provider, ``hold`` released last."""
+        try:
+            chain = fallback_chain(request.model, self.config, self.env)
+            last = len(chain) - 1
+            for position, address in enumerate(chain):
+                route = await self._route_at(address, overrides_at(position, overrides))
+                try:
+                    events = open_route(route)
+                    started = False
+                    try:
+                        async for event in events:
+                            if not started:
+                                started = True
+                                if on_answer is not None:
+                                    on_answer(route.address)
+                            yield event
+                        return
+                    except ModelportError as error:
+                        if started or not error.retryable or position == last:
+                            raise
+                        log_fallback(route, error, chain[position + 1])
+                    finally:
+                        await _aclose(events)
+                finally:
+                    if route.ephemeral:
+                        await _aclose(route.provider)
+        finally:
+            hold.release()
 
     async def _chain(
         self, request: ChatRequest, overrides: dict[str, Any], hold: CallHold | None = None
