@@ -48,6 +48,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.server._chat import DISCONNECT_EXTENSION
+from modelport.server._response_head import GatewayCycle
 from modelport.wire import anthropic_messages_server, openai_chat_server
 
 __all__ = ["GatewayProtocol", "HttpLimits", "connection_limit", "raise_open_file_limit"]
@@ -244,6 +245,8 @@ class GatewayProtocol(HttpToolsProtocol):
         self.scope["extensions"] = {DISCONNECT_EXTENSION: self._watch_disconnect}
         if self.cycle is not before:  # a new request's cycle (not an upgrade)
             self.cycle.transport = _HeadWithBody(self.transport, self.loop)
+            # uvicorn builds the cycle itself; ours differs only in how it writes a head.
+            self.cycle.__class__ = GatewayCycle
 
     def on_message_complete(self) -> None:
         # An answer may have gone out before the body ended (a refusal): then it is idle.
