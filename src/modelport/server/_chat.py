@@ -230,7 +230,7 @@ async def answer_chat(
     outcome = _ChatOutcome(state, address, scope, started)
     options: dict[str, Any] = {"api": surface.api, "request_id": request_id}
     headers: dict[str, str] | None = None
-    flags = beta_flags(request.headers)
+    flags = beta_flags(scope["headers"])
     if flags:
         headers = await forwarded_headers(state.router, address, flags)
         if headers:
