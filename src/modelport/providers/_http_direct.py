@@ -139,17 +139,12 @@ class DirectPost:
             ssl=True,
             trust_env=False,
         )
-        lines = [f"POST {url.raw_path_qs} HTTP/1.1"]
+        lines = [_safe(f"POST {url.raw_path_qs} HTTP/1.1")]
         for name, value in request.headers.items():
             if name.lower() in ("content-length", "transfer-encoding"):
                 continue
-            lines.append(f"{name}: {value}")
+            lines.append(f"{_safe(name)}: {_safe(value)}")
         text = "\r\n".join(lines) + "\r\n"
-        if _FORBIDDEN_HEADER_CHARS.search(text.replace("\r\n", "")) is not None:
-            raise ValueError(
-                "Forbidden control character detected in headers. "
-                "Potential header injection attack."
-            )
         info = aiohttp.RequestInfo(url, "POST", CIMultiDictProxy(CIMultiDict()), url)
         return _Head(request, text.encode("utf-8"), info)
 
@@ -218,3 +213,12 @@ class DirectPost:
             connection.close()
             raise
         return DirectResponse(connection, code, message.headers, payload)
+
+
+def _safe(text: str) -> str:
+    """``text`` for a request head, refused as aiohttp refuses it if it could inject a header."""
+    if _FORBIDDEN_HEADER_CHARS.search(text) is not None:
+        raise ValueError(
+            "Forbidden control character detected in headers. Potential header injection attack."
+        )
+    return text
