@@ -145,6 +145,16 @@ async def test_each_wait_for_more_of_a_stream_is_bounded_by_the_timeout(
                     pass
 
 
+async def test_a_stream_longer_than_the_timeout_is_fine_while_its_reads_keep_coming(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    # Six reads 0.1 s apart: 0.6 s in all, each wait well under the 0.3 s timeout.
+    upstream.route("POST", "/paced", Reply(body=b"abcdef", chunks=[1] * 6, chunk_delay=0.1))
+    async with client.stream("POST", f"{upstream.url}/paced", json={}, timeout=0.3) as streamed:
+        pieces = [piece async for piece in streamed.aiter_bytes()]
+    assert b"".join(pieces) == b"abcdef"
+
+
 async def test_a_refused_connection_says_so(client: HttpClient, closed_port: int) -> None:
     base = f"http://127.0.0.1:{closed_port}/v1"
     with pytest.raises(NetworkError, match=r"\(connection refused\)"):

@@ -24,6 +24,7 @@ Transport errors are raised as aiohttp raises them there, so
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
@@ -107,6 +108,8 @@ class DirectPost:
         connector = session.connector
         assert connector is not None
         self._connector = connector
+        # Connections made from now on get the cheaper per-read timeout (see below).
+        connector._factory = functools.partial(_response_handler(), loop=connector._loop)  # type: ignore[attr-defined]
         self._timer = TimerNoop()
         self._heads: dict[tuple[yarl.URL, tuple[tuple[str, str], ...]], _Head] = {}
 
@@ -222,3 +225,41 @@ def _safe(text: str) -> str:
             "Forbidden control character detected in headers. Potential header injection attack."
         )
     return text
+
+
+@functools.cache
+def _response_handler() -> type[ResponseHandler]:
+    """aiohttp's ``ResponseHandler`` whose ``sock_read`` deadline moves, not its timer.
+
+    aiohttp cancels its timer and makes a new one on every read (with uvloop, a
+    libuv timer started and closed each time): per chunk of a stream, and twice
+    per plain answer. Here a read moves a deadline forward (a float); the one
+    timer, when it fires early, sets itself again for the rest. Same timeout:
+    it fires once ``sock_read`` seconds pass without a read.
+    """
+    from aiohttp.client_proto import ResponseHandler
+
+    class _Handler(ResponseHandler):
+        _read_deadline = 0.0
+
+        def _reschedule_timeout(self) -> None:
+            timeout = self._read_timeout
+            if not timeout:
+                self._drop_timeout()
+                return
+            loop = self._loop
+            self._read_deadline = deadline = loop.time() + timeout
+            if self._read_timeout_handle is None:
+                self._read_timeout_handle = loop.call_at(deadline, self._read_deadline_passed)
+
+        def _read_deadline_passed(self) -> None:
+            self._read_timeout_handle = None
+            loop = self._loop
+            if loop.time() >= self._read_deadline:
+                self._on_read_timeout()
+            else:
+                self._read_timeout_handle = loop.call_at(
+                    self._read_deadline, self._read_deadline_passed
+                )
+
+    return _Handler
