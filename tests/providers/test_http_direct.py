@@ -155,6 +155,43 @@ async def test_a_stream_longer_than_the_timeout_is_fine_while_its_reads_keep_com
     assert b"".join(pieces) == b"abcdef"
 
 
+async def test_taking_chunks_off_the_buffer_does_not_refeed_the_parser(
+    upstream: FakeUpstream, client: HttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiohttp's handler feeds its parser b"" (and resumes the transport) for every HTTP
+    # chunk a reader takes, paused or not; ours only when reading was paused.
+    from aiohttp.client_proto import ResponseHandler
+
+    empty_feeds = 0
+    data_received = ResponseHandler.data_received
+
+    def counting(self: ResponseHandler, data: bytes) -> None:
+        nonlocal empty_feeds
+        empty_feeds += not data
+        data_received(self, data)
+
+    monkeypatch.setattr(ResponseHandler, "data_received", counting)
+    events = b"".join(b"data: %d\n\n" % n for n in range(20))
+    upstream.route("POST", "/s", Reply(body=events, chunks=[9] * 20))
+    async with client.stream("POST", f"{upstream.url}/s", json={}) as streamed:
+        assert b"".join([piece async for piece in streamed.aiter_bytes()]) == events
+    assert empty_feeds == 0
+
+
+async def test_a_body_larger_than_the_read_buffer_pauses_and_resumes(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    body = bytes(range(256)) * 16 * 1024  # 4 MiB: past aiohttp's high-water mark
+    upstream.route("POST", "/big", Reply(body=body, chunks=[64 * 1024] * 64))
+    received = bytearray()
+    async with client.stream("POST", f"{upstream.url}/big", json={}) as streamed:
+        async for piece in streamed.aiter_bytes():
+            received += piece
+            await asyncio.sleep(0.001)  # a slow reader: the buffer fills, reading pauses
+    assert bytes(received) == body
+    assert (await client.request("POST", f"{upstream.url}/big", json={})).content == body
+
+
 async def test_a_refused_connection_says_so(client: HttpClient, closed_port: int) -> None:
     base = f"http://127.0.0.1:{closed_port}/v1"
     with pytest.raises(NetworkError, match=r"\(connection refused\)"):
