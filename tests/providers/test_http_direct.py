@@ -240,6 +240,15 @@ async def test_an_informational_answer_before_the_answer_is_skipped(
     assert (response.status, response.content) == (200, b"ok")
 
 
+async def test_a_body_without_a_length_ends_where_the_connection_does(
+    client: HttpClient, raw_server: RawServer
+) -> None:
+    answer = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"ok": 1}'
+    url = f"http://127.0.0.1:{await raw_server(answer)}/x"
+    response = await client.request("POST", url, json={})
+    assert response.json() == {"ok": 1}
+
+
 async def test_a_compressed_answer_is_decompressed(
     client: HttpClient, raw_server: RawServer
 ) -> None:

@@ -189,6 +189,8 @@ class DirectPost:
             protocol: ResponseHandler = connection.protocol  # type: ignore[assignment]
             protocol.set_response_params(
                 timer=self._timer,
+                # As session.request: a body with neither a length nor chunks ends at EOF.
+                read_until_eof=True,
                 auto_decompress=True,
                 read_timeout=timeout.sock_read,
                 timeout_ceil_threshold=connector._timeout_ceil_threshold,
