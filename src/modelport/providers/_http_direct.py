@@ -27,7 +27,7 @@ import asyncio
 import functools
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import aiohttp
@@ -254,14 +254,15 @@ def _response_handler() -> type[ResponseHandler]:
             if self._read_timeout_handle is None:
                 self._read_timeout_handle = loop.call_at(deadline, self._read_deadline_passed)
 
-        def resume_reading(self, resume_parser: bool = True) -> None:
+        def resume_reading(self, *args: Any, **kwargs: Any) -> None:
             if not self._reading_paused:
                 # Nothing is held back: aiohttp calls this for every HTTP chunk a reader takes
                 # off the buffer, and would feed the parser b"" and resume the transport each
                 # time (a 20-event stream: 24 times). Parsing pauses only through
                 # pause_reading(), which sets the flag, so there is nothing to resume.
                 return
-            super().resume_reading(resume_parser)
+            # (aiohttp 3.14 passes resume_parser; 3.11 takes no argument.)
+            super().resume_reading(*args, **kwargs)
 
         def _read_deadline_passed(self) -> None:
             self._read_timeout_handle = None
