@@ -353,3 +353,17 @@ async def test_a_certificate_no_authority_signed_is_refused(
         with upstream_errors(url=url):
             await client.request("POST", url, headers={"Authorization": _KEY}, json={})
     assert "certificate" in str(caught.value).lower()
+
+
+async def test_a_shorter_timeout_on_a_connection_with_a_timer_pending_fires_on_time() -> None:
+    from aiohttp import ServerTimeoutError
+
+    from modelport.providers._http_direct import _response_handler
+
+    handler = _response_handler()(loop=asyncio.get_running_loop())
+    handler._read_timeout = 60.0
+    handler.start_timeout()
+    handler._read_timeout = 0.05
+    handler.start_timeout()
+    await asyncio.sleep(0.3)
+    assert isinstance(handler.exception(), ServerTimeoutError)

@@ -243,6 +243,8 @@ def _response_handler() -> type[ResponseHandler]:
 
     class _Handler(ResponseHandler):
         _read_deadline = 0.0
+        #: When the pending timer fires (a deadline earlier than that needs a new timer).
+        _read_timer_at = 0.0
 
         def _reschedule_timeout(self) -> None:
             timeout = self._read_timeout
@@ -251,7 +253,12 @@ def _response_handler() -> type[ResponseHandler]:
                 return
             loop = self._loop
             self._read_deadline = deadline = loop.time() + timeout
-            if self._read_timeout_handle is None:
+            handle = self._read_timeout_handle
+            if handle is None or deadline < self._read_timer_at:
+                # None pending, or one set for a longer timeout than this call's.
+                if handle is not None:
+                    handle.cancel()
+                self._read_timer_at = deadline
                 self._read_timeout_handle = loop.call_at(deadline, self._read_deadline_passed)
 
         def resume_reading(self, *args: Any, **kwargs: Any) -> None:
@@ -270,6 +277,7 @@ def _response_handler() -> type[ResponseHandler]:
             if loop.time() >= self._read_deadline:
                 self._on_read_timeout()
             else:
+                self._read_timer_at = self._read_deadline
                 self._read_timeout_handle = loop.call_at(
                     self._read_deadline, self._read_deadline_passed
                 )
