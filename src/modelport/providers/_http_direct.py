@@ -7,7 +7,8 @@ per request to write the body (Python 3.11 has no eager tasks, so one more
 turn of the event loop), and wraps the answer in a ``ClientResponse`` with its
 own timer. Here the head is built once per URL and headers (by a real
 ``ClientRequest``, so the headers sent are exactly aiohttp's, then serialised
-with the same control-character check aiohttp applies), each request goes out
+with the control-character check of aiohttp's Python header writer, a little
+stricter than its C one, which refuses CR and LF), each request goes out
 in one ``write`` with its body on a connection from the session's own
 ``TCPConnector`` (its pool, keep-alive expiry, TLS verification and connect
 timeout), and the answer is read by that connection's ``ResponseHandler``
@@ -42,7 +43,7 @@ __all__ = ["DirectPost", "DirectResponse"]
 
 #: How many heads one client keeps (a provider uses a handful; this only bounds memory).
 _MAX_HEADS = 256
-#: What aiohttp's header writer refuses (header injection): the same set.
+#: What aiohttp's Python header writer refuses (header injection); its C one refuses CR, LF.
 _FORBIDDEN_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
