@@ -57,7 +57,9 @@ local function release_hold(k, id)
 end
 """
 
-_RESERVE = _RELEASE_HOLD + """
+_RESERVE = (
+    _RELEASE_HOLD
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = ARGV[1]
@@ -195,11 +197,14 @@ for i = 1, nb do
 end
 return answer
 """
+)
 
 # ARGV: the number of leases, then for each: its id, real cost and tokens, held tokens,
 # its budget and rate counters' counts, and its budgets' epochs; KEYS: each lease's
 # budget counters, then its rate windows, lease after lease.
-_SETTLE = _RELEASE_HOLD + """
+_SETTLE = (
+    _RELEASE_HOLD
+    + """
 local a = 2
 local k = 0
 for _ = 1, tonumber(ARGV[1]) do
@@ -233,6 +238,7 @@ for _ = 1, tonumber(ARGV[1]) do
 end
 return 1
 """
+)
 
 _RENEW = """
 local t = redis.call('TIME')
