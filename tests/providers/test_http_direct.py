@@ -21,6 +21,7 @@ import pytest
 from modelport.errors import NetworkError
 from modelport.providers._http import upstream_errors
 from modelport.providers._http_client import HttpClient
+from modelport.providers._http_direct import supports
 from modelport.testing import FakeUpstream, Reply
 from tests.providers.conftest import RawServer
 
@@ -367,3 +368,33 @@ async def test_a_shorter_timeout_on_a_connection_with_a_timer_pending_fires_on_t
     handler.start_timeout()
     await asyncio.sleep(0.3)
     assert isinstance(handler.exception(), ServerTimeoutError)
+
+
+def test_only_the_aiohttp_releases_it_was_tested_on_take_the_short_way() -> None:
+    assert supports("3.11.18") and supports("3.14.5")
+    assert not supports("3.10.11")
+    assert not supports("3.15.0")
+    assert not supports("4.0.0a1")
+    assert not supports("main")
+    assert supports(aiohttp.__version__), "the installed aiohttp should be a tested one"
+
+
+async def test_an_untested_aiohttp_release_goes_through_session_request(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aiohttp, "__version__", "3.99.0")
+    calls: list[str] = []
+    original = aiohttp.ClientSession._request
+
+    async def counted(self: aiohttp.ClientSession, method: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(method)
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "_request", counted)
+    upstream.route("POST", "/v1/x", Reply.json({"ok": 1}))
+    client = HttpClient(timeout=5)
+    try:
+        response = await client.request("POST", f"{upstream.url}/v1/x", json={"a": 1})
+    finally:
+        await client.aclose()
+    assert (response.status, response.json(), calls) == (200, {"ok": 1}, ["POST"])

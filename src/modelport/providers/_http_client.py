@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from modelport.errors import ConfigError, InvalidRequestError
-from modelport.providers._http_direct import DirectPost, DirectResponse
+from modelport.providers._http_direct import DirectPost, DirectResponse, supports
 from modelport.wire._json import NESTED_TOO_DEEPLY
 
 if TYPE_CHECKING:
@@ -145,7 +145,8 @@ class HttpClient:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
             )
-            self._direct = DirectPost(self._session)
+            if supports(aiohttp.__version__):
+                self._direct = DirectPost(self._session)
             self._loop = loop
         return self._session
 
@@ -198,9 +199,8 @@ class HttpClient:
 
         target, proxy = self._target(url)
         if json is not None and proxy is None and method == "POST" and not isinstance(target, str):
-            if target.scheme in _DIRECT_SCHEMES and target.host:
-                direct = self._direct
-                assert direct is not None
+            direct = self._direct
+            if direct is not None and target.scheme in _DIRECT_SCHEMES and target.host:
                 return await direct.send(
                     target, headers, _encode_body(json), self._timeout(timeout)
                 )

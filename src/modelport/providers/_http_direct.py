@@ -39,8 +39,11 @@ if TYPE_CHECKING:
     from aiohttp.streams import StreamReader
     from multidict import CIMultiDictProxy
 
-__all__ = ["DirectPost", "DirectResponse"]
+__all__ = ["DirectPost", "DirectResponse", "supports"]
 
+#: The aiohttp releases whose internals this module was tested against (``ResponseHandler``'s
+#: timeout and reading hooks, the connector's protocol factory): 3.11 to 3.14.
+_TESTED = ((3, 11), (3, 14))
 #: How many heads one client keeps (a provider uses a handful; this only bounds memory).
 _MAX_HEADS = 256
 #: What aiohttp's Python header writer refuses (header injection); its C one refuses CR, LF.
@@ -219,6 +222,20 @@ class DirectPost:
             connection.close()
             raise
         return DirectResponse(connection, code, message.headers, payload)
+
+
+def supports(version: str) -> bool:
+    """Whether aiohttp ``version`` is one this short way was tested on.
+
+    It reaches into aiohttp's internals, which a later release may change: on
+    any other release every call goes through ``session.request``, slower but
+    sure.
+    """
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    return _TESTED[0] <= major_minor <= _TESTED[1]
 
 
 def _safe(text: str) -> str:
