@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.exposition import generate_latest
@@ -75,3 +77,28 @@ def test_a_scrape_from_another_thread_sees_a_whole_copy() -> None:
         stop.set()
         thread.join()
     assert not errors
+
+
+def test_a_collection_mid_scrape_that_lets_the_loop_count_does_not_break_it() -> None:
+    # Deterministically what the threaded test above caught once in a full run: a
+    # garbage collection during the scrape runs Python code (here a gc callback standing
+    # in for the event loop's thread, which a finalizer can hand the GIL to), and the
+    # dict gains a label set while the scrape is reading it.
+    counter = LoopCounter("z", "z", ("n",))
+    for n in range(200):
+        counter.inc((str(n),))
+    added = iter(range(1_000, 100_000))
+
+    def count_meanwhile(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            counter.inc((str(next(added)),))
+
+    thresholds = gc.get_threshold()
+    gc.callbacks.append(count_meanwhile)
+    gc.set_threshold(1)
+    try:
+        families = list(counter.collect())
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.callbacks.remove(count_meanwhile)
+    assert len(families[0].samples) >= 200

@@ -6,7 +6,7 @@ touched by the event loop only. A plain call counts itself and its tokens three
 times or more. :class:`LoopCounter` adds to a dict entry instead and builds the
 metric family (the same name, help, labels and samples a ``Counter`` exposes) when
 the registry is collected. A scrape from another thread copies the dict in one C
-call first, so it never sees it change under it.
+call (``dict.copy``) first, so it never sees it change under it.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ class LoopCounter(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
-        for labels, value in list(self.values.items()):
+        # dict.copy() copies the table in C with no Python code in between; iterating
+        # the live dict (even into a list) can run a collection's finalizers mid-way,
+        # and another thread with them (a scrape saw the dict change size under it).
+        for labels, value in self.values.copy().items():
             family.add_metric(labels, value)
         yield family
