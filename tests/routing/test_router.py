@@ -1136,6 +1136,29 @@ def test_routes_are_remembered_until_what_they_read_changes(
     assert r.resolve("f/m").settings.timeout == 3
 
 
+def test_remembered_routes_follow_the_process_environment(
+    fake_compat: list[FakeProvider], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # env=None reads os.environ, whose stamp is read from its raw dict (env_stamp).
+    monkeypatch.setenv("MODELPORT_TEST_F_KEY", "sk-1")
+    monkeypatch.delenv("MODELPORT_API_KEY", raising=False)
+    r = Router(
+        parse_config("[connections.f]\ncompat = 'fake'\napi_key_env = 'MODELPORT_TEST_F_KEY'"),
+        sleep=Sleeps(),
+    )
+    first = r.resolve("f/m")
+    assert r.resolve("f/m") is first
+    monkeypatch.setenv("MODELPORT_TEST_F_KEY", "sk-2")
+    second = r.resolve("f/m")
+    assert second is not first and second.settings.api_key == "sk-2"
+    assert r.resolve("f/m") is second
+    monkeypatch.setenv("MODELPORT_API_KEY", "sk-everywhere")  # unset before: a change too
+    third = r.resolve("f/m")
+    assert third is not second and r.resolve("f/m") is third
+    monkeypatch.delenv("MODELPORT_TEST_F_KEY")
+    assert r.resolve("f/m") is not third
+
+
 def test_remembered_routes_are_bounded_and_only_resolvable_ones_kept(
     fake_compat: list[FakeProvider],
 ) -> None:

@@ -25,8 +25,9 @@ import httpx
 import pytest
 
 from modelport.server._protocol import HttpLimits, raise_open_file_limit
+from modelport.server.app import create_app
 from modelport.testing import FakeUpstream, Reply
-from tests.server.conftest import Gateway
+from tests.server.conftest import Gateway, GatewayFactory, upstream_config
 
 USER = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "oai/m", "messages": USER}
@@ -179,6 +180,52 @@ def test_a_stalled_gateway_does_not_time_out_a_client_that_kept_sending(
         _send_slowly(sock, request[sent_at_once : len(_POST_HEAD)], gap=gap)
         _send_slowly(sock, _BODY, gap=0.02)
         assert _read_all(sock).startswith(b"HTTP/1.1 200 ")
+
+
+# --- idle keep-alive connections ------------------------------------------------------------
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    """One whole answer to ``GET /health`` (its head and a body of ``content-length``)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"closed mid-answer: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_an_idle_keep_alive_connection_closes_after_the_timeout_and_a_busy_one_stays(
+    upstream: FakeUpstream, upstream_keys: None, gateway_factory: GatewayFactory
+) -> None:
+    # The watchdog keeps uvicorn's keep-alive timeout (GatewayProtocol.on_response_complete),
+    # counted from each answer, not from the connection's first request.
+    app = create_app(upstream_config(upstream), plugin_host=False, ledger=False)
+    gateway = gateway_factory(app, timeout_keep_alive=0.4)
+    request = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+    with _connect(gateway.url) as busy, _connect(gateway.url) as idle:
+        idle.sendall(request)
+        assert _read_answer(idle).startswith(b"HTTP/1.1 200 ")
+        answered = time.monotonic()
+        # Requests 0.1 s apart for 1.2 s, three timeouts' worth: all on the one connection.
+        for _ in range(12):
+            busy.sendall(request)
+            assert _read_answer(busy).startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.1)
+        idle.settimeout(5)
+        assert idle.recv(1) == b""  # closed by then (or now)
+        assert time.monotonic() - answered >= 0.4
+        busy.sendall(request)
+        assert _read_answer(busy).startswith(b"HTTP/1.1 200 ")
+        idle_since = time.monotonic()
+        busy.settimeout(5)
+        assert busy.recv(1) == b""
+        assert 0.35 <= time.monotonic() - idle_since < 2.0
 
 
 # --- connections and file descriptors -------------------------------------------------------

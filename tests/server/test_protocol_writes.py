@@ -89,3 +89,63 @@ async def test_a_head_sent_before_a_wait_goes_out_at_once() -> None:
     assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert writes[0].endswith(b"\r\n\r\n")
     assert writes[1] == b"hello"
+
+
+# --- the response head (server/_response_head.py) ---------------------------------------------
+
+
+def _app_with(headers: list[tuple[bytes, bytes]], body: bytes = b"hello") -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def _head_of(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bool]:
+    """The head GatewayProtocol writes for ``headers``, and whether it closed the connection."""
+    # access_log=False, as `modelport serve` runs (uvicorn's own lines take uvicorn's path).
+    config = uvicorn.Config(
+        _app_with(headers), lifespan="off", log_config=None, server_header=False, access_log=False
+    )
+    config.load()
+    protocol = GatewayProtocol.with_limits()(
+        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+    )
+    transport = _Recorder()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+    for _ in range(50):
+        await asyncio.sleep(0.005)
+        if transport.closed or (protocol.cycle is not None and protocol.cycle.response_complete):
+            break
+    closed = transport.closed
+    protocol.connection_lost(None)
+    return b"".join(transport.writes).partition(b"\r\n\r\n")[0], closed
+
+
+async def test_the_head_is_written_as_uvicorn_writes_it() -> None:
+    head, closed = await _head_of(
+        [(b"Content-Type", b"text/plain"), (b"Content-Length", b"5"), (b"x-tab", b"a\tb")]
+    )
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    assert lines[1:] == [b"content-type: text/plain", b"content-length: 5", b"x-tab: a\tb"]
+    assert not closed  # kept alive: the length was given
+    head, closed = await _head_of([(b"connection", b"Keep-Alive, Close")])
+    assert head.endswith(b"connection: Keep-Alive, Close\r\ntransfer-encoding: chunked")
+    assert closed
+
+
+async def test_a_forbidden_byte_in_any_header_is_refused_as_uvicorn_refuses_it(
+    caplog: Any,
+) -> None:
+    good = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+    for bad in ((b"x-ok", b"one\r\nx-injected: 1"), (b"x bad", b"v"), (b"x-nul", b"\x00")):
+        for headers in ([bad, *good], [*good, bad]):
+            head, closed = await _head_of(headers)
+            # Nothing of the answer is written and the connection is closed.
+            assert head == b"" and closed, (bad, head)
+    assert "Invalid HTTP header" in caplog.text

@@ -27,7 +27,14 @@ from modelport.types import ChatResponse
 if TYPE_CHECKING:
     from modelport.routing._route import Route
 
-__all__ = ["RouteChain", "complete_along", "fallback_chain", "overrides_at", "stream_along"]
+__all__ = [
+    "RouteChain",
+    "complete_along",
+    "fallback_chain",
+    "log_fallback",
+    "overrides_at",
+    "stream_along",
+]
 
 logger = logging.getLogger("modelport.routing")
 
@@ -79,7 +86,7 @@ async def stream_along(
             except ModelportError as error:
                 if started or not error.retryable or next_address is None:
                     raise
-                _log_fallback(route, error, next_address)
+                log_fallback(route, error, next_address)
             finally:
                 await _aclose(events)
     finally:
@@ -97,7 +104,7 @@ async def complete_along(
             except ModelportError as error:
                 if not error.retryable or next_address is None:
                     raise
-                _log_fallback(route, error, next_address)
+                log_fallback(route, error, next_address)
                 continue
             return msgspec.structs.replace(response, model=route.address)
     finally:
@@ -105,7 +112,7 @@ async def complete_along(
     raise AssertionError("unreachable: the last route raises or answers")  # pragma: no cover
 
 
-def _log_fallback(route: Route, error: ModelportError, next_address: str) -> None:
+def log_fallback(route: Route, error: ModelportError, next_address: str) -> None:
     logger.warning(
         "%s failed before answering (%s); falling back to %s as configured",
         route.address,

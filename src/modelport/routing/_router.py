@@ -30,6 +30,7 @@ from modelport.routing._fallbacks import (
     RouteChain,
     complete_along,
     fallback_chain,
+    log_fallback,
     overrides_at,
     stream_along,
 )
@@ -46,6 +47,7 @@ from modelport.routing._route_cache import RouteCache
 from modelport.routing._settings import (
     StoredKeys,
     default_base_url,
+    env_stamp,
     ladder_stamp,
     resolve_settings,
 )
@@ -350,7 +352,7 @@ class Router:
         compat = (configured.compat if configured is not None else None) or ""
         registered = self._cache.registered
         return (
-            self.env.get("MODELPORT_MODEL") if not address else None,
+            env_stamp(self.env, "MODELPORT_MODEL") if not address else None,
             *ladder_stamp(connection, self.config, self.env, self._keys),
             registered.get(connection),
             registered.get(compat.removeprefix(PLUGIN_PREFIX)) if compat else None,
@@ -403,11 +405,53 @@ class Router:
     ) -> AsyncIterator[Any]:
         """What ``open_route`` gives for the first route of the request's chain that
         answers (:func:`stream_along`), the call counted in flight until the chain ends."""
-        return stream_along(
-            self._routes_for(request, overrides, CallHold(self._calls)), open_route, on_answer
-        )
+        hold = CallHold(self._calls)
+        if not self.config.model_groups:
+            return self._stream_chain(request, overrides, hold, open_route, on_answer)
+        return stream_along(self._chain(request, overrides, hold), open_route, on_answer)
 
-    async def _routes_for(
+    async def _stream_chain(
+        self,
+        request: ChatRequest,
+        overrides: dict[str, Any],
+        hold: CallHold,
+        open_route: Callable[[Route], AsyncIterator[Any]],
+        on_answer: Callable[[str], object] | None,
+    ) -> AsyncIterator[Any]:
+        """:func:`stream_along` over the chain of a config without model groups, in one
+        generator: the chain's own generator cost every stream another async generator
+        (registered with the loop's hooks, resumed, closed). What each does is kept:
+        the events of the first route that answers, a fallback only before the first
+        event, the events closed before a per-call provider, ``hold`` released last."""
+        try:
+            chain = fallback_chain(request.model, self.config, self.env)
+            last = len(chain) - 1
+            for position, address in enumerate(chain):
+                route = await self._route_at(address, overrides_at(position, overrides))
+                try:
+                    events = open_route(route)
+                    started = False
+                    try:
+                        async for event in events:
+                            if not started:
+                                started = True
+                                if on_answer is not None:
+                                    on_answer(route.address)
+                            yield event
+                        return
+                    except ModelportError as error:
+                        if started or not error.retryable or position == last:
+                            raise
+                        log_fallback(route, error, chain[position + 1])
+                    finally:
+                        await _aclose(events)
+                finally:
+                    if route.ephemeral:
+                        await _aclose(route.provider)
+        finally:
+            hold.release()
+
+    async def _chain(
         self, request: ChatRequest, overrides: dict[str, Any], hold: CallHold | None = None
     ) -> RouteChain:
         """Each route of the request's chain (the address, then configured fallbacks;
@@ -416,44 +460,41 @@ class Router:
         The second item is the address that comes next (``None`` for the last).
         Stored keys are read off the event loop; a provider built for this call
         alone is closed after it. ``hold``, a stream's place among the calls in
-        flight, is released when the chain ends (see :mod:`._calls`).
+        flight, is released when the chain ends (see :mod:`._calls`): here, not in
+        a generator around this one, which cost every stream another async
+        generator (its hooks, ``asend`` and ``aclose``).
         """
         try:
-            async with contextlib.aclosing(self._chain(request, overrides)) as routes:
-                async for item in routes:
-                    yield item
+            chain = fallback_chain(request.model, self.config, self.env)
+            groups = self.config.model_groups
+            if not groups:  # no model groups: no balancer in the way
+                for position, address in enumerate(chain):
+                    route = await self._route_at(address, overrides_at(position, overrides))
+                    try:
+                        yield route, chain[position + 1] if position + 1 < len(chain) else None
+                    finally:
+                        if route.ephemeral:
+                            await _aclose(route.provider)
+                return
+            if chain[0] in groups and any(overrides[k] for k in ("api_key", "base_url", "headers")):
+                raise InvalidRequestError(
+                    f"{chain[0]!r} is a model group: a call's own key, URL or headers would "
+                    "reach whichever deployment is chosen. Name one deployment's address instead."
+                )
+            async with contextlib.aclosing(self.balancer.walk(chain, groups)) as steps:
+                async for step in steps:
+                    position = 0 if step.first else 1
+                    route = await self._route_at(step.address, overrides_at(position, overrides))
+                    if step.group is not None:
+                        route = route.of_group(step.group)
+                    try:
+                        yield route, step.next
+                    finally:
+                        if route.ephemeral:
+                            await _aclose(route.provider)
         finally:
             if hold is not None:
                 hold.release()
-
-    async def _chain(self, request: ChatRequest, overrides: dict[str, Any]) -> RouteChain:
-        chain = fallback_chain(request.model, self.config, self.env)
-        groups = self.config.model_groups
-        if not groups:  # no model groups: no balancer in the way
-            for position, address in enumerate(chain):
-                route = await self._route_at(address, overrides_at(position, overrides))
-                try:
-                    yield route, chain[position + 1] if position + 1 < len(chain) else None
-                finally:
-                    if route.ephemeral:
-                        await _aclose(route.provider)
-            return
-        if chain[0] in groups and any(overrides[k] for k in ("api_key", "base_url", "headers")):
-            raise InvalidRequestError(
-                f"{chain[0]!r} is a model group: a call's own key, URL or headers would reach "
-                "whichever deployment is chosen. Name one deployment's address instead."
-            )
-        async with contextlib.aclosing(self.balancer.walk(chain, groups)) as steps:
-            async for step in steps:
-                position = 0 if step.first else 1
-                route = await self._route_at(step.address, overrides_at(position, overrides))
-                if step.group is not None:
-                    route = route.of_group(step.group)
-                try:
-                    yield route, step.next
-                finally:
-                    if route.ephemeral:
-                        await _aclose(route.provider)
 
     async def _route_at(self, address: str, overrides: dict[str, Any]) -> Route:
         await self._prepare(address.partition("/")[0])
@@ -498,7 +539,11 @@ class Router:
         # Remembered per config and set of registered providers: a new config (an admin
         # edit) or a provider registered starts afresh. A call that could not be decided
         # yet (a plugin not started) is remembered as not relayed, which is always safe.
-        stamp = (self.config, len(self._cache.registered), self.env.get("MODELPORT_MODEL"))
+        stamp = (
+            self.config,
+            len(self._cache.registered),
+            env_stamp(self.env, "MODELPORT_MODEL"),
+        )
         if self._relay_stamp != stamp:
             self._relay_compats.clear()
             self._relay_stamp = stamp
@@ -587,6 +632,8 @@ class Router:
         attribution = Attribution(api, request_id, key_id)
         self._calls.enter()
         try:
+            if not self.config.model_groups:
+                return await self._complete_chain(request, overrides, attribution, on_retry)
             # The chain itself: complete_along closes it, and no hold needs releasing.
             return await complete_along(
                 self._chain(request, overrides),
@@ -596,6 +643,35 @@ class Router:
             )
         finally:
             self._calls.leave()
+
+    async def _complete_chain(
+        self,
+        request: ChatRequest,
+        overrides: dict[str, Any],
+        attribution: Attribution,
+        on_retry: OnRetry | None,
+    ) -> ChatResponse:
+        """:func:`complete_along` over the chain of a config without model groups, as
+        one awaited loop: the chain's async generator (registered with the loop's
+        hooks, resumed, closed) cost a plain call more than the walk itself."""
+        chain = fallback_chain(request.model, self.config, self.env)
+        last = len(chain) - 1
+        for position, address in enumerate(chain):
+            route = await self._route_at(address, overrides_at(position, overrides))
+            try:
+                response = await self._complete_one(
+                    route, _for_route(request, route), attribution, on_retry
+                )
+            except ModelportError as error:
+                if not error.retryable or position == last:
+                    raise
+                log_fallback(route, error, chain[position + 1])
+                continue
+            finally:
+                if route.ephemeral:
+                    await _aclose(route.provider)
+            return msgspec.structs.replace(response, model=route.address)
+        raise AssertionError("unreachable: the last route raises or answers")  # pragma: no cover
 
     async def _complete_one(
         self,

@@ -8,6 +8,7 @@ client sent stays with the gateway.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["ANTHROPIC_BETAS", "beta_flags", "forwarded_headers"]
@@ -46,13 +47,20 @@ ANTHROPIC_BETAS = frozenset(
 )
 
 
-def beta_flags(headers: Any) -> set[str] | None:
+def beta_flags(headers: Iterable[tuple[bytes, bytes]]) -> set[str] | None:
     """The known flags of the client's ``anthropic-beta`` header (``None``: none to pass on).
 
-    A plain header lookup, so the handler pays for :func:`forwarded_headers`
-    only when there is something to forward.
+    ``headers`` are the request's raw ASGI headers (``scope["headers"]``, names in
+    lower case, as Starlette's ``Headers`` reads them too): one pass over them, with no
+    ``Headers`` object made for a lookup that almost always finds nothing, so the
+    handler pays for :func:`forwarded_headers` only when there is something to forward.
     """
-    sent = headers.get("anthropic-beta")
+    for name, value in headers:
+        if name == b"anthropic-beta":
+            sent = value.decode("latin-1")
+            break
+    else:
+        return None
     if not sent:
         return None
     return ({flag.strip() for flag in sent.split(",")} & ANTHROPIC_BETAS) or None

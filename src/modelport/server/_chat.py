@@ -55,7 +55,12 @@ from modelport.server._passthrough import (
     relay_body,
     relay_factory,
 )
-from modelport.server._streaming import EventStreamResponse, StreamEncoder, internal_error
+from modelport.server._streaming import (
+    DISCONNECT_EXTENSION,
+    EventStreamResponse,
+    StreamEncoder,
+    internal_error,
+)
 from modelport.types import ChatRequest, ChatResponse, Usage
 from modelport.wire._json import decode_request
 
@@ -68,13 +73,6 @@ __all__ = [
     "read_json",
     "reject",
 ]
-
-#: The scope extension through which the server tells a handler that its client's
-#: connection was lost: ``watch(callback)``, ``watch(None)`` to stop watching
-#: (:class:`~modelport.server._protocol.GatewayProtocol` offers it). A plain call is
-#: cancelled through it without a task per request waiting on ``receive()``; under
-#: another server, that task does it.
-DISCONNECT_EXTENSION = "modelport.disconnect"
 
 
 class Exchange(Protocol):
@@ -232,7 +230,7 @@ async def answer_chat(
     outcome = _ChatOutcome(state, address, scope, started)
     options: dict[str, Any] = {"api": surface.api, "request_id": request_id}
     headers: dict[str, str] | None = None
-    flags = beta_flags(request.headers)
+    flags = beta_flags(scope["headers"])
     if flags:
         headers = await forwarded_headers(state.router, address, flags)
         if headers:
@@ -342,7 +340,7 @@ async def answer_chat(
     else:
         watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, left))
     drain = state.drain
-    call = drain.enter()
+    call = drain.enter(task)
     usage: Usage | UsageEvent | None
     response: ChatResponse | None = None
     try:
@@ -378,15 +376,51 @@ async def answer_chat(
         else:
             watch(None)  # type: ignore[misc]
         drain.leave(call)
-    if governed is not None:
-        governed.done(usage, "ok")
-    outcome.finished(usage, None)  # type: ignore[arg-type]
-    if cache_key is not None and response is not None:
-        cache.remember(cache_key, response.model, response_events(response))  # type: ignore[union-attr]
-    reply = Response(body, media_type="application/json")
+
+    def after() -> None:
+        if governed is not None:
+            governed.done(usage, "ok")
+        outcome.finished(usage, None)  # type: ignore[arg-type]
+        if cache_key is not None and response is not None:
+            cache.remember(cache_key, response.model, response_events(response))  # type: ignore[union-attr]
+
     answering = response.model if response is not None else answered.address
-    reply.raw_headers += answer_headers(answering, lookup)
-    return reply
+    return _PlainAnswer(body, answer_headers(answering, lookup), after)
+
+
+class _PlainAnswer(Response):
+    """A plain call's JSON answer; its bookkeeping runs once the answer is written.
+
+    The metrics, the health table, a virtual key's budget and the response cache
+    need nothing the client waits for, so they follow the write (``after``, in a
+    ``finally``: a client gone mid-write still settles its budget) instead of
+    preceding it: at one connection that is their time off every answer's latency.
+    They still run in the same step of the task, before the loop reads the next
+    request. Starlette's ``Response.__init__`` (``render``, ``init_headers``) is
+    skipped: the body is bytes and the headers are known.
+    """
+
+    media_type = "application/json"
+
+    def __init__(
+        self, body: bytes, headers: list[tuple[bytes, bytes]], after: Callable[[], None]
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", b"application/json"),
+            *headers,
+        ]
+        self._after = after
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": self.body})
+        finally:
+            self._after()
 
 
 class _Left:

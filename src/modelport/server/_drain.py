@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from modelport.errors import UpstreamError
 
@@ -61,9 +62,10 @@ class Drain:
     def __len__(self) -> int:
         return len(self._calls)
 
-    def enter(self) -> InFlight:
-        """Register the current task's call; pass the result to :meth:`leave`."""
-        task = asyncio.current_task()
+    def enter(self, task: asyncio.Task[Any] | None = None) -> InFlight:
+        """Register the current task's call (``task``, when the caller has it at hand);
+        pass the result to :meth:`leave`."""
+        task = task or asyncio.current_task()
         assert task is not None
         call = InFlight(task)
         self._calls.add(call)

@@ -48,6 +48,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.server._chat import DISCONNECT_EXTENSION
+from modelport.server._response_head import GatewayCycle
 from modelport.wire import anthropic_messages_server, openai_chat_server
 
 __all__ = ["GatewayProtocol", "HttpLimits", "connection_limit", "raise_open_file_limit"]
@@ -197,7 +198,6 @@ class GatewayProtocol(HttpToolsProtocol):
                 self._refuse(431, message, head=data if self._head_bytes == 0 else b"")
                 return
             self._head_bytes = seen
-        self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -245,6 +245,8 @@ class GatewayProtocol(HttpToolsProtocol):
         self.scope["extensions"] = {DISCONNECT_EXTENSION: self._watch_disconnect}
         if self.cycle is not before:  # a new request's cycle (not an upgrade)
             self.cycle.transport = _HeadWithBody(self.transport, self.loop)
+            # uvicorn builds the cycle itself; ours differs only in how it writes a head.
+            self.cycle.__class__ = GatewayCycle
 
     def on_message_complete(self) -> None:
         # An answer may have gone out before the body ended (a refusal): then it is idle.
@@ -253,9 +255,31 @@ class GatewayProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive timeout kept by the watchdog.
+
+        uvicorn arms a timer for every answer and cancels it when the next request's
+        bytes arrive (two timer operations a request); here the connection notes when
+        it went idle and the watchdog, armed at most once per timeout, closes it when
+        it has stayed idle that long.
+        """
         if self._phase == _ANSWERING:
             self._phase = _IDLE
-        super().on_response_complete()
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # pipelined requests wait for this answer to start
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        idle_since = self._since = self.loop.time()
+        watchdog = self._watchdog
+        if watchdog is None:
+            self._watchdog = self.loop.call_at(idle_since + self.timeout_keep_alive, self._check)
+        elif watchdog.when() > idle_since + self.timeout_keep_alive:
+            # Armed for a head's longer limit: the idle deadline comes first.
+            watchdog.cancel()
+            self._watchdog = self.loop.call_at(idle_since + self.timeout_keep_alive, self._check)
 
     # --- the watchdog -------------------------------------------------------------------
 
@@ -275,8 +299,16 @@ class GatewayProtocol(HttpToolsProtocol):
             if self.flow.read_paused:
                 # The app has not read what came (flow control): not the client's silence.
                 self._since = self.loop.time()
+        elif self._phase == _IDLE and (self.cycle is None or self.cycle.response_complete):
+            # Between requests: uvicorn's keep-alive timeout, counted from the last answer.
+            left = self._since + self.timeout_keep_alive - self.loop.time()
+            if left > 0:
+                self._arm(left)
+            else:
+                self.timeout_keep_alive_handler()
+            return
         else:
-            return  # nothing half sent; the next request arms it again
+            return  # an answer is under way; its end arms it again
         left = self._since + limit - self.loop.time()
         if left > 0:
             self._arm(left)

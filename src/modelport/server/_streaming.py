@@ -53,6 +53,7 @@ from modelport.events import (
 from modelport.server._drain import Drain, InFlight
 
 __all__ = [
+    "DISCONNECT_EXTENSION",
     "OUTPUT_EVENTS",
     "EventStreamResponse",
     "StreamEncoder",
@@ -64,6 +65,13 @@ logger = logging.getLogger("modelport.server")
 
 #: The most bytes of one read's frames held for one write.
 _MAX_HELD = 64 * 1024
+
+#: The scope extension through which the server tells a handler that its client's
+#: connection was lost: ``watch(callback)``, ``watch(None)`` to stop watching
+#: (:class:`~modelport.server._protocol.GatewayProtocol` offers it). A plain call is
+#: cancelled through it, and a stream watched through it (:class:`_Pacer`), without a
+#: task per request waiting on ``receive()``; under another server, that task does it.
+DISCONNECT_EXTENSION = "modelport.disconnect"
 
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -168,8 +176,15 @@ class EventStreamResponse(Response):
         self._loop_time = loop.time
         self._last_write = loop.time()
         drain = self._drain
-        call = self._call = drain.enter() if drain is not None else None
-        watcher = loop.create_task(self._watch(receive, send, task, loop))
+        call = self._call = drain.enter(task) if drain is not None else None
+        extensions = scope.get("extensions")
+        watch = extensions.get(DISCONNECT_EXTENSION) if extensions else None
+        watcher: asyncio.Task[None] | _Pacer
+        if watch is not None:
+            watcher = _Pacer(self, send, task, loop)
+            watch(watcher.lost)
+        else:
+            watcher = loop.create_task(self._watch(receive, send, task, loop))
         try:
             await self._pump(send, loop)
         except asyncio.CancelledError as exc:
@@ -188,6 +203,8 @@ class EventStreamResponse(Response):
             if call is not None:
                 call.finishing = True
             watcher.cancel()
+            if watch is not None:
+                watch(None)
             await _aclose(self._events)
             if self._outcome is not None:
                 self._outcome.finished(self._usage, self._failure)
@@ -337,6 +354,74 @@ class EventStreamResponse(Response):
         finally:
             self._watcher_busy = False
             self._watcher_idle.set()
+
+
+class _Pacer:
+    """What :meth:`EventStreamResponse._watch` does, for a server that reports a lost
+    client itself (:data:`DISCONNECT_EXTENSION`): keep-alives from a timer, re-armed only
+    when it fires (never per write), and a task only when a keep-alive is due.
+
+    The watcher task cost every stream a task, a timeout armed and cancelled around
+    ``receive()``, and its event; this costs one timer per stream.
+    """
+
+    __slots__ = ("_loop", "_response", "_send", "_sender", "_task", "_timer")
+
+    def __init__(
+        self,
+        response: EventStreamResponse,
+        send: Send,
+        task: asyncio.Task[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._response = response
+        self._send = send
+        self._task = task
+        self._loop = loop
+        self._sender: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = loop.call_at(
+            response._last_write + response._interval, self._due
+        )
+
+    def _due(self) -> None:
+        self._timer = None
+        response = self._response
+        if response._done or response._disconnected:
+            return
+        remaining = response._last_write + response._interval - self._loop.time()
+        if remaining <= 0:
+            if not response._sending:
+                self._sender = self._loop.create_task(self._keepalive())
+                return  # re-armed once it is written
+            remaining = response._interval
+        self._timer = self._loop.call_later(remaining, self._due)
+
+    async def _keepalive(self) -> None:
+        response = self._response
+        try:
+            await response._send_keepalive(self._send)
+        except Exception:  # a server that raises on a closed socket
+            self.lost()
+            return
+        finally:
+            self._sender = None
+        response._last_write = self._loop.time()
+        if not response._done:
+            self._timer = self._loop.call_later(response._interval, self._due)
+
+    def lost(self) -> None:
+        """The client's connection is gone: cancel the stream (unless it is past its end)."""
+        response = self._response
+        response._disconnected = True
+        if not response._done:
+            self._task.cancel()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._sender is not None:
+            self._sender.cancel()
 
 
 async def _send_whole(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:

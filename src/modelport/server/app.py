@@ -48,6 +48,7 @@ from modelport.server._reload import ConfigReloader
 from modelport.server._response_cache import build_cache
 from modelport.server._response_store import ResponseStore
 from modelport.server._sessions import UiSessions
+from modelport.server._state import GatewayState
 from modelport.server.access_log import BufferedAccessLog
 from modelport.server.health import HealthTracker, health_endpoint
 from modelport.server.metrics import GatewayMetrics, metrics_endpoint
@@ -249,7 +250,7 @@ def create_app(
     for cls, args, kwargs in reversed(middleware):
         direct = cls(direct, *args, **kwargs)
     app._direct = direct
-    state = app.state
+    state = app.state = GatewayState()
     state.config = config
     state.router = router
     state.ledger = ledger or None

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelport.server._loop_counter import LoopCounter
 from modelport.server._metrics_shared import WorkerExposition, worker_metrics_dir
 
 if TYPE_CHECKING:
@@ -61,12 +62,13 @@ class GatewayMetrics:
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
+        # Counted on every request: plain dicts, collected when scraped (see _loop_counter).
+        self.requests = LoopCounter(
             "modelport_gateway_requests",
             "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=r,
+            ("route", "method", "status"),
         )
+        r.register(self.requests)
         self.errors = Counter(
             "modelport_gateway_errors",
             "Failed chat requests, by modelport error class.",
@@ -92,12 +94,12 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.tokens = Counter(
+        self.tokens = LoopCounter(
             "modelport_gateway_tokens",
             "Tokens reported by upstreams, by model address and kind.",
-            ["model", "kind"],
-            registry=r,
+            ("model", "kind"),
         )
+        r.register(self.tokens)
         #: Requests being answered right now: a plain count, read by the gauge at each
         #: scrape (Gauge.inc/dec take a lock on every request; only the event loop counts).
         self.in_flight = 0
@@ -128,7 +130,7 @@ class GatewayMetrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.answered += 1
-        self._child(self.requests, route, method, str(status)).inc()
+        self.requests.inc((route, method, str(status)))
         self._child(self.latency, route).observe(seconds)
 
     def observe_error(self, exc: BaseException) -> None:
@@ -165,7 +167,7 @@ class GatewayMetrics:
             strict=True,
         ):
             if value:
-                self._child(self.tokens, model, kind).inc(value)
+                self.tokens.inc((model, kind), value)
 
     def watch_bodies(self, bodies: BodyBudget) -> None:
         """Export the bytes of request bodies being answered, read at each scrape."""
