@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,11 +45,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(vkeys_app)
 
 
-def _catalog() -> Catalog:
+def _catalog() -> closing[Catalog]:
+    """The configured catalog, closed when the ``with`` block ends."""
     from modelport.config import load_config
     from modelport.governance import open_catalog
 
-    return open_catalog(load_config())
+    return closing(open_catalog(load_config()))
 
 
 def _actor() -> str:
@@ -97,8 +99,7 @@ def create(
         if not sep:
             fail(f"--meta {item!r} is not KEY=VALUE")
         metadata[name_] = value
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         key, secret = catalog.create_key(
             name=name,
             user=user,
@@ -108,8 +109,6 @@ def create(
             metadata=metadata,
             actor=_actor(),
         )
-    finally:
-        catalog.close()
     err_console().print(
         f"Issued {key.id} ({key.name}). The secret below is shown this once; store it now.",
         markup=False,
@@ -122,13 +121,10 @@ def list_() -> None:
     """Every virtual key (never a secret)."""
     from modelport.governance._spend import keys_with_spend
 
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         snapshot = catalog.snapshot()
         keys = snapshot.keys
         spent = [entry["spent"] for entry in keys_with_spend(catalog.engine, snapshot)]
-    finally:
-        catalog.close()
     if not keys:
         err_console().print("No virtual keys. `modelport vkeys create NAME` issues one.")
         return
@@ -156,11 +152,8 @@ def list_() -> None:
 @vkeys_app.command()
 def rotate(key_id: Annotated[str, typer.Argument(help="The key's id (vk_…).")]) -> None:
     """A new secret for a key (budgets and history stay); the old one stops at once."""
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         key, secret = catalog.rotate_key(key_id, actor=_actor())
-    finally:
-        catalog.close()
     err_console().print(f"Rotated {key.id}. The new secret is shown this once:", markup=False)
     out_console().print(secret, markup=False, soft_wrap=True)
 
@@ -168,11 +161,8 @@ def rotate(key_id: Annotated[str, typer.Argument(help="The key's id (vk_…).")]
 @vkeys_app.command()
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (vk_…).")]) -> None:
     """Stop a key, on every running gateway within a second."""
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         key = catalog.revoke_key(key_id, actor=_actor())
-    finally:
-        catalog.close()
     err_console().print(f"Revoked {key.id} ({key.name}).", markup=False)
 
 
@@ -186,8 +176,7 @@ def budget_set(
     model: Annotated[str | None, typer.Option(help="Only calls to this model.")] = None,
 ) -> None:
     """Set the budget of a key, user or team (again: change it)."""
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         budget = catalog.set_budget(
             scope=scope,
             subject=subject,
@@ -197,19 +186,14 @@ def budget_set(
             model=model,
             actor=_actor(),
         )
-    finally:
-        catalog.close()
     err_console().print(f"Budget {budget.id} set.", markup=False)
 
 
 @budget_app.command(name="list")
 def budget_list() -> None:
     """Every budget."""
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         budgets = catalog.snapshot().budgets
-    finally:
-        catalog.close()
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("id", "scope", "subject", "period", "dollars", "tokens", "model"):
         table.add_column(column)
@@ -231,11 +215,8 @@ def budget_remove(
     budget_id: Annotated[str, typer.Argument(help="The budget's id (bg_…).")],
 ) -> None:
     """Remove a budget."""
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         catalog.remove_budget(budget_id, actor=_actor())
-    finally:
-        catalog.close()
     err_console().print(f"Removed {budget_id}.", markup=False)
 
 
@@ -248,24 +229,18 @@ def limit_set(
     model: Annotated[str | None, typer.Option(help="Only calls to this model.")] = None,
 ) -> None:
     """Set the rate limit of a key, user, team or model (again: change it)."""
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         limit = catalog.set_limit(
             scope=scope, subject=subject, rpm=rpm, tpm=tpm, model=model, actor=_actor()
         )
-    finally:
-        catalog.close()
     err_console().print(f"Rate limit {limit.id} set.", markup=False)
 
 
 @limit_app.command(name="list")
 def limit_list() -> None:
     """Every rate limit."""
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         limits = catalog.snapshot().limits
-    finally:
-        catalog.close()
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("id", "scope", "subject", "rpm", "tpm", "model"):
         table.add_column(column)
@@ -284,11 +259,8 @@ def limit_list() -> None:
 @limit_app.command(name="remove")
 def limit_remove(limit_id: Annotated[str, typer.Argument(help="The limit's id (rl_…).")]) -> None:
     """Remove a rate limit."""
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         catalog.remove_limit(limit_id, actor=_actor())
-    finally:
-        catalog.close()
     err_console().print(f"Removed {limit_id}.", markup=False)
 
 
@@ -304,11 +276,8 @@ def audit(
     """Who issued, changed or revoked what."""
     if limit < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--limit")
-    catalog = _catalog()
-    try:
+    with _catalog() as catalog:
         entries = catalog.audit_log(limit, before=before)
-    finally:
-        catalog.close()
     if as_json:
         for entry in entries:
             out_console().print(json.dumps(entry.public()), markup=False, soft_wrap=True)

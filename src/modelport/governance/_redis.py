@@ -42,7 +42,24 @@ __all__ = ["RedisCounters"]
 # How long a budget's counter outlives its period, for reports on the period just ended.
 _KEEP_MS = 35 * 86_400_000
 
-_RESERVE = """
+# A lease's hold on a budget counter ("cost tokens" in the counter's ``:a`` hash) given
+# back; both the reservation (for expired leases) and the settlement release holds.
+_RELEASE_HOLD = """
+local function release_hold(k, id)
+  local amount = redis.call('HGET', k .. ':a', id)
+  if amount then
+    local c, n = string.match(amount, '(%d+) (%d+)')
+    redis.call('HINCRBY', k, 'hc', -tonumber(c))
+    redis.call('HINCRBY', k, 'ht', -tonumber(n))
+    redis.call('HDEL', k .. ':a', id)
+  end
+  return amount
+end
+"""
+
+_RESERVE = (
+    _RELEASE_HOLD
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = ARGV[1]
@@ -80,13 +97,7 @@ for i = 1, nb do
   local expired = redis.call('ZRANGEBYSCORE', k .. ':l', '-inf', now)
   if #expired > 0 then
     for _, id in ipairs(expired) do
-      local amount = redis.call('HGET', k .. ':a', id)
-      if amount then
-        local c, n = string.match(amount, '(%d+) (%d+)')
-        redis.call('HINCRBY', k, 'hc', -tonumber(c))
-        redis.call('HINCRBY', k, 'ht', -tonumber(n))
-        redis.call('HDEL', k .. ':a', id)
-      end
+      release_hold(k, id)
     end
     redis.call('ZREMRANGEBYSCORE', k .. ':l', '-inf', now)
     state = redis.call('HMGET', k, 'epoch', 'sc', 'st', 'hc', 'ht')
@@ -186,11 +197,14 @@ for i = 1, nb do
 end
 return answer
 """
+)
 
 # ARGV: the number of leases, then for each: its id, real cost and tokens, held tokens,
 # its budget and rate counters' counts, and its budgets' epochs; KEYS: each lease's
 # budget counters, then its rate windows, lease after lease.
-_SETTLE = """
+_SETTLE = (
+    _RELEASE_HOLD
+    + """
 local a = 2
 local k = 0
 for _ = 1, tonumber(ARGV[1]) do
@@ -204,12 +218,7 @@ for _ = 1, tonumber(ARGV[1]) do
   for i = 1, nb do
     local key = KEYS[k + i]
     if redis.call('HGET', key, 'epoch') == ARGV[a + i - 1] then
-      local amount = redis.call('HGET', key .. ':a', lease)
-      if amount then
-        local c, n = string.match(amount, '(%d+) (%d+)')
-        redis.call('HINCRBY', key, 'hc', -tonumber(c))
-        redis.call('HINCRBY', key, 'ht', -tonumber(n))
-        redis.call('HDEL', key .. ':a', lease)
+      if release_hold(key, lease) then
         redis.call('ZREM', key .. ':l', lease)
       end
       redis.call('HINCRBY', key, 'sc', cost)
@@ -229,6 +238,7 @@ for _ = 1, tonumber(ARGV[1]) do
 end
 return 1
 """
+)
 
 _RENEW = """
 local t = redis.call('TIME')

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from modelport.errors import ConfigError, InvalidRequestError
+from modelport.providers._http_direct import DirectPost, DirectResponse, supports
 from modelport.wire._json import NESTED_TOO_DEEPLY
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ __all__ = ["HttpClient", "HttpResponse", "StreamingResponse"]
 
 _USER_AGENT = "modelport"
 _LOOPBACK_HOSTS = frozenset({"localhost", "::1", "0.0.0.0"})
+#: The schemes the short way serves (anything else goes to aiohttp, which refuses it).
+_DIRECT_SCHEMES = frozenset({"http", "https"})
 #: How many URLs one client keeps parsed (a provider uses a handful; this only bounds memory).
 _MAX_TARGETS = 256
 
@@ -67,7 +70,7 @@ class HttpResponse(msgspec.Struct, frozen=True):
 class StreamingResponse:
     """A response whose body is read as it arrives (see :meth:`HttpClient.stream`)."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse | DirectResponse) -> None:
         self._response = response
         self.status: int = response.status
         #: Case-insensitive.
@@ -105,6 +108,7 @@ class HttpClient:
         self.timeout = timeout
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._direct: DirectPost | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._targets: dict[str, tuple[yarl.URL, str | None]] = {}
@@ -120,6 +124,7 @@ class HttpClient:
             # Its loop is gone, so there is nothing left to await; start afresh here.
             self._session.detach()
             self._session = None
+            self._direct = None
         if self._session is None:
             try:
                 import aiohttp
@@ -140,6 +145,8 @@ class HttpClient:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
             )
+            if supports(aiohttp.__version__):
+                self._direct = DirectPost(self._session)
             self._loop = loop
         return self._session
 
@@ -179,16 +186,24 @@ class HttpClient:
         json: Any,
         timeout: float | None,
         content: bytes | None = None,
-    ) -> aiohttp.ClientResponse:
-        """Send a request; return aiohttp's response once its headers arrived.
+    ) -> aiohttp.ClientResponse | DirectResponse:
+        """Send a request; return the response once its headers arrived.
 
         The body is ``json`` encoded, or ``content`` as given (with the caller's
-        Content-Type header: a form for an OAuth token endpoint, say).
+        Content-Type header: a form for an OAuth token endpoint, say). A JSON
+        POST without a proxy (every chat call) takes the short way
+        (:mod:`._http_direct`); the rest go through ``session.request``.
         """
         session = self._get_session()  # first, so that a missing aiohttp is a ConfigError
         import aiohttp
 
         target, proxy = self._target(url)
+        if json is not None and proxy is None and method == "POST" and not isinstance(target, str):
+            direct = self._direct
+            if direct is not None and target.scheme in _DIRECT_SCHEMES and target.host:
+                return await direct.send(
+                    target, headers, _encode_body(json), self._timeout(timeout)
+                )
         # The body as a ready payload that carries its own Content-Type: aiohttp adds that
         # header unless the caller's headers have one, so theirs go in uncopied.
         if json is not None:
@@ -250,6 +265,7 @@ class HttpClient:
         """Close every pooled connection. The client may be used again afterwards."""
         session, loop = self._session, self._loop
         self._session = None
+        self._direct = None
         self._loop = None
         if session is None:
             return
@@ -312,7 +328,7 @@ def _encode_body(body: Any) -> bytes:
         raise InvalidRequestError(NESTED_TOO_DEEPLY) from None
 
 
-def _release(response: aiohttp.ClientResponse) -> None:
+def _release(response: aiohttp.ClientResponse | DirectResponse) -> None:
     # A body read to its end has handed its connection back to the pool already
     # (response.closed); release() would only cost another ~2 µs.
     if not response.closed:
