@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
 import shutil
 import threading
 import time
@@ -498,6 +500,27 @@ def test_the_default_router_and_the_sync_twins_reach_plugin_models(
     assert isinstance(host, _api._LoopPlugins)
     assert [info["state"] for info in host.host.describe_all()] == ["stopped"]
     assert len(plugin_upstream.requests) == 3
+
+
+def _open_pipes() -> set[str]:
+    pipes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone
+            if (target := os.readlink(f"/proc/self/fd/{fd}")).startswith("pipe:"):
+                pipes.add(f"{fd} {target}")
+    return pipes
+
+
+def test_asyncio_run_leaves_no_pipe_of_a_killed_plugin_open(
+    plugin_upstream: FakeUpstream,
+) -> None:
+    install_example_plugin(modelport_home(), plugin_upstream.url)
+    before = _open_pipes()
+    # asyncio.run cancels the tasks that would notice the child's exit and close its
+    # pipes; the host kills the child then, and must close them itself.
+    response = asyncio.run(modelport.complete(f"{PLUGIN_ID}/gpt-4o-mini", MESSAGES))
+    assert response.model == f"{PLUGIN_ID}/gpt-4o-mini"
+    assert _open_pipes() == before
 
 
 # --- on_retry ----------------------------------------------------------------------

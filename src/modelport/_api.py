@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import functools
 import inspect
 import threading
@@ -203,16 +202,10 @@ class _LoopPlugins:
             raise
 
     def _kill(self) -> None:
-        import os
-        import signal
-
         self._killed = True
-        for info in self.host.describe_all():
-            pid = info.get("pid")
-            if pid and hasattr(os, "killpg"):
-                # Each plugin leads its own process group (its children go too).
-                with contextlib.suppress(OSError):
-                    os.killpg(pid, signal.SIGKILL)
+        # Each plugin's process group is killed and its pipes closed while the loop
+        # still runs: the tasks that would close them on the exit are cancelled.
+        self.host.abandon()
 
     async def aclose(self) -> None:
         self._closing = True

@@ -506,16 +506,15 @@ def test_a_client_leaving_mid_stream_cancels_the_upstream_and_is_recorded_alike(
         upstream.route("POST", path, _slow(name))
         payload = json.dumps(body).encode()
         port = int(gateway.url.rsplit(":", 1)[1])
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(
-            b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\n\r\n%s" % (path.encode(), len(payload), payload)
-        )
-        received = b""
-        while received.count(b"data: ") < 3:
-            received += sock.recv(65536)
-        request = upstream.requests[-1]
-        sock.close()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (path.encode(), len(payload), payload)
+            )
+            received = b""
+            while received.count(b"data: ") < 3:
+                received += sock.recv(65536)
+            request = upstream.requests[-1]
         assert request.closed.wait(timeout=2.0), "the upstream request was not cancelled"
     on, off = _rows(pair.ledgers["on"], 1), _rows(pair.ledgers["off"], 1)
     assert [row[-2] for row in on] == ["cancelled"]

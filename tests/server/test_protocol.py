@@ -410,13 +410,11 @@ def test_half_open_connections_at_a_low_descriptor_limit_leave_real_requests_ser
 ) -> None:
     upstream.route("POST", "/v1/chat/completions", Reply.fixture(ANSWER))
     # A hard limit of 300: it cannot be raised, so the cap is what protects upstream calls.
-    with _serve(tmp_path, _config(upstream), (300, 300)) as serve:
-        squatters = []
+    with _serve(tmp_path, _config(upstream), (300, 300)) as serve, contextlib.ExitStack() as held:
         for _ in range(400):
             try:
-                sock = socket.create_connection(_address(serve.url), timeout=5)
+                sock = held.enter_context(socket.create_connection(_address(serve.url), timeout=5))
                 sock.sendall(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: ")
-                squatters.append(sock)
             except OSError:
                 pass
         statuses = []
@@ -426,6 +424,4 @@ def test_half_open_connections_at_a_low_descriptor_limit_leave_real_requests_ser
                 statuses.append(response.status_code)
             except httpx.TransportError as exc:
                 statuses.append(type(exc).__name__)
-        for sock in squatters:
-            sock.close()
         assert statuses == [200] * 30, statuses

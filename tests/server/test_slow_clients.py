@@ -74,20 +74,21 @@ def test_a_client_reading_at_a_trickle_holds_the_upstream_back(tmp_path: Path) -
         gateway = ServeProcess.start(_home(tmp_path, f"{upstream.url}/v1"), "--no-access-log")
         try:
             baseline = gateway.rss_mb()
-            sock = socket.create_connection(("127.0.0.1", gateway.port))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-            sock.sendall(_request(json.dumps({"model": "up/m", "stream": True, "messages": USER})))
-            received = 0
-            samples: list[tuple[float, int, int, float]] = []
-            began = time.monotonic()
-            while time.monotonic() - began < 8:  # ~300 KB/s: 16 KiB every 50 ms
-                data = sock.recv(16 * 1024)
-                assert data, "the gateway closed the stream"
-                received += len(data)
-                time.sleep(0.05)
-                if not samples or time.monotonic() - samples[-1][0] >= 1:
-                    samples.append((time.monotonic(), firehose.sent, received, gateway.rss_mb()))
-            sock.close()
+            with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                body = json.dumps({"model": "up/m", "stream": True, "messages": USER})
+                sock.sendall(_request(body))
+                received = 0
+                samples: list[tuple[float, int, int, float]] = []
+                began = time.monotonic()
+                while time.monotonic() - began < 8:  # ~300 KB/s: 16 KiB every 50 ms
+                    data = sock.recv(16 * 1024)
+                    assert data, "the gateway closed the stream"
+                    received += len(data)
+                    time.sleep(0.05)
+                    if not samples or time.monotonic() - samples[-1][0] >= 1:
+                        sent, rss = firehose.sent, gateway.rss_mb()
+                        samples.append((time.monotonic(), sent, received, rss))
         finally:
             gateway.terminate()
             gateway.wait(30)

@@ -221,19 +221,21 @@ def test_sigterm_drains_each_workers_streams(tmp_path: Path, fake_upstream: str)
     port = process.port
     try:
         process.wait_ready(90)
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
-        stream = client.chat.completions.create(
-            model="up/gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
-        )
-        first = next(iter(stream))
-        assert first.choices[0].delta.content == "x"
-        process.terminate()
-        started = time.monotonic()
-        # The upstream holds the stream for a minute; the worker's drain ends it after 1 s
-        # with the API's error event, which the SDK raises.
-        with pytest.raises(openai.APIError, match="drain timeout"):
-            for _ in stream:
-                pass
+        with openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0
+        ) as client:
+            stream = client.chat.completions.create(
+                model="up/gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            first = next(iter(stream))
+            assert first.choices[0].delta.content == "x"
+            process.terminate()
+            started = time.monotonic()
+            # The upstream holds the stream for a minute; the worker's drain ends it after
+            # 1 s with the API's error event, which the SDK raises.
+            with pytest.raises(openai.APIError, match="drain timeout"):
+                for _ in stream:
+                    pass
         assert time.monotonic() - started < 15
         assert process.wait(timeout=30) == 0
     finally:

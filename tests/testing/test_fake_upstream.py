@@ -242,14 +242,13 @@ def test_stop_closes_open_connections_and_port() -> None:
     server.route("GET", "/h", Reply(hang=True))
     url = server.url
     with httpx.Client(timeout=5) as client:
-        sock = socket.create_connection(("127.0.0.1", server.port))
-        sock.sendall(b"GET /h HTTP/1.1\r\nhost: x\r\n\r\n")
-        deadline = time.monotonic() + 5
-        while not server.requests and time.monotonic() < deadline:
-            time.sleep(0.01)
-        server.stop()
-        assert sock.recv(10) == b""
-        sock.close()
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"GET /h HTTP/1.1\r\nhost: x\r\n\r\n")
+            deadline = time.monotonic() + 5
+            while not server.requests and time.monotonic() < deadline:
+                time.sleep(0.01)
+            server.stop()
+            assert sock.recv(10) == b""
         with pytest.raises(httpx.ConnectError):
             client.get(f"{url}/h")
     with pytest.raises(RuntimeError):

@@ -411,6 +411,13 @@ class PluginHost:
             plugin.exit_code = process.returncode
             plugin.state = "stopped"
 
+    def abandon(self) -> None:
+        """Kill every plugin and close its pipes at once, for a loop about to close."""
+        for plugin in self._plugins.values():
+            self._cancel_restart(plugin)
+            if plugin.process is not None:
+                plugin.process.abandon()
+
     async def aclose(self) -> None:
         """Stop every plugin; the host can be loaded again afterwards."""
         await asyncio.gather(*(self.stop(name) for name in list(self._plugins)))

@@ -185,6 +185,19 @@ class PluginProcess:
             else:  # pragma: no cover - Windows has no process groups to kill
                 self._proc.kill()
 
+    def abandon(self) -> None:
+        """Kill the child and close its pipes now, for a loop that is about to close.
+
+        The tasks that would notice the exit and close the pipes are cancelled by
+        then; without this the pipes stayed open in this process (and their
+        transport was left for the garbage collector to warn about).
+        """
+        self.stopping = True
+        self.kill()
+        transport = getattr(self._proc, "_transport", None)
+        if transport is not None:
+            transport.close()
+
     async def close(self, *, timeout: float = 2.0, grace: float = 2.0) -> int | None:
         """``shutdown``, ``exit``, close stdin; kill what is still alive after ``grace``."""
         self.stopping = True

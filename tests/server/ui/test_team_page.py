@@ -27,14 +27,13 @@ COMPLETION = {
 }
 
 
-def _sdk(served: Served, secret: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{served.url}/v1", api_key=secret, max_retries=0)
-
-
 def _ask(served: Served, secret: str) -> str | None:
-    answer = _sdk(served, secret).chat.completions.create(
-        model="up/m1", messages=[{"role": "user", "content": "hello"}]
-    )
+    # Closed here: an SDK client is freed only by the garbage collector (it is a
+    # reference cycle), and its pooled socket's ResourceWarning then failed some later test.
+    with openai.OpenAI(base_url=f"{served.url}/v1", api_key=secret, max_retries=0) as sdk:
+        answer = sdk.chat.completions.create(
+            model="up/m1", messages=[{"role": "user", "content": "hello"}]
+        )
     return answer.choices[0].message.content
 
 
