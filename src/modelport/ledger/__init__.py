@@ -29,6 +29,7 @@ from time import perf_counter
 from typing import Any, Literal, Protocol
 
 import msgspec
+from msgspec.structs import astuple
 
 from modelport._redact import public_message
 from modelport.events import (
@@ -243,6 +244,9 @@ class Ledger:
     def _insert(self, records: Sequence[CallRecord]) -> int | None:
         # Runs on the writer thread: the conversion costs the request path nothing.
         # The store answers how many rows it had to give up (None: all written).
+        insert_values = getattr(self._store, "insert_values", None)
+        if insert_values is not None:  # the SQLStore: a tuple a record, made in C
+            return insert_values([astuple(record) for record in records])
         return self._store.insert([msgspec.structs.asdict(r) for r in records])
 
     @property
