@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import msgspec
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelport.ledger import CallRecord
+from modelport.ledger import CallRecord, Ledger
 from modelport.ledger._store import RECORD_COLUMNS, SQLStore, _timestamp_converter, _UTCDateTime
+from tests.ledger._fakes import MemoryStore
 
 _SQLITE = sa.create_engine("sqlite://").dialect
 
@@ -54,7 +56,7 @@ def test_sqlite_timestamps_are_the_text_sqlalchemy_and_sqlite3_stored(value: dat
     assert convert(neighbour) == _as_sqlalchemy_stored(neighbour)
 
 
-def test_rows_written_through_the_values_read_back_alike(tmp_path: object) -> None:
+def test_rows_written_through_the_values_read_back_alike(tmp_path: Path) -> None:
     # The same records through insert() (dicts) and insert_values() (tuples) land as the same rows.
     store = SQLStore(f"sqlite:///{tmp_path}/ledger.db")
     try:
@@ -85,3 +87,27 @@ def test_rows_written_through_the_values_read_back_alike(tmp_path: object) -> No
         assert [len(row[1]) for row in rows[:4]] == [0, 300, 512, 512]
     finally:
         store.close()
+
+
+def test_a_spooled_row_is_the_json_of_its_record(tmp_path: Path) -> None:
+    # The ledger queues rows (tuples) but spools each as the CallRecord it stands for, so
+    # a spool left by an earlier release (records) and one left by this one read alike.
+    ledger = Ledger(MemoryStore(), spool_dir=tmp_path / "spool")
+    record = CallRecord(
+        started_at=datetime(2026, 11, 20, 12, 0, 0, 5, tzinfo=UTC),
+        connection="c",
+        model="m",
+        api="openai",
+        input_tokens=3,
+        cost=0.25,
+        latency_ms=1.5,
+        outcome="RateLimitError",
+        error="slow down",
+        key_id="k1",
+    )
+    spool = ledger._writer.backlog.spool
+    assert spool is not None
+    row = msgspec.structs.astuple(record)
+    assert spool._encode(row) == msgspec.json.encode(record)
+    assert spool._decode(msgspec.json.encode(record)) == row
+    ledger.close()
