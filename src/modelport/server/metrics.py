@@ -121,6 +121,7 @@ class GatewayMetrics:
         self._workers = WorkerExposition(r, self, folder) if folder is not None else None
         self._children: dict[tuple[Any, ...], Any] = {}
         self._model_labels: set[str] = set()
+        self._token_keys: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -155,20 +156,24 @@ class GatewayMetrics:
         self.ttft.observe((self._model_label(model),), seconds)
 
     def observe_usage(self, model: str, usage: Usage) -> None:
-        model = self._model_label(model)
-        for kind, value in zip(
-            _TOKEN_KINDS,
-            (
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cache_read_tokens,
-                usage.cache_write_tokens,
-                usage.reasoning_tokens,
-            ),
-            strict=True,
-        ):
-            if value:
-                self.tokens.inc((model, kind), value)
+        label = self._model_label(model)
+        keys = self._token_keys.get(label)
+        if keys is None:  # one tuple of label sets per model label (at most 201)
+            keys = self._token_keys[label] = tuple((label, kind) for kind in _TOKEN_KINDS)
+        # Straight-line on the counter's dict, kinds in the order they were always added
+        # (a new label set is listed where it first came): once a call, on the event loop.
+        counts = self.tokens.values
+        input_key, output_key, read_key, write_key, reasoning_key = keys
+        if tokens := usage.input_tokens:
+            counts[input_key] = counts.get(input_key, 0.0) + tokens
+        if tokens := usage.output_tokens:
+            counts[output_key] = counts.get(output_key, 0.0) + tokens
+        if tokens := usage.cache_read_tokens:
+            counts[read_key] = counts.get(read_key, 0.0) + tokens
+        if tokens := usage.cache_write_tokens:
+            counts[write_key] = counts.get(write_key, 0.0) + tokens
+        if tokens := usage.reasoning_tokens:
+            counts[reasoning_key] = counts.get(reasoning_key, 0.0) + tokens
 
     def watch_bodies(self, bodies: BodyBudget) -> None:
         """Export the bytes of request bodies being answered, read at each scrape."""
