@@ -502,10 +502,9 @@ class Ledger:
                 request_id,
                 key_id,
             )
-        except Exception:
-            logger.warning("usage ledger could not build a record", exc_info=True)
-            return
-        self._put(row)
+            self._writer.put(row)
+        except Exception:  # the caller's call succeeded; bookkeeping must not fail it
+            logger.warning("usage ledger could not record a call", exc_info=True)
 
     # -- queries -----------------------------------------------------------------------------
 
