@@ -7,9 +7,10 @@
 >>> ledger.summary(since=timedelta(days=7), by="model")
 
 :meth:`Ledger.track` wraps a stream and re-yields its events untouched; when the
-stream ends — finished, failed or abandoned — it builds a :class:`CallRecord`
-and hands it to a background thread, so writing never slows a stream and a
-database failure never reaches the caller. SQLAlchemy is imported only when a
+stream ends — finished, failed or abandoned — it queues the call's row (the
+values of a :class:`CallRecord`, as a tuple in its field order) for a
+background thread, so writing never slows a stream and a database failure
+never reaches the caller. SQLAlchemy is imported only when a
 ledger is opened, keeping ``import modelport.ledger`` light.
 
 Token convention (as in :class:`~modelport.types.Usage`): ``input_tokens``
