@@ -67,6 +67,15 @@ def test_many_random_observations_expose_the_same_bytes() -> None:
     assert generate_latest(ours) == generate_latest(theirs)
 
 
+def test_odd_values_land_where_histogram_puts_them() -> None:
+    # A negative value in the first bucket, NaN in none (but in the sum), infinity in +Inf.
+    theirs, histogram, ours, loop_histogram = _pair()
+    for seconds in (-1.0, float("nan"), float("inf"), 0.5):
+        histogram.labels("/odd").observe(seconds)
+        loop_histogram.observe(("/odd",), seconds)
+    assert generate_latest(ours) == generate_latest(theirs)
+
+
 def test_buckets_without_inf_get_it_and_unsorted_ones_are_refused() -> None:
     histogram = LoopHistogram("h", "h", (), [1, 2])
     histogram.observe((), 5)

@@ -59,9 +59,10 @@ class LoopHistogram(Collector):
         series = self.series.get(labels)
         if series is None:
             series = self.series[labels] = [0] * len(self._bounds) + [0.0]
-        # The first bound with amount <= bound: the bucket Histogram.observe picks.
-        series[bisect_left(self._bounds, amount)] += 1
         series[-1] += amount
+        if amount == amount:  # NaN: in no bucket, as Histogram.observe (it counts in the sum)
+            # The first bound with amount <= bound: the bucket Histogram.observe picks.
+            series[bisect_left(self._bounds, amount)] += 1
 
     def describe(self) -> Iterator[HistogramMetricFamily]:
         yield HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
