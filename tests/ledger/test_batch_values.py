@@ -56,6 +56,24 @@ def test_sqlite_timestamps_are_the_text_sqlalchemy_and_sqlite3_stored(value: dat
     assert convert(neighbour) == _as_sqlalchemy_stored(neighbour)
 
 
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.none() | _offsets,
+    )
+)
+def test_postgresql_timestamps_are_what_sqlalchemy_binds(value: datetime) -> None:
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    dialect = psycopg.dialect()
+    processor = _UTCDateTime().bind_processor(dialect)
+    assert processor is not None
+    converted = _timestamp_converter(dialect)(value)
+    assert converted == processor(value)
+    assert converted.tzinfo is UTC
+
+
 def test_rows_written_through_the_values_read_back_alike(tmp_path: Path) -> None:
     # The same records through insert() (dicts) and insert_values() (tuples) land as the same rows.
     store = SQLStore(f"sqlite:///{tmp_path}/ledger.db")

@@ -118,11 +118,17 @@ def _timestamp_converter(dialect: Dialect) -> Callable[[datetime], Any]:
     each, with the decorator's three): here that text is made in one, its
     seconds shared by the records of one second. Should
     SQLAlchemy convert it otherwise (checked here), its own processor is kept.
-    For PostgreSQL, SQLAlchemy's (the aware UTC value).
+    For PostgreSQL the aware UTC value ``_UTCDateTime`` makes, without the
+    decorator's calls around it (SQLAlchemy's, whole, where the dialect's own
+    type converts too).
     """
     processor = _UTCDateTime().bind_processor(dialect)
     assert processor is not None  # (a TypeDecorator with process_bind_param has one)
-    if dialect.name != "sqlite" or processor(_PROBE) != _PROBE:
+    if dialect.name != "sqlite":
+        if _UTCDateTime.impl.dialect_impl(dialect).bind_processor(dialect) is not None:
+            return processor  # the driver's type converts too: SQLAlchemy's, whole
+        return _aware_utc  # psycopg takes the aware value as it is
+    if processor(_PROBE) != _PROBE:
         return processor
 
     # The text up to the second, for the last second seen: a gateway's records come
@@ -142,6 +148,14 @@ def _timestamp_converter(dialect: Dialect) -> Callable[[datetime], Any]:
         return f"{text}.{micro:06d}" if micro else text
 
     return naive_text
+
+
+def _aware_utc(value: datetime) -> datetime:
+    """``value`` in UTC, timezone-aware (naive ones are taken as UTC): what
+    :class:`_UTCDateTime` hands a driver other than SQLite's, in one call."""
+    if value.tzinfo is not UTC:
+        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    return value
 
 
 #: Rows per multi-row INSERT: 32 rows of 16 columns are 512 parameters, under the 999
