@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from modelport.ledger import compute_cost
 from modelport.types import ModelPrices, Usage
@@ -61,3 +63,48 @@ def test_inconsistent_counts_never_give_a_negative_cost() -> None:
 
 def test_no_tokens_cost_nothing_when_prices_are_known() -> None:
     assert compute_cost(Usage(), PRICES) == 0.0
+
+
+def _reference_cost(usage: Usage, prices: ModelPrices | None) -> float | None:
+    """The rule as it was first written (a loop over the parts), to hold the fast one to."""
+    if usage.cost is not None:
+        return usage.cost
+    if prices is None or (prices.input is None and prices.output is None):
+        return None
+    uncached = max(usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens, 0)
+    parts = (
+        (uncached, prices.input),
+        (usage.cache_read_tokens, prices.input if prices.cache_read is None else prices.cache_read),
+        (
+            usage.cache_write_tokens,
+            prices.input if prices.cache_write is None else prices.cache_write,
+        ),
+        (usage.output_tokens, prices.output),
+    )
+    total = 0.0
+    for tokens, price in parts:
+        if tokens:
+            if price is None:
+                return None
+            total += tokens * price
+    return total / 1_000_000
+
+
+_tokens = st.integers(min_value=0, max_value=5_000_000)
+_price = st.none() | st.floats(min_value=0, max_value=100, allow_nan=False)
+
+
+@given(
+    st.builds(
+        Usage,
+        input_tokens=_tokens,
+        output_tokens=_tokens,
+        cache_read_tokens=_tokens,
+        cache_write_tokens=_tokens,
+        cost=st.none() | st.floats(min_value=0, max_value=10, allow_nan=False),
+    ),
+    st.none()
+    | st.builds(ModelPrices, input=_price, output=_price, cache_read=_price, cache_write=_price),
+)
+def test_the_cost_is_exactly_the_rules(usage: Usage, prices: ModelPrices | None) -> None:
+    assert compute_cost(usage, prices) == _reference_cost(usage, prices)

@@ -102,3 +102,41 @@ def test_a_collection_mid_scrape_that_lets_the_loop_count_does_not_break_it() ->
         gc.set_threshold(*thresholds)
         gc.callbacks.remove(count_meanwhile)
     assert len(families[0].samples) >= 200
+
+
+def test_the_gateways_token_counts_are_a_prometheus_counters() -> None:
+    # observe_usage adds to the counter's dict straight-line: the exposition is what a
+    # Counter fed each non-zero kind, in the order input, output, cache reads, cache
+    # writes, reasoning, shows (past MAX_MODEL_LABELS models, under "other").
+    from modelport.server.metrics import _TOKEN_KINDS, MAX_MODEL_LABELS, OTHER_MODELS
+    from modelport.types import Usage
+
+    metrics = GatewayMetrics()
+    theirs = CollectorRegistry()
+    counter = Counter(
+        "modelport_gateway_tokens",
+        "Tokens reported by upstreams, by model address and kind.",
+        ["model", "kind"],
+        registry=theirs,
+    )
+    ours = CollectorRegistry()
+    ours.register(metrics.tokens)
+    usages = [
+        Usage(output_tokens=5),
+        Usage(input_tokens=10, output_tokens=2, cache_read_tokens=4, reasoning_tokens=1),
+        Usage(input_tokens=7, cache_write_tokens=3),
+        Usage(),
+    ]
+    labelled: set[str] = set()
+    for n in range(MAX_MODEL_LABELS + 20):
+        model = f"c/m{n % (MAX_MODEL_LABELS + 7)}"  # 7 past the cap, then the first again
+        usage = usages[n % len(usages)]
+        metrics.observe_usage(model, usage)
+        if model in labelled or len(labelled) < MAX_MODEL_LABELS:
+            labelled.add(model)
+        label = model if model in labelled else OTHER_MODELS
+        for kind in _TOKEN_KINDS:
+            value = getattr(usage, f"{kind}_tokens")
+            if value:
+                counter.labels(label, kind).inc(value)
+    assert generate_latest(ours) == generate_latest(theirs)

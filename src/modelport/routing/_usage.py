@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from modelport.aggregate import response_events
 from modelport.events import StreamEvent, UsageEvent
@@ -84,7 +84,7 @@ def track_events(
     )
 
 
-async def track_answer(
+def track_answer(
     ledger: UsageTracker,
     route: Route,
     provider: Provider,
@@ -92,23 +92,40 @@ async def track_answer(
     *,
     prices: ModelPrices | None,
     attribution: Attribution,
-) -> ChatResponse:
+) -> Awaitable[ChatResponse]:
     """``provider.complete(request)``, recorded by ``ledger`` from its answer's events.
 
     A ledger with a ``track_answer`` (the :class:`~modelport.ledger.Ledger`) records
     the answer without the events; any other tracker sees them through ``track``.
+    Not a coroutine itself: the caller awaits the ledger's own, so a plain call's
+    await chain has no frame of ours that every resumption of the task walks through.
     """
     fast = getattr(ledger, "track_answer", None)
     if fast is not None:
-        return await fast(
-            provider.complete(request),
-            connection=route.connection,
-            model=route.model,
-            prices=prices,
-            api=attribution.api,
-            request_id=attribution.request_id,
-            key_id=attribution.key_id,
+        return cast(
+            "Awaitable[ChatResponse]",
+            fast(
+                provider.complete(request),
+                connection=route.connection,
+                model=route.model,
+                prices=prices,
+                api=attribution.api,
+                request_id=attribution.request_id,
+                key_id=attribution.key_id,
+            ),
         )
+    return _track_answer_events(ledger, route, provider, request, prices, attribution)
+
+
+async def _track_answer_events(
+    ledger: UsageTracker,
+    route: Route,
+    provider: Provider,
+    request: ChatRequest,
+    prices: ModelPrices | None,
+    attribution: Attribution,
+) -> ChatResponse:
+    """The answer, recorded through ``ledger.track`` from the events it stands for."""
     answer: list[ChatResponse] = []
     events = track_events(
         ledger,

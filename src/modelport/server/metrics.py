@@ -17,7 +17,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -27,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelport.server._loop_counter import LoopCounter
+from modelport.server._loop_histogram import LoopHistogram
 from modelport.server._metrics_shared import WorkerExposition, worker_metrics_dir
 
 if TYPE_CHECKING:
@@ -80,20 +80,21 @@ class GatewayMetrics:
             "Streams the client closed before they ended (the upstream call is cancelled).",
             registry=r,
         )
-        self.latency = Histogram(
+        # Observed once or twice a request: plain lists too (see _loop_histogram).
+        self.latency = LoopHistogram(
             "modelport_gateway_request_duration_seconds",
             "Time from request to the last byte of the response, by route template.",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            ("route",),
+            _LATENCY_BUCKETS,
         )
-        self.ttft = Histogram(
+        r.register(self.latency)
+        self.ttft = LoopHistogram(
             "modelport_gateway_time_to_first_token_seconds",
             "Time from request to the first event from the upstream, for streamed chats.",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            ("model",),
+            _LATENCY_BUCKETS,
         )
+        r.register(self.ttft)
         self.tokens = LoopCounter(
             "modelport_gateway_tokens",
             "Tokens reported by upstreams, by model address and kind.",
@@ -120,6 +121,7 @@ class GatewayMetrics:
         self._workers = WorkerExposition(r, self, folder) if folder is not None else None
         self._children: dict[tuple[Any, ...], Any] = {}
         self._model_labels: set[str] = set()
+        self._token_keys: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -131,7 +133,7 @@ class GatewayMetrics:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.answered += 1
         self.requests.inc((route, method, str(status)))
-        self._child(self.latency, route).observe(seconds)
+        self.latency.observe((route,), seconds)
 
     def observe_error(self, exc: BaseException) -> None:
         self._child(self.errors, type(exc).__name__).inc()
@@ -151,23 +153,27 @@ class GatewayMetrics:
         return OTHER_MODELS
 
     def observe_ttft(self, model: str, seconds: float) -> None:
-        self._child(self.ttft, self._model_label(model)).observe(seconds)
+        self.ttft.observe((self._model_label(model),), seconds)
 
     def observe_usage(self, model: str, usage: Usage) -> None:
-        model = self._model_label(model)
-        for kind, value in zip(
-            _TOKEN_KINDS,
-            (
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cache_read_tokens,
-                usage.cache_write_tokens,
-                usage.reasoning_tokens,
-            ),
-            strict=True,
-        ):
-            if value:
-                self.tokens.inc((model, kind), value)
+        label = self._model_label(model)
+        keys = self._token_keys.get(label)
+        if keys is None:  # one tuple of label sets per model label (at most 201)
+            keys = self._token_keys[label] = tuple((label, kind) for kind in _TOKEN_KINDS)
+        # Straight-line on the counter's dict, kinds in the order they were always added
+        # (a new label set is listed where it first came): once a call, on the event loop.
+        counts = self.tokens.values
+        input_key, output_key, read_key, write_key, reasoning_key = keys
+        if tokens := usage.input_tokens:
+            counts[input_key] = counts.get(input_key, 0.0) + tokens
+        if tokens := usage.output_tokens:
+            counts[output_key] = counts.get(output_key, 0.0) + tokens
+        if tokens := usage.cache_read_tokens:
+            counts[read_key] = counts.get(read_key, 0.0) + tokens
+        if tokens := usage.cache_write_tokens:
+            counts[write_key] = counts.get(write_key, 0.0) + tokens
+        if tokens := usage.reasoning_tokens:
+            counts[reasoning_key] = counts.get(reasoning_key, 0.0) + tokens
 
     def watch_bodies(self, bodies: BodyBudget) -> None:
         """Export the bytes of request bodies being answered, read at each scrape."""
