@@ -460,6 +460,10 @@ class HttpProvider(BaseProvider):
                 decoder = self.wire.StreamDecoder()
                 events = [*decoder.feed(response.content), *decoder.close()]
                 return aggregate(events, model=request.model, id=getattr(decoder, "id", None))
+            decode = getattr(self.wire, "decode_chat_response", None)
+            if decode is not None:
+                # One decode, straight into the response (no events to fold back).
+                return decode(response.content, model=request.model)  # type: ignore[no-any-return]
             events = self._json_events(response.content)
             return aggregate(events, model=request.model, id=_response_id(response.content))
 
