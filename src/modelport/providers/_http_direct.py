@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import aiohttp
     import yarl
     from aiohttp.client_proto import ResponseHandler
-    from aiohttp.client_reqrep import ClientRequest
+    from aiohttp.client_reqrep import ClientRequest, ConnectionKey
     from aiohttp.connector import Connection
     from aiohttp.streams import StreamReader
     from multidict import CIMultiDictProxy
@@ -56,6 +56,8 @@ class _Head(NamedTuple):
     request: ClientRequest
     prefix: bytes
     request_info: aiohttp.RequestInfo
+    #: The pool's key for this host (``request.connection_key``, worked out once).
+    key: ConnectionKey
 
 
 class DirectResponse:
@@ -115,10 +117,11 @@ class DirectPost:
         # Connections made from now on get the cheaper per-read timeout (see below).
         connector._factory = functools.partial(_response_handler(), loop=connector._loop)  # type: ignore[attr-defined]
         self._timer = TimerNoop()
-        self._heads: dict[tuple[yarl.URL, tuple[tuple[str, str], ...]], _Head] = {}
+        # Keyed by the URL's text: a yarl URL's hash is a Python call each time.
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], _Head] = {}
 
     def _head(self, url: yarl.URL, headers: Mapping[str, str] | None) -> _Head:
-        key = (url, tuple(headers.items()) if headers else ())
+        key = (str(url), tuple(headers.items()) if headers else ())
         head = self._heads.get(key)
         if head is None:
             head = self._prepare(url, headers)
@@ -153,7 +156,7 @@ class DirectPost:
             lines.append(f"{_safe(name)}: {_safe(value)}")
         text = "\r\n".join(lines) + "\r\n"
         info = aiohttp.RequestInfo(url, "POST", CIMultiDictProxy(CIMultiDict()), url)
-        return _Head(request, text.encode("utf-8"), info)
+        return _Head(request, text.encode("utf-8"), info, request.connection_key)
 
     async def send(
         self,
@@ -163,11 +166,88 @@ class DirectPost:
         timeout: aiohttp.ClientTimeout,
     ) -> DirectResponse:
         """POST ``body`` (JSON) to ``url``; the response once its head arrived."""
-        import aiohttp
-
         head = self._head(url, headers)
+        connection, code, message_headers, payload = await self._exchange(head, body, timeout)
+        return DirectResponse(connection, code, message_headers, payload)
+
+    async def post(
+        self,
+        url: yarl.URL,
+        headers: Mapping[str, str] | None,
+        body: bytes,
+        timeout: aiohttp.ClientTimeout,
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """POST ``body`` (JSON) to ``url``; the whole answer (status, headers, body).
+
+        :meth:`send` and :meth:`DirectResponse.read` in one: no response object,
+        and a body that came with its head is taken at once.
+        """
+        head = self._heads.get((str(url), tuple(headers.items()) if headers else ()))
+        if head is None:
+            head = self._head(url, headers)
+        connection, code, message_headers, payload = await self._exchange(head, body, timeout)
         try:
-            return await self._exchange(head, body, timeout)
+            # The whole body arrived with the head (a short answer): take it as it is.
+            content = payload.read_nowait() if payload.is_eof() else await payload.read()
+        except BaseException:
+            connection.close()
+            raise
+        # Back to the pool (closed instead if the answer said so: the connector checks).
+        connection.release()
+        return code, message_headers, content
+
+    async def _exchange(
+        self, head: _Head, body: bytes, timeout: aiohttp.ClientTimeout
+    ) -> tuple[Connection, int, CIMultiDictProxy[str], StreamReader]:
+        import aiohttp
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        try:
+            connector = self._connector
+            # An idle connection from the pool under the key worked out once for this host
+            # (what connector.connect tries first, without the key built again); a new one,
+            # with the connect timeout and the pool's limits, through connect itself.
+            connection = await connector._get(head.key, [])  # type: ignore[attr-defined]
+            if connection is None:
+                try:
+                    connection = await connector.connect(head.request, [], timeout)
+                except TimeoutError as exc:
+                    raise aiohttp.ConnectionTimeoutError(
+                        f"Connection timeout to host {head.request.url}"
+                    ) from exc
+            try:
+                protocol: ResponseHandler = connection.protocol  # type: ignore[assignment]
+                protocol.set_response_params(
+                    timer=self._timer,
+                    # As session.request: a body with neither a length nor chunks ends at EOF.
+                    read_until_eof=True,
+                    auto_decompress=True,
+                    read_timeout=timeout.sock_read,
+                    timeout_ceil_threshold=connector._timeout_ceil_threshold,
+                )
+                transport = protocol.transport
+                assert transport is not None
+                transport.write(b"%sContent-Length: %d\r\n\r\n%s" % (head.prefix, len(body), body))
+                protocol.start_timeout()
+                while True:
+                    try:
+                        message, payload = await protocol.read()
+                    except HttpProcessingError as exc:
+                        raise aiohttp.ClientResponseError(
+                            head.request_info,
+                            (),
+                            status=exc.code,
+                            message=exc.message,
+                            headers=exc.headers,
+                        ) from exc
+                    code = message.code
+                    # 1xx (100 Continue, 103 Early Hints) come before the answer; skip them.
+                    if code < 100 or code > 199 or code == 101:
+                        break
+            except BaseException:
+                connection.close()
+                raise
+            return connection, code, message.headers, payload
         except aiohttp.ClientError:
             raise
         except OSError as exc:
@@ -175,53 +255,6 @@ class DirectPost:
             if exc.errno is None and isinstance(exc, TimeoutError):
                 raise
             raise aiohttp.ClientOSError(*exc.args) from exc
-
-    async def _exchange(
-        self, head: _Head, body: bytes, timeout: aiohttp.ClientTimeout
-    ) -> DirectResponse:
-        import aiohttp
-        from aiohttp.http_exceptions import HttpProcessingError
-
-        connector = self._connector
-        try:
-            connection = await connector.connect(head.request, [], timeout)
-        except TimeoutError as exc:
-            raise aiohttp.ConnectionTimeoutError(
-                f"Connection timeout to host {head.request.url}"
-            ) from exc
-        try:
-            protocol: ResponseHandler = connection.protocol  # type: ignore[assignment]
-            protocol.set_response_params(
-                timer=self._timer,
-                # As session.request: a body with neither a length nor chunks ends at EOF.
-                read_until_eof=True,
-                auto_decompress=True,
-                read_timeout=timeout.sock_read,
-                timeout_ceil_threshold=connector._timeout_ceil_threshold,
-            )
-            transport = connection.transport
-            assert transport is not None
-            transport.write(b"%sContent-Length: %d\r\n\r\n%s" % (head.prefix, len(body), body))
-            protocol.start_timeout()
-            while True:
-                try:
-                    message, payload = await protocol.read()
-                except HttpProcessingError as exc:
-                    raise aiohttp.ClientResponseError(
-                        head.request_info,
-                        (),
-                        status=exc.code,
-                        message=exc.message,
-                        headers=exc.headers,
-                    ) from exc
-                code = message.code
-                # 1xx (100 Continue, 103 Early Hints) come before the answer; skip them.
-                if code < 100 or code > 199 or code == 101:
-                    break
-        except BaseException:
-            connection.close()
-            raise
-        return DirectResponse(connection, code, message.headers, payload)
 
 
 def supports(version: str) -> bool:
