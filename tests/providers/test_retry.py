@@ -214,6 +214,20 @@ async def test_adaptive_reasoning_refused_is_asked_again_without_it(path: str) -
     assert [request.reasoning for request in inner.history] == [ADAPTIVE.reasoning, None]
 
 
+async def test_reasoning_is_dropped_once_and_a_plain_request_refused_again_stands() -> None:
+    server_error = UpstreamError("busy", status=503)
+    inner = FakeProvider(server_error, NO_THINKING, server_error, NO_THINKING, "answered")
+    with pytest.raises(InvalidRequestError):
+        await retrying(inner, max_retries=1).complete(ADAPTIVE)
+    # Retried (503), refused (reasoning), asked plainly with retries afresh (503), refused.
+    assert [request.reasoning for request in inner.history] == [
+        ADAPTIVE.reasoning,
+        ADAPTIVE.reasoning,
+        None,
+        None,
+    ]
+
+
 @pytest.mark.parametrize(
     ("request_", "error"),
     [
