@@ -101,6 +101,22 @@ async def test_connections_are_pooled_and_returned_once_read(
     assert upstream.open_connections == 1
 
 
+async def test_each_host_s_calls_reuse_only_that_host_s_connections(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    # The pool's key is worked out once per URL: a connection to one server must never
+    # carry a call (and its key) meant for another.
+    with FakeUpstream() as other:
+        for server, name in ((upstream, "one"), (other, "two")):
+            server.route("POST", "/v1/x", *[Reply.json({"server": name})] * 3)
+        for _ in range(3):
+            first = await client.request("POST", f"{upstream.url}/v1/x", json={})
+            second = await client.request("POST", f"{other.url}/v1/x", json={})
+            assert (first.json(), second.json()) == ({"server": "one"}, {"server": "two"})
+        assert (len(upstream.requests), len(other.requests)) == (3, 3)
+        assert (upstream.open_connections, other.open_connections) == (1, 1)
+
+
 async def test_leaving_a_stream_early_closes_its_connection(
     upstream: FakeUpstream, client: HttpClient
 ) -> None:
