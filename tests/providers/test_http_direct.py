@@ -414,3 +414,12 @@ async def test_an_untested_aiohttp_release_goes_through_session_request(
     finally:
         await client.aclose()
     assert (response.status, response.json(), calls) == (200, {"ok": 1}, ["POST"])
+
+
+async def test_a_stream_answered_with_no_body_reads_as_empty(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    upstream.route("POST", "/v1/none", Reply(status=204, body=b""))
+    async with client.stream("POST", f"{upstream.url}/v1/none", json={}) as streamed:
+        assert streamed.status == 204
+        assert [piece async for piece in streamed.aiter_bytes()] == []

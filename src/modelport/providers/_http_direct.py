@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from aiohttp.streams import StreamReader
     from multidict import CIMultiDictProxy
 
-__all__ = ["DirectPost", "DirectResponse", "supports"]
+__all__ = ["DirectPost", "DirectResponse", "supports", "take_buffered"]
 
 #: The aiohttp releases whose internals this module was tested against (``ResponseHandler``'s
 #: timeout and reading hooks, the connector's protocol factory): 3.11 to 3.14.
@@ -255,6 +255,41 @@ class DirectPost:
             if exc.errno is None and isinstance(exc, TimeoutError):
                 raise
             raise aiohttp.ClientOSError(*exc.args) from exc
+
+
+def take_buffered(content: StreamReader) -> bytes:
+    """All the bytes ``content`` holds now, at once: what ``readany()`` returns when data is
+    buffered, without its per-HTTP-chunk calls.
+
+    ``readany()`` takes buffered pieces off one by one (for each: bookkeeping, the
+    chunk-split list trimmed, the protocol asked to resume); a stream whose events
+    came in one read as 20 HTTP chunks paid that 20 times. Here the pieces are
+    joined, the counts moved as those calls would have moved them (the split at
+    the new position is kept, as aiohttp keeps it), and reading resumed once if
+    it was paused. Call it only with something buffered (``content._buffer``).
+    """
+    if content._exception is not None:
+        raise content._exception
+    buffer = content._buffer
+    offset = content._buffer_offset
+    if offset:
+        buffer[0] = buffer[0][offset:]
+        content._buffer_offset = 0
+    data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+    buffer.clear()
+    size = len(data)
+    content._size -= size
+    cursor = content._cursor = content._cursor + size
+    splits = content._http_chunk_splits
+    if splits:
+        last = splits[-1]
+        splits.clear()
+        if last >= cursor:
+            splits.append(last)
+    protocol = content._protocol
+    if protocol._reading_paused:  # type: ignore[attr-defined]
+        protocol.resume_reading()
+    return data
 
 
 def supports(version: str) -> bool:
