@@ -215,7 +215,7 @@ class HttpClient:
             direct = self._direct
             if direct is not None and target.scheme in _DIRECT_SCHEMES and target.host:
                 return await direct.send(
-                    target, headers, _encode_body(json), self._timeout(timeout)
+                    url, target, headers, _encode_body(json), self._timeout(timeout)
                 )
         # The body as a ready payload that carries its own Content-Type: aiohttp adds that
         # header unless the caller's headers have one, so theirs go in uncopied.
@@ -276,7 +276,7 @@ class HttpClient:
                 and target.host
             ):
                 status, answer_headers, body = await direct.post(
-                    target, headers, _encode_body(json), self._timeout(timeout)
+                    url, target, headers, _encode_body(json), self._timeout(timeout)
                 )
                 return HttpResponse(status=status, headers=answer_headers, content=body)
         # Straight through, not via stream(): its context manager cost ~5 µs a request.

@@ -117,11 +117,11 @@ class DirectPost:
         # Connections made from now on get the cheaper per-read timeout (see below).
         connector._factory = functools.partial(_response_handler(), loop=connector._loop)  # type: ignore[attr-defined]
         self._timer = TimerNoop()
-        # Keyed by the URL's text: a yarl URL's hash is a Python call each time.
+        # Keyed by the URL's text as given: a yarl URL's hash, or its str(), is a Python call.
         self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], _Head] = {}
 
-    def _head(self, url: yarl.URL, headers: Mapping[str, str] | None) -> _Head:
-        key = (str(url), tuple(headers.items()) if headers else ())
+    def _head(self, text: str, url: yarl.URL, headers: Mapping[str, str] | None) -> _Head:
+        key = (text, tuple(headers.items()) if headers else ())
         head = self._heads.get(key)
         if head is None:
             head = self._prepare(url, headers)
@@ -160,18 +160,21 @@ class DirectPost:
 
     async def send(
         self,
+        text: str,
         url: yarl.URL,
         headers: Mapping[str, str] | None,
         body: bytes,
         timeout: aiohttp.ClientTimeout,
     ) -> DirectResponse:
-        """POST ``body`` (JSON) to ``url``; the response once its head arrived."""
-        head = self._head(url, headers)
+        """POST ``body`` (JSON) to ``url`` (``text`` as the caller wrote it, the key of the
+        prepared heads); the response once its head arrived."""
+        head = self._head(text, url, headers)
         connection, code, message_headers, payload = await self._exchange(head, body, timeout)
         return DirectResponse(connection, code, message_headers, payload)
 
     async def post(
         self,
+        text: str,
         url: yarl.URL,
         headers: Mapping[str, str] | None,
         body: bytes,
@@ -182,9 +185,9 @@ class DirectPost:
         :meth:`send` and :meth:`DirectResponse.read` in one: no response object,
         and a body that came with its head is taken at once.
         """
-        head = self._heads.get((str(url), tuple(headers.items()) if headers else ()))
+        head = self._heads.get((text, tuple(headers.items()) if headers else ()))
         if head is None:
-            head = self._head(url, headers)
+            head = self._head(text, url, headers)
         connection, code, message_headers, payload = await self._exchange(head, body, timeout)
         try:
             # The whole body arrived with the head (a short answer): take it as it is.
