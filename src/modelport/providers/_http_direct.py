@@ -327,18 +327,24 @@ def _response_handler() -> type[ResponseHandler]:
     per plain answer. Here a read moves a deadline forward (a float); the one
     timer, when it fires early, sets itself again for the rest. Same timeout:
     it fires once ``sock_read`` seconds pass without a read.
+
+    Dropping the timeout (the answer is complete, reading paused) only clears
+    the deadline: the pending timer stays and finds nothing to do when it fires,
+    so a pooled connection's next call reuses it instead of making one (a timer
+    made and cancelled per call, ~1.4 µs). A lost connection cancels it.
     """
     from aiohttp.client_proto import ResponseHandler
 
     class _Handler(ResponseHandler):
-        _read_deadline = 0.0
+        #: When the read times out (``None``: no read is being waited for).
+        _read_deadline: float | None = None
         #: When the pending timer fires (a deadline earlier than that needs a new timer).
         _read_timer_at = 0.0
 
         def _reschedule_timeout(self) -> None:
             timeout = self._read_timeout
             if not timeout:
-                self._drop_timeout()
+                self._read_deadline = None
                 return
             loop = self._loop
             self._read_deadline = deadline = loop.time() + timeout
@@ -349,6 +355,16 @@ def _response_handler() -> type[ResponseHandler]:
                     handle.cancel()
                 self._read_timer_at = deadline
                 self._read_timeout_handle = loop.call_at(deadline, self._read_deadline_passed)
+
+        def _drop_timeout(self) -> None:
+            self._read_deadline = None
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            super().connection_lost(exc)
+            handle = self._read_timeout_handle
+            if handle is not None:
+                self._read_timeout_handle = None
+                handle.cancel()
 
         def resume_reading(self, *args: Any, **kwargs: Any) -> None:
             if not self._reading_paused:
@@ -362,13 +378,15 @@ def _response_handler() -> type[ResponseHandler]:
 
         def _read_deadline_passed(self) -> None:
             self._read_timeout_handle = None
+            deadline = self._read_deadline
+            if deadline is None:
+                return  # the answer came (or reading paused) since: the timer lapses
             loop = self._loop
-            if loop.time() >= self._read_deadline:
+            if loop.time() >= deadline:
+                self._read_deadline = None
                 self._on_read_timeout()
             else:
-                self._read_timer_at = self._read_deadline
-                self._read_timeout_handle = loop.call_at(
-                    self._read_deadline, self._read_deadline_passed
-                )
+                self._read_timer_at = deadline
+                self._read_timeout_handle = loop.call_at(deadline, self._read_deadline_passed)
 
     return _Handler
