@@ -193,12 +193,21 @@ class RetryingProvider:
             retry += 1
             await self._pause_or_raise(failure, retry)
 
-    async def retry_items(self, open_items: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[Any]:
+    def retry_items(self, open_items: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[Any]:
         """The items of ``open_items()``, opened again on a retryable error before the first.
 
         The passthrough's stream (see :mod:`modelport.providers._relay`): the same rule
-        as :meth:`stream`, once anything is out a failure is the caller's to see.
+        as :meth:`stream`, once anything is out a failure is the caller's to see. With
+        no retries allowed that is ``open_items()`` itself: a generator around it would
+        only pass each item on (and cost every item a resume).
         """
+        if self.max_retries == 0:
+            return open_items()
+        return self._retry_items(open_items)
+
+    async def _retry_items(
+        self, open_items: Callable[[], AsyncIterator[Any]]
+    ) -> AsyncIterator[Any]:
         retry = 0
         while True:
             items = open_items()
