@@ -101,6 +101,22 @@ async def test_connections_are_pooled_and_returned_once_read(
     assert upstream.open_connections == 1
 
 
+async def test_each_host_s_calls_reuse_only_that_host_s_connections(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    # The pool's key is worked out once per URL: a connection to one server must never
+    # carry a call (and its key) meant for another.
+    with FakeUpstream() as other:
+        for server, name in ((upstream, "one"), (other, "two")):
+            server.route("POST", "/v1/x", *[Reply.json({"server": name})] * 3)
+        for _ in range(3):
+            first = await client.request("POST", f"{upstream.url}/v1/x", json={})
+            second = await client.request("POST", f"{other.url}/v1/x", json={})
+            assert (first.json(), second.json()) == ({"server": "one"}, {"server": "two"})
+        assert (len(upstream.requests), len(other.requests)) == (3, 3)
+        assert (upstream.open_connections, other.open_connections) == (1, 1)
+
+
 async def test_leaving_a_stream_early_closes_its_connection(
     upstream: FakeUpstream, client: HttpClient
 ) -> None:
@@ -398,3 +414,41 @@ async def test_an_untested_aiohttp_release_goes_through_session_request(
     finally:
         await client.aclose()
     assert (response.status, response.json(), calls) == (200, {"ok": 1}, ["POST"])
+
+
+async def test_a_stream_answered_with_no_body_reads_as_empty(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    upstream.route("POST", "/v1/none", Reply(status=204, body=b""))
+    async with client.stream("POST", f"{upstream.url}/v1/none", json={}) as streamed:
+        assert streamed.status == 204
+        assert [piece async for piece in streamed.aiter_bytes()] == []
+
+
+async def test_an_idle_pooled_connection_outlives_its_last_call_s_timer(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    # The timer a call armed is left pending when its answer comes; firing later, on an
+    # idle connection, it must find nothing to time out.
+    upstream.route("POST", "/v1/x", Reply.json({"ok": 1}))
+    await client.request("POST", f"{upstream.url}/v1/x", json={}, timeout=0.2)
+    await asyncio.sleep(0.35)
+    response = await client.request("POST", f"{upstream.url}/v1/x", json={}, timeout=0.2)
+    assert response.json() == {"ok": 1}
+    assert (len(upstream.requests), upstream.open_connections) == (2, 1)
+
+
+async def test_a_reused_connection_s_pending_timer_still_times_the_next_call_out(
+    upstream: FakeUpstream, client: HttpClient
+) -> None:
+    upstream.route("POST", "/v1/x", Reply.json({"ok": 1}))
+    upstream.route("POST", "/v1/slow", Reply.json({"ok": 2}, delay=1.0))
+    await client.request("POST", f"{upstream.url}/v1/x", json={}, timeout=0.3)
+    await asyncio.sleep(0.15)  # half-way to the first call's timer
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(NetworkError, match=r"for 0\.3 s"):
+        with upstream_errors(url=f"{upstream.url}/v1/slow", timeout=0.3):
+            await client.request("POST", f"{upstream.url}/v1/slow", json={}, timeout=0.3)
+    waited = asyncio.get_running_loop().time() - started
+    assert 0.28 <= waited < 0.8
+    assert upstream.open_connections <= 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
@@ -214,6 +215,20 @@ async def test_adaptive_reasoning_refused_is_asked_again_without_it(path: str) -
     assert [request.reasoning for request in inner.history] == [ADAPTIVE.reasoning, None]
 
 
+async def test_reasoning_is_dropped_once_and_a_plain_request_refused_again_stands() -> None:
+    server_error = UpstreamError("busy", status=503)
+    inner = FakeProvider(server_error, NO_THINKING, server_error, NO_THINKING, "answered")
+    with pytest.raises(InvalidRequestError):
+        await retrying(inner, max_retries=1).complete(ADAPTIVE)
+    # Retried (503), refused (reasoning), asked plainly with retries afresh (503), refused.
+    assert [request.reasoning for request in inner.history] == [
+        ADAPTIVE.reasoning,
+        ADAPTIVE.reasoning,
+        None,
+        None,
+    ]
+
+
 @pytest.mark.parametrize(
     ("request_", "error"),
     [
@@ -285,3 +300,35 @@ async def test_a_stream_dropped_before_any_event_is_retried_over_http(
         await provider.aclose()
     assert len(upstream.requests) == 2 and len(sleeps.delays) == 1
     assert any(isinstance(e, FinishEvent) for e in events)
+
+
+async def test_items_with_no_retries_allowed_are_the_items_themselves() -> None:
+    async def items() -> AsyncIterator[object]:
+        yield 1
+        raise UpstreamError("busy", status=503)
+
+    opened = items()
+    passed = retrying(FakeProvider(), max_retries=0).retry_items(lambda: opened)
+    assert passed is opened  # no generator in between
+    assert [await passed.__anext__()] == [1]
+    with pytest.raises(UpstreamError, match="busy"):
+        await passed.__anext__()
+
+
+async def test_items_are_opened_again_on_a_retryable_error_before_the_first() -> None:
+    attempts: list[int] = []
+
+    async def items() -> AsyncIterator[object]:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise UpstreamError("busy", status=503)
+        yield "answer"
+
+    sleeps: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    passed = retrying(FakeProvider(), max_retries=1, sleep=sleep).retry_items(items)
+    assert [item async for item in passed] == ["answer"]
+    assert (len(attempts), len(sleeps)) == (2, 1)

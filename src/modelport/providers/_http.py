@@ -333,13 +333,10 @@ class HttpProvider(BaseProvider):
         return self.hint
 
     def _errors(self, url: str, model: str | None) -> AbstractContextManager[None]:
-        return upstream_errors(
-            url=url,
-            connection=self.settings.name,
-            model=model,
-            target=self.base_url,
-            timeout=self.settings.timeout,
-            hint=lambda: self.hint_for(model),
+        settings = self.settings
+        # The boundary itself, not upstream_errors(): one call less on every request.
+        return _UpstreamErrors(
+            url, settings.name, model, self.base_url, settings.timeout, lambda: self.hint_for(model)
         )
 
     def refine_error(self, error: ModelportError, model: str | None) -> ModelportError:
@@ -451,7 +448,8 @@ class HttpProvider(BaseProvider):
             response = await self.client.request(
                 "POST", url, headers=headers, json=body, timeout=self.settings.timeout
             )
-            self._check(response.status, response.content, response.headers, request.model)
+            if response.status >= 300:
+                self._check(response.status, response.content, response.headers, request.model)
             media_type = _media_type(response.headers)
             if media_type in _WEB_PAGES:
                 raise self._not_an_answer(media_type, response.content)
@@ -460,6 +458,10 @@ class HttpProvider(BaseProvider):
                 decoder = self.wire.StreamDecoder()
                 events = [*decoder.feed(response.content), *decoder.close()]
                 return aggregate(events, model=request.model, id=getattr(decoder, "id", None))
+            decode = getattr(self.wire, "decode_chat_response", None)
+            if decode is not None:
+                # One decode, straight into the response (no events to fold back).
+                return decode(response.content, model=request.model)  # type: ignore[no-any-return]
             events = self._json_events(response.content)
             return aggregate(events, model=request.model, id=_response_id(response.content))
 

@@ -34,12 +34,12 @@ if TYPE_CHECKING:
     import aiohttp
     import yarl
     from aiohttp.client_proto import ResponseHandler
-    from aiohttp.client_reqrep import ClientRequest
+    from aiohttp.client_reqrep import ClientRequest, ConnectionKey
     from aiohttp.connector import Connection
     from aiohttp.streams import StreamReader
     from multidict import CIMultiDictProxy
 
-__all__ = ["DirectPost", "DirectResponse", "supports"]
+__all__ = ["DirectPost", "DirectResponse", "supports", "take_buffered"]
 
 #: The aiohttp releases whose internals this module was tested against (``ResponseHandler``'s
 #: timeout and reading hooks, the connector's protocol factory): 3.11 to 3.14.
@@ -56,6 +56,8 @@ class _Head(NamedTuple):
     request: ClientRequest
     prefix: bytes
     request_info: aiohttp.RequestInfo
+    #: The pool's key for this host (``request.connection_key``, worked out once).
+    key: ConnectionKey
 
 
 class DirectResponse:
@@ -115,10 +117,11 @@ class DirectPost:
         # Connections made from now on get the cheaper per-read timeout (see below).
         connector._factory = functools.partial(_response_handler(), loop=connector._loop)  # type: ignore[attr-defined]
         self._timer = TimerNoop()
-        self._heads: dict[tuple[yarl.URL, tuple[tuple[str, str], ...]], _Head] = {}
+        # Keyed by the URL's text as given: a yarl URL's hash, or its str(), is a Python call.
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], _Head] = {}
 
-    def _head(self, url: yarl.URL, headers: Mapping[str, str] | None) -> _Head:
-        key = (url, tuple(headers.items()) if headers else ())
+    def _head(self, text: str, url: yarl.URL, headers: Mapping[str, str] | None) -> _Head:
+        key = (text, tuple(headers.items()) if headers else ())
         head = self._heads.get(key)
         if head is None:
             head = self._prepare(url, headers)
@@ -153,21 +156,101 @@ class DirectPost:
             lines.append(f"{_safe(name)}: {_safe(value)}")
         text = "\r\n".join(lines) + "\r\n"
         info = aiohttp.RequestInfo(url, "POST", CIMultiDictProxy(CIMultiDict()), url)
-        return _Head(request, text.encode("utf-8"), info)
+        return _Head(request, text.encode("utf-8"), info, request.connection_key)
 
     async def send(
         self,
+        text: str,
         url: yarl.URL,
         headers: Mapping[str, str] | None,
         body: bytes,
         timeout: aiohttp.ClientTimeout,
     ) -> DirectResponse:
-        """POST ``body`` (JSON) to ``url``; the response once its head arrived."""
-        import aiohttp
+        """POST ``body`` (JSON) to ``url`` (``text`` as the caller wrote it, the key of the
+        prepared heads); the response once its head arrived."""
+        head = self._head(text, url, headers)
+        connection, code, message_headers, payload = await self._exchange(head, body, timeout)
+        return DirectResponse(connection, code, message_headers, payload)
 
-        head = self._head(url, headers)
+    async def post(
+        self,
+        text: str,
+        url: yarl.URL,
+        headers: Mapping[str, str] | None,
+        body: bytes,
+        timeout: aiohttp.ClientTimeout,
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """POST ``body`` (JSON) to ``url``; the whole answer (status, headers, body).
+
+        :meth:`send` and :meth:`DirectResponse.read` in one: no response object,
+        and a body that came with its head is taken at once.
+        """
+        head = self._heads.get((text, tuple(headers.items()) if headers else ()))
+        if head is None:
+            head = self._head(text, url, headers)
+        connection, code, message_headers, payload = await self._exchange(head, body, timeout)
         try:
-            return await self._exchange(head, body, timeout)
+            # The whole body arrived with the head (a short answer): take it as it is.
+            content = payload.read_nowait() if payload.is_eof() else await payload.read()
+        except BaseException:
+            connection.close()
+            raise
+        # Back to the pool (closed instead if the answer said so: the connector checks).
+        connection.release()
+        return code, message_headers, content
+
+    async def _exchange(
+        self, head: _Head, body: bytes, timeout: aiohttp.ClientTimeout
+    ) -> tuple[Connection, int, CIMultiDictProxy[str], StreamReader]:
+        import aiohttp
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        try:
+            connector = self._connector
+            # An idle connection from the pool under the key worked out once for this host
+            # (what connector.connect tries first, without the key built again); a new one,
+            # with the connect timeout and the pool's limits, through connect itself.
+            connection = await connector._get(head.key, [])  # type: ignore[attr-defined]
+            if connection is None:
+                try:
+                    connection = await connector.connect(head.request, [], timeout)
+                except TimeoutError as exc:
+                    raise aiohttp.ConnectionTimeoutError(
+                        f"Connection timeout to host {head.request.url}"
+                    ) from exc
+            try:
+                protocol: ResponseHandler = connection.protocol  # type: ignore[assignment]
+                protocol.set_response_params(
+                    timer=self._timer,
+                    # As session.request: a body with neither a length nor chunks ends at EOF.
+                    read_until_eof=True,
+                    auto_decompress=True,
+                    read_timeout=timeout.sock_read,
+                    timeout_ceil_threshold=connector._timeout_ceil_threshold,
+                )
+                transport = protocol.transport
+                assert transport is not None
+                transport.write(b"%sContent-Length: %d\r\n\r\n%s" % (head.prefix, len(body), body))
+                protocol.start_timeout()
+                while True:
+                    try:
+                        message, payload = await protocol.read()
+                    except HttpProcessingError as exc:
+                        raise aiohttp.ClientResponseError(
+                            head.request_info,
+                            (),
+                            status=exc.code,
+                            message=exc.message,
+                            headers=exc.headers,
+                        ) from exc
+                    code = message.code
+                    # 1xx (100 Continue, 103 Early Hints) come before the answer; skip them.
+                    if code < 100 or code > 199 or code == 101:
+                        break
+            except BaseException:
+                connection.close()
+                raise
+            return connection, code, message.headers, payload
         except aiohttp.ClientError:
             raise
         except OSError as exc:
@@ -176,52 +259,40 @@ class DirectPost:
                 raise
             raise aiohttp.ClientOSError(*exc.args) from exc
 
-    async def _exchange(
-        self, head: _Head, body: bytes, timeout: aiohttp.ClientTimeout
-    ) -> DirectResponse:
-        import aiohttp
-        from aiohttp.http_exceptions import HttpProcessingError
 
-        connector = self._connector
-        try:
-            connection = await connector.connect(head.request, [], timeout)
-        except TimeoutError as exc:
-            raise aiohttp.ConnectionTimeoutError(
-                f"Connection timeout to host {head.request.url}"
-            ) from exc
-        try:
-            protocol: ResponseHandler = connection.protocol  # type: ignore[assignment]
-            protocol.set_response_params(
-                timer=self._timer,
-                # As session.request: a body with neither a length nor chunks ends at EOF.
-                read_until_eof=True,
-                auto_decompress=True,
-                read_timeout=timeout.sock_read,
-                timeout_ceil_threshold=connector._timeout_ceil_threshold,
-            )
-            transport = connection.transport
-            assert transport is not None
-            transport.write(b"%sContent-Length: %d\r\n\r\n%s" % (head.prefix, len(body), body))
-            protocol.start_timeout()
-            while True:
-                try:
-                    message, payload = await protocol.read()
-                except HttpProcessingError as exc:
-                    raise aiohttp.ClientResponseError(
-                        head.request_info,
-                        (),
-                        status=exc.code,
-                        message=exc.message,
-                        headers=exc.headers,
-                    ) from exc
-                code = message.code
-                # 1xx (100 Continue, 103 Early Hints) come before the answer; skip them.
-                if code < 100 or code > 199 or code == 101:
-                    break
-        except BaseException:
-            connection.close()
-            raise
-        return DirectResponse(connection, code, message.headers, payload)
+def take_buffered(content: StreamReader) -> bytes:
+    """All the bytes ``content`` holds now, at once: what ``readany()`` returns when data is
+    buffered, without its per-HTTP-chunk calls.
+
+    ``readany()`` takes buffered pieces off one by one (for each: bookkeeping, the
+    chunk-split list trimmed, the protocol asked to resume); a stream whose events
+    came in one read as 20 HTTP chunks paid that 20 times. Here the pieces are
+    joined, the counts moved as those calls would have moved them (the split at
+    the new position is kept, as aiohttp keeps it), and reading resumed once if
+    it was paused. Call it only with something buffered (``content._buffer``).
+    """
+    if content._exception is not None:
+        raise content._exception
+    buffer = content._buffer
+    offset = content._buffer_offset
+    if offset:
+        buffer[0] = buffer[0][offset:]
+        content._buffer_offset = 0
+    data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+    buffer.clear()
+    size = len(data)
+    content._size -= size
+    cursor = content._cursor = content._cursor + size
+    splits = content._http_chunk_splits
+    if splits:
+        last = splits[-1]
+        splits.clear()
+        if last >= cursor:
+            splits.append(last)
+    protocol = content._protocol
+    if protocol._reading_paused:  # type: ignore[attr-defined]
+        protocol.resume_reading()
+    return data
 
 
 def supports(version: str) -> bool:
@@ -256,18 +327,24 @@ def _response_handler() -> type[ResponseHandler]:
     per plain answer. Here a read moves a deadline forward (a float); the one
     timer, when it fires early, sets itself again for the rest. Same timeout:
     it fires once ``sock_read`` seconds pass without a read.
+
+    Dropping the timeout (the answer is complete, reading paused) only clears
+    the deadline: the pending timer stays and finds nothing to do when it fires,
+    so a pooled connection's next call reuses it instead of making one (a timer
+    made and cancelled per call, ~1.4 µs). A lost connection cancels it.
     """
     from aiohttp.client_proto import ResponseHandler
 
     class _Handler(ResponseHandler):
-        _read_deadline = 0.0
+        #: When the read times out (``None``: no read is being waited for).
+        _read_deadline: float | None = None
         #: When the pending timer fires (a deadline earlier than that needs a new timer).
         _read_timer_at = 0.0
 
         def _reschedule_timeout(self) -> None:
             timeout = self._read_timeout
             if not timeout:
-                self._drop_timeout()
+                self._read_deadline = None
                 return
             loop = self._loop
             self._read_deadline = deadline = loop.time() + timeout
@@ -278,6 +355,16 @@ def _response_handler() -> type[ResponseHandler]:
                     handle.cancel()
                 self._read_timer_at = deadline
                 self._read_timeout_handle = loop.call_at(deadline, self._read_deadline_passed)
+
+        def _drop_timeout(self) -> None:
+            self._read_deadline = None
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            super().connection_lost(exc)
+            handle = self._read_timeout_handle
+            if handle is not None:
+                self._read_timeout_handle = None
+                handle.cancel()
 
         def resume_reading(self, *args: Any, **kwargs: Any) -> None:
             if not self._reading_paused:
@@ -291,13 +378,15 @@ def _response_handler() -> type[ResponseHandler]:
 
         def _read_deadline_passed(self) -> None:
             self._read_timeout_handle = None
+            deadline = self._read_deadline
+            if deadline is None:
+                return  # the answer came (or reading paused) since: the timer lapses
             loop = self._loop
-            if loop.time() >= self._read_deadline:
+            if loop.time() >= deadline:
+                self._read_deadline = None
                 self._on_read_timeout()
             else:
-                self._read_timer_at = self._read_deadline
-                self._read_timeout_handle = loop.call_at(
-                    self._read_deadline, self._read_deadline_passed
-                )
+                self._read_timer_at = deadline
+                self._read_timeout_handle = loop.call_at(deadline, self._read_deadline_passed)
 
     return _Handler

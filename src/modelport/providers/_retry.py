@@ -148,13 +148,22 @@ class RetryingProvider:
         return await self._call(self.inner.list_models)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        try:
-            return await self._call(lambda: self.inner.complete(request))
-        except ModelportError as error:
-            plain = without_refused_reasoning(request, error)
-            if plain is None:
-                raise
-            return await self._call(lambda: self.inner.complete(plain))
+        # _call's loop written out: no closure and no extra coroutine on every plain call.
+        complete = self.inner.complete
+        retry = 0
+        while True:
+            try:
+                return await complete(request)
+            except ModelportError as error:
+                if not (error.retryable and retry < self.max_retries):
+                    # Giving up on this request, unless the upstream refused only its adaptive
+                    # reasoning: asked again without it (once: it has none then), retries afresh.
+                    plain = without_refused_reasoning(request, error)
+                    if plain is not None:
+                        request, retry = plain, 0
+                        continue
+                retry += 1
+                await self._pause_or_raise(error, retry)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         """The inner provider's ``embed``, retried (check ``offers_embeddings(inner)`` first)."""
@@ -184,12 +193,21 @@ class RetryingProvider:
             retry += 1
             await self._pause_or_raise(failure, retry)
 
-    async def retry_items(self, open_items: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[Any]:
+    def retry_items(self, open_items: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[Any]:
         """The items of ``open_items()``, opened again on a retryable error before the first.
 
         The passthrough's stream (see :mod:`modelport.providers._relay`): the same rule
-        as :meth:`stream`, once anything is out a failure is the caller's to see.
+        as :meth:`stream`, once anything is out a failure is the caller's to see. With
+        no retries allowed that is ``open_items()`` itself: a generator around it would
+        only pass each item on (and cost every item a resume).
         """
+        if self.max_retries == 0:
+            return open_items()
+        return self._retry_items(open_items)
+
+    async def _retry_items(
+        self, open_items: Callable[[], AsyncIterator[Any]]
+    ) -> AsyncIterator[Any]:
         retry = 0
         while True:
             items = open_items()

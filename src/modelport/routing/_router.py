@@ -284,8 +284,14 @@ class Router:
         Without any override the route is remembered until the config, the
         environment it read, the stored keys or the registered providers change.
         """
-        overrides = (api_key, base_url, timeout, max_retries, headers)
-        if all(value is None for value in overrides):
+        if (
+            api_key is None
+            and base_url is None
+            and timeout is None
+            and max_retries is None
+            and headers is None
+        ):
+            # (Not all() over a generator: six Python calls on every routed call.)
             return self._remembered_route(address)
         connection, model = split_address(resolve_address(address, self.config, env=self.env))
         settings = self.settings_for(
@@ -427,7 +433,8 @@ class Router:
             chain = fallback_chain(request.model, self.config, self.env)
             last = len(chain) - 1
             for position, address in enumerate(chain):
-                route = await self._route_at(address, overrides_at(position, overrides))
+                at = overrides_at(position, overrides)
+                route = self._route_now(address, at) or await self._route_at(address, at)
                 try:
                     events = open_route(route)
                     started = False
@@ -498,6 +505,17 @@ class Router:
 
     async def _route_at(self, address: str, overrides: dict[str, Any]) -> Route:
         await self._prepare(address.partition("/")[0])
+        return self.resolve(address, **overrides)
+
+    def _route_now(self, address: str, overrides: dict[str, Any]) -> Route | None:
+        """:meth:`_route_at` when it would await nothing (the provider source needs no
+        start, the connection's stored key was read), without its three coroutines;
+        ``None`` when something must be awaited first."""
+        connection = address.partition("/")[0]
+        if connection not in self._keys or self._source.needed_for(
+            connection, self.config, self._cache.registered
+        ):
+            return None
         return self.resolve(address, **overrides)
 
     def _retrying(
@@ -657,7 +675,8 @@ class Router:
         chain = fallback_chain(request.model, self.config, self.env)
         last = len(chain) - 1
         for position, address in enumerate(chain):
-            route = await self._route_at(address, overrides_at(position, overrides))
+            at = overrides_at(position, overrides)
+            route = self._route_now(address, at) or await self._route_at(address, at)
             try:
                 response = await self._complete_one(
                     route, _for_route(request, route), attribution, on_retry

@@ -312,6 +312,10 @@ class StoredKeys:
         """The key read for ``connection`` so far (``None`` when not read yet)."""
         return self._keys.get(connection)
 
+    def __contains__(self, connection: object) -> bool:
+        """Whether ``connection``'s stored key was read (found or not)."""
+        return connection in self._keys
+
     def forget(self) -> None:
         self._keys.clear()
 

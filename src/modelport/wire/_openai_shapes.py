@@ -95,6 +95,8 @@ class CompletionChoice(Shape):
 
 
 class Completion(Shape):
+    #: Any JSON: only a non-empty string is the answer's id (a server sending a number has none).
+    id: Any = None
     choices: list[CompletionChoice] | None = None
     usage: Usage | None = None
     error: ErrorDetail | str | None = None

@@ -41,7 +41,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
+from uuid import uuid4
 
 import msgspec
 
@@ -55,7 +56,16 @@ from modelport.events import (
     ToolCallStartEvent,
     UsageEvent,
 )
-from modelport.types import Capabilities, FinishReason, ModelInfo, ModelPrices
+from modelport.types import (
+    Capabilities,
+    ChatResponse,
+    FinishReason,
+    ModelInfo,
+    ModelPrices,
+    ThinkingPart,
+    ToolCall,
+    Usage,
+)
 from modelport.wire import _openai_shapes as _shapes
 from modelport.wire._errors import (
     describe_body,
@@ -71,6 +81,7 @@ from modelport.wire._sse_stream import SSEStreamDecoder
 __all__ = [
     "StreamDecoder",
     "build_request",
+    "decode_chat_response",
     "decode_completion",
     "decode_models",
     "decode_response",
@@ -78,6 +89,8 @@ __all__ = [
     "error_from_response",
     "finish_reason",
 ]
+
+_U = TypeVar("_U", bound=Usage)
 
 # --- finish reasons and in-band errors -----------------------------------------
 
@@ -102,13 +115,15 @@ def finish_reason(raw: str) -> FinishReason:
     return _FINISH_REASONS.get(raw, "stop")
 
 
-def _usage_event(usage: _shapes.Usage) -> UsageEvent:
+def _usage(usage: _shapes.Usage, kind: type[_U]) -> _U:
+    """The counts as ``kind``: a :class:`UsageEvent` for a stream, a :class:`Usage` for an
+    answer decoded straight into its response."""
     prompt = usage.prompt_tokens_details
     completion = usage.completion_tokens_details
     cache_read = (prompt.cached_tokens if prompt is not None else None) or (
         usage.prompt_cache_hit_tokens or 0
     )
-    return UsageEvent(
+    return kind(
         input_tokens=usage.prompt_tokens or 0,
         output_tokens=usage.completion_tokens or 0,
         cache_read_tokens=cache_read,
@@ -251,7 +266,7 @@ class StreamDecoder(SSEStreamDecoder):
         if usage is None and chunk.x_groq is not None:
             usage = chunk.x_groq.usage
         if usage is not None:
-            event = _usage_event(usage)
+            event = _usage(usage, UsageEvent)
             if event != self._last_usage:
                 self._last_usage = event
                 out.append(event)
@@ -347,8 +362,62 @@ def _decode_chunk(data: str) -> _shapes.Chunk:
 
 def decode_response(body: bytes) -> list[StreamEvent]:
     """The events of a non-streaming ``chat.completion`` body, in stream order."""
+    return _completion_events(_decode_completion(body))
+
+
+def decode_chat_response(body: bytes, *, model: str) -> ChatResponse:
+    """A non-streaming ``chat.completion`` body, decoded once, straight into a response.
+
+    The same response as :func:`~modelport.aggregate.aggregate` of
+    :func:`decode_response`'s events with the body's ``id`` (a property test
+    holds the two together over every recorded answer): a plain call needs no
+    events, and building them only to fold them back cost a third of its
+    decoding. ``model`` is the response's model (the address asked for).
+    """
+    completion = _decode_completion(body)
+    choice, message = _first_choice(completion)
+    calls = message.tool_calls or []
+    if not calls and message.function_call is not None:
+        calls = [_shapes.ToolCallFragment(function=message.function_call)]
+    reason = _completion_finish(choice, message, calls)
+    tool_calls: list[ToolCall] = []
+    for index, call in enumerate(calls):
+        function = call.function
+        name = function.name if function is not None else None
+        if not name:
+            raise ParseError(f"The chat.completion has a tool call (index {index}) with no name")
+        arguments = _arguments(function).strip() or "{}"
+        if reason != "length":
+            # As the aggregate checks a finished turn's calls (a cut-off one keeps its text).
+            _check_arguments(name, arguments, model)
+        tool_calls.append(ToolCall(id=call.id or f"call_{index}", name=name, arguments=arguments))
+    reasoning = message.reasoning_content or message.reasoning or ""
+    identifier = completion.id
+    return ChatResponse(
+        id=identifier if isinstance(identifier, str) and identifier else f"resp_{uuid4().hex}",
+        model=model,
+        content=(message.content or "") + (message.refusal or ""),
+        reasoning=reasoning,
+        thinking=[ThinkingPart(text=reasoning)] if reasoning else [],
+        tool_calls=tool_calls,
+        usage=_usage(completion.usage, Usage) if completion.usage is not None else Usage(),
+        finish_reason=reason,
+    )
+
+
+def _check_arguments(name: str, arguments: str, model: str) -> None:
     try:
-        completion = _shapes.COMPLETION.decode(body)
+        msgspec.json.decode(arguments)
+    except msgspec.DecodeError as exc:
+        raise ParseError(
+            f"Tool call {name!r} ended with arguments that are not valid JSON: {arguments[:200]!r}",
+            model=model,
+        ) from exc
+
+
+def _decode_completion(body: bytes) -> _shapes.Completion:
+    try:
+        return _shapes.COMPLETION.decode(body)
     except msgspec.ValidationError as exc:
         raise ParseError(
             f"The chat.completion had an unexpected shape ({exc}): {excerpt(body, 200)}"
@@ -357,7 +426,6 @@ def decode_response(body: bytes) -> list[StreamEvent]:
         raise ParseError(
             f"The upstream answered with data that is not JSON: {excerpt(body, 200)}"
         ) from exc
-    return _completion_events(completion)
 
 
 def decode_completion(obj: Mapping[str, Any]) -> list[StreamEvent]:
@@ -369,11 +437,16 @@ def decode_completion(obj: Mapping[str, Any]) -> list[StreamEvent]:
     return _completion_events(completion)
 
 
-def _completion_events(completion: _shapes.Completion) -> list[StreamEvent]:
+def _first_choice(
+    completion: _shapes.Completion,
+) -> tuple[_shapes.CompletionChoice, _shapes.ResponseMessage]:
+    """The answer's choice at index 0 and its message (an in-band error raised)."""
     if completion.error is not None:
         raise _in_band_error(completion.error)
-    choice = next((c for c in completion.choices or () if not c.index), None)
-    if choice is None:
+    for choice in completion.choices or ():
+        if not choice.index:  # 0, or null from a server that numbers nothing
+            break
+    else:
         raise ParseError("The chat.completion has no choice at index 0")
     message = choice.message
     if message is None:
@@ -381,6 +454,24 @@ def _completion_events(completion: _shapes.Completion) -> list[StreamEvent]:
             "The answer's choice has no message: it is not a chat.completion "
             "(a legacy /completions answer carries `text` instead)"
         )
+    return choice, message
+
+
+def _completion_finish(
+    choice: _shapes.CompletionChoice,
+    message: _shapes.ResponseMessage,
+    calls: list[_shapes.ToolCallFragment],
+) -> FinishReason:
+    reason = finish_reason(choice.finish_reason or "stop")
+    if reason == "stop" and calls:
+        return "tool_calls"
+    if reason == "stop" and message.refusal:
+        return "refusal"
+    return reason
+
+
+def _completion_events(completion: _shapes.Completion) -> list[StreamEvent]:
+    choice, message = _first_choice(completion)
     out: list[StreamEvent] = []
     reasoning = message.reasoning_content or message.reasoning
     if reasoning:
@@ -401,13 +492,8 @@ def _completion_events(completion: _shapes.Completion) -> list[StreamEvent]:
         if arguments:
             out.append(ToolCallDeltaEvent(index=index, arguments=arguments))
     if completion.usage is not None:
-        out.append(_usage_event(completion.usage))
-    reason = finish_reason(choice.finish_reason or "stop")
-    if reason == "stop" and calls:
-        reason = "tool_calls"
-    elif reason == "stop" and message.refusal:
-        reason = "refusal"
-    out.append(FinishEvent(reason=reason))
+        out.append(_usage(completion.usage, UsageEvent))
+    out.append(FinishEvent(reason=_completion_finish(choice, message, calls)))
     return out
 
 

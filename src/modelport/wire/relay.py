@@ -371,7 +371,7 @@ class OpenAIRelay(_SSERelay):
         if usage is None and chunk.x_groq is not None:
             usage = chunk.x_groq.usage
         if usage is not None:
-            event = openai_chat._usage_event(usage)
+            event = openai_chat._usage(usage, UsageEvent)
             if event != self._last_usage:
                 self._last_usage = event
                 items.append(event)
