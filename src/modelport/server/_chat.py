@@ -56,7 +56,9 @@ from modelport.server._passthrough import (
     relay_factory,
 )
 from modelport.server._streaming import (
+    BODY_KEY,
     DISCONNECT_EXTENSION,
+    START_WITH_BODY_EXTENSION,
     EventStreamResponse,
     StreamEncoder,
     internal_error,
@@ -417,8 +419,16 @@ class _PlainAnswer(Response):
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await send({"type": "http.response.body", "body": self.body})
+            extensions = scope.get("extensions")
+            if extensions and START_WITH_BODY_EXTENSION in extensions:
+                # Head and body in one message, written at once (GatewayCycle).
+                start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                start[BODY_KEY] = self.body
+                await send(start)
+            else:
+                start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                await send(start)
+                await send({"type": "http.response.body", "body": self.body})
         finally:
             self._after()
 
