@@ -155,7 +155,8 @@ class EventStreamResponse(Response):
         headers: Callable[[], list[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         # Response.__init__ would render a body; this response writes its own.
-        self.status_code = 200
+        # The status once a head is sent (200, or an error's): 0 until then.
+        self.status_code = 0
         self.background = None
         self._events = events
         self._encoder = encoder
@@ -232,6 +233,7 @@ class EventStreamResponse(Response):
             return
         if not self._started:
             status, body, headers = self._error_response(failure)
+            self.status_code = status  # what the access log and metrics report
             await _send_whole(send, status, body, headers)
         else:
             await self._write(send, self._encoder.error(failure), more_body=False)
@@ -282,6 +284,7 @@ class EventStreamResponse(Response):
                     await self._write(send, data)
             if not self._started:
                 status, body, headers = self._error_response(failure)
+                self.status_code = status  # what the access log and metrics report
                 await _send_whole(send, status, body, headers)
             else:
                 await self._write(send, encoder.error(failure), more_body=False)
@@ -304,6 +307,7 @@ class EventStreamResponse(Response):
         # here means no keep-alive is half-way out.
         self._started = True
         self._sending = True
+        self.status_code = 200
         start = {"type": "http.response.start", "status": 200, "headers": self._head()}
         if self._start_with_body:
             # One message and one write for the head and the first frames.
@@ -367,6 +371,7 @@ class EventStreamResponse(Response):
                 # A long wait for the first token: commit to a 200 and the
                 # encoder's prelude (Anthropic SDKs need message_start before a ping).
                 self._started = True
+                self.status_code = 200
                 await send({"type": "http.response.start", "status": 200, "headers": self._head()})
                 body = self._encoder.start() + self._keepalive
             else:
