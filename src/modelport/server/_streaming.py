@@ -182,7 +182,8 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        # Given the loop, current_task does not look it up again (on 3.11, a getpid each).
+        task = asyncio.current_task(loop)
         assert task is not None
         self._loop_time = loop.time
         self._last_write = loop.time()
