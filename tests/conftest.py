@@ -29,6 +29,19 @@ def _guarded_connect(self: socket.socket, address: object) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A ``MODELPORT_HOME`` of the session's own, for fixtures wider than one test.
+
+    :func:`_clean_environ` gives each test a fresh home, but a module- or
+    session-scoped fixture is set up before it: one that built a gateway (whose
+    governance catalog opens ``usage.db``) wrote into the user's real home.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODELPORT_HOME", str(tmp_path_factory.mktemp("session-home")))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _collect_all_garbage_at_the_end() -> Iterator[None]:
     """Collect what :func:`_collect_garbage` froze, once the last test is done.
 

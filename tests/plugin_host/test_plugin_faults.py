@@ -172,7 +172,9 @@ async def test_every_fault_at_once_behind_the_gateway(
     async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
         began = time.monotonic()
         assert (await client.get("/health")).status_code == 200
-        assert time.monotonic() - began < 1
+        # Under the silent plugin's 3 s initialize timeout, so /health did not wait for
+        # it; 1 s was missed by 20 ms once on a loaded 2-core machine.
+        assert time.monotonic() - began < 2
         while (await client.get("/plugins/good")).json()["state"] != "running":
             assert time.monotonic() - began < 15
             await asyncio.sleep(0.05)
