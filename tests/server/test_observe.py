@@ -53,7 +53,8 @@ def test_the_chat_routes_count_the_status_each_answer_sent(
     caplog.set_level(logging.INFO, logger="modelport.access")
     url = f"{gateway.url}/v1/chat/completions"
     chat = {"model": "oai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-    upstream.route("POST", "/v1/chat/completions", Reply.fixture("openai/chat-completion-refusal.json"))
+    answer = Reply.fixture("openai/chat-completion-refusal.json")
+    upstream.route("POST", "/v1/chat/completions", answer)
     assert httpx.post(url, json=chat).status_code == 200
     upstream.route(
         "POST", "/v1/chat/completions", Reply.fixture("openai/chat-stream-text-include-usage.sse")

@@ -230,7 +230,7 @@ async def test_a_start_with_its_body_is_chunked_when_no_length_is_given() -> Non
     assert transport.complete  # type: ignore[attr-defined]
 
 
-async def test_a_start_with_a_body_that_breaks_its_length_is_refused_as_uvicorn_refuses_it() -> None:
+async def test_a_start_whose_body_breaks_its_length_is_refused_as_uvicorn_refuses_it() -> None:
     for body, words in ((b"hello!", "longer"), (b"hell", "shorter")):
         seen: list[Any] = []
         headers = [(b"content-length", b"5")]

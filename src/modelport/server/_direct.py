@@ -79,10 +79,16 @@ class DirectChat:
                 await _refuse(scope, send, 503, GatewayBusy(bodies.limit))
                 return
             bodies.held += size
-            held = _Held(size)
+            if not request.streamed:
+                try:
+                    response = await scope["endpoint"](Request(scope, receive, send))
+                    await response(scope, receive, send)
+                finally:
+                    bodies.held -= size
+                return
+            held = _Held(size)  # a chunked body: counted as it arrives
+            receive = _counting(receive, held, bodies)
             try:
-                if request.streamed:
-                    receive = _counting(receive, held, bodies)
                 response = await scope["endpoint"](Request(scope, receive, send))
                 await response(scope, receive, send)
             finally:
