@@ -210,3 +210,51 @@ def test_a_body_over_the_limit_is_413_in_the_clients_shape(
     assert response.status_code == 413
     assert "MiB" in response.json()["error"]["message"]
     assert not upstream.requests
+
+
+async def test_remembered_host_and_content_type_answers_stay_right() -> None:
+    # The guard remembers its answer per raw Host and Content-Type value; each value
+    # keeps its own answer, and past the memory's size a value is still judged.
+    from modelport.server import _guard
+
+    reached: list[bytes] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        reached.append(dict(scope["headers"])[b"host"])  # type: ignore[call-overload]
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"{}"}
+
+    guard = GuardMiddleware(app, GatewayKeys(None))
+
+    async def call(host: bytes, content_type: bytes = b"application/json") -> int | None:
+        sent.clear()
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/chat/completions",
+            "headers": [
+                (b"host", host),
+                (b"content-type", content_type),
+                (b"content-length", b"2"),
+            ],
+        }
+        await guard(scope, receive, send)  # type: ignore[arg-type]
+        return sent[0]["status"] if sent else None  # type: ignore[return-value]
+
+    for _ in range(2):
+        assert await call(b"127.0.0.1:8000") is None
+        assert await call(b"evil.example") == 403
+        assert await call(b"127.0.0.1:8000", b"text/plain") == 415
+        assert await call(b"127.0.0.1:8000", b"Application/JSON; charset=utf-8") is None
+    for index in range(_guard._REMEMBERED + 10):
+        assert await call(b"evil%d.example" % index) == 403
+        assert await call(b"localhost:%d" % index) is None
+    assert await call(b"evil.example") == 403
+    assert await call(b"127.0.0.1:8000") is None
+    assert await call(b"127.0.0.1:8000", b"text/plain") == 415

@@ -14,6 +14,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from modelport.server._protocol import GatewayProtocol
+from modelport.server._streaming import BODY_KEY, START_WITH_BODY_EXTENSION
 
 
 class _Recorder:
@@ -149,3 +150,106 @@ async def test_a_forbidden_byte_in_any_header_is_refused_as_uvicorn_refuses_it(
             # Nothing of the answer is written and the connection is closed.
             assert head == b"" and closed, (bad, head)
     assert "Invalid HTTP header" in caplog.text
+
+
+# --- a start message that carries the first body bytes (START_WITH_BODY_EXTENSION) -----------
+
+
+def _app_starting_with(
+    headers: list[tuple[bytes, bytes]], first: bytes, more: list[bytes], seen: list[Any]
+) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        assert scope["extensions"][START_WITH_BODY_EXTENSION] is True
+        start = {"type": "http.response.start", "status": 200, "headers": headers}
+        start[BODY_KEY] = first
+        start["more_body"] = bool(more)
+        try:
+            await send(start)
+        except RuntimeError as exc:
+            seen.append(exc)
+            raise
+        seen.append(len(_transport_of(scope).writes))  # written before send returned
+        for index, piece in enumerate(more):
+            last = index == len(more) - 1
+            await send({"type": "http.response.body", "body": piece, "more_body": not last})
+
+    return app
+
+
+_TRANSPORTS: dict[int, _Recorder] = {}
+
+
+def _transport_of(scope: Any) -> _Recorder:
+    return _TRANSPORTS[scope["client"][1]]
+
+
+async def _run(app: Any, access_log: bool = False, method: bytes = b"GET") -> _Recorder:
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, server_header=False, access_log=access_log
+    )
+    config.load()
+    protocol = GatewayProtocol.with_limits()(
+        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+    )
+    transport = _Recorder()
+    _TRANSPORTS[5000] = transport
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol.data_received(method + b" / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+    for _ in range(50):
+        await asyncio.sleep(0.005)
+        if transport.closed or (protocol.cycle is not None and protocol.cycle.response_complete):
+            break
+    assert protocol.cycle is not None
+    transport.complete = protocol.cycle.response_complete  # type: ignore[attr-defined]
+    transport.closed_by_answer = transport.closed  # type: ignore[attr-defined]
+    protocol.connection_lost(None)
+    return transport
+
+
+async def test_a_start_with_its_body_is_one_write_at_once_and_completes_the_answer() -> None:
+    seen: list[Any] = []
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"5")]
+    transport = await _run(_app_starting_with(headers, b"hello", [], seen))
+    assert seen == [1]  # written inside send(), not held for a later turn of the loop
+    assert transport.writes == [
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\nhello"
+    ]
+    assert transport.complete and not transport.closed_by_answer  # type: ignore[attr-defined]
+
+
+async def test_a_start_with_its_body_is_chunked_when_no_length_is_given() -> None:
+    seen: list[Any] = []
+    headers = [(b"content-type", b"text/event-stream")]
+    transport = await _run(_app_starting_with(headers, b"data: 1\n\n", [b"data: 2\n\n"], seen))
+    assert seen == [1]
+    head, _, body = b"".join(transport.writes).partition(b"\r\n\r\n")
+    assert head.endswith(b"transfer-encoding: chunked")
+    assert body == b"9\r\ndata: 1\n\n\r\n9\r\ndata: 2\n\n\r\n0\r\n\r\n"
+    assert transport.complete  # type: ignore[attr-defined]
+
+
+async def test_a_start_whose_body_breaks_its_length_is_refused_as_uvicorn_refuses_it() -> None:
+    for body, words in ((b"hello!", "longer"), (b"hell", "shorter")):
+        seen: list[Any] = []
+        headers = [(b"content-length", b"5")]
+        await _run(_app_starting_with(headers, body, [], seen))
+        assert isinstance(seen[0], RuntimeError) and words in str(seen[0])
+
+
+async def test_a_start_with_its_body_under_uvicorns_own_access_log_writes_the_body_too() -> None:
+    # uvicorn's access log takes uvicorn's send, which knows no body in a start message.
+    seen: list[Any] = []
+    headers = [(b"content-length", b"5")]
+    transport = await _run(_app_starting_with(headers, b"hello", [], seen), access_log=True)
+    assert b"".join(transport.writes).endswith(b"\r\n\r\nhello")
+    assert transport.complete  # type: ignore[attr-defined]
+
+
+async def test_a_start_with_its_body_answers_head_without_the_body() -> None:
+    seen: list[Any] = []
+    headers = [(b"content-length", b"5")]
+    transport = await _run(_app_starting_with(headers, b"hello", [], seen), method=b"HEAD")
+    assert b"".join(transport.writes).endswith(b"content-length: 5\r\n\r\n")
+    assert transport.complete  # type: ignore[attr-defined]

@@ -82,7 +82,7 @@ def cache_for(
     look ``key`` up. ``(cache, key, "miss")``: ``no-cache``, store without
     looking. ``(None, None, "bypass")``: ``no-store``.
     """
-    state = request.app.state
+    state = request.scope["app"].state
     cache: ResponseCache | None = getattr(state, "cache", None)
     if cache is None or not cache.wants(chat.model):
         return None, None, None

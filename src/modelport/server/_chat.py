@@ -56,7 +56,9 @@ from modelport.server._passthrough import (
     relay_factory,
 )
 from modelport.server._streaming import (
+    BODY_KEY,
     DISCONNECT_EXTENSION,
+    START_WITH_BODY_EXTENSION,
     EventStreamResponse,
     StreamEncoder,
     internal_error,
@@ -146,7 +148,7 @@ def chat_endpoint(surface: ChatSurface) -> Callable[[Request], Awaitable[Respons
         # Random bits, as uuid4's hex but without its os.urandom call (~3 µs).
         request_id = id_template % getrandbits(id_bits)
         relayed = (
-            relay_body(surface.api, payload, chat, request.app.state, relays)
+            relay_body(surface.api, payload, chat, request.scope["app"].state, relays)
             if relays != "off"
             else None
         )
@@ -222,7 +224,8 @@ async def answer_chat(
     passthrough (:mod:`modelport.server._passthrough`), ``payload`` the client's.
     """
     wire = surface.wire
-    state = request.app.state
+    # scope["app"], not request.app: a property call less (the same app, set by routing).
+    state = request.scope["app"].state
     address = chat.model
     scope = request.scope
     scope_state = scope.setdefault("state", {})
@@ -417,8 +420,16 @@ class _PlainAnswer(Response):
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await send({"type": "http.response.body", "body": self.body})
+            extensions = scope.get("extensions")
+            if extensions and START_WITH_BODY_EXTENSION in extensions:
+                # Head and body in one message, written at once (GatewayCycle).
+                start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                start[BODY_KEY] = self.body
+                await send(start)
+            else:
+                start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                await send(start)
+                await send({"type": "http.response.body", "body": self.body})
         finally:
             self._after()
 

@@ -117,8 +117,22 @@ class _Request:
 
 
 def _is_json(content_type: bytes) -> bool:
+    if content_type in _JSON_TYPES_SEEN:
+        return True
     media_type = content_type.partition(b";")[0].strip().lower()
-    return media_type == b"application/json"
+    if media_type != b"application/json":
+        return False
+    if len(_JSON_TYPES_SEEN) < _REMEMBERED:
+        _JSON_TYPES_SEEN.add(content_type)
+    return True
+
+
+#: How many ``Host`` and ``Content-Type`` values the guard remembers its answer for.
+_REMEMBERED = 256
+# The same few values come on every request (one client, one host name): a set or dict
+# lookup instead of decoding and parsing each one again. Only answers are kept, never
+# anything a client could grow past _REMEMBERED entries.
+_JSON_TYPES_SEEN: set[bytes] = set()
 
 
 class GuardMiddleware:
@@ -158,9 +172,18 @@ class GuardMiddleware:
             wildcard = bound in ("", "*")
         self._any_host = wildcard
         self._hosts = frozenset({bound, *(_host_name(name) for name in allowed_hosts)})
+        self._host_answers: dict[bytes, bool] = {}  # a raw Host header -> allowed
 
     def _host_allowed(self, host: str) -> bool:
         return self._any_host or host in self._hosts or _loopback_name(host)
+
+    def _host_header_allowed(self, raw: bytes) -> bool:
+        answer = self._host_answers.get(raw)
+        if answer is None:
+            answer = self._host_allowed(_host_name(raw.decode("latin-1")))
+            if len(self._host_answers) < _REMEMBERED:
+                self._host_answers[raw] = answer
+        return answer
 
     def _origin_allowed(self, origin: bytes, host: bytes | None) -> bool:
         # Browsers send ``Origin`` on every cross-site request (and on same-site
@@ -208,9 +231,7 @@ class GuardMiddleware:
             bodies.held -= held.size
 
     def _refusal(self, scope: Scope, request: _Request) -> tuple[int, ModelportError] | None:
-        if request.host is not None and not self._host_allowed(
-            _host_name(request.host.decode("latin-1"))
-        ):
+        if request.host is not None and not self._host_header_allowed(request.host):
             return 403, AuthError(_FOREIGN_HOST)
         if request.origin is not None and not self._origin_allowed(request.origin, request.host):
             return 403, AuthError(_FOREIGN_ORIGIN)

@@ -27,7 +27,7 @@ from modelport.server.access_log import (
 if TYPE_CHECKING:
     from modelport.server.metrics import GatewayMetrics
 
-__all__ = ["ObserveMiddleware"]
+__all__ = ["ObserveMiddleware", "internal_server_error"]
 
 
 def _route_label(scope: Scope, known: frozenset[str]) -> str:
@@ -90,20 +90,24 @@ class ObserveMiddleware:
         except Exception:
             if not status:
                 status = 500
-                await _internal_server_error(send)
+                await internal_server_error(send)
             raise
         finally:
-            status = status or 500
             metrics.in_flight -= 1
-            seconds = time.perf_counter() - started
-            route = _route_label(scope, self.known_paths)
-            self.metrics.observe_request(route, scope["method"], status, seconds)
-            write_access = self._write_access
-            if write_access is not None and access_logger.isEnabledFor(logging.INFO):
-                write_access(scope, route, status, seconds)
+            self.record(scope, _route_label(scope, self.known_paths), status, started)
+
+    def record(self, scope: Scope, route: str, status: int, started: float) -> None:
+        """Count and log one finished request (``status`` 0: nothing was sent, a 500)."""
+        status = status or 500
+        seconds = time.perf_counter() - started
+        self.metrics.observe_request(route, scope["method"], status, seconds)
+        write_access = self._write_access
+        if write_access is not None and access_logger.isEnabledFor(logging.INFO):
+            write_access(scope, route, status, seconds)
 
 
-async def _internal_server_error(send: Send) -> None:
+async def internal_server_error(send: Send) -> None:
+    """A plain 500, for a request whose handler failed before sending anything."""
     body = b"Internal Server Error"
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
     await send({"type": "http.response.start", "status": 500, "headers": headers})

@@ -49,6 +49,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from modelport.errors import InvalidRequestError, ModelportError
 from modelport.server._chat import DISCONNECT_EXTENSION
 from modelport.server._response_head import GatewayCycle
+from modelport.server._streaming import START_WITH_BODY_EXTENSION
 from modelport.wire import anthropic_messages_server, openai_chat_server
 
 __all__ = ["GatewayProtocol", "HttpLimits", "connection_limit", "raise_open_file_limit"]
@@ -140,6 +141,11 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_grace = True  # one look at unread bytes per head (its limit is not silence)
         #: Called once if the connection is lost while set (:data:`DISCONNECT_EXTENSION`).
         self._on_lost: Callable[[], object] | None = None
+        # Every request on the connection gets the same extensions (none is per request).
+        self._extensions = {
+            DISCONNECT_EXTENSION: self._watch_disconnect,
+            START_WITH_BODY_EXTENSION: True,
+        }
 
     # --- connections --------------------------------------------------------------
 
@@ -242,7 +248,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._phase = _BODY
         before = self.cycle
         super().on_headers_complete()
-        self.scope["extensions"] = {DISCONNECT_EXTENSION: self._watch_disconnect}
+        self.scope["extensions"] = self._extensions
         if self.cycle is not before:  # a new request's cycle (not an upgrade)
             self.cycle.transport = _HeadWithBody(self.transport, self.loop)
             # uvicorn builds the cycle itself; ours differs only in how it writes a head.
@@ -390,6 +396,15 @@ class _HeadWithBody:
             self._held = data
             self._loop.call_soon(self._flush)
             return
+        self._transport.write(data)
+
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` at once (a head with its body: nothing to join it to)."""
+        held = self._held
+        self._armed = False
+        if held is not None:
+            self._held = None
+            data = held + data
         self._transport.write(data)
 
     def _flush(self) -> None:

@@ -11,6 +11,16 @@ raise the same error. Everything else about the head is uvicorn's, in its order:
 ``content-length`` and ``transfer-encoding`` noted, ``connection: close`` honoured,
 chunked encoding when neither length nor encoding is given. Any other message, or a
 server that logs its own access lines, goes to uvicorn's ``send`` as it is.
+
+A response that knows its first body bytes when it starts (a plain JSON answer, a
+stream's first frames) may put them in the ``http.response.start`` message itself,
+under :data:`~modelport.server._streaming.BODY_KEY` (and ``more_body``), where the
+server offers :data:`~modelport.server._streaming.START_WITH_BODY_EXTENSION`: the
+head and those bytes then go out in one write at once, without holding the head for
+the next message (a loop callback per answer) and without a second ``send``. The
+body is written as uvicorn writes an ``http.response.body`` message (its length
+checked, chunked when the head said so, the response completed when ``more_body``
+is false).
 """
 
 from __future__ import annotations
@@ -23,6 +33,8 @@ from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     RequestResponseCycle,
 )
+
+from modelport.server._streaming import BODY_KEY
 
 __all__ = ["GatewayCycle"]
 
@@ -39,6 +51,10 @@ class GatewayCycle(RequestResponseCycle):
             or self.flow.write_paused
         ):
             await super().send(message)
+            if BODY_KEY in message and message["type"] == "http.response.start":
+                body = {"type": "http.response.body", "body": message[BODY_KEY]}
+                body["more_body"] = message.get("more_body", False)
+                await super().send(body)
             return
         self.response_started = True
         self.waiting_for_100_continue = False
@@ -74,4 +90,30 @@ class GatewayCycle(RequestResponseCycle):
             self.chunked_encoding = True
             content.append(b"transfer-encoding: chunked\r\n")
         content.append(b"\r\n")
-        self.transport.write(b"".join(content))
+        body = message.get(BODY_KEY)
+        if body is None:
+            self.transport.write(b"".join(content))
+            return
+        more_body = message.get("more_body", False)
+        if self.scope["method"] == "HEAD":
+            self.expected_content_length = 0
+        elif self.chunked_encoding:
+            if body:
+                content.extend((b"%x\r\n" % len(body), body, b"\r\n"))
+            if not more_body:
+                content.append(b"0\r\n\r\n")
+        else:
+            if len(body) > self.expected_content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.expected_content_length -= len(body)
+            content.append(body)
+        # Nothing to hold for a next message: the head's transport writes it now.
+        self.transport.write_now(b"".join(content))
+        if not more_body:
+            if self.expected_content_length != 0:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()

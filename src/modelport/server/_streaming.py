@@ -53,8 +53,10 @@ from modelport.events import (
 from modelport.server._drain import Drain, InFlight
 
 __all__ = [
+    "BODY_KEY",
     "DISCONNECT_EXTENSION",
     "OUTPUT_EVENTS",
+    "START_WITH_BODY_EXTENSION",
     "EventStreamResponse",
     "StreamEncoder",
     "StreamOutcome",
@@ -72,6 +74,13 @@ _MAX_HELD = 64 * 1024
 #: cancelled through it, and a stream watched through it (:class:`_Pacer`), without a
 #: task per request waiting on ``receive()``; under another server, that task does it.
 DISCONNECT_EXTENSION = "modelport.disconnect"
+
+#: The scope extension through which the server says that an ``http.response.start``
+#: message may carry the response's first body bytes, under :data:`BODY_KEY` (with
+#: ``more_body`` beside them, as in a body message): head and body then go out in one
+#: write, at once (:class:`~modelport.server._response_head.GatewayCycle`).
+START_WITH_BODY_EXTENSION = "modelport.start_with_body"
+BODY_KEY = "modelport.body"
 
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -146,7 +155,8 @@ class EventStreamResponse(Response):
         headers: Callable[[], list[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         # Response.__init__ would render a body; this response writes its own.
-        self.status_code = 200
+        # The status once a head is sent (200, or an error's): 0 until then.
+        self.status_code = 0
         self.background = None
         self._events = events
         self._encoder = encoder
@@ -168,17 +178,22 @@ class EventStreamResponse(Response):
         self._usage: UsageEvent | None = None
         self._failure: BaseException | None = None
         self._loop_time: Callable[[], float] = time.monotonic
+        self._start_with_body = False  # the server takes the first frames with the head
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        # Given the loop, current_task does not look it up again (on 3.11, a getpid each).
+        task = asyncio.current_task(loop)
         assert task is not None
         self._loop_time = loop.time
         self._last_write = loop.time()
         drain = self._drain
         call = self._call = drain.enter(task) if drain is not None else None
         extensions = scope.get("extensions")
-        watch = extensions.get(DISCONNECT_EXTENSION) if extensions else None
+        watch = None
+        if extensions:
+            watch = extensions.get(DISCONNECT_EXTENSION)
+            self._start_with_body = START_WITH_BODY_EXTENSION in extensions
         watcher: asyncio.Task[None] | _Pacer
         if watch is not None:
             watcher = _Pacer(self, send, task, loop)
@@ -219,6 +234,7 @@ class EventStreamResponse(Response):
             return
         if not self._started:
             status, body, headers = self._error_response(failure)
+            self.status_code = status  # what the access log and metrics report
             await _send_whole(send, status, body, headers)
         else:
             await self._write(send, self._encoder.error(failure), more_body=False)
@@ -269,6 +285,7 @@ class EventStreamResponse(Response):
                     await self._write(send, data)
             if not self._started:
                 status, body, headers = self._error_response(failure)
+                self.status_code = status  # what the access log and metrics report
                 await _send_whole(send, status, body, headers)
             else:
                 await self._write(send, encoder.error(failure), more_body=False)
@@ -291,11 +308,20 @@ class EventStreamResponse(Response):
         # here means no keep-alive is half-way out.
         self._started = True
         self._sending = True
+        self.status_code = 200
+        start = {"type": "http.response.start", "status": 200, "headers": self._head()}
+        if self._start_with_body:
+            # One message and one write for the head and the first frames.
+            start[BODY_KEY] = body
+            start["more_body"] = more_body
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self._head()})
+            await send(start)
         finally:
             self._sending = False
-        await self._write(send, body, more_body=more_body)
+        if self._start_with_body:
+            self._last_write = self._loop_time()
+        else:
+            await self._write(send, body, more_body=more_body)
 
     def _head(self) -> list[tuple[bytes, bytes]]:
         # Asked when the headers go out: by then the answering deployment is known.
@@ -346,6 +372,7 @@ class EventStreamResponse(Response):
                 # A long wait for the first token: commit to a 200 and the
                 # encoder's prelude (Anthropic SDKs need message_start before a ping).
                 self._started = True
+                self.status_code = 200
                 await send({"type": "http.response.start", "status": 200, "headers": self._head()})
                 body = self._encoder.start() + self._keepalive
             else:

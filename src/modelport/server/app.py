@@ -39,6 +39,7 @@ from modelport.server import (
     responses_routes,
     ui,
 )
+from modelport.server._direct import DirectChat
 from modelport.server._drain import Drain
 from modelport.server._errors import MAX_BODY_BYTES_IN_FLIGHT, error_response_for_path
 from modelport.server._guard import BodyBudget, GuardMiddleware
@@ -246,10 +247,12 @@ def create_app(
         and r.methods is not None
         and "POST" in r.methods
     }
-    direct: ASGIApp = _call_chat
-    for cls, args, kwargs in reversed(middleware):
-        direct = cls(direct, *args, **kwargs)
-    app._direct = direct
+    # The same two layers' checks, run from one entry (server/_direct.py).
+    observe_options, guard_options = (layer.kwargs for layer in middleware)
+    app._direct = DirectChat(
+        ObserveMiddleware(_call_chat, **observe_options),
+        GuardMiddleware(_call_chat, **guard_options),
+    )
     state = app.state = GatewayState()
     state.config = config
     state.router = router
